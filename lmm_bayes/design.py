@@ -1,0 +1,418 @@
+"""Data + :class:`~lmm_bayes.formula.ModelSpec` → :class:`Design` (numpy arrays and Z).
+
+The design is everything a sampler needs and nothing more: the response ``y``,
+the fixed-effects matrix ``X`` with column names, and one :class:`GroupDesign`
+per grouping factor (level codes, level labels, effect names and the per-row
+block of Z). ``Design.Z`` assembles the textbook random-effects design matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from formulae import design_matrices
+
+from . import validate
+from .formula import ModelSpec
+
+__all__ = ["GroupDesign", "Design", "NewRows", "build_design", "group_labels"]
+
+# transformations formulae does not define itself (center, scale, C and I it does)
+_NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt}
+
+
+@dataclass(frozen=True, eq=False)
+class GroupDesign:
+    """The random-effects design of one grouping factor.
+
+    Attributes
+    ----------
+    name : str
+        ``"Subject"`` or ``"subject:neuron"``; also the dim name of its levels.
+    factors : tuple of str
+        Data columns that define the clusters.
+    levels : tuple of str
+        Level labels as the user wrote them (``"308"``; ``"s1:n3"`` for interactions).
+    codes : ndarray of int, shape (n,)
+        Level index of every row.
+    effects : tuple of str
+        Effect names, e.g. ``("Intercept", "Days")``.
+    Z : ndarray, shape (n, q)
+        The values multiplying the cluster's effects on each row.
+    blocks : tuple of tuple of int
+        Effects whose correlations are modelled together (one LKJ prior each);
+        effects in different blocks are independent. ``(Days||Subject)`` gives
+        ``((0,), (1,))``.
+    parent : str or None
+        The grouping factor this one is nested in (each level lies within one
+        level of the parent), if any.
+    parent_codes : ndarray of int or None
+        For every level, the index of its parent level.
+    """
+
+    name: str
+    factors: tuple[str, ...]
+    levels: tuple[str, ...]
+    codes: np.ndarray
+    effects: tuple[str, ...]
+    Z: np.ndarray
+    blocks: tuple[tuple[int, ...], ...]
+    parent: str | None = None
+    parent_codes: np.ndarray | None = None
+    effect_exprs: tuple[str, ...] = ()
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_effects(self) -> int:
+        return len(self.effects)
+
+    @property
+    def correlated(self) -> bool:
+        """True when any block holds more than one effect (an LKJ prior is needed)."""
+        return any(len(b) > 1 for b in self.blocks)
+
+    @property
+    def effect_dim(self) -> str:
+        return f"{self.name}_effect"
+
+    def counts(self) -> np.ndarray:
+        """Rows per level."""
+        return np.bincount(self.codes, minlength=self.n_levels)
+
+
+@dataclass(frozen=True, eq=False)
+class NewRows:
+    """Predictor values of new rows, evaluated with the fitted design's coding.
+
+    ``labels[g]`` holds each row's level label for group ``g`` (possibly unseen);
+    ``codes[g]`` the index into the fitted levels, or -1 for an unseen level.
+    """
+
+    index: pd.Index
+    X: np.ndarray
+    Z: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class Design:
+    """Numeric arrays for ``y = X beta + Z b + e``.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    y : ndarray, shape (n,)
+    response : str
+    X : ndarray, shape (n, p)
+    X_columns : tuple of str
+    groups : tuple of GroupDesign
+    index : pandas.Index
+        The data's row labels of the rows used.
+    data : pandas.DataFrame
+        The used columns of the used rows, as given (grouping columns as text).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> d = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design
+    >>> d.X_columns, d.Z.shape
+    (('Intercept', 'Days'), (180, 36))
+    """
+
+    spec: ModelSpec
+    y: np.ndarray
+    response: str
+    X: np.ndarray
+    X_columns: tuple[str, ...]
+    groups: tuple[GroupDesign, ...]
+    index: pd.Index
+    data: pd.DataFrame
+    _fixed: Any = field(default=None, repr=False)
+    _effects: dict = field(default_factory=dict, repr=False)
+    _renames: dict = field(default_factory=dict, repr=False)
+    _namespace: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    def group(self, name: str) -> GroupDesign:
+        """The :class:`GroupDesign` called ``name``; ``ValueError`` listing the names otherwise."""
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise ValueError(f"no grouping factor {name!r}; the model has {[g.name for g in self.groups]}")
+
+    @cached_property
+    def Z(self) -> sp.csr_matrix:
+        """The whole random-effects design matrix, CSR, shape (n, sum of levels × effects).
+
+        Columns are grouped by term, then level, then effect (labels in :attr:`Z_columns`).
+        """
+        blocks = []
+        rows = np.arange(self.n)
+        for g in self.groups:
+            q = g.n_effects
+            cols = g.codes[:, None] * q + np.arange(q)[None, :]
+            blocks.append(
+                sp.csr_matrix(
+                    (g.Z.ravel(), (np.repeat(rows, q), cols.ravel())), shape=(self.n, g.n_levels * q)
+                )
+            )
+        if not blocks:
+            return sp.csr_matrix((self.n, 0))
+        Z = sp.hstack(blocks, format="csr")
+        Z.eliminate_zeros()
+        return Z
+
+    @property
+    def Z_columns(self) -> tuple[str, ...]:
+        """Labels of the columns of :attr:`Z`: ``"Days|Subject[308]"``."""
+        return tuple(
+            f"{e}|{g.name}[{lev}]" for g in self.groups for lev in g.levels for e in g.effects
+        )
+
+    # ------------------------------------------------------------------ new data
+
+    def evaluate(self, data: pd.DataFrame) -> NewRows:
+        """Evaluate the fixed and random predictors on new rows.
+
+        Stateful transformations (``center``, ``scale``) and categorical codings
+        keep the values learnt from the fitted data. The response is not needed.
+        """
+        validate.check_dataframe(data)
+        needed = list(self.spec.predictor_variables)
+        validate.check_columns(data, needed, context="prediction")
+        validate.check_missing(data, needed, "raise")
+        new = data[needed].copy()
+        for g in self.groups:
+            for f in g.factors:
+                new[f] = _as_labels(new[f])
+        # formulae's new-data evaluation needs every categorical level it saw; append
+        # the fitted rows (stateful transforms keep their fitted values) and cut them off
+        n_old = len(self.data)
+        both = pd.concat([self.data[needed], new], ignore_index=True)
+        _check_categories(self, new)
+        X = np.asarray(self._fixed.evaluate_new_data(both))[n_old:].astype(float)
+        Z, labels, codes = {}, {}, {}
+        for g in self.groups:
+            parts = [np.asarray(dm.evaluate_new_data(both))[n_old:] for dm in self._effects[g.name]]
+            Z[g.name] = np.hstack(parts).astype(float)
+            labels[g.name] = group_labels(new, g.factors)
+            lookup = {lev: k for k, lev in enumerate(g.levels)}
+            codes[g.name] = np.array([lookup.get(lab, -1) for lab in labels[g.name]], dtype=int)
+        return NewRows(index=data.index, X=X, Z=Z, labels=labels, codes=codes)
+
+
+def _check_categories(design: Design, new: pd.DataFrame) -> None:
+    """New categorical values in a fixed-effect column cannot be predicted."""
+    group_cols = {f for g in design.groups for f in g.factors}
+    for col in new.columns:
+        if col in group_cols or pd.api.types.is_numeric_dtype(design.data[col]):
+            continue
+        unseen = sorted(set(new[col].astype(str)) - set(design.data[col].astype(str)))
+        if unseen:
+            raise ValueError(
+                f"column {col!r} has values not seen in fitting: {unseen[:10]}; "
+                "a fixed effect has no estimate for them"
+            )
+
+
+def _as_labels(col: pd.Series) -> pd.Series:
+    """Grouping values as text labels, as the user wrote them (308 → "308", 1.0 → "1")."""
+    if pd.api.types.is_float_dtype(col) and np.all(np.mod(col.to_numpy(), 1) == 0):
+        col = col.astype("int64")
+    return col.astype(str)
+
+
+def _level_order(col: pd.Series) -> list:
+    """Levels in the user's order: a categorical's categories, numbers numerically, else sorted text."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        present = set(col.dropna())
+        return [c for c in col.cat.categories if c in present]
+    values = pd.unique(col)
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def group_labels(data: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
+    """Per-row level labels of a (possibly interaction) grouping factor: ``"s1:n3"``."""
+    labels = _as_labels(data[factors[0]]).to_numpy(dtype=object)
+    for f in factors[1:]:
+        labels = labels + ":" + _as_labels(data[f]).to_numpy(dtype=object)
+    return labels
+
+
+def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    # order levels by each factor's own order, combinations that occur only
+    sort_keys = []
+    for f in factors:
+        order = _level_order(data[f])
+        rank = {v: k for k, v in enumerate(order)}
+        sort_keys.append(data[f].map(rank).to_numpy())
+    keys = np.stack(sort_keys, axis=1)
+    uniq, codes = np.unique(keys, axis=0, return_inverse=True)
+    labels = group_labels(data, factors)
+    first = np.zeros(len(uniq), dtype=int)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]
+    return codes.ravel().astype(np.int64), tuple(str(labels[i]) for i in first)
+
+
+def _formulae_fixed(spec: ModelSpec) -> tuple[str, dict, dict]:
+    """The fixed formula for formulae, with ``C(x, levels=[...])`` lists moved to a namespace."""
+    text = spec.fixed_formula
+    namespace = dict(_NAMESPACE)
+    renames = {}
+    for k, call in enumerate(spec.levels_calls):
+        name = f"levels{k}_"
+        replaced = f"C({call.column}, levels={name})"
+        text = text.replace(call.text, replaced)
+        namespace[name] = list(call.levels)
+        renames[replaced] = call.column
+    return text, namespace, renames
+
+
+def _rename(column: str, renames: dict) -> str:
+    for old, new in renames.items():
+        column = column.replace(old, new)
+    return column
+
+
+def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise") -> Design:
+    """Evaluate a spec on data.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    data : pandas.DataFrame
+        Must hold every column the formula names; other columns are ignored.
+    na_action : {"raise", "drop"}
+        What to do with rows holding NaN or inf in a used column.
+
+    Returns
+    -------
+    Design
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> from lmm_bayes.formula import parse_formula
+    >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), lb.datasets.load("sleepstudy"))
+    >>> d.groups[0].n_levels, d.groups[0].effects
+    (18, ('Intercept',))
+    """
+    validate.check_dataframe(data)
+    validate.check_columns(data, spec.variables)
+    used = data[list(spec.variables)]
+    used = validate.check_missing(used, spec.variables, na_action)
+    for col in spec.response_variables:
+        validate.check_numeric_response(used[col], col)
+    used = used.copy()
+    for t in spec.random:
+        for f in t.factors:
+            used[f] = _as_labels(used[f])
+
+    text, namespace, renames = _formulae_fixed(spec)
+    fixed = design_matrices(text, used, na_action="error", extra_namespace=namespace)
+    y = np.asarray(fixed.response.design_matrix, dtype=float).reshape(len(used), -1)
+    if y.shape[1] != 1:
+        raise ValueError(f"the response {spec.response!r} must be one numeric column, got {y.shape[1]} columns")
+    y = y[:, 0]
+    if fixed.common is None:
+        X = np.zeros((len(used), 0))
+        X_columns: tuple[str, ...] = ()
+    else:
+        frame = fixed.common.as_dataframe()
+        X = frame.to_numpy(dtype=float)
+        X_columns = tuple(_rename(str(c), renames) for c in frame.columns)
+    validate.check_full_rank(X, X_columns)
+
+    groups = []
+    effects_dms = {}
+    for term in spec.random:
+        codes, levels = _group_codes(used, term.factors)
+        validate.check_grouping(term.group, len(levels), len(used))
+        parts, names, blocks, exprs = [], [], [], []
+        dms = []
+        for block in term.blocks:
+            dm = design_matrices(block.expr, used, na_action="error", extra_namespace=namespace).common
+            if dm is None:
+                raise ValueError(f"the random term ({block.expr} | {term.group}) has no effects")
+            frame = dm.as_dataframe()
+            start = len(names)
+            for c in frame.columns:
+                if str(c) in names:
+                    raise ValueError(
+                        f"effect {str(c)!r} appears twice for grouping factor {term.group!r}; "
+                        "list each effect in one term only"
+                    )
+                names.append(str(c))
+            idx = tuple(range(start, len(names)))
+            blocks.extend([idx] if block.correlated else [(k,) for k in idx])
+            exprs.append(block.expr)
+            parts.append(frame.to_numpy(dtype=float))
+            dms.append(dm)
+        effects_dms[term.group] = dms
+        groups.append(
+            GroupDesign(
+                name=term.group,
+                factors=term.factors,
+                levels=levels,
+                codes=codes,
+                effects=tuple(names),
+                Z=np.hstack(parts),
+                blocks=tuple(blocks),
+                effect_exprs=tuple(exprs),
+            )
+        )
+    groups = _with_parents(groups)
+    single = {g.factors[0]: g.codes for g in groups if len(g.factors) == 1}
+    explicit = {g.name for g in groups}
+    if len(single) > 1:
+        validate.check_implicit_nesting(single, explicit)
+
+    return Design(
+        spec=spec,
+        y=y,
+        response=spec.response,
+        X=X,
+        X_columns=X_columns,
+        groups=tuple(groups),
+        index=used.index,
+        data=used,
+        _fixed=fixed.common,
+        _effects=effects_dms,
+        _renames=renames,
+        _namespace=namespace,
+    )
+
+
+def _with_parents(groups: list[GroupDesign]) -> list[GroupDesign]:
+    """Find, for each factor, the finest other factor it is nested in."""
+    out = []
+    for g in groups:
+        best = None
+        for h in groups:
+            if h is g or h.n_levels >= g.n_levels:
+                continue
+            parent_of = np.full(g.n_levels, -1)
+            parent_of[g.codes] = h.codes
+            nested = np.array_equal(parent_of[g.codes], h.codes)
+            if nested and (best is None or h.n_levels > best[0].n_levels):
+                best = (h, parent_of)
+        if best is None:
+            out.append(g)
+        else:
+            out.append(replace(g, parent=best[0].name, parent_codes=best[1]))
+    return out

@@ -1,0 +1,196 @@
+"""The :class:`LMM` facade: formula + data → spec, design, priors, graph and fit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from . import validate
+from .design import Design, build_design
+from .formula import ModelSpec, parse_formula
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pymc as pm
+
+    from .priors import Priors
+    from .results import Fit
+
+__all__ = ["LMM"]
+
+
+class LMM:
+    """A Bayesian linear mixed-effects model ``y = X beta + Z b + e``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data : pandas.DataFrame
+        Holds every column the formula names; other columns are ignored.
+    priors : mapping, optional
+        Overrides of the default priors; see :func:`lmm_bayes.priors.resolve_priors`.
+    na_action : {"raise", "drop"}
+        Rows with NaN/inf in a used column raise by default; ``"drop"`` drops them
+        with a warning that says how many.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    design : Design
+    priors : Priors
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> model = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
+    >>> print(model)  # doctest: +NORMALIZE_WHITESPACE
+    LMM: Reaction ~ Days + (Days | Subject)
+      response:      Reaction
+      fixed effects: Intercept, Days
+      random effects:
+        Subject: 18 levels; effects Intercept, Days (correlated)
+      rows used:     180
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        priors: Mapping[str, Any] | None = None,
+        na_action: str = "raise",
+    ):
+        from .priors import resolve_priors
+
+        validate.check_choice(na_action, ("raise", "drop"), "na_action")
+        self._spec = parse_formula(formula)
+        self._design = build_design(self._spec, data, na_action=na_action)
+        self._priors = resolve_priors(self._design, priors)
+
+    # ---------------------------------------------------------------- stages
+    @property
+    def spec(self) -> ModelSpec:
+        """The parsed formula."""
+        return self._spec
+
+    @property
+    def design(self) -> Design:
+        """y, X, and the random-effects design."""
+        return self._design
+
+    @property
+    def priors(self) -> Priors:
+        """The resolved priors (defaults scaled to the data, plus overrides)."""
+        return self._priors
+
+    @property
+    def formula(self) -> str:
+        """The model's formula in lme4 syntax."""
+        return self._spec.formula
+
+    def pymc_model(self, *, centered: bool = False) -> pm.Model:
+        """The full PyMC model (random effects sampled, non-centered by default)."""
+        from .graph import build_model
+
+        return build_model(self._design, self._priors, centered=centered)
+
+    def fit(self, **kwargs: Any) -> Fit:
+        """Sample the posterior; see :func:`lmm_bayes.fit.fit_model` for the arguments."""
+        from .fit import fit_model
+
+        return fit_model(self, **kwargs)
+
+    def prior_predictive(self, *, draws: int = 500, seed: int | None = None):
+        """Draw from the prior predictive; see :func:`lmm_bayes.predict.prior_predictive`."""
+        from .predict import prior_predictive
+
+        return prior_predictive(self, draws=draws, seed=seed)
+
+    # ---------------------------------------------------------------- builders
+    @classmethod
+    def from_hierarchy(
+        cls,
+        data: pd.DataFrame,
+        *,
+        response: str,
+        levels: Sequence[str],
+        fixed: Sequence[str] = (),
+        random_slopes: Mapping[str, Sequence[str]] | None = None,
+        priors: Mapping[str, Any] | None = None,
+        na_action: str = "raise",
+    ) -> LMM:
+        """Build a nested model from its levels, outermost first.
+
+        ``levels=["subject", "neuron"]`` gives a random intercept per subject and per
+        neuron *within* subject (``(1 | subject:neuron)``), so neuron labels reused
+        across subjects are never merged.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+        response : str
+            The response column.
+        levels : sequence of str
+            Grouping columns, outermost first.
+        fixed : sequence of str
+            Fixed-effect columns (an intercept is always included).
+        random_slopes : mapping, optional
+            ``{level: [columns]}``: slopes that vary across that level's clusters.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, lmm_bayes as lb
+        >>> rng = np.random.default_rng(1)
+        >>> df = pd.DataFrame({"subject": np.repeat(["a", "b", "c"], 20),
+        ...                    "neuron": np.tile(np.repeat(["n1", "n2"], 10), 3),
+        ...                    "x": rng.normal(size=60), "y": rng.normal(size=60)})
+        >>> m = lb.LMM.from_hierarchy(df, response="y", levels=["subject", "neuron"],
+        ...                           fixed=["x"], random_slopes={"subject": ["x"]})
+        >>> m.formula
+        'y ~ x + (1 + x | subject) + (1 | subject:neuron)'
+        """
+        validate.check_dataframe(data)
+        if isinstance(levels, str) or not isinstance(levels, Sequence) or not levels:
+            raise TypeError("levels must be a non-empty list of grouping columns, outermost first, e.g. ['subject', 'neuron']")
+        if isinstance(fixed, str):
+            raise TypeError(f"fixed must be a list of columns, e.g. [{fixed!r}]")
+        slopes = dict(random_slopes or {})
+        unknown = [k for k in slopes if k not in levels]
+        if unknown:
+            raise ValueError(f"random_slopes names {unknown}, which are not in levels {list(levels)}")
+        names = [response, *levels, *fixed, *(s for v in slopes.values() for s in v)]
+        for name in names:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(
+                    f"column name {name!r} cannot be used in a formula; rename it to letters, digits and _"
+                )
+        validate.check_columns(data, names, context="from_hierarchy")
+        rhs = [*fixed] if fixed else ["1"]
+        for k, level in enumerate(levels):
+            group = ":".join(levels[: k + 1])
+            effects = " + ".join(["1", *slopes.get(level, [])])
+            rhs.append(f"({effects} | {group})")
+        return cls(f"{response} ~ {' + '.join(rhs)}", data, priors=priors, na_action=na_action)
+
+    # ---------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        d = self._design
+        lines = [
+            f"LMM: {self._spec.formula}",
+            f"  response:      {d.response}",
+            f"  fixed effects: {', '.join(d.X_columns) or '(none)'}",
+            "  random effects:",
+        ]
+        for g in d.groups:
+            kind = "correlated" if g.correlated else ("independent" if g.n_effects > 1 else "")
+            nested = f", nested in {g.parent}" if g.parent else ""
+            extra = f" ({kind})" if kind else ""
+            lines.append(
+                f"    {g.name}: {g.n_levels} levels; effects {', '.join(g.effects)}{extra}{nested}"
+            )
+        if not d.groups:
+            lines.append("    (none)")
+        lines.append(f"  rows used:     {d.n}")
+        return "\n".join(lines)

@@ -1,0 +1,212 @@
+"""Every check of user input, with messages that say what is wrong and how to fix it.
+
+``TypeError`` for a wrong type, ``ValueError`` for a bad value; never ``assert``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "ImplicitNestingWarning",
+    "RowsDroppedWarning",
+    "check_dataframe",
+    "check_columns",
+    "check_missing",
+    "check_numeric_response",
+    "check_grouping",
+    "check_full_rank",
+    "check_implicit_nesting",
+    "check_choice",
+    "check_positive_int",
+    "check_probability",
+]
+
+
+class RowsDroppedWarning(UserWarning):
+    """Rows were dropped because ``na_action="drop"`` was asked for."""
+
+
+class ImplicitNestingWarning(UserWarning):
+    """A grouping factor's labels repeat across the levels of another factor."""
+
+
+def check_dataframe(data: Any, name: str = "data") -> pd.DataFrame:
+    """Require a pandas DataFrame with at least one row."""
+    if not isinstance(data, pd.DataFrame):
+        raise TypeError(
+            f"{name} must be a pandas DataFrame, got {type(data).__name__}; "
+            "convert it with pandas.DataFrame(...) first"
+        )
+    if len(data) == 0:
+        raise ValueError(f"{name} has no rows")
+    return data
+
+
+def check_columns(data: pd.DataFrame, columns: Iterable[str], *, name: str = "data", context: str = "the formula") -> None:
+    """Raise ``ValueError`` naming each missing column and its close matches."""
+    present = [str(c) for c in data.columns]
+    missing = [c for c in dict.fromkeys(columns) if c not in data.columns]
+    if not missing:
+        return
+    parts = []
+    for col in missing:
+        close = difflib.get_close_matches(col, present, n=3, cutoff=0.6)
+        close += [c for c in present if c.lower() == col.lower() and c not in close]
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        parts.append(f"{col!r}{hint}")
+    raise ValueError(
+        f"{context} uses column(s) not in {name}: {'; '.join(parts)}. "
+        f"Columns present: {', '.join(present[:30])}{' ...' if len(present) > 30 else ''}"
+    )
+
+
+def _bad_mask(col: pd.Series) -> np.ndarray:
+    mask = col.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        values = col.to_numpy(dtype=float, na_value=np.nan)
+        mask = mask | ~np.isfinite(values)
+    return mask
+
+
+def check_missing(data: pd.DataFrame, columns: Sequence[str], na_action: str) -> pd.DataFrame:
+    """Raise on NaN/inf in the used columns, or drop those rows with a warning.
+
+    Unused columns never matter. Returns the data restricted to complete rows.
+    """
+    check_choice(na_action, ("raise", "drop"), "na_action")
+    bad = np.zeros(len(data), dtype=bool)
+    counts = {}
+    for col in dict.fromkeys(columns):
+        mask = _bad_mask(data[col])
+        if mask.any():
+            counts[col] = int(mask.sum())
+            bad |= mask
+    if not counts:
+        return data
+    listing = ", ".join(f"{c!r} ({n} row{'s' if n > 1 else ''})" for c, n in counts.items())
+    if na_action == "raise":
+        raise ValueError(
+            f"missing or infinite values in {listing}; clean them, or pass "
+            f"na_action='drop' to drop the {int(bad.sum())} incomplete row(s)"
+        )
+    if bad.all():
+        raise ValueError(f"every row has a missing or infinite value in {listing}; nothing is left to fit")
+    warnings.warn(
+        f"dropped {int(bad.sum())} of {len(data)} rows with missing or infinite values in {listing}",
+        RowsDroppedWarning,
+        stacklevel=4,
+    )
+    return data.loc[~bad]
+
+
+def check_numeric_response(values: pd.Series | np.ndarray, name: str) -> None:
+    """The response must be numeric (not text, not categorical, not boolean)."""
+    if isinstance(values, pd.Series):
+        ok = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        kind = str(values.dtype)
+    else:
+        ok = np.issubdtype(np.asarray(values).dtype, np.number)
+        kind = str(np.asarray(values).dtype)
+    if not ok:
+        raise ValueError(
+            f"the response {name!r} must be numeric, got dtype {kind}; "
+            "a linear mixed model needs a continuous response (convert it with pandas.to_numeric)"
+        )
+
+
+def check_grouping(name: str, n_levels: int, n_rows: int) -> None:
+    """At least two levels, and fewer levels than rows (lme4's check)."""
+    if n_levels < 2:
+        raise ValueError(
+            f"grouping factor {name!r} has {n_levels} level; a random effect needs at least 2 "
+            "(drop the term, or check that the column is the one you meant)"
+        )
+    if n_levels >= n_rows:
+        raise ValueError(
+            f"grouping factor {name!r} has {n_levels} levels for {n_rows} rows; the number of levels "
+            "must be smaller than the number of rows, or the random effect cannot be told apart "
+            "from the residual"
+        )
+
+
+def check_full_rank(X: np.ndarray, columns: Sequence[str]) -> None:
+    """Raise naming the aliased columns when the fixed-effects matrix is rank deficient."""
+    if X.shape[1] == 0:
+        return
+    tol = max(X.shape) * np.finfo(float).eps * max(np.abs(X).max(), 1.0)
+    rank = np.linalg.matrix_rank(X, tol=tol * np.sqrt(X.shape[0]))
+    if rank == X.shape[1]:
+        return
+    # walk left to right: a column is aliased when it adds nothing to those before it
+    aliased, kept = [], []
+    for j in range(X.shape[1]):
+        trial = X[:, kept + [j]]
+        if np.linalg.matrix_rank(trial, tol=tol * np.sqrt(X.shape[0])) == len(kept):
+            aliased.append(columns[j])
+        else:
+            kept.append(j)
+    raise ValueError(
+        f"the fixed-effects design is rank deficient (rank {rank} of {X.shape[1]} columns): "
+        f"{', '.join(repr(a) for a in aliased)} is a linear combination of the columns before it. "
+        "Remove it from the formula, or check for duplicated or constant predictors"
+    )
+
+
+def check_implicit_nesting(factor_codes: dict[str, np.ndarray], explicit: set[str]) -> None:
+    """Warn when a factor's labels repeat across the levels of another factor.
+
+    ``(1 | neuron)`` with neuron labels 1..25 in every subject merges neuron 1 of
+    every subject into one cluster; ``(1 | subject:neuron)`` is almost always meant.
+    """
+    names = list(factor_codes)  # in formula order: the outer factor is written first
+    for k, outer in enumerate(names):
+        for inner in names[k + 1 :]:
+            if f"{outer}:{inner}" in explicit:
+                continue
+            pairs = pd.DataFrame({"i": factor_codes[inner], "o": factor_codes[outer]}).drop_duplicates()
+            if pairs["i"].duplicated().any():
+                warnings.warn(
+                    f"labels of {inner!r} repeat across levels of {outer!r}: (1 | {inner}) treats "
+                    f"equal labels in different {outer} levels as one cluster. If each {outer} has its "
+                    f"own {inner}s, write (1 | {outer}:{inner}) (or (1 | {outer}/{inner})); if the "
+                    "factors are crossed on purpose, ignore this warning",
+                    ImplicitNestingWarning,
+                    stacklevel=4,
+                )
+                return
+
+
+def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
+    """``value`` must be one of ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")
+    if value not in choices:
+        close = difflib.get_close_matches(value, list(choices), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{hint}")
+    return value
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """An int (not bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def check_probability(value: Any, name: str) -> float:
+    """A float strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a number between 0 and 1, got {type(value).__name__}")
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+    return float(value)

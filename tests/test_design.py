@@ -1,0 +1,223 @@
+"""Design matrices: X, the per-factor Z blocks and the textbook Z."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import lmm_bayes as lb
+from lmm_bayes.validate import ImplicitNestingWarning, RowsDroppedWarning
+
+
+@pytest.fixture(scope="module")
+def nested():
+    rng = np.random.default_rng(0)
+    rows = [(f"s{s}", f"n{n}", rng.normal()) for s in range(4) for n in range(3) for _ in range(5)]
+    df = pd.DataFrame(rows, columns=["subject", "neuron", "x"])
+    df["y"] = rng.normal(size=len(df)) + df["x"]
+    df["cond"] = np.where(np.arange(len(df)) % 2 == 0, "a", "b")
+    return df
+
+
+def test_sleepstudy_random_slopes_Z(sleepstudy):
+    d = lb.LMM("Reaction ~ Days + (Days|Subject)", sleepstudy).design
+    assert d.X_columns == ("Intercept", "Days")
+    np.testing.assert_array_equal(d.X[:, 1], sleepstudy["Days"])
+    Z = d.Z.toarray()
+    assert Z.shape == (180, 36)
+    g = d.groups[0]
+    assert g.effects == ("Intercept", "Days")
+    assert g.levels[0] == "308" and len(g.levels) == 18
+    intercept_cols = Z[:, 0::2]
+    slope_cols = Z[:, 1::2]
+    assert np.all((intercept_cols == 1).sum(axis=1) == 1)
+    assert set(np.unique(intercept_cols)) <= {0.0, 1.0}
+    for i, (subject, days) in enumerate(zip(sleepstudy["Subject"], sleepstudy["Days"])):
+        k = g.levels.index(subject)
+        assert intercept_cols[i, k] == 1
+        assert slope_cols[i, k] == days
+        assert np.count_nonzero(np.delete(slope_cols[i], k)) == 0
+    assert d.Z_columns[:3] == ("Intercept|Subject[308]", "Days|Subject[308]", "Intercept|Subject[309]")
+
+
+def test_uncorrelated_gives_independent_blocks(sleepstudy):
+    g = lb.LMM("Reaction ~ Days + (Days||Subject)", sleepstudy).design.groups[0]
+    assert g.effects == ("Intercept", "Days")
+    assert g.blocks == ((0,), (1,))
+    assert not g.correlated
+    g2 = lb.LMM("Reaction ~ Days + (Days|Subject)", sleepstudy).design.groups[0]
+    assert g2.blocks == ((0, 1),) and g2.correlated
+
+
+def test_two_terms_on_one_factor(sleepstudy):
+    g = lb.LMM("Reaction ~ Days + (1|Subject) + (0 + Days|Subject)", sleepstudy).design.groups[0]
+    assert g.effects == ("Intercept", "Days") and g.blocks == ((0,), (1,))
+
+
+def test_nesting_expands_and_only_observed_combinations(nested):
+    df = nested[~((nested.subject == "s0") & (nested.neuron == "n2"))]
+    d = lb.LMM("y ~ x + (1|subject/neuron)", df).design
+    assert [g.name for g in d.groups] == ["subject", "subject:neuron"]
+    inner = d.group("subject:neuron")
+    assert inner.n_levels == 11
+    assert "s0:n2" not in inner.levels and "s1:n2" in inner.levels
+    assert inner.parent == "subject"
+    outer = d.group("subject")
+    # every neuron's parent is the subject in its label
+    for lev, p in zip(inner.levels, inner.parent_codes):
+        assert lev.split(":")[0] == outer.levels[p]
+    assert d.Z.shape == (len(df), 4 + 11)
+
+
+def test_crossed_blocks_side_by_side(nested):
+    df = nested.assign(item=np.tile(["i1", "i2", "i3"], len(nested) // 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImplicitNestingWarning)
+        d = lb.LMM("y ~ x + (1|subject) + (1|item)", df).design
+    Z = d.Z.toarray()
+    assert Z.shape == (len(df), 4 + 3)
+    assert np.all(Z[:, :4].sum(axis=1) == 1) and np.all(Z[:, 4:].sum(axis=1) == 1)
+    assert d.groups[1].parent is None
+
+
+def test_categorical_treatment_coding_and_levels(nested):
+    d = lb.LMM("y ~ cond + (1|subject)", nested).design
+    assert d.X_columns == ("Intercept", "cond[b]")
+    d2 = lb.LMM("y ~ C(cond, levels=['b', 'a']) + (1|subject)", nested).design
+    assert d2.X_columns == ("Intercept", "cond[a]")
+    np.testing.assert_array_equal(d2.X[:, 1], (nested["cond"] == "a").to_numpy(float))
+
+
+def test_transformations(nested):
+    z = np.random.default_rng(1).normal(size=len(nested))
+    df = nested.assign(pos=np.exp(nested["x"]), z=z)
+    d = lb.LMM("y ~ log(pos) + center(z) + I(x**2) + sqrt(pos) + (1|subject)", df).design
+    np.testing.assert_allclose(d.X[:, 1], nested["x"], atol=1e-12)
+    np.testing.assert_allclose(d.X[:, 2], z - z.mean())
+    np.testing.assert_allclose(d.X[:, 3], nested["x"] ** 2)
+    np.testing.assert_allclose(d.X[:, 4], np.exp(nested["x"] / 2))
+
+
+def test_interaction_and_no_intercept(nested):
+    d = lb.LMM("y ~ 0 + x + x:cond + (1|subject)", nested).design
+    assert d.X_columns == ("x", "x:cond[b]")
+
+
+def test_new_rows_keep_fitted_coding(nested):
+    model = lb.LMM("y ~ center(x) + cond + (1 + x|subject)", nested)
+    new = pd.DataFrame({"x": [0.0, 1.0], "cond": ["b", "b"], "subject": ["s1", "zz"]}, index=[10, 11])
+    rows = model.design.evaluate(new)
+    np.testing.assert_allclose(rows.X[:, 1], [0.0 - nested["x"].mean(), 1.0 - nested["x"].mean()])
+    np.testing.assert_array_equal(rows.X[:, 2], [1.0, 1.0])
+    assert list(rows.codes["subject"]) == [1, -1]
+    np.testing.assert_array_equal(rows.Z["subject"], [[1.0, 0.0], [1.0, 1.0]])
+    assert list(rows.index) == [10, 11]
+
+
+def test_grouping_labels_are_text(sleepstudy):
+    df = sleepstudy.assign(Subject=sleepstudy["Subject"].astype(int))
+    g = lb.LMM("Reaction ~ Days + (1|Subject)", df).design.groups[0]
+    assert g.levels[:2] == ("308", "309")
+
+
+def test_repr(sleepstudy):
+    text = repr(lb.LMM("Reaction ~ Days + (Days|Subject)", sleepstudy))
+    assert "Subject: 18 levels; effects Intercept, Days (correlated)" in text
+    assert "rows used:     180" in text
+
+
+def test_from_hierarchy_matches_formula(nested):
+    m = lb.LMM.from_hierarchy(nested, response="y", levels=["subject", "neuron"], fixed=["x"],
+                              random_slopes={"subject": ["x"]})
+    assert m.formula == "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
+    ref = lb.LMM("y ~ x + (1 + x | subject) + (1 | subject:neuron)", nested)
+    assert (m.design.Z != ref.design.Z).nnz == 0
+    # neuron labels reused across subjects are not merged
+    assert m.design.group("subject:neuron").n_levels == 12
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_missing_column_lists_close_matches(sleepstudy):
+    with pytest.raises(ValueError, match=r"'Dayz' \(did you mean 'Days'\?\)"):
+        lb.LMM("Reaction ~ Dayz + (1|Subject)", sleepstudy)
+
+
+def test_nan_raises_with_count_and_drop_warns(sleepstudy):
+    df = sleepstudy.copy()
+    df.loc[[0, 5], "Days"] = np.nan
+    df["unused"] = np.nan
+    with pytest.raises(ValueError, match=r"'Days' \(2 rows\).*na_action='drop'"):
+        lb.LMM("Reaction ~ Days + (1|Subject)", df)
+    with pytest.warns(RowsDroppedWarning, match="dropped 2 of 180 rows"):
+        m = lb.LMM("Reaction ~ Days + (1|Subject)", df, na_action="drop")
+    assert m.design.n == 178
+    assert 0 not in m.design.index
+
+
+def test_inf_raises(sleepstudy):
+    df = sleepstudy.assign(Reaction=sleepstudy["Reaction"].replace(249.56, np.inf))
+    with pytest.raises(ValueError, match="missing or infinite values in 'Reaction'"):
+        lb.LMM("Reaction ~ Days + (1|Subject)", df)
+
+
+def test_non_numeric_response(sleepstudy):
+    with pytest.raises(ValueError, match="response 'Subject' must be numeric"):
+        lb.LMM("Subject ~ Days + (1|Days)", sleepstudy)
+
+
+def test_single_level_factor(sleepstudy):
+    with pytest.raises(ValueError, match="has 1 level; a random effect needs at least 2"):
+        lb.LMM("Reaction ~ Days + (1|one)", sleepstudy.assign(one="a"))
+
+
+def test_too_many_levels(sleepstudy):
+    with pytest.raises(ValueError, match="180 levels for 180 rows"):
+        lb.LMM("Reaction ~ Days + (1|row)", sleepstudy.assign(row=np.arange(180)))
+
+
+def test_rank_deficient_names_aliased(sleepstudy):
+    with pytest.raises(ValueError, match=r"rank deficient.*'Days2'"):
+        lb.LMM("Reaction ~ Days + Days2 + (1|Subject)", sleepstudy.assign(Days2=sleepstudy["Days"] * 2))
+
+
+def test_formula_error_through_facade(sleepstudy):
+    with pytest.raises(lb.FormulaError, match=r"os\.system|attribute access"):
+        lb.LMM("Reaction ~ os.system('ls')", sleepstudy)
+
+
+def test_data_must_be_dataframe():
+    with pytest.raises(TypeError, match="data must be a pandas DataFrame"):
+        lb.LMM("y ~ x", {"y": [1, 2]})
+
+
+def test_bad_na_action(sleepstudy):
+    with pytest.raises(ValueError, match="na_action must be one of"):
+        lb.LMM("Reaction ~ Days", sleepstudy, na_action="omit")
+
+
+def test_implicit_nesting_warns(nested):
+    with pytest.warns(ImplicitNestingWarning, match=r"\(1 \| subject:neuron\)"):
+        lb.LMM("y ~ x + (1|subject) + (1|neuron)", nested)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImplicitNestingWarning)
+        lb.LMM("y ~ x + (1|subject) + (1|subject:neuron)", nested)
+
+
+def test_new_rows_errors(nested):
+    model = lb.LMM("y ~ x + cond + (1|subject)", nested)
+    with pytest.raises(ValueError, match="prediction uses column"):
+        model.design.evaluate(pd.DataFrame({"x": [1.0], "subject": ["s1"]}))
+    with pytest.raises(ValueError, match="values not seen in fitting"):
+        model.design.evaluate(pd.DataFrame({"x": [1.0], "cond": ["c"], "subject": ["s1"]}))
+
+
+def test_datasets(sleepstudy, radon):
+    assert sleepstudy.shape == (180, 3)
+    assert sleepstudy["Subject"].map(type).eq(str).all()
+    assert radon.shape[0] == 919 and radon["county"].nunique() == 85
+    assert radon["floor"].value_counts().to_dict() == {0: 766, 1: 153}
+    with pytest.raises(ValueError, match="bundled: sleepstudy, radon"):
+        lb.datasets.load("sleep")
