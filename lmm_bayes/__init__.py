@@ -13,6 +13,8 @@ from .design import Design, GroupDesign, build_design
 from .formula import FormulaError, ModelSpec, parse_formula
 from .model import LMM
 from .priors import Prior, Priors
+from .results import Fit
+from .simulate import Simulation, simulate, simulate_hierarchy
 
 try:
     __version__ = version("lmm-bayes")
@@ -29,6 +31,10 @@ __all__ = [
     "FormulaError",
     "Prior",
     "Priors",
+    "Fit",
     "parse_formula",
     "build_design",
+    "Simulation",
+    "simulate",
+    "simulate_hierarchy",
 ]
