@@ -224,9 +224,9 @@ def fit_model(
     --------
     >>> import lmm_bayes as lb
     >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
-    >>> fit = model.fit(draws=200, tune=300, chains=2, seed=1, progressbar=False)
-    >>> fit.fixef().loc["Days", "mean"].round(0)
-    10.0
+    >>> fit = model.fit(draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> bool(9 < fit.fixef().loc["Days", "mean"] < 12)
+    True
     """
     from . import __version__
     from .results import Fit
