@@ -1,0 +1,412 @@
+"""Data with known truth: a response drawn from known β, G and σ.
+
+:func:`simulate` draws the response of any formula on the predictors and
+grouping columns of a data frame; :func:`simulate_hierarchy` also builds the
+subject / neuron / trial skeleton of the teaching examples. Both return a
+:class:`Simulation` whose ``.truth`` uses the names of the posterior
+(``beta`` on ``coef``, ``{g}_sd`` on ``{g}_effect``, ``{g}_corr`` on
+(``{g}_effect``, ``{g}_effect_bis``), ``{g}_b`` on (``{g}``, ``{g}_effect``),
+``sigma``), so truth and posterior line up label by label. ``{g}_cov`` holds G.
+
+The model is ``y = X beta + Z b + e`` with ``b ~ N(0, G)`` independently per
+cluster of each grouping factor and ``e ~ N(0, sigma^2)``. With one seed the
+draws come in a fixed order (the b of each factor in formula order, then e),
+so the same seed gives the same data.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import validate
+from .design import build_design
+from .formula import parse_formula
+
+__all__ = ["Simulation", "simulate", "simulate_hierarchy"]
+
+Seed = int | np.random.Generator | np.random.SeedSequence | None
+HIERARCHY_FORMULA = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
+
+
+@dataclass(frozen=True, eq=False)
+class Simulation:
+    """Simulated data and the truth it was drawn from.
+
+    Attributes
+    ----------
+    data : pandas.DataFrame
+        The input columns with the response filled in.
+    truth : xarray.Dataset
+        ``beta`` (``coef``), ``sigma``, and per grouping factor ``g``:
+        ``{g}_sd`` (``{g}_effect``), ``{g}_cov`` = G and, for correlated
+        effects, ``{g}_corr`` (both on ``{g}_effect``, ``{g}_effect_bis``),
+        and every cluster's ``{g}_b`` (``{g}``, ``{g}_effect``), labelled by level.
+    formula : str
+        The model the data follow.
+    """
+
+    data: pd.DataFrame
+    truth: xr.Dataset
+    formula: str
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One grouping factor as the simulator needs it."""
+
+    name: str
+    effects: tuple[str, ...]
+    levels: tuple[str, ...]
+    codes: np.ndarray
+    Z: np.ndarray
+    blocks: tuple[tuple[int, ...], ...]
+
+    @property
+    def correlated(self) -> bool:
+        return any(len(b) > 1 for b in self.blocks)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_number(value: Any, name: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not np.isfinite(value) or (positive and value <= 0):
+        kind = "a positive finite number" if positive else "a finite number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return float(value)
+
+
+def _check_keys(given: Mapping, expected: Sequence[str], name: str) -> None:
+    unknown = [k for k in given if k not in expected]
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), list(expected), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name} has unknown key {key!r}{hint}; expected keys {list(expected)}")
+    missing = [k for k in expected if k not in given]
+    if missing:
+        raise ValueError(f"{name} lacks {missing}; give a value for each of {list(expected)}")
+
+
+def _check_beta(beta: Any, names: Sequence[str], name: str = "params['beta']") -> np.ndarray:
+    if isinstance(beta, Mapping):
+        _check_keys(beta, names, name)
+        values = [beta[k] for k in names]
+    elif isinstance(beta, (Sequence, np.ndarray)) and not isinstance(beta, str):
+        values = list(np.asarray(beta, dtype=object).ravel())
+        if len(values) != len(names):
+            raise ValueError(
+                f"{name} has {len(values)} values for {len(names)} fixed effects {list(names)}; "
+                "give one per column of X, in that order, or a dict keyed by name"
+            )
+    else:
+        raise TypeError(
+            f"{name} must be a dict like {{{', '.join(f'{n!r}: 0.0' for n in names)}}} or a list "
+            f"in X column order, got {type(beta).__name__}"
+        )
+    return np.array([_check_number(v, f"{name}[{k!r}]") for k, v in zip(names, values)])
+
+
+def _check_cov(value: Any, term: _Term, name: str) -> np.ndarray:
+    q = len(term.effects)
+    try:
+        G = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a {q}x{q} matrix of numbers, got {type(value).__name__}") from None
+    if G.ndim == 0 and q == 1:
+        G = G.reshape(1, 1)
+    if G.shape != (q, q):
+        raise ValueError(
+            f"{name} must be a {q}x{q} covariance matrix (effects {list(term.effects)}), got shape {G.shape}"
+        )
+    if not np.all(np.isfinite(G)) or not np.allclose(G, G.T):
+        raise ValueError(f"{name} must be a finite symmetric matrix, got {G.tolist()}")
+    block_of = {k: i for i, b in enumerate(term.blocks) for k in b}
+    for i in range(q):
+        for j in range(i):
+            if block_of[i] != block_of[j] and G[i, j] != 0:
+                raise ValueError(
+                    f"{name}: the formula makes {term.effects[j]!r} and {term.effects[i]!r} independent "
+                    f"('||' or separate terms), but their covariance is {G[i, j]}; set it to 0, "
+                    "or write the effects in one (... | g) term"
+                )
+    try:
+        np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            f"{name} must be positive definite (variances > 0, |correlations| < 1); "
+            f"its eigenvalues are {np.round(np.linalg.eigvalsh(G), 6).tolist()}"
+        ) from None
+    return G
+
+
+def _check_params(params: Any, X_columns: Sequence[str], terms: Sequence[_Term]) -> tuple:
+    """Check ``params`` against a design; return ``(beta, {group: G}, sigma)`` as numpy.
+
+    Raises ``TypeError``/``ValueError`` naming the offending entry.
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            "params must be a dict with 'beta', 'G' and 'sigma', e.g. "
+            "{'beta': {'Intercept': 5.0}, 'G': {'g': [[1.0]]}, 'sigma': 2.0}; "
+            f"got {type(params).__name__}"
+        )
+    given = dict(params)
+    if not terms and isinstance(given.get("G"), Mapping) and not given["G"]:
+        del given["G"]  # an empty G for a model without random effects
+    _check_keys(given, ["beta", "G", "sigma"] if terms else ["beta", "sigma"], "params")
+    beta = _check_beta(params["beta"], X_columns)
+    sigma = _check_number(params["sigma"], "params['sigma']", positive=True)
+    G: dict[str, np.ndarray] = {}
+    if terms:
+        if not isinstance(params["G"], Mapping):
+            raise TypeError(
+                f"params['G'] must be a dict keyed by grouping factor {[t.name for t in terms]}, "
+                f"got {type(params['G']).__name__}"
+            )
+        _check_keys(params["G"], [t.name for t in terms], "params['G']")
+        G = {t.name: _check_cov(params["G"][t.name], t, f"params['G'][{t.name!r}]") for t in terms}
+    return beta, G, sigma
+
+
+def _rng(seed: Any) -> np.random.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer, np.random.Generator,
+                                                        np.random.SeedSequence, type(None))):
+        raise TypeError(
+            f"seed must be an int, a numpy Generator or SeedSequence, or None; got {type(seed).__name__}"
+        )
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def _draw(X: np.ndarray, beta: np.ndarray, terms: Sequence[_Term], G: Mapping[str, np.ndarray],
+          sigma: float, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """y and the b of every term (levels × effects), vectorised over rows."""
+    y = X @ beta
+    bs = {}
+    for t in terms:
+        L = np.linalg.cholesky(G[t.name])
+        b = rng.standard_normal((len(t.levels), len(t.effects))) @ L.T
+        y = y + np.einsum("nq,nq->n", t.Z, b[t.codes])
+        bs[t.name] = b
+    return y + sigma * rng.standard_normal(len(y)), bs
+
+
+def _truth(X_columns: Sequence[str], beta: np.ndarray, terms: Sequence[_Term],
+                  G: Mapping[str, np.ndarray], sigma: float, bs: Mapping[str, np.ndarray] | None = None,
+                  *, formula: str = "") -> xr.Dataset:
+    """The true parameters as an :class:`xarray.Dataset` named like the posterior.
+
+    ``bs`` (every cluster's b) may be left out, e.g. for hyperparameters alone.
+    """
+    data: dict[str, Any] = {"beta": (("coef",), np.asarray(beta, float)), "sigma": ((), float(sigma))}
+    coords: dict[str, Any] = {"coef": list(X_columns)}
+    for t in terms:
+        e, e2 = f"{t.name}_effect", f"{t.name}_effect_bis"
+        cov = np.asarray(G[t.name], float)
+        sd = np.sqrt(np.diag(cov))
+        coords[e] = coords[e2] = list(t.effects)
+        data[f"{t.name}_sd"] = ((e,), sd)
+        data[f"{t.name}_cov"] = ((e, e2), cov)
+        if t.correlated:
+            data[f"{t.name}_corr"] = ((e, e2), cov / np.outer(sd, sd))
+        if bs is not None:
+            coords[t.name] = list(t.levels)
+            data[f"{t.name}_b"] = ((t.name, e), bs[t.name])
+    return xr.Dataset(data, coords=coords, attrs={"formula": formula})
+
+
+def _terms_of(design) -> list[_Term]:
+    return [_Term(g.name, g.effects, g.levels, g.codes, g.Z, g.blocks) for g in design.groups]
+
+
+def _plain_response(spec) -> str:
+    if spec.response_variables != (spec.response,):
+        raise ValueError(
+            f"cannot simulate the transformed response {spec.response!r}; simulate a plain column "
+            "and transform it afterwards"
+        )
+    return spec.response
+
+
+# ---------------------------------------------------------------- public
+
+
+def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], seed: Seed) -> Simulation:
+    """Draw the response of ``formula`` on the rows of ``data`` from known parameters.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax; the response must be a plain column name (it may be absent
+        from ``data``; if present, it is replaced).
+    data : pandas.DataFrame
+        The predictors and grouping columns.
+    params : dict
+        ``"beta"``: a dict keyed by fixed-effect name (the columns of X, e.g.
+        ``"Intercept"``, ``"x"``) or a list in that order; ``"G"``: per grouping
+        factor, the covariance matrix of its effects (a number for a single
+        effect); ``"sigma"``: the residual SD. Effects the formula makes
+        independent (``||``) must have zero covariance.
+    seed : int, numpy Generator or SeedSequence, or None
+        The same seed gives the same data.
+
+    Returns
+    -------
+    Simulation
+        ``.data``: a copy of ``data`` with the response; ``.truth``: the
+        parameters and every cluster's b (see :class:`Simulation`).
+
+    Raises
+    ------
+    TypeError
+        ``params`` or one of its entries, or ``seed``, has the wrong type.
+    ValueError
+        Missing or unknown names, a wrong shape, a covariance that is not
+        positive definite, a non-positive ``sigma``, a transformed response.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, lmm_bayes as lb
+    >>> df = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 4), "x": np.tile([0.0, 1, 2, 3], 3)})
+    >>> sim = lb.simulate("y ~ x + (1 | g)", df, seed=1,
+    ...                   params={"beta": {"Intercept": 5.0, "x": 1.5}, "G": {"g": [[0.5]]}, "sigma": 1.0})
+    >>> sim.data.columns.tolist(), sim.truth["g_b"].dims
+    (['g', 'x', 'y'], ('g', 'g_effect'))
+    >>> sim.truth["g_sd"].values.round(3)
+    array([0.707])
+    """
+    spec = parse_formula(formula)
+    response = _plain_response(spec)
+    validate.check_dataframe(data)
+    validate.check_columns(data, spec.predictor_variables)
+    design = build_design(spec, data[list(spec.predictor_variables)].assign(**{response: 0.0}))
+    terms = _terms_of(design)
+    beta, G, sigma = _check_params(params, design.X_columns, terms)
+    y, bs = _draw(design.X, beta, terms, G, sigma, _rng(seed))
+    truth = _truth(design.X_columns, beta, terms, G, sigma, bs, formula=spec.formula)
+    return Simulation(data=data.assign(**{response: y}), truth=truth, formula=spec.formula)
+
+
+def _counts(value: Any, size: int, rng: np.random.Generator, name: str) -> np.ndarray:
+    """``size`` counts: all ``value``, or uniform on ``low..high`` (inclusive)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return np.full(size, validate.check_positive_int(value, name))
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        low = validate.check_positive_int(value[0], f"{name}[0]")
+        high = validate.check_positive_int(value[1], f"{name}[1]")
+        if high < low:
+            raise ValueError(f"{name} range must be (low, high) with low <= high, got {tuple(value)}")
+        return rng.integers(low, high, size=size, endpoint=True)
+    raise TypeError(f"{name} must be an int or a (low, high) pair of ints, got {value!r}")
+
+
+def simulate_hierarchy(
+    n_subjects: int,
+    n_neurons: int | tuple[int, int],
+    n_trials: int | tuple[int, int],
+    *,
+    beta: Mapping[str, float] | Sequence[float],
+    G: Any,
+    sigma_neuron: float,
+    sigma: float,
+    x_within_sd: float = 1.0,
+    x_between_sd: float = 0.0,
+    seed: Seed,
+) -> Simulation:
+    """Trials in neurons in subjects, from ``y ~ x + (1 + x | subject) + (1 | subject:neuron)``.
+
+    Parameters
+    ----------
+    n_subjects : int
+        At least 2; labelled ``"s01"``, ``"s02"``, ...
+    n_neurons : int or (low, high)
+        Neurons per subject, or a range (inclusive) to draw each subject's
+        number from. Labelled ``"n1"``, ``"n2"``, ... within every subject, so
+        labels repeat across subjects as in real recordings.
+    n_trials : int or (low, high)
+        Trials per neuron, or a range (inclusive) for unbalanced data.
+    beta : dict or sequence
+        ``{"Intercept": ..., "x": ...}`` or ``[intercept, slope]``.
+    G : 2x2 array-like
+        Covariance of the subjects' (Intercept, x) effects.
+    sigma_neuron : float
+        SD of the neurons' intercepts around their subject's.
+    sigma : float
+        Residual (trial-to-trial) SD.
+    x_within_sd, x_between_sd : float
+        ``x = m_subject + e`` with ``m_subject ~ N(0, x_between_sd)`` and
+        ``e ~ N(0, x_within_sd)`` per trial.
+    seed : int, numpy Generator or SeedSequence, or None
+
+    Returns
+    -------
+    Simulation
+        ``.data`` has columns ``subject``, ``neuron``, ``trial`` (from 1 within
+        each neuron), ``x``, ``y``; ``subject`` and ``neuron`` are categorical.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`simulate`, for counts that are not positive ints or ranges,
+        and for negative SDs of ``x``.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> sim = lb.simulate_hierarchy(3, 2, (4, 6), beta={"Intercept": 10.0, "x": 2.0},
+    ...                             G=[[1.0, 0.1], [0.1, 0.25]], sigma_neuron=0.5, sigma=1.0, seed=1)
+    >>> sim.data.columns.tolist()
+    ['subject', 'neuron', 'trial', 'x', 'y']
+    >>> sim.data["neuron"].cat.categories.tolist(), sim.truth["subject:neuron_b"].shape
+    (['n1', 'n2'], (6, 1))
+    """
+    n_subjects = validate.check_positive_int(n_subjects, "n_subjects", minimum=2)
+    rng = _rng(seed)
+    wsd = _check_number(x_within_sd, "x_within_sd")
+    bsd = _check_number(x_between_sd, "x_between_sd")
+    if wsd < 0 or bsd < 0:
+        raise ValueError(f"x_within_sd and x_between_sd must be >= 0, got {wsd} and {bsd}")
+    per_subject = _counts(n_neurons, n_subjects, rng, "n_neurons")
+    trials = _counts(n_trials, int(per_subject.sum()), rng, "n_trials")
+    neuron_subject = np.repeat(np.arange(n_subjects), per_subject)
+    within = np.arange(len(neuron_subject)) - np.repeat(np.cumsum(per_subject) - per_subject, per_subject)
+    row_neuron = np.repeat(np.arange(len(neuron_subject)), trials)
+    row_subject = neuron_subject[row_neuron]
+    n = len(row_neuron)
+    x = bsd * rng.standard_normal(n_subjects)[row_subject] + wsd * rng.standard_normal(n)
+
+    width = max(2, len(str(n_subjects)))
+    subjects = [f"s{k:0{width}d}" for k in range(1, n_subjects + 1)]
+    neurons = [f"n{k}" for k in range(1, int(per_subject.max()) + 1)]
+    X = np.column_stack([np.ones(n), x])
+    terms = [
+        _Term("subject", ("Intercept", "x"), tuple(subjects), row_subject, X, ((0, 1),)),
+        _Term("subject:neuron", ("Intercept",),
+              tuple(f"{subjects[s]}:{neurons[k]}" for s, k in zip(neuron_subject, within)),
+              row_neuron, X[:, :1], ((0,),)),
+    ]
+    b_ = _check_beta(beta, ("Intercept", "x"), "beta")
+    G_ = {"subject": _check_cov(G, terms[0], "G"),
+          "subject:neuron": np.array([[_check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
+    s_ = _check_number(sigma, "sigma", positive=True)
+    y, bs = _draw(X, b_, terms, G_, s_, rng)
+    data = pd.DataFrame({
+        "subject": pd.Categorical.from_codes(row_subject, categories=subjects),
+        "neuron": pd.Categorical.from_codes(within[row_neuron], categories=neurons),
+        "trial": np.arange(n) - np.repeat(np.cumsum(trials) - trials, trials) + 1,
+        "x": x,
+        "y": y,
+    })
+    truth = _truth(("Intercept", "x"), b_, terms, G_, s_, bs, formula=HIERARCHY_FORMULA)
+    return Simulation(data=data, truth=truth, formula=HIERARCHY_FORMULA)

@@ -1,0 +1,307 @@
+"""Simulation-based calibration: bookkeeping on fake posteriors, then real SBC runs.
+
+The real runs share one small random-intercept model (compiled once per process)
+and one Dask LocalCluster for the module.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import lmm_bayes as lb
+from lmm_bayes.calibration import SBCResult, _parameters, _ranks, _ranks_dataset, draw_prior
+
+PRIORS = {
+    "Intercept": lb.Prior("Normal", mu=0.0, sigma=2.0),
+    "sigma": lb.Prior("HalfNormal", sigma=1.0),
+    "g": {"sd": lb.Prior("HalfNormal", sigma=1.0)},
+}
+SBC_ARGS = dict(draws=100, tune=200, chains=2, thin=2, method="collapsed", progressbar=False)
+N_SIMS = 40
+SEED = 2024
+
+
+def ri_model() -> lb.LMM:
+    df = pd.DataFrame({"g": np.repeat([f"g{k}" for k in range(10)], 5), "y": 0.0})
+    return lb.LMM("y ~ 1 + (1 | g)", df, priors=PRIORS)
+
+
+def slopes_model(eta: float = 2.0) -> lb.LMM:
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"g": np.repeat(list("abcdefgh"), 6), "x": rng.normal(size=48),
+                       "z": rng.normal(size=48), "y": rng.normal(size=48)})
+    return lb.LMM("y ~ x + (1 + x + z | g)", df, priors={"g": {"eta": eta}})
+
+
+# ---------------------------------------------------------------- the prior
+
+
+def test_draw_prior_matches_the_priors():
+    m = slopes_model(eta=2.0)
+    rng = np.random.default_rng(1)
+    draws = [draw_prior(m.design, m.priors, rng) for _ in range(4000)]
+    beta = np.array([d[0] for d in draws])
+    G = np.array([d[1]["g"] for d in draws])
+    sigma = np.array([d[2] for d in draws])
+    fixed = m.priors.fixed_by_name
+    prior_sd = [fixed[c].kwargs["sigma"] for c in m.design.X_columns]
+    np.testing.assert_allclose(beta.std(axis=0), prior_sd, rtol=0.05)
+    lam = m.priors.sigma.kwargs["lam"]
+    assert abs(sigma.mean() * lam - 1) < 0.05  # Exponential(lam) has mean 1/lam
+    sd = np.sqrt(np.diagonal(G, axis1=1, axis2=2))
+    scale = [m.priors.group_by_name["g"].sd_by_effect[e].kwargs["sigma"] for e in ("Intercept", "x", "z")]
+    np.testing.assert_allclose(sd.mean(axis=0), np.array(scale) * np.sqrt(2 / np.pi), rtol=0.05)
+    corr = G / (sd[:, :, None] * sd[:, None, :])
+    # LKJ(eta) in 3 dimensions: every correlation is 2 Beta(eta + 1/2, eta + 1/2) - 1, variance 1/(2 eta + 2)
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        assert abs(corr[:, i, j].mean()) < 0.03
+        assert abs(corr[:, i, j].var() - 1 / 6) < 0.015
+    assert np.all(np.linalg.eigvalsh(G) > 0)
+
+
+def test_draw_prior_independent_blocks():
+    df = pd.DataFrame({"g": np.repeat(list("abcd"), 5), "x": np.arange(20.0), "y": 0.0})
+    m = lb.LMM("y ~ x + (1 + x || g)", df)
+    _, G, _ = draw_prior(m.design, m.priors, np.random.default_rng(0))
+    assert G["g"][0, 1] == 0.0 and np.all(np.diag(G["g"]) > 0)
+
+
+def test_sim_priors_override_the_models_priors():
+    from lmm_bayes.calibration import _sim_priors
+
+    m = ri_model()
+    wide = _sim_priors(m, {"g": {"sd": lb.Prior("HalfNormal", sigma=5.0)}})
+    assert wide.fixed_by_name["Intercept"] == PRIORS["Intercept"] and wide.sigma == PRIORS["sigma"]
+    assert wide.group_by_name["g"].sd_by_effect["Intercept"] == lb.Prior("HalfNormal", sigma=5.0)
+    assert _sim_priors(m, None) is m.priors
+    with pytest.raises(TypeError, match=r"sim_priors must be lb.Priors or a dict"):
+        _sim_priors(m, [1])
+
+
+# ---------------------------------------------------------------- bookkeeping on fake posteriors
+
+
+EFFECTS = ["Intercept", "x", "z"]
+COORDS = {"coef": ["Intercept", "x"], "g_effect": EFFECTS, "g_effect_bis": EFFECTS}
+DIMS = {"beta": ("coef",), "sigma": (), "g_sd": ("g_effect",), "g_corr": ("g_effect", "g_effect_bis")}
+
+
+def fake_posteriors(params, n_sims: int, posterior_sd: float, rng) -> tuple[np.ndarray, list[xr.Dataset]]:
+    """Conjugate normal: theta ~ N(0, 1), x ~ N(theta, 1), posterior N(x / 2, sqrt(1/2)) (or too narrow)."""
+    truths, posteriors = [], []
+    for _ in range(n_sims):
+        theta = rng.normal(size=len(params))
+        x = theta + rng.normal(size=len(params))
+        draws = x / 2 + posterior_sd * rng.normal(size=(2, 100, len(params)))
+        shapes = {v: (2, 100, *(len(COORDS[k]) for k in d)) for v, d in DIMS.items()}
+        post = xr.Dataset({v: (("chain", "draw", *d), np.zeros(shapes[v])) for v, d in DIMS.items()},
+                          coords=COORDS)
+        for k, p in enumerate(params):
+            post[p.var].loc[dict(p.sel)] = draws[..., k]
+        truths.append(theta)
+        posteriors.append(post)
+    return np.array(truths), posteriors
+
+
+@pytest.mark.parametrize(("posterior_sd", "calibrated"), [(np.sqrt(0.5), True), (0.15, False)])
+def test_ranks_and_tests_on_fake_posteriors(posterior_sd, calibrated):
+    params = _parameters(slopes_model().design)
+    assert [p.label for p in params] == [
+        "beta[Intercept]", "beta[x]", "sigma", "g_sd[Intercept]", "g_sd[x]", "g_sd[z]",
+        "g_corr[Intercept, x]", "g_corr[Intercept, z]", "g_corr[x, z]",
+    ]
+    truths, posteriors = fake_posteriors(params, 300, posterior_sd, np.random.default_rng(3))
+    ranks = np.stack([_ranks(post, t, params, thin=2) for post, t in zip(posteriors, truths)])
+    assert ranks.min() >= 0 and ranks.max() <= 100
+    ds = _ranks_dataset(ranks, params, {"n_draws": 100})
+    assert ds["beta"].dims == ("sim", "coef") and ds["g_corr"].dims == ("sim", "g_pair")
+    assert ds["g_corr"]["g_pair"].values.tolist() == ["Intercept, x", "Intercept, z", "x, z"]
+    res = SBCResult.from_ranks(ds, n_draws=100)
+    assert res.uniformity.index.tolist() == [p.label for p in params]
+    assert (res.uniformity["bins"] == 20).all() and (res.uniformity["df"] == 19).all()
+    if calibrated:
+        assert res.uniformity["p_value"].min() > 0.001
+        np.testing.assert_allclose(res.coverage["50%"], 0.5, atol=0.1)
+        np.testing.assert_allclose(res.coverage["90%"], 0.9, atol=0.06)
+    else:
+        assert res.uniformity["p_value"].max() < 1e-6
+        assert (res.coverage["90%"] < 0.5).all()
+
+
+def test_coverage_and_chi_square_exact():
+    # ranks 0..99 once each: exactly uniform; 50% interval holds ranks 25..75 of 0..100
+    ranks = xr.Dataset({"sigma": ("sim", np.arange(100))})
+    res = SBCResult.from_ranks(ranks, n_draws=99, bins=10)
+    assert res.uniformity.loc["sigma", "chi2"] == pytest.approx(0.0)
+    assert res.uniformity.loc["sigma", "p_value"] == pytest.approx(1.0)
+    lows = SBCResult.from_ranks(xr.Dataset({"sigma": ("sim", np.zeros(50, int))}), n_draws=99)
+    assert lows.uniformity.loc["sigma", "p_value"] < 1e-10 and lows.coverage.loc["sigma", "90%"] == 0.0
+    assert "sigma" in repr(res) and "100 simulations" in repr(res)
+
+
+def test_from_ranks_errors():
+    with pytest.raises(ValueError, match=r"ranks must lie in 0..n_draws = 0..9"):
+        SBCResult.from_ranks(xr.Dataset({"sigma": ("sim", np.array([0, 10]))}), n_draws=9)
+    with pytest.raises(ValueError, match=r"bins must be at least 2"):
+        SBCResult.from_ranks(xr.Dataset({"sigma": ("sim", np.array([0, 5]))}), n_draws=9, bins=1)
+
+
+def test_plot_panels():
+    ranks = xr.Dataset(
+        {"beta": (("sim", "coef"), np.random.default_rng(0).integers(0, 51, (60, 2))),
+         "sigma": ("sim", np.random.default_rng(1).integers(0, 51, 60))},
+        coords={"coef": ["Intercept", "x"]},
+    )
+    res = SBCResult.from_ranks(ranks, n_draws=50)
+    fig = res.plot()
+    assert [ax.get_title() for ax in fig.axes] == ["beta[Intercept]", "beta[x]", "sigma"]
+    assert len(res.plot(coverage=True).axes) == 3
+    with pytest.raises(ValueError, match=r"prob must be strictly between 0 and 1"):
+        res.plot(prob=1.5)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+# ---------------------------------------------------------------- argument errors
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (dict(model="model"), TypeError, r"model must be an lb.LMM, got str"),
+        (dict(n_sims=0), ValueError, r"n_sims must be at least 1"),
+        (dict(seed=None), TypeError, r"seed must be an integer"),
+        (dict(thin=200), ValueError, r"thin \(200\) must not exceed draws \(100\)"),
+        (dict(executor="threads"), ValueError, r"executor must be None, 'processes' or a dask.distributed"),
+        (dict(executor=4), TypeError, r"executor must be None .* got int"),
+        (dict(progressbar="yes"), TypeError, r"progressbar must be True or False"),
+        (dict(sim_priors={"sigmaa": 1}), ValueError, r"unknown key 'sigmaa'"),
+    ],
+)
+def test_sbc_argument_errors(change, error, match):
+    args = dict(model=ri_model(), n_sims=2, draws=100, seed=1)
+    args.update(change)
+    with pytest.raises(error, match=match):
+        lb.sbc(args.pop("model"), **args)
+
+
+def test_sbc_transformed_response():
+    df = pd.DataFrame({"g": np.repeat(list("abcd"), 5), "y": np.arange(1.0, 21.0)})
+    with pytest.raises(ValueError, match=r"cannot simulate the transformed response 'log\(y\)'"):
+        lb.sbc(lb.LMM("log(y) ~ 1 + (1 | g)", df), n_sims=2, draws=10, seed=1)
+
+
+# ---------------------------------------------------------------- real runs through Dask
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sbc_dask(client):
+    return lb.sbc(ri_model(), n_sims=N_SIMS, seed=SEED, executor=client, **SBC_ARGS)
+
+
+@pytest.fixture(scope="module")
+def sbc_miscalibrated(client):
+    """Truth drawn from much wider SD priors than the fit assumes."""
+    wide = {"sigma": lb.Prior("HalfNormal", sigma=5.0), "g": {"sd": lb.Prior("HalfNormal", sigma=5.0)}}
+    return lb.sbc(ri_model(), n_sims=N_SIMS, seed=SEED, executor=client, sim_priors=wide, **SBC_ARGS)
+
+
+def test_sbc_on_dask_is_calibrated(sbc_dask):
+    res = sbc_dask
+    assert res.ranks.sizes["sim"] == N_SIMS and res.n_draws == 100
+    assert set(res.ranks.data_vars) == {"beta", "sigma", "g_sd"}
+    assert res.ranks["g_sd"].dims == ("sim", "g_effect")
+    assert res.uniformity["p_value"].min() > 0.001, res.uniformity
+    assert res.coverage["90%"].between(0.7, 1.0).all(), res.coverage
+    assert res.diagnostics["divergences"].sum() <= N_SIMS  # a few in extreme prior draws are tolerated
+    assert res.ranks.attrs["seed"] == SEED and res.ranks.attrs["method"] == "collapsed"
+
+
+def test_same_seed_same_ranks_in_process(sbc_dask):
+    """Simulation i depends only on (seed, i): the first 6 in-process equal the Dask run's."""
+    local = lb.sbc(ri_model(), n_sims=6, seed=SEED, executor=None, **SBC_ARGS)
+    assert local.ranks.identical(sbc_dask.ranks.isel(sim=slice(0, 6)).assign_attrs(local.ranks.attrs))
+
+
+def test_miscalibration_is_flagged(sbc_miscalibrated):
+    p = sbc_miscalibrated.uniformity["p_value"]
+    assert p.min() < 0.01, sbc_miscalibrated.uniformity
+    assert p[["sigma", "g_sd[Intercept]"]].max() < 0.01
+
+
+def test_processes_and_executor_instances_same_ranks(sbc_dask, monkeypatch):
+    """'processes' builds a spawn-context pool; any concurrent.futures executor works.
+
+    A thread pool stands in for the process pool (spawning fresh interpreters that
+    import PyMC and compile costs ~20 s each on two cores); the plumbing is the same.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import lmm_bayes.calibration as cal
+
+    made = []
+
+    class Pool(ThreadPoolExecutor):
+        def __init__(self, *, mp_context):
+            made.append(mp_context.get_start_method())
+            super().__init__(max_workers=1)
+
+    monkeypatch.setattr(cal.cf, "ProcessPoolExecutor", Pool)
+    res = lb.sbc(ri_model(), n_sims=3, seed=SEED, executor="processes", **SBC_ARGS)
+    assert made == ["spawn"]
+    assert res.ranks.identical(sbc_dask.ranks.isel(sim=slice(0, 3)).assign_attrs(res.ranks.attrs))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        again = lb.sbc(ri_model(), n_sims=3, seed=SEED, executor=pool, **SBC_ARGS)
+    assert again.ranks.identical(res.ranks)
+
+
+# ---------------------------------------------------------------- simulate, then fit
+
+
+@pytest.fixture(scope="module")
+def recovery():
+    sim = lb.simulate_hierarchy(30, 5, (15, 25), beta={"Intercept": 10.0, "x": 2.0},
+                                G=[[1.0, -0.2], [-0.2, 0.25]], sigma_neuron=0.7, sigma=2.0, seed=42)
+    fit = lb.LMM(sim.formula, sim.data).fit(draws=300, tune=300, chains=2, seed=1, progressbar=False,
+                                            method="collapsed", log_likelihood=False)
+    return sim, fit.idata.posterior.to_dataset()
+
+
+@pytest.mark.parametrize("var", ["beta", "sigma", "subject_sd", "subject_corr", "subject:neuron_sd"])
+def test_simulate_then_fit_recovers_truth(recovery, var):
+    sim, post = recovery
+    assert 2500 <= len(sim.data) <= 5000
+    lo, hi = post[var].quantile([0.03, 0.97], dim=("chain", "draw"))
+    truth = sim.truth[var]
+    if var == "subject_corr":
+        lo, hi, truth = (a.sel(subject_effect="Intercept", subject_effect_bis="x") for a in (lo, hi, truth))
+    assert bool(((lo <= truth) & (truth <= hi)).all()), (var, lo.values, truth.values, hi.values)
+
+
+def test_truth_and_posterior_b_line_up_by_label(recovery):
+    sim, post = recovery
+    for g in ("subject", "subject:neuron"):
+        b = post[f"{g}_b"]
+        lo, hi = b.quantile(0.03, dim=("chain", "draw")), b.quantile(0.97, dim=("chain", "draw"))
+        inside = ((lo <= sim.truth[f"{g}_b"]) & (sim.truth[f"{g}_b"] <= hi))  # aligned by level label
+        assert inside.sizes[g] == sim.truth.sizes[g]
+        assert float(inside.mean()) > 0.85
