@@ -26,6 +26,7 @@ __all__ = [
     "check_choice",
     "check_positive_int",
     "check_probability",
+    "check_seed",
 ]
 
 
@@ -210,3 +211,16 @@ def check_probability(value: Any, name: str) -> float:
     if not 0 < value < 1:
         raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
     return float(value)
+
+
+def check_seed(seed: Any, name: str = "seed") -> np.random.Generator:
+    """``None``, a non-negative int or a ``numpy.random.Generator`` → a Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be None, a non-negative integer or a numpy.random.Generator, got {type(seed).__name__}"
+        )
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed}")
+    return np.random.default_rng(int(seed))

@@ -1,0 +1,191 @@
+"""Save and load: one netCDF file, identical numbers after the round trip, clear errors."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import lmm_bayes as lb
+from lmm_bayes import io
+from lmm_bayes.fit import _constant_data
+
+SLOPES = "Reaction ~ Days + (Days | Subject)"
+FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}
+
+
+@pytest.fixture(scope="module")
+def fit(sleepstudy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lb.LMM(SLOPES, sleepstudy).fit(seed=11, **FAST)
+
+
+def prior_fit(model: lb.LMM, *, draws: int = 40, seed: int = 0) -> lb.Fit:
+    """A Fit whose 'posterior' is a set of prior draws: same layout, no sampling."""
+    pp = model.prior_predictive(draws=draws, seed=seed)
+    idata = xr.DataTree.from_dict(
+        {
+            "posterior": pp["prior"].to_dataset(),
+            "observed_data": pp["observed_data"].to_dataset(),
+            "constant_data": _constant_data(model.design),
+        }
+    )
+    idata.attrs.update(
+        lmm_bayes_version=lb.__version__, formula=model.formula, priors=model.priors.to_json(), sampler="prior",
+        method="full", chains=1, draws=draws, tune=0, seed=seed,
+    )
+    return lb.Fit(idata=idata, model=model)
+
+
+@pytest.fixture(scope="module")
+def nested_fit():
+    """Nested factors (':' in dim names), a categorical fixed effect in a non-alphabetical order, text row labels."""
+    rng = np.random.default_rng(0)
+    subjects = np.repeat([f"s{i}" for i in range(4)], 15)
+    neurons = np.tile(np.repeat(["n1", "n2", "n3"], 5), 4)
+    data = pd.DataFrame(
+        {
+            "subject": subjects,
+            "neuron": neurons,
+            "x": rng.normal(size=60),
+            "cond": pd.Categorical(np.tile(["treat", "control"], 30), categories=["treat", "control"]),
+            "y": rng.normal(size=60),
+            "unused": "ignored",
+        },
+        index=[f"r{i}" for i in range(60)],
+    )
+    model = lb.LMM("y ~ x + cond + (1 + x | subject) + (1 | subject:neuron)", data)
+    return prior_fit(model)
+
+
+def test_round_trip_gives_identical_numbers(fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    fit.save(path)
+    loaded = lb.load(path)
+    assert isinstance(loaded, lb.Fit)
+    new = pd.DataFrame({"Days": [0, 5, 9, 2], "Subject": ["308", "309", "new", "other"]})
+    for levels in ("existing", "population"):
+        np.testing.assert_array_equal(loaded.predict(levels=levels).values, fit.predict(levels=levels).values)
+    for kind in ("mean", "response"):
+        a = loaded.predict(new, levels="new", kind=kind, seed=3)
+        b = fit.predict(new, levels="new", kind=kind, seed=3)
+        xr.testing.assert_identical(a, b)
+    pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef())
+    pd.testing.assert_frame_equal(loaded.varcorr(), fit.varcorr())
+    pd.testing.assert_frame_equal(loaded.ranef("Subject"), fit.ranef("Subject"))
+    pd.testing.assert_frame_equal(loaded.icc(at={"Days": 3}), fit.icc(at={"Days": 3}))
+    assert loaded.diagnostics() == fit.diagnostics()
+    assert str(loaded.summary()) == str(fit.summary())
+    assert loaded.model.formula == SLOPES
+    assert loaded.priors == fit.priors
+    assert loaded.model.priors == fit.model.priors
+    for key in ("formula", "sampler", "method", "seed", "draws", "chains", "lmm_bayes_version"):
+        assert loaded.idata.attrs[key] == fit.idata.attrs[key]
+    assert set(loaded.idata.children) == set(fit.idata.children)
+
+
+def test_file_holds_the_draws_the_data_and_a_format_marker(fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    io.save(fit, str(path))
+    raw = xr.load_datatree(path, engine="h5netcdf")
+    assert raw.attrs["lmm_bayes_format"] == io.FORMAT
+    assert raw.attrs["lmm_bayes_format_version"] == io.FORMAT_VERSION
+    assert {"posterior", "sample_stats", "observed_data", "constant_data", io.DATA_GROUP} <= set(raw.children)
+    data = raw[io.DATA_GROUP]
+    assert [data[f"col_{k}"].attrs["name"] for k in range(3)] == ["Reaction", "Days", "Subject"]
+    xr.testing.assert_equal(raw["posterior"]["beta"], fit.posterior["beta"])
+    # saving changes neither the fit nor leaves temporary files behind
+    assert "lmm_bayes_format" not in fit.idata.attrs and io.DATA_GROUP not in fit.idata.children
+    assert [p.name for p in tmp_path.iterdir()] == ["fit.nc"]
+
+
+def test_posterior_predictive_group_survives(fit, tmp_path):
+    pp_fit = fit.posterior_predictive(seed=1)
+    pp_fit.save(tmp_path / "pp.nc")
+    loaded = lb.load(tmp_path / "pp.nc")
+    xr.testing.assert_identical(
+        loaded.idata["posterior_predictive"]["y"], pp_fit.idata["posterior_predictive"]["y"]
+    )
+
+
+def test_nested_names_categoricals_and_text_index_round_trip(nested_fit, tmp_path):
+    path = tmp_path / "nested.nc"
+    nested_fit.save(path)
+    loaded = lb.load(path)
+    assert "subject:neuron_b" in loaded.posterior and "subject:neuron" in loaded.posterior.dims
+    assert loaded.design.X_columns == nested_fit.design.X_columns
+    np.testing.assert_array_equal(loaded.design.X, nested_fit.design.X)
+    assert [g.levels for g in loaded.design.groups] == [g.levels for g in nested_fit.design.groups]
+    original = nested_fit.design.data
+    back = loaded.design.data
+    assert list(back.columns) == list(original.columns) and "unused" not in back.columns
+    assert list(back.index) == list(original.index)
+    assert isinstance(back["cond"].dtype, pd.CategoricalDtype)
+    assert list(back["cond"].cat.categories) == ["treat", "control"]
+    np.testing.assert_array_equal(back["x"].to_numpy(), original["x"].to_numpy())
+    new = pd.DataFrame({"subject": ["s0", "s0", "s9"], "neuron": ["n1", "n7", "n1"], "x": [0.1, 0.2, 0.3],
+                        "cond": ["control", "treat", "treat"]}, index=["a", "b", "c"])
+    xr.testing.assert_identical(
+        loaded.predict(new, levels="new", kind="response", seed=1),
+        nested_fit.predict(new, levels="new", kind="response", seed=1),
+    )
+    np.testing.assert_array_equal(loaded.predict().values, nested_fit.predict().values)
+    assert list(loaded.predict()["obs"].values) == [f"r{i}" for i in range(60)]
+
+
+def test_save_overwrites(fit, nested_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    nested_fit.save(path)
+    fit.save(path)
+    assert lb.load(path).model.formula == SLOPES
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_not_our_file_raises(tmp_path):
+    text = tmp_path / "notes.nc"
+    text.write_text("hello")
+    with pytest.raises(io.FitFileError, match=r"is not an lmm-bayes fit file \(it cannot be read as netCDF4"):
+        lb.load(text)
+    other = tmp_path / "other.nc"
+    xr.Dataset({"a": ("x", [1.0, 2.0])}).to_netcdf(other, engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"is a netCDF file but not an lmm-bayes fit \(no 'lmm-bayes-fit' marker\)"):
+        lb.load(other)
+
+
+def test_newer_format_version_raises(fit, tmp_path, monkeypatch):
+    path = tmp_path / "future.nc"
+    monkeypatch.setattr(io, "FORMAT_VERSION", io.FORMAT_VERSION + 1)
+    fit.save(path)
+    monkeypatch.undo()
+    with pytest.raises(io.FitFileError, match=r"format version 2, newer than this lmm-bayes reads.*upgrade"):
+        lb.load(path)
+
+
+def test_damaged_design_is_detected(nested_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    nested_fit.save(path)
+    tree = xr.load_datatree(path, engine="h5netcdf")
+    tree["observed_data"] = xr.DataTree(tree["observed_data"].to_dataset() + 1.0)
+    tree.to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(io.FitFileError, match=r"does not match the draws \(the response differs\)"):
+        lb.load(path)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda f, p: io.save("fit", p / "x.nc"), TypeError, r"fit must be an lmm_bayes.Fit, got str"),
+        (lambda f, p: f.save(3), TypeError, r"path must be a file path \(str or pathlib.Path\), got int"),
+        (lambda f, p: f.save(p), ValueError, r"is a directory"),
+        (lambda f, p: f.save(p / "no" / "such" / "x.nc"), ValueError, r"does not exist; create it first"),
+        (lambda f, p: lb.load(p / "missing.nc"), FileNotFoundError, r"no fit file at"),
+        (lambda f, p: lb.load(None), TypeError, r"path must be a file path"),
+    ],
+)
+def test_bad_arguments_raise(nested_fit, tmp_path, call, error, match):
+    with pytest.raises(error, match=match):
+        call(nested_fit, tmp_path)

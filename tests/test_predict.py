@@ -1,0 +1,312 @@
+"""Predictions (existing / population / new clusters), posterior and prior predictive.
+
+Checks against identities that must hold draw by draw, a variance decomposition,
+interval coverage on simulated data with known truth, and every documented error.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import lmm_bayes as lb
+from lmm_bayes.predict import (
+    cluster_stat_check,
+    covariance_draws,
+    posterior_predictive,
+    predict,
+    prior_predictive,
+)
+
+SLOPES = "Reaction ~ Days + (Days | Subject)"
+FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}
+
+
+def _fit(model, seed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(seed=seed, **FAST)
+
+
+@pytest.fixture(scope="module")
+def fit(sleepstudy):
+    return _fit(lb.LMM(SLOPES, sleepstudy), seed=11)
+
+
+def _hdi_width(da, prob=0.94):
+    from lmm_bayes.results import summarize_draws
+
+    t = summarize_draws(da, hdi_prob=prob, diagnostics=False)
+    return (t["hdi_high"] - t["hdi_low"]).to_numpy()
+
+
+# ---------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize("levels", ["existing", "population", "new"])
+@pytest.mark.parametrize("kind", ["mean", "response"])
+def test_fitted_rows_layout(fit, levels, kind):
+    p = predict(fit, levels=levels, kind=kind, seed=1)
+    assert isinstance(p, xr.DataArray)
+    assert p.dims == ("chain", "draw", "obs")
+    assert p.shape == (2, 500, 180)
+    np.testing.assert_array_equal(p["obs"].values, fit.design.index.to_numpy())
+    np.testing.assert_array_equal(p["chain"].values, fit.posterior["chain"].values)
+    assert p.name == "Reaction"
+    assert p.attrs["levels"] == levels and p.attrs["kind"] == kind and p.attrs["formula"] == SLOPES
+    assert np.isfinite(p.values).all()
+
+
+@pytest.mark.parametrize(
+    "index",
+    [pd.Index(["a", "b", "c"], name="row"), pd.Index([10, 20, 30]), pd.RangeIndex(3)],
+)
+def test_obs_coords_are_the_input_index(fit, index):
+    new = pd.DataFrame({"Days": [0, 4, 9], "Subject": ["308", "309", "new"]}, index=index)
+    p = fit.predict(new, levels="new", seed=0)
+    assert p.shape == (2, 500, 3)
+    assert list(p["obs"].values) == list(index)
+    table = fit.predict_summary(new, levels="new", seed=0)
+    assert list(table.index) == list(index) and table.index.name == index.name
+    assert list(table.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
+    assert table.attrs == {"levels": "new", "kind": "mean", "hdi_prob": 0.94}
+
+
+def test_existing_on_fitted_rows_is_x_beta_plus_z_b(fit, sleepstudy):
+    post = fit.posterior
+    beta, b = post["beta"].values, post["Subject_b"].values
+    d = fit.design
+    g = d.groups[0]
+    expected = np.einsum("cdp,np->cdn", beta, d.X) + np.einsum("cdnq,nq->cdn", b[:, :, g.codes, :], g.Z)
+    np.testing.assert_allclose(fit.predict().values, expected, rtol=1e-12)
+    # the same rows passed as data give the same draws
+    np.testing.assert_allclose(fit.predict(sleepstudy).values, expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- the three kinds of levels
+
+
+def test_population_mean_is_beta0_plus_beta1_days_draw_by_draw(fit):
+    days = np.array([0.0, 3.0, 9.0])
+    new = pd.DataFrame({"Days": days, "Subject": ["308", "unseen", "309"]})
+    p = fit.predict(new, levels="population")
+    beta = fit.posterior["beta"]
+    expected = beta.sel(coef="Intercept").values[..., None] + beta.sel(coef="Days").values[..., None] * days
+    np.testing.assert_allclose(p.values, expected, rtol=1e-12)
+    # grouping columns are not needed for the population prediction (lme4's re.form = NA)
+    np.testing.assert_allclose(fit.predict(new[["Days"]], levels="population").values, expected, rtol=1e-12)
+
+
+def test_existing_interval_is_narrower_than_a_new_subjects(fit):
+    new = pd.DataFrame({"Days": [5, 5], "Subject": ["308", "a new subject"]})
+    existing = fit.predict(new.iloc[:1], levels="existing")
+    fresh = fit.predict(new.iloc[1:], levels="new", seed=3)
+    w_existing, w_new = _hdi_width(existing)[0], _hdi_width(fresh)[0]
+    assert w_existing < 0.6 * w_new
+    # the population prediction lies in between: no cluster uncertainty, but no cluster information either
+    assert _hdi_width(fit.predict(new.iloc[:1], levels="population"))[0] < w_new
+
+
+def test_new_keeps_seen_clusters_and_draws_unseen_ones_independently(fit):
+    new = pd.DataFrame({"Days": [5, 5, 5, 0, 5], "Subject": ["308", "n1", "n2", "n1", "n1"]})
+    p = fit.predict(new, levels="new", seed=4).values
+    existing = fit.predict(new.iloc[:1]).values
+    np.testing.assert_allclose(p[..., 0], existing[..., 0], rtol=1e-12)  # seen: its own b
+    np.testing.assert_array_equal(p[..., 1], p[..., 4])  # same new cluster, same row: same draw
+    assert not np.allclose(p[..., 1], p[..., 2])  # two new clusters: different draws
+    dev1 = p[..., 1] - fit.predict(new.iloc[[1]], levels="population").values[..., 0]
+    dev2 = p[..., 2] - fit.predict(new.iloc[[2]], levels="population").values[..., 0]
+    assert abs(np.corrcoef(dev1.ravel(), dev2.ravel())[0, 1]) < 0.1
+    # the cluster's intercept is shared between its rows: Days=0 and Days=5 of n1 are correlated
+    dev0 = p[..., 3] - fit.predict(new.iloc[[3]], levels="population").values[..., 0]
+    assert np.corrcoef(dev0.ravel(), dev1.ravel())[0, 1] > 0.3
+
+
+def test_variance_of_new_is_population_variance_plus_mean_zGz(fit):
+    days = 7.0
+    k = 60  # many new clusters at the same Days: each an independent draw of b
+    new = pd.DataFrame({"Days": np.full(k, days), "Subject": [f"new{i}" for i in range(k)]})
+    p_new = fit.predict(new, levels="new", seed=5).values
+    p_pop = fit.predict(new.iloc[:1], levels="population").values[..., 0]
+    G = covariance_draws(fit, "Subject")
+    assert G.dims == ("chain", "draw", "Subject_effect", "Subject_effect_bis")
+    z = np.array([1.0, days])
+    zGz = np.einsum("i,cdij,j->cd", z, G.values, z)
+    expected = p_pop.var() + zGz.mean()
+    observed = (p_new - p_new.mean()).var()
+    assert observed == pytest.approx(expected, rel=0.05)
+    # and the deviations from the population prediction have mean 0 and variance E[z'Gz]
+    dev = p_new - p_pop[..., None]
+    assert abs(dev.mean()) < 0.05 * np.sqrt(zGz.mean())
+    assert dev.var() == pytest.approx(zGz.mean(), rel=0.05)
+
+
+def test_response_adds_residual_noise_and_is_seeded(fit):
+    new = pd.DataFrame({"Days": np.full(200, 3.0), "Subject": ["310"] * 200})
+    mean = fit.predict(new).values
+    resp = fit.predict(new, kind="response", seed=7).values
+    noise_var = (resp - mean).var()
+    assert noise_var == pytest.approx(float((fit.posterior["sigma"] ** 2).mean()), rel=0.05)
+    np.testing.assert_array_equal(resp, fit.predict(new, kind="response", seed=7).values)
+    assert not np.array_equal(resp, fit.predict(new, kind="response", seed=8).values)
+    gen = np.random.default_rng(7)
+    np.testing.assert_array_equal(resp, fit.predict(new, kind="response", seed=gen).values)
+
+
+def test_predict_does_not_mutate_data(fit):
+    new = pd.DataFrame({"Days": [1, 2], "Subject": pd.Categorical(["308", "x"])})
+    before = new.copy()
+    fit.predict(new, levels="new", seed=0)
+    pd.testing.assert_frame_equal(new, before)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unseen_level_with_existing_raises(fit):
+    new = pd.DataFrame({"Days": [1, 2, 3], "Subject": ["308", "999", "nobody"]})
+    with pytest.raises(ValueError, match=r"grouping factor 'Subject' has 2 unseen level\(s\): \['999', 'nobody'\]"):
+        fit.predict(new)
+    with pytest.raises(ValueError, match=r"levels='new'.*levels='population'"):
+        fit.predict_summary(new, levels="existing")
+
+
+def test_missing_predictor_column_raises(fit):
+    with pytest.raises(ValueError, match=r"prediction uses column\(s\) not in data: 'Days'"):
+        fit.predict(pd.DataFrame({"days": [1], "Subject": ["308"]}))
+    with pytest.raises(ValueError, match=r"'Subject'"):
+        fit.predict(pd.DataFrame({"Days": [1]}), levels="new")
+    with pytest.raises(ValueError, match=r"missing or infinite values in 'Days'"):
+        fit.predict(pd.DataFrame({"Days": [np.nan], "Subject": ["308"]}))
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda f: predict("not a fit"), TypeError, r"fit must be an lmm_bayes.Fit"),
+        (lambda f: f.predict([[1, "308"]]), TypeError, r"data must be a pandas DataFrame, got list"),
+        (lambda f: f.predict(levels=["new"]), TypeError, r"levels must be a string"),
+        (lambda f: f.predict(levels="nwe"), ValueError, r"levels must be one of .* \(did you mean 'new'\?\)"),
+        (lambda f: f.predict(kind="responses"), ValueError, r"kind must be one of \['mean', 'response'\]"),
+        (lambda f: f.predict(seed="1"), TypeError, r"seed must be None, a non-negative integer"),
+        (lambda f: f.predict(seed=-1), ValueError, r"seed must be a non-negative integer, got -1"),
+        (lambda f: f.predict(pd.DataFrame({"Days": []})), ValueError, r"data has no rows"),
+        (lambda f: f.predict_summary(hdi_prob=94), ValueError, r"hdi_prob must be strictly between 0 and 1"),
+        (lambda f: covariance_draws(f, "Subjects"), ValueError, r"no grouping factor 'Subjects'"),
+        (lambda f: cluster_stat_check(f, "Subject", stat="median"), ValueError, r"stat must be one of"),
+        (lambda f: prior_predictive(f), TypeError, r"model must be an lmm_bayes.LMM, got Fit"),
+        (lambda f: prior_predictive(f.model, draws=0), ValueError, r"draws must be at least 1"),
+    ],
+)
+def test_bad_arguments_raise(fit, call, error, match):
+    with pytest.raises(error, match=match):
+        call(fit)
+
+
+# ---------------------------------------------------------------- posterior / prior predictive
+
+
+def test_posterior_predictive_returns_a_new_fit(fit):
+    before = set(fit.idata.children)
+    pp_fit = fit.posterior_predictive(seed=2)
+    assert set(fit.idata.children) == before  # input not mutated
+    assert isinstance(pp_fit, lb.Fit) and pp_fit is not fit
+    y_rep = pp_fit.idata["posterior_predictive"]["y"]
+    assert y_rep.dims == ("chain", "draw", "obs") and y_rep.shape == (2, 500, 180)
+    np.testing.assert_array_equal(y_rep["obs"].values, fit.idata["observed_data"]["obs"].values)
+    np.testing.assert_array_equal(y_rep.values, posterior_predictive(fit, seed=2).idata["posterior_predictive"]["y"])
+    y = fit.design.y
+    assert float(y_rep.mean()) == pytest.approx(y.mean(), rel=0.02)
+    assert pp_fit.idata.attrs["formula"] == SLOPES
+    pd.testing.assert_frame_equal(pp_fit.fixef(), fit.fixef())
+
+
+@pytest.mark.parametrize("stat", ["mean", "sd"])
+def test_cluster_stat_check(fit, stat):
+    check = cluster_stat_check(fit, "Subject", stat=stat, prob=0.9, seed=1)
+    assert check["observed"].dims == ("Subject",) and check.sizes["Subject"] == 18
+    assert check["predicted"].dims == ("chain", "draw", "Subject")
+    assert list(check["Subject"].values) == list(fit.design.group("Subject").levels)
+    y = pd.Series(fit.design.y).groupby(fit.design.group("Subject").codes)
+    expected = y.mean().to_numpy() if stat == "mean" else y.std(ddof=1).to_numpy()
+    np.testing.assert_allclose(check["observed"].values, expected)
+    assert (check["predicted_low"] <= check["predicted_high"]).all()
+    assert ((check["p_value"] >= 0) & (check["p_value"] <= 1)).all()
+    assert check.attrs["stat"] == stat and check.attrs["prob"] == 0.9
+    if stat == "mean":  # a random intercept and slope per subject reproduce the subject means
+        inside = (check["observed"] >= check["predicted_low"]) & (check["observed"] <= check["predicted_high"])
+        assert int(inside.sum()) >= 16
+
+
+def test_prior_predictive_layout(sleepstudy):
+    model = lb.LMM(SLOPES, sleepstudy)
+    pp = model.prior_predictive(draws=100, seed=3)
+    assert set(pp.children) == {"prior", "prior_predictive", "observed_data"}
+    assert pp["prior_predictive"]["y"].dims == ("chain", "draw", "obs")
+    assert pp["prior_predictive"]["y"].shape == (1, 100, 180)
+    assert sorted(pp["prior"].data_vars) == ["Subject_b", "Subject_corr", "Subject_sd", "beta", "sigma"]
+    assert pp["prior"]["Subject_b"].dims == ("chain", "draw", "Subject", "Subject_effect")
+    assert list(pp["prior"]["coef"].values) == ["Intercept", "Days"]
+    np.testing.assert_array_equal(pp["observed_data"]["y"].values, model.design.y)
+    assert pp.attrs["formula"] == SLOPES and pp.attrs["draws"] == 100
+    again = prior_predictive(model, draws=100, seed=3)
+    np.testing.assert_array_equal(pp["prior_predictive"]["y"].values, again["prior_predictive"]["y"].values)
+    # weakly informative priors: simulated data sets are wider than the data, but on its scale
+    y = model.design.y
+    sims = pp["prior_predictive"]["y"].values
+    assert np.median(np.abs(sims.mean(axis=-1) - y.mean())) < 10 * y.std()
+
+
+# ---------------------------------------------------------------- simulated data with known truth
+
+TRUTH = {"beta": {"Intercept": 10.0, "x": 2.0}, "G": [[1.0, 0.3], [0.3, 0.5]], "sigma_neuron": 0.7, "sigma": 1.0}
+N_TRAIN = 30
+
+
+@pytest.fixture(scope="module")
+def hierarchy():
+    sim = lb.simulate_hierarchy(N_TRAIN + 120, 4, 6, seed=2024, **TRUTH)
+    data = sim.data
+    train_subjects = sim.truth["subject"].values[:N_TRAIN]
+    is_train = data["subject"].isin(train_subjects).to_numpy()
+    train, held_out = data[is_train], data[~is_train]
+    fit = _fit(lb.LMM(sim.formula, train), seed=3)
+    return fit, train, held_out
+
+
+def test_new_cluster_response_intervals_cover_held_out_trials(hierarchy):
+    fit, _, held_out = hierarchy
+    assert held_out["subject"].nunique() == 120 and len(held_out) == 120 * 4 * 6
+    p = fit.predict(held_out.drop(columns="y"), levels="new", kind="response", seed=9)
+    low, high = np.quantile(p.values, [0.05, 0.95], axis=(0, 1))
+    y = held_out["y"].to_numpy()
+    coverage = np.mean((y >= low) & (y <= high))
+    assert 0.85 <= coverage <= 0.95
+    # the population mean alone ignores cluster variance: its 90% intervals cover far fewer
+    mean_only = fit.predict(held_out, levels="population").values
+    lo, hi = np.quantile(mean_only, [0.05, 0.95], axis=(0, 1))
+    assert np.mean((y >= lo) & (y <= hi)) < 0.5
+
+
+def test_new_neuron_in_known_subject_keeps_the_subjects_effect(hierarchy):
+    fit, train, _ = hierarchy
+    s = str(train["subject"].iloc[0])
+    rows = pd.DataFrame({"subject": [s, s, s], "neuron": ["n98", "n98", "n99"], "x": [0.0, 1.5, 0.0]})
+    p = fit.predict(rows, levels="new", seed=11).values
+    post = fit.posterior
+    X = np.column_stack([np.ones(3), rows["x"]])
+    b_subject = post["subject_b"].sel(subject=s).values  # (chain, draw, effect)
+    known = np.einsum("cdp,np->cdn", post["beta"].values, X) + np.einsum("cdq,nq->cdn", b_subject, X)
+    neuron = p - known  # what is left is the new neuron's intercept
+    np.testing.assert_allclose(neuron[..., 0], neuron[..., 1], rtol=1e-10, atol=1e-10)  # one neuron, one draw
+    assert not np.allclose(neuron[..., 0], neuron[..., 2])  # another new neuron, another draw
+    sd_neuron2 = float((post["subject:neuron_sd"] ** 2).mean())
+    assert neuron[..., 0].var() == pytest.approx(sd_neuron2, rel=0.15)
+    assert abs(neuron[..., 0].mean()) < 0.1 * np.sqrt(sd_neuron2)
+    # an existing neuron uses its own fitted b
+    n1 = pd.DataFrame({"subject": [s], "neuron": ["n1"], "x": [0.0]})
+    np.testing.assert_allclose(fit.predict(n1, levels="new", seed=1).values, fit.predict(n1).values, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"grouping factor 'subject:neuron' has 1 unseen level\(s\)"):
+        fit.predict(rows.iloc[:1])
