@@ -12,6 +12,7 @@ import importlib.util
 import json
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
     from .results import Fit
 
-__all__ = ["fit_model", "choose_method", "SamplingWarning", "pointwise_log_likelihood", "linear_predictor"]
+__all__ = ["fit_model", "run_sampler", "choose_method", "SamplingWarning", "pointwise_log_likelihood", "linear_predictor"]
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 Method = Literal["auto", "full", "collapsed"]
@@ -88,26 +89,38 @@ def _pymc_model(model: LMM, method: str, centered: bool) -> pm.Model:
     return build_model(model.design, model.priors, centered=centered)
 
 
-def _compiled_nutpie(model: LMM, method: str, centered: bool):
-    import nutpie
+def run_sampler(
+    build: Callable[[], pm.Model],
+    key: str,
+    updates: Callable[[], dict[str, np.ndarray]],
+    *,
+    sampler: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    target_accept: float,
+    seed: int | None,
+    progressbar: bool,
+):
+    """Sample the model ``build()`` makes; returns (trace, whether a compiled model was reused).
 
-    key = _structure_key(model.design, model.priors.to_json(), method, centered)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = nutpie.compile_pymc_model(_pymc_model(model, method, centered), freeze_model=False)
-        _COMPILED[key] = compiled
-        while len(_COMPILED) > _CACHE_SIZE:
-            _COMPILED.popitem(last=False)
-        return compiled, False
-    _COMPILED.move_to_end(key)
-    return compiled.with_data(**_data_updates(model.design, method)), True
-
-
-def _sample(model: LMM, *, method, sampler, draws, tune, chains, target_accept, seed, progressbar, centered):
+    With nutpie the compiled model is cached under ``key`` (the model's structure
+    and priors); a later call with the same key swaps in ``updates()`` (the
+    ``pm.Data`` values by name) instead of compiling again.
+    """
     if sampler == "nutpie":
         import nutpie
 
-        compiled, reused = _compiled_nutpie(model, method, centered)
+        compiled = _COMPILED.get(key)
+        reused = compiled is not None
+        if compiled is None:
+            compiled = nutpie.compile_pymc_model(build(), freeze_model=False)
+            _COMPILED[key] = compiled
+            while len(_COMPILED) > _CACHE_SIZE:
+                _COMPILED.popitem(last=False)
+        else:
+            _COMPILED.move_to_end(key)
+            compiled = compiled.with_data(**updates())
         trace = nutpie.sample(
             compiled,
             draws=draws,
@@ -126,7 +139,7 @@ def _sample(model: LMM, *, method, sampler, draws, tune, chains, target_accept, 
         )
     if sampler in ("numpyro", "blackjax") and importlib.util.find_spec(sampler) is None:
         raise ValueError(f"sampler={sampler!r} needs the {sampler} package: pip install {sampler}")
-    with _pymc_model(model, method, centered):
+    with build():
         trace = pm.sample(
             draws=draws,
             tune=tune,
@@ -138,6 +151,16 @@ def _sample(model: LMM, *, method, sampler, draws, tune, chains, target_accept, 
             compute_convergence_checks=False,
         )
     return trace, False
+
+
+def _sample(model: LMM, *, method, sampler, draws, tune, chains, target_accept, seed, progressbar, centered):
+    return run_sampler(
+        lambda: _pymc_model(model, method, centered),
+        _structure_key(model.design, model.priors.to_json(), method, centered),
+        lambda: _data_updates(model.design, method),
+        sampler=sampler, draws=draws, tune=tune, chains=chains,
+        target_accept=target_accept, seed=seed, progressbar=progressbar,
+    )
 
 
 def linear_predictor(design: Design, posterior: xr.Dataset, *, X=None, Z=None, codes=None) -> np.ndarray:

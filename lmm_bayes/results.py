@@ -400,20 +400,20 @@ class Fit:
 
     # ---------------------------------------------------------------- elsewhere
     def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
-        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.pooling.shrinkage`."""
-        from .pooling import shrinkage
+        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.shrinkage.shrinkage`."""
+        from .shrinkage import shrinkage
 
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
-        """Between-minus-within effect; see :func:`lmm_bayes.pooling.contextual_effect`."""
-        from .pooling import contextual_effect
+        """Between-minus-within effect; see :func:`lmm_bayes.contextual.contextual_effect`."""
+        from .contextual import contextual_effect
 
         return contextual_effect(self, within, between, **kwargs)
 
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
-        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.pooling.implied_covariance`."""
-        from .pooling import implied_covariance
+        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.covariance.implied_covariance`."""
+        from .covariance import implied_covariance
 
         return implied_covariance(self, rows, **kwargs)
 

@@ -1,0 +1,320 @@
+"""No, complete and partial pooling side by side; shrinkage; within/between effects; implied covariance.
+
+Three ways to treat clustered data:
+
+* **complete pooling** ignores the clusters: one regression on the fixed part
+  for everybody, as if all rows were independent;
+* **no pooling** gives every cluster its own intercept (and slopes) with
+  independent wide priors: nothing is learnt from the other clusters;
+* **partial pooling** is the mixed model: each cluster's effects are drawn
+  from a population distribution whose spread is estimated, so a cluster with
+  little data borrows strength from the others.
+
+:func:`compare_pooling` fits all three on the same rows and puts them side by
+side; :func:`shrinkage` does the table for one fitted mixed model, with each
+cluster's own least-squares estimate as the no-pooling value.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from . import validate
+from .covariance import group_covariance
+from .pooling_models import (
+    _FIT_ARGS,
+    PoolingFit,
+    _aliased_with_clusters,
+    _fit_complete_pooling,
+    _fit_no_pooling,
+)
+from .shrinkage import (
+    ESTIMATE_COLUMNS,
+    POOLINGS,
+    _check_positive_number,
+    _estimates_table,
+    _identified,
+    _mean_hdi,
+    _normal_equations,
+    _population,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+
+__all__ = [
+    "ESTIMATE_COLUMNS",
+    "POOLINGS",
+    "PoolingComparison",
+    "PoolingFit",
+    "compare_pooling",
+]
+
+
+PLOT_KINDS = ("shrinkage", "arrows", "forest")
+
+# ====================================================================== the comparison
+
+
+@dataclass(frozen=True, eq=False)
+class PoolingComparison:
+    """No, partial and complete pooling of one model, side by side (from :func:`compare_pooling`).
+
+    Attributes
+    ----------
+    loo : pandas.DataFrame
+        ArviZ's comparison table (PSIS-LOO), best first, one row per pooling:
+        rank, elpd_diff, dse, p_worse, diag_diff, diag_elpd, p, elpd, se, weight.
+    estimates : pandas.DataFrame
+        Indexed by (``level``, ``effect``); columns :data:`ESTIMATE_COLUMNS`
+        (posterior means and HDI bounds of each pooling, the population value
+        and the shrinkage factor).
+    fits : mapping
+        ``"no_pooling"``, ``"partial_pooling"`` (a :class:`~lmm_bayes.Fit`) and
+        ``"complete_pooling"`` (:class:`PoolingFit`\\ s).
+    fixed_effect_se : pandas.DataFrame
+        Posterior SD of every fixed effect under complete and partial pooling
+        and their ratio: ignoring the clustering understates the uncertainty
+        of effects that vary between clusters or are measured at cluster level.
+    group : str
+    formula : str
+    """
+
+    loo: pd.DataFrame
+    estimates: pd.DataFrame
+    fits: Mapping[str, Any]
+    fixed_effect_se: pd.DataFrame
+    group: str
+    formula: str
+
+    def plot(self, kind: Literal["shrinkage", "arrows", "forest"] = "shrinkage", **kwargs: Any) -> Figure:
+        """Draw the comparison.
+
+        Parameters
+        ----------
+        kind : {"shrinkage", "arrows", "forest"}
+            ``"shrinkage"``: no- and partial-pooling estimates against cluster
+            size (log x axis), population line, intervals;
+            ``"arrows"``: intercept–slope plane, an arrow from each no-pooling to
+            its partial-pooling estimate, with the posterior G ellipses (needs
+            two effects per cluster); ``"forest"``: the three poolings per cluster.
+        **kwargs
+            Passed to :func:`lmm_bayes.pooling_plots.plot_shrinkage`,
+            :func:`~lmm_bayes.pooling_plots.plot_arrows` or
+            :func:`~lmm_bayes.pooling_plots.plot_forest`.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from . import pooling_plots
+
+        validate.check_choice(kind, PLOT_KINDS, "kind")
+        if kind == "shrinkage":
+            return pooling_plots.plot_shrinkage(self.estimates, **kwargs)
+        if kind == "forest":
+            return pooling_plots.plot_forest(self.estimates, **kwargs)
+        G = group_covariance(self.fits["partial_pooling"], self.group)
+        return pooling_plots.plot_arrows(self.estimates, G, **kwargs)
+
+    def __repr__(self) -> str:
+        loo = self.loo[["rank", "elpd", "se", "elpd_diff", "dse", "weight"]]
+        n = self.estimates.index.get_level_values("level").nunique()
+        return "\n".join(
+            [
+                f"PoolingComparison: {self.formula} ({n} clusters of {self.group!r})",
+                "",
+                "PSIS-LOO (best first):",
+                loo.to_string(float_format=lambda v: f"{v:.4g}"),
+                "",
+                "Posterior SD of the fixed effects:",
+                self.fixed_effect_se.to_string(float_format=lambda v: f"{v:.4g}"),
+                "",
+                "Per-cluster estimates: .estimates; pictures: .plot('shrinkage' | 'arrows' | 'forest')",
+            ]
+        )
+
+
+def compare_pooling(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    group: str,
+    priors: Mapping[str, Any] | None = None,
+    na_action: str = "raise",
+    hdi_prob: float = 0.94,
+    no_pooling_scale: float = 10.0,
+    **fit_kwargs: Any,
+) -> PoolingComparison:
+    """Fit a model with no, partial and complete pooling and compare them.
+
+    * **complete pooling**: the fixed part only, one regression for everybody,
+      with the mixed model's priors on β and σ;
+    * **no pooling**: every cluster gets its own intercept (and its own slopes,
+      where the formula has them) with independent wide priors
+      Normal(mean(y) or 0, ``no_pooling_scale`` · s_y / s_x), nothing shared
+      between clusters; the other fixed effects stay shared with the mixed
+      model's priors;
+    * **partial pooling**: the mixed model itself.
+
+    All three are fitted on the same rows and compared by PSIS-LOO on the same
+    observations.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax with exactly one grouping factor, e.g.
+        ``"log_radon ~ floor + (floor | county)"``.
+    data : pandas.DataFrame
+    group : str
+        The grouping factor (must be the formula's).
+    priors : mapping, optional
+        Prior overrides of the mixed model (:func:`lmm_bayes.priors.resolve_priors`);
+        complete and no pooling use its fixed-effect and residual priors.
+    na_action : {"raise", "drop"}
+    hdi_prob : float
+        Coverage of the intervals in ``estimates``.
+    no_pooling_scale : float
+        Prior SD of each cluster's own coefficients in the no-pooling model, in
+        units of s_y / s_x (10: nearly least squares).
+    **fit_kwargs
+        Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
+        ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
+        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.fit.fit_model`.
+
+    Returns
+    -------
+    PoolingComparison
+
+    Raises
+    ------
+    TypeError
+        ``group`` is not a string, or an unknown sampler setting is given.
+    ValueError
+        The formula has not exactly one grouping factor, ``group`` is not it,
+        ``log_likelihood=False`` is asked for (LOO needs it), or a fixed effect
+        is constant within every cluster (a cluster-level predictor, which a
+        no-pooling model cannot tell apart from the clusters' own intercepts).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
+    ...                          group="Subject", draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> sorted(cmp.loo.index)
+    ['complete_pooling', 'no_pooling', 'partial_pooling']
+    >>> cmp.estimates.shape
+    (18, 13)
+    >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
+    True
+    """
+    from .model import LMM
+
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
+    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
+    no_pooling_scale = _check_positive_number(no_pooling_scale, "no_pooling_scale")
+    unknown = sorted(set(fit_kwargs) - set(_FIT_ARGS))
+    if unknown:
+        raise TypeError(f"compare_pooling got unknown sampler setting(s) {unknown}; known: {list(_FIT_ARGS)}")
+    if fit_kwargs.get("log_likelihood", True) is False:
+        raise ValueError(
+            "compare_pooling compares the poolings by LOO, which needs log_likelihood; "
+            "leave log_likelihood out"
+        )
+    model = LMM(formula, data, priors=priors, na_action=na_action)
+    design = model.design
+    if len(design.groups) != 1:
+        raise ValueError(
+            f"compare_pooling needs a formula with exactly one grouping factor; {model.formula!r} has "
+            f"{len(design.groups)}: {[h.name for h in design.groups]}"
+        )
+    g = design.group(group)
+    shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
+    aliased = _aliased_with_clusters(design, g, shared)
+    if aliased:
+        raise ValueError(
+            f"fixed effect(s) {aliased} do not vary within the clusters of {g.name!r} (apart from the "
+            "clusters' own effects): a no-pooling model cannot tell such cluster-level predictors apart "
+            f"from each {g.name}'s own intercept. Remove them from the formula to compare poolings"
+        )
+
+    from .fit import fit_model
+
+    partial = fit_model(model, **{**fit_kwargs, "log_likelihood": True})
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(fit_model).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    kw = {
+        k: fit_kwargs.get(k, defaults[k])
+        for k in ("draws", "tune", "chains", "sampler", "seed", "progressbar", "target_accept")
+    }
+    no = _fit_no_pooling(model, g, shared, no_pooling_scale, kw)
+    complete = _fit_complete_pooling(model, g, kw)
+    fits = {"no_pooling": no, "partial_pooling": partial, "complete_pooling": complete}
+
+    loo = _loo_table(fits)
+    _, ok, notes = _identified(g, _normal_equations(g))
+    np_m, np_lo, np_hi = _mean_hdi(no.coef_draws(g.name), hdi_prob)
+    beta = pd.Series(
+        partial.posterior["beta"].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
+    )
+    estimates = _estimates_table(
+        g,
+        g.name,
+        no=(np.where(ok, np_m, np.nan), np.where(ok, np_lo, np.nan), np.where(ok, np_hi, np.nan)),
+        partial=_mean_hdi(partial.coef_draws(g.name), hdi_prob),
+        complete=_mean_hdi(complete.coef_draws(g.name), hdi_prob),
+        population=_population(beta, g.effects),
+        notes=notes,
+        intervals=f"{hdi_prob:.0%} HDI of each pooling's posterior",
+    )
+    sd_cp = complete.posterior["beta"].std(("chain", "draw"), ddof=1).values
+    sd_pp = partial.posterior["beta"].std(("chain", "draw"), ddof=1).values
+    fixed_se = pd.DataFrame(
+        {"complete_pooling": sd_cp, "partial_pooling": sd_pp, "ratio": sd_pp / sd_cp},
+        index=pd.Index(list(design.X_columns), name="coef"),
+    )
+    return PoolingComparison(
+        loo=loo,
+        estimates=estimates,
+        fits=MappingProxyType(fits),
+        fixed_effect_se=fixed_se,
+        group=g.name,
+        formula=model.formula,
+    )
+
+
+def _loo_table(fits: Mapping[str, Any]) -> pd.DataFrame:
+    """ArviZ's compare table; Pareto-k warnings are gathered into one that names the poolings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = az.compare({k: f.idata for k, f in fits.items()}, round_to="none")
+    pareto = [str(w.message) for w in caught if "Pareto" in str(w.message)]
+    for w in caught:
+        if "Pareto" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if pareto:
+        flagged = [
+            k for k in table.index if isinstance(table.loc[k, "diag_elpd"], str) and table.loc[k, "diag_elpd"]
+        ]
+        warnings.warn(
+            f"PSIS-LOO: some observations have a high Pareto k ({', '.join(flagged) or 'see .loo'}), so "
+            "their elpd estimates are less reliable. Such observations strongly influence their own "
+            "cluster's estimate, typical of small clusters without pooling; see the diag_elpd column of .loo",
+            UserWarning,
+            stacklevel=3,
+        )
+    return table

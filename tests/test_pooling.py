@@ -1,0 +1,495 @@
+"""No / partial / complete pooling, shrinkage, within-between effects, implied covariance, pooling plots."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+import lmm_bayes as lb
+from lmm_bayes import contextual, covariance, pooling_plots, shrinkage
+from lmm_bayes.pooling_models import PoolingFit
+from lmm_bayes.shrinkage import ESTIMATE_COLUMNS
+
+FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False}
+RADON = "log_radon ~ floor + (1 | county)"
+SLOPES = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def radon_cmp(radon):
+    with pytest.warns(UserWarning, match="Pareto k"):  # counties of 1-2 houses drive their own no-pooling fit
+        return lb.compare_pooling(RADON, radon, group="county", seed=1, **FAST)
+
+
+@pytest.fixture(scope="module")
+def radon_slopes_cmp(radon):
+    with pytest.warns(UserWarning, match="Pareto k"):
+        return lb.compare_pooling(
+            "log_radon ~ floor + (floor | county)", radon, group="county", seed=2, **FAST
+        )
+
+
+@pytest.fixture(scope="module")
+def slopes_fit(sleepstudy):
+    return lb.LMM(SLOPES, sleepstudy).fit(seed=3, **FAST)
+
+
+@pytest.fixture(scope="module")
+def contextual_data():
+    """200 clusters of 2: between effect 2.0, within effect 0.5 (so the contextual effect is 1.5)."""
+    rng = np.random.default_rng(8)
+    n_clusters, size = 200, 2
+    g = np.repeat(np.arange(n_clusters), size)
+    x = rng.normal(0, 1.5, n_clusters)[g] + rng.normal(0, 1.0, g.size)
+    df = lb.within_between(pd.DataFrame({"cluster": [f"c{k:03d}" for k in g], "x": x}), "x", by="cluster")
+    df["y"] = (
+        1.0
+        + 2.0 * df["x_between"]
+        + 0.5 * df["x_within"]
+        + rng.normal(0, 1.0, n_clusters)[g]
+        + rng.normal(0, 1.0, g.size)
+    )
+    return df
+
+
+@pytest.fixture(scope="module")
+def decomposed_fit(contextual_data):
+    return lb.LMM("y ~ x_within + x_between + (1 | cluster)", contextual_data).fit(seed=3, **FAST)
+
+
+@pytest.fixture(scope="module")
+def naive_fit(contextual_data):
+    return lb.LMM("y ~ x + (1 | cluster)", contextual_data).fit(seed=3, **FAST)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _points(ax) -> dict[str, int]:
+    """Number of scatter points per legend label on one axes."""
+    return {
+        c.get_label(): len(c.get_offsets())
+        for c in ax.collections
+        if hasattr(c, "get_offsets") and c.get_label() and not c.get_label().startswith("_")
+    }
+
+
+# ---------------------------------------------------------------- compare_pooling on radon
+
+
+def test_partial_pooling_has_the_best_elpd(radon_cmp):
+    loo = radon_cmp.loo
+    assert set(loo.index) == {"no_pooling", "partial_pooling", "complete_pooling"}
+    assert loo.index[0] == "partial_pooling"
+    assert loo["elpd"].idxmax() == "partial_pooling"
+    for col in ["rank", "elpd", "se", "elpd_diff", "dse", "weight"]:
+        assert col in loo.columns
+    assert loo.loc["partial_pooling", "elpd_diff"] == 0
+    assert (loo["elpd_diff"] <= 0).all()
+
+
+def test_estimates_layout(radon_cmp, radon):
+    e = radon_cmp.estimates
+    assert e.index.names == ["level", "effect"]
+    assert list(e.columns) == ESTIMATE_COLUMNS
+    assert e.shape == (85, 13)
+    assert e.index[0] == ("AITKIN", "Intercept")
+    assert e["n_obs"].sum() == len(radon)
+    assert e.loc[("AITKIN", "Intercept"), "n_obs"] == (radon["county"] == "AITKIN").sum()
+    for p in ["no_pooling", "partial_pooling", "complete_pooling"]:
+        assert (e[f"{p}_low"] <= e[p]).all() and (e[p] <= e[f"{p}_high"]).all()
+    # complete pooling and the population value are one number for every county
+    assert e["complete_pooling"].nunique() == 1 and e["population"].nunique() == 1
+    partial = radon_cmp.fits["partial_pooling"]
+    assert e["population"].iloc[0] == pytest.approx(partial.fixef().loc["Intercept", "mean"])
+    complete = radon_cmp.fits["complete_pooling"]
+    assert e["complete_pooling"].iloc[0] == pytest.approx(complete.fixef().loc["Intercept", "mean"])
+    np.testing.assert_allclose(e["partial_pooling"], partial.coef("county")["mean"], rtol=1e-12)
+    assert (e["note"] == "").all()
+
+
+def test_shrinkage_decreases_with_cluster_size(radon_cmp):
+    e = radon_cmp.estimates
+    rho = spearmanr(e["n_obs"], e["shrinkage"], nan_policy="omit").statistic
+    assert rho < -0.5
+    # the smallest counties move most
+    small, large = e[e["n_obs"] <= 2]["shrinkage"].median(), e[e["n_obs"] >= 20]["shrinkage"].median()
+    assert small > 2 * large
+
+
+def test_partial_pooling_lies_between_no_pooling_and_population(radon_cmp):
+    e = radon_cmp.estimates
+    partial = radon_cmp.fits["partial_pooling"]
+    # tolerance: Monte Carlo error of each posterior mean
+    mcse = az.mcse(partial.coef_draws("county")).values.ravel()
+    lo = np.minimum(e["no_pooling"], e["population"]) - 3 * mcse
+    hi = np.maximum(e["no_pooling"], e["population"]) + 3 * mcse
+    inside = (e["partial_pooling"] >= lo) & (e["partial_pooling"] <= hi)
+    assert inside.all(), e[~inside]
+    finite = e["shrinkage"].dropna()
+    assert len(finite) == 85
+    assert finite.between(-0.05, 1.05).all()
+
+
+def test_fixed_effect_se_shows_understated_uncertainty(radon_cmp):
+    se = radon_cmp.fixed_effect_se
+    assert list(se.index) == ["Intercept", "floor"] and se.index.name == "coef"
+    assert list(se.columns) == ["complete_pooling", "partial_pooling", "ratio"]
+    # ignoring the counties makes the intercept look far more certain than it is
+    assert se.loc["Intercept", "ratio"] > 1.3
+    np.testing.assert_allclose(se["ratio"], se["partial_pooling"] / se["complete_pooling"])
+
+
+def test_fits_are_readable(radon_cmp):
+    fits = radon_cmp.fits
+    assert list(fits) == ["no_pooling", "partial_pooling", "complete_pooling"]
+    assert isinstance(fits["partial_pooling"], lb.Fit)
+    no, complete = fits["no_pooling"], fits["complete_pooling"]
+    assert isinstance(no, PoolingFit) and isinstance(complete, PoolingFit)
+    for f in (no, complete):
+        ll = f.idata["log_likelihood"]["y"]
+        assert ll.dims == ("chain", "draw", "obs") and ll.sizes["obs"] == 919
+        assert f.idata.attrs["pooling"] == f.pooling and f.idata.attrs["sampler"] == "nutpie"
+        assert f.diagnostics()["divergences"] == 0
+    assert no.posterior["county_coef"].dims == ("chain", "draw", "county", "county_effect")
+    assert list(no.fixef().index) == ["floor"]
+    assert list(complete.fixef().index) == ["Intercept", "floor"]
+    assert complete.coef("county").shape == (85, 7)
+    assert "PSIS-LOO" in repr(radon_cmp) and "no_pooling" in repr(no)
+    # the no-pooling estimate of a county with many houses is close to its own least squares
+    ls = fits["partial_pooling"].shrinkage("county")
+    assert radon_cmp.estimates.loc[("HENNEPIN", "Intercept"), "no_pooling"] == pytest.approx(
+        ls.loc[("HENNEPIN", "Intercept"), "no_pooling"], abs=0.05
+    )
+
+
+def test_random_slopes_comparison(radon_slopes_cmp, radon):
+    cmp = radon_slopes_cmp
+    e = cmp.estimates
+    assert e.shape == (170, 13)
+    assert list(e.index[:2]) == [("AITKIN", "Intercept"), ("AITKIN", "floor")]
+    assert cmp.loo.index[0] == "partial_pooling"
+    # a county of houses all on one floor cannot estimate its own floor effect: NaN, with a note
+    floors = radon.groupby("county")["floor"].agg(["min", "max", "size"])
+    one_floor = floors[floors["min"] == floors["max"]].index
+    slope = e.xs("floor", level="effect")
+    assert slope.loc[one_floor, "no_pooling"].isna().all()
+    assert slope.loc[one_floor, "note"].str.startswith("not identified by the cluster's own data").all()
+    assert slope.loc[one_floor, "partial_pooling"].notna().all()
+    assert slope["no_pooling"].notna().sum() == len(floors) - len(one_floor)
+    assert (e["note"] == "").sum() == e["no_pooling"].notna().sum()
+    # a floor effect that varies between counties is less certain than one regression says
+    assert cmp.fixed_effect_se.loc["floor", "ratio"] > 1
+
+
+def test_arrows_plot_of_a_comparison(radon_slopes_cmp):
+    e = radon_slopes_cmp.estimates
+    both = e["no_pooling"].notna().groupby(level="level", sort=False).all()
+    fig = radon_slopes_cmp.plot("arrows")
+    (ax,) = fig.axes
+    quiver = [c for c in ax.collections if isinstance(c, matplotlib.quiver.Quiver)]
+    assert quiver[0].N == both.sum() < 85
+    assert _points(ax) == {"no pooling": both.sum(), "partial pooling": both.sum(), "population value": 1}
+    assert ax.get_xlabel() == "Intercept" and ax.get_ylabel() == "floor"
+    assert any("cannot identify both effects" in t.get_text() for t in ax.texts)
+    fig = radon_slopes_cmp.plot("shrinkage")
+    assert [a.get_ylabel() for a in fig.axes] == ["Intercept", "floor"]
+    assert _points(fig.axes[1]) == {
+        "no pooling": int(e.xs("floor", level="effect")["no_pooling"].notna().sum()),
+        "partial pooling": 85,
+    }
+
+
+# ---------------------------------------------------------------- fit.shrinkage (least squares)
+
+
+def test_fit_shrinkage_is_the_clusters_own_least_squares(radon_cmp, radon):
+    partial = radon_cmp.fits["partial_pooling"]
+    table = partial.shrinkage("county")
+    assert list(table.columns) == ESTIMATE_COLUMNS and table.shape == (85, 13)
+    floor = partial.fixef().loc["floor", "mean"]
+    rows = radon[radon["county"] == "AITKIN"]
+    by_hand = np.mean(rows["log_radon"] - floor * rows["floor"])
+    assert table.loc[("AITKIN", "Intercept"), "no_pooling"] == pytest.approx(by_hand, rel=1e-10)
+    ols = np.polyfit(radon["floor"], radon["log_radon"], 1)
+    assert table["complete_pooling"].iloc[0] == pytest.approx(ols[1], rel=1e-10)
+    rho = spearmanr(table["n_obs"], table["shrinkage"], nan_policy="omit").statistic
+    assert rho < -0.5
+
+
+def test_unidentified_effects_are_nan_with_a_note(radon):
+    # with random floor slopes, counties of one house, or without basements, cannot fit their own slope
+    g = lb.LMM("log_radon ~ floor + (floor | county)", radon).design.group("county")
+    _, ok, notes = shrinkage._identified(g, shrinkage._normal_equations(g))
+    counts = g.counts()
+    one = int(np.flatnonzero(counts == 1)[0])
+    assert not ok[one, 1]  # the slope; its intercept is identified only if that house has floor 0
+    assert ok[one, 0] == (g.Z[g.codes == one, 1][0] == 0)
+    assert "1 observation for 2 effects" in notes[one, 1]
+    floor_by_county = pd.Series(g.Z[:, 1]).groupby(g.codes).agg(["min", "max"])
+    all_ground = int(np.flatnonzero((floor_by_county["max"] == 0) & (counts > 1))[0])
+    assert ok[all_ground, 0] and not ok[all_ground, 1]
+    assert "floor does not vary" in notes[all_ground, 1]
+    assert notes[ok].tolist() == [""] * int(ok.sum())
+
+
+def test_shrinkage_with_random_slopes(slopes_fit):
+    table = slopes_fit.shrinkage("Subject")
+    assert table.shape == (36, 13)
+    assert list(table.index.get_level_values("effect")[:2]) == ["Intercept", "Days"]
+    assert table.attrs["group"] == "Subject"
+    # every subject has 10 days: both effects identified, no-pooling = per-subject OLS
+    sub = lb.datasets.load("sleepstudy").query("Subject == '308'")
+    slope, intercept = np.polyfit(sub["Days"], sub["Reaction"], 1)
+    assert table.loc[("308", "Intercept"), "no_pooling"] == pytest.approx(intercept, rel=1e-10)
+    assert table.loc[("308", "Days"), "no_pooling"] == pytest.approx(slope, rel=1e-10)
+
+
+# ---------------------------------------------------------------- within / between
+
+
+def test_within_between_columns(contextual_data):
+    df = contextual_data
+    np.testing.assert_allclose(df["x_within"] + df["x_between"], df["x"])
+    np.testing.assert_allclose(df.groupby("cluster")["x_within"].mean(), 0, atol=1e-12)
+    assert df.groupby("cluster")["x_between"].nunique().eq(1).all()
+    raw = pd.DataFrame({"g": ["a", "a", "b"], "x": [1.0, 2.0, 3.0]})
+    out = lb.within_between(raw, "x", by=["g"])
+    assert list(raw.columns) == ["g", "x"]  # the input is unchanged
+    assert out["x_between"].tolist() == [1.5, 1.5, 3.0]
+
+
+def test_contextual_effect_recovers_between_minus_within(decomposed_fit):
+    ce = decomposed_fit.contextual_effect("x_within", "x_between")
+    assert ce.index.tolist() == ["within", "between", "contextual"] and ce.index.name == "effect"
+    assert list(ce.columns) == ["coef", "mean", "sd", "hdi_low", "hdi_high", "prob_positive"]
+    assert ce["coef"].tolist() == ["x_within", "x_between", "x_between - x_within"]
+    row = ce.loc["contextual"]
+    assert row["hdi_low"] < 1.5 < row["hdi_high"]
+    assert row["hdi_low"] > 0 and row["prob_positive"] == 1.0
+    assert ce.loc["within", "hdi_low"] < 0.5 < ce.loc["within", "hdi_high"]
+    assert ce.loc["between", "hdi_low"] < 2.0 < ce.loc["between", "hdi_high"]
+    draws = contextual.contextual_effect_draws(decomposed_fit, "x_within", "x_between")
+    assert draws.dims == ("chain", "draw") and draws.name == "contextual"
+    assert float(draws.mean()) == pytest.approx(row["mean"])
+
+
+def test_naive_model_recovers_neither_effect(naive_fit):
+    fe = naive_fit.fixef().loc["x"]
+    # one coefficient blending the two: it is neither the within (0.5) nor the between (2.0) effect
+    assert not fe["hdi_low"] < 0.5 < fe["hdi_high"]
+    assert not fe["hdi_low"] < 2.0 < fe["hdi_high"]
+    assert 0.5 < fe["mean"] < 2.0
+
+
+# ---------------------------------------------------------------- implied covariance
+
+
+def test_implied_covariance_equals_zgz_plus_sigma2(slopes_fit):
+    post = slopes_fit.posterior
+    sd = post["Subject_sd"].values
+    R = post["Subject_corr"].values
+    G = np.mean(sd[..., :, None] * R * sd[..., None, :], axis=(0, 1))
+    sigma2 = np.mean(post["sigma"].values ** 2)
+    design = slopes_fit.design
+    rows = list(range(25)) + [178, 179]
+    Z = design.Z.toarray()[rows]
+    big_G = np.kron(np.eye(design.groups[0].n_levels), G)
+    by_hand = Z @ big_G @ Z.T + sigma2 * np.eye(len(rows))
+    V = slopes_fit.implied_covariance(rows)
+    assert list(V.index) == rows and list(V.columns) == rows
+    np.testing.assert_allclose(V.to_numpy(), by_hand, rtol=0, atol=1e-10)
+    # rows of different subjects covary 0; of one subject by t0^2 + t01 (x + x') + t1^2 x x'
+    assert V.loc[0, 10] == 0.0 and V.loc[5, 178] == 0.0
+    x, x2 = 2.0, 7.0
+    assert V.loc[2, 7] == pytest.approx(G[0, 0] + G[0, 1] * (x + x2) + G[1, 1] * x * x2, rel=1e-12)
+    assert V.loc[3, 3] == pytest.approx(G[0, 0] + 2 * G[0, 1] * 3 + G[1, 1] * 9 + sigma2, rel=1e-12)
+
+
+def test_implied_covariance_of_a_dataframe(slopes_fit, sleepstudy):
+    rows = sleepstudy.iloc[[0, 1, 10]]
+    np.testing.assert_allclose(
+        slopes_fit.implied_covariance(rows).to_numpy(),
+        slopes_fit.implied_covariance([0, 1, 10]).to_numpy(),
+        atol=1e-10,
+    )
+    new = pd.DataFrame({"Days": [0.0, 5.0, 5.0], "Subject": ["new", "new", "other"]}, index=["a", "b", "c"])
+    V = slopes_fit.implied_covariance(new)
+    assert list(V.index) == ["a", "b", "c"]
+    assert V.loc["a", "b"] > 0 and V.loc["b", "c"] == 0.0
+    C = slopes_fit.implied_covariance(new, kind="correlation")
+    np.testing.assert_allclose(np.diag(C), 1.0)
+    assert 0 < C.loc["a", "b"] < 1
+
+
+def test_group_covariance(slopes_fit):
+    G = covariance.group_covariance(slopes_fit, "Subject")
+    assert list(G.index) == ["Intercept", "Days"] == list(G.columns)
+    np.testing.assert_allclose(G.to_numpy(), G.to_numpy().T)
+    assert np.sqrt(G.loc["Days", "Days"]) == pytest.approx(
+        float(np.sqrt((slopes_fit.posterior["Subject_sd"].sel(Subject_effect="Days") ** 2).mean()))
+    )
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_shrinkage_plot(radon_cmp):
+    fig = radon_cmp.plot("shrinkage")
+    assert isinstance(fig, matplotlib.figure.Figure)
+    (ax,) = fig.axes[:1]
+    assert _points(ax) == {"no pooling": 85, "partial pooling": 85}
+    assert ax.get_xscale() == "log"
+    assert ax.get_xlabel() == "observations per county (log scale)"
+    assert ax.get_ylabel() == "Intercept"
+    assert {line.get_label() for line in ax.get_lines()} >= {"population value", "complete pooling"}
+
+
+def test_forest_plot(radon_cmp):
+    fig = radon_cmp.plot("forest")
+    ax = fig.axes[0]
+    assert _points(ax) == {"no pooling": 85, "partial pooling": 85, "complete pooling": 85}
+    assert ax.get_xlabel() == "Intercept" and ax.get_ylabel() == "county"
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 85 and labels[0] == "AITKIN (n=4)"
+    fig = radon_cmp.plot("forest", levels=["ANOKA", "AITKIN"])
+    assert _points(fig.axes[0]) == {"no pooling": 2, "partial pooling": 2, "complete pooling": 2}
+
+
+def test_arrows_plot(slopes_fit):
+    table = slopes_fit.shrinkage("Subject")
+    fig = pooling_plots.plot_arrows(table, covariance.group_covariance(slopes_fit, "Subject"))
+    (ax,) = fig.axes
+    pts = _points(ax)
+    assert pts["no pooling"] == 18 and pts["partial pooling"] == 18 and pts["population value"] == 1
+    quiver = [c for c in ax.collections if isinstance(c, matplotlib.quiver.Quiver)]
+    assert len(quiver) == 1 and quiver[0].N == 18
+    ellipses = [p for p in ax.patches if isinstance(p, matplotlib.patches.Ellipse)]
+    assert len(ellipses) == 2
+    assert ax.get_xlabel() == "Intercept" and ax.get_ylabel() == "Days"
+    # both panels of a random-slope shrinkage plot
+    fig = pooling_plots.plot_shrinkage(table)
+    assert [a.get_ylabel() for a in fig.axes] == ["Intercept", "Days"]
+    assert all(_points(a) == {"no pooling": 18, "partial pooling": 18} for a in fig.axes)
+
+
+def test_arrows_need_two_effects(radon_cmp):
+    with pytest.raises(ValueError, match="kind='arrows' needs two effects"):
+        radon_cmp.plot("arrows")
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "formula, kwargs, error, message",
+    [
+        (RADON, {"group": 1}, TypeError, "group must be a grouping factor's name"),
+        (RADON, {"group": "County"}, ValueError, r"no grouping factor 'County'; the model has \['county'\]"),
+        (
+            "log_radon ~ floor + (1 | county/floor)",
+            {"group": "county"},
+            ValueError,
+            "exactly one grouping factor",
+        ),
+        (RADON, {"group": "county", "draw": 100}, TypeError, r"unknown sampler setting\(s\) \['draw'\]"),
+        (RADON, {"group": "county", "log_likelihood": False}, ValueError, "needs log_likelihood"),
+        (
+            RADON,
+            {"group": "county", "no_pooling_scale": 0},
+            ValueError,
+            "no_pooling_scale must be a positive",
+        ),
+        (RADON, {"group": "county", "hdi_prob": 2}, ValueError, "hdi_prob must be strictly between"),
+        (
+            "log_radon ~ floor + log_uranium + (1 | county)",
+            {"group": "county"},
+            ValueError,
+            r"\['log_uranium'\] do not vary within the clusters",
+        ),
+    ],
+)
+def test_compare_pooling_errors(radon, formula, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        lb.compare_pooling(formula, radon, **kwargs)
+
+
+def test_function_errors(slopes_fit, decomposed_fit, radon_cmp):
+    with pytest.raises(TypeError, match="fit must be an lmm_bayes Fit"):
+        shrinkage.shrinkage("fit", "Subject")
+    with pytest.raises(ValueError, match="no grouping factor 'subject'"):
+        slopes_fit.shrinkage("subject")
+    with pytest.raises(TypeError, match="group must be"):
+        slopes_fit.shrinkage(None)
+    with pytest.raises(TypeError, match="within must be a fixed effect's name"):
+        decomposed_fit.contextual_effect(1, "x_between")
+    with pytest.raises(
+        ValueError, match=r"between='x_betwen' is not a fixed effect.*did you mean 'x_between'"
+    ):
+        decomposed_fit.contextual_effect("x_within", "x_betwen")
+    with pytest.raises(ValueError, match="within and between are both"):
+        decomposed_fit.contextual_effect("x_within", "x_within")
+    with pytest.raises(TypeError, match="rows must be a list of row labels"):
+        slopes_fit.implied_covariance("0")
+    with pytest.raises(ValueError, match=r"rows \[999\] are not rows of the fitted data"):
+        slopes_fit.implied_covariance([0, 999])
+    with pytest.raises(ValueError, match="rows is empty"):
+        slopes_fit.implied_covariance([])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        slopes_fit.implied_covariance([0], kind="cov")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        radon_cmp.plot("arrow")
+    with pytest.raises(TypeError, match="estimates must be the DataFrame"):
+        pooling_plots.plot_shrinkage([1, 2])
+    with pytest.raises(ValueError, match=r"estimates lacks column\(s\)"):
+        pooling_plots.plot_forest(radon_cmp.estimates.drop(columns="population"))
+    with pytest.raises(ValueError, match=r"effects \['Days'\] are not in the estimates"):
+        pooling_plots.plot_shrinkage(radon_cmp.estimates, effects="Days")
+    with pytest.raises(ValueError, match=r"levels \['NOWHERE'\] are not clusters"):
+        radon_cmp.plot("forest", levels=["NOWHERE"])
+    table = slopes_fit.shrinkage("Subject")
+    with pytest.raises(ValueError, match=r"effects \['Dayz'\] are not in the estimates"):
+        pooling_plots.plot_arrows(
+            table, covariance.group_covariance(slopes_fit, "Subject"), effects=["Intercept", "Dayz"]
+        )
+    with pytest.raises(ValueError, match="G must be a DataFrame labelled by effect"):
+        pooling_plots.plot_arrows(table, pd.DataFrame())
+
+
+@pytest.mark.parametrize(
+    "data, column, by, error, message",
+    [
+        ("df", "x", "g", TypeError, "data must be a pandas DataFrame"),
+        (None, 1, "g", TypeError, "column must be a column name"),
+        (None, "x", 3, TypeError, "by must be a grouping column name"),
+        (None, "z", "g", ValueError, r"within_between uses column\(s\) not in data: 'z'"),
+        (None, "x", "x", ValueError, "is also a grouping column"),
+        (None, "s", "g", ValueError, "column 's' must be numeric"),
+        (None, "x_nan", "g", ValueError, "column 'x_nan' has 1 missing or infinite value"),
+        (None, "x", "g_nan", ValueError, "column 'g_nan' has 1 missing"),
+        (None, "v", "g", ValueError, r"already has column\(s\) \['v_within'\]"),
+    ],
+)
+def test_within_between_errors(data, column, by, error, message):
+    df = pd.DataFrame(
+        {
+            "g": ["a", "a", "b"],
+            "g_nan": ["a", None, "b"],
+            "x": [1.0, 2.0, 3.0],
+            "x_nan": [1.0, np.nan, 3.0],
+            "s": ["p", "q", "r"],
+            "v": [1, 2, 3],
+            "v_within": [0, 0, 0],
+        }
+    )
+    with pytest.raises(error, match=message):
+        lb.within_between(df if data is None else data, column, by)
