@@ -9,9 +9,13 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets
+from .calibration import SBCResult, sbc
+from .contextual import within_between
 from .design import Design, GroupDesign, build_design
 from .formula import FormulaError, ModelSpec, parse_formula
+from .io import load
 from .model import LMM
+from .pooling import PoolingComparison, compare_pooling
 from .priors import Prior, Priors
 from .results import Fit
 from .simulate import Simulation, simulate, simulate_hierarchy
@@ -32,9 +36,15 @@ __all__ = [
     "Prior",
     "Priors",
     "Fit",
+    "load",
+    "PoolingComparison",
+    "compare_pooling",
+    "within_between",
     "parse_formula",
     "build_design",
     "Simulation",
     "simulate",
     "simulate_hierarchy",
+    "SBCResult",
+    "sbc",
 ]
