@@ -1,0 +1,109 @@
+"""The lmm-bayes command end to end: fit a model file, write fit.nc, summary.txt, report.html."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import lmm_bayes as lb
+from lmm_bayes.cli import build_parser, main
+
+MODEL = """
+[data]
+dataset = "sleepstudy"
+[model]
+formula = "Reaction ~ Days + (Days | Subject)"
+[fit]
+draws = 300
+tune = 300
+chains = 2
+seed = 8
+progressbar = false
+[report]
+group = "Subject"
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "model.toml").write_text(MODEL)
+    assert main(["fit", str(folder / "model.toml"), "--out", str(folder / "out")]) == 0
+    return folder / "out"
+
+
+def test_fit_writes_three_files(run_dir):
+    for name in ["fit.nc", "summary.txt", "report.html"]:
+        assert (run_dir / name).is_file()
+    assert "Fixed effects" in (run_dir / "summary.txt").read_text()
+
+
+def test_report_has_tables_and_images(run_dir):
+    html = (run_dir / "report.html").read_text()
+    assert "<h2>Fixed effects</h2>" in html and "Intercept" in html and "Days" in html
+    assert html.count("data:image/png;base64,") >= 3
+    assert "http://" not in html and "https://" not in html  # readable offline
+
+
+def test_saved_fit_loads_with_same_fixef(run_dir):
+    fit = lb.load(run_dir / "fit.nc")
+    text = (run_dir / "summary.txt").read_text()
+    for coef, row in fit.fixef().iterrows():
+        assert f"{row['mean']:.4g}" in text, coef
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium package is not installed here (.ci/run installs it)")
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+         "--window-size=1200,1600", f"--screenshot={shot}", (run_dir / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    console_errors = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and ("ERROR" in l or "Uncaught" in l)]
+    assert not console_errors
+    assert shot.is_file()
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.std() > 0.01  # not blank
+
+
+def test_help_is_complete(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "fit" in out and "demo" in out
+    with pytest.raises(SystemExit):
+        parser.parse_args(["fit", "--help"])
+    out = capsys.readouterr().out
+    for flag in ["--out", "--draws", "--chains", "--seed", "--method", "MODEL.toml"]:
+        assert flag in out
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "no model file"),
+    ('[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days"\nbogus = 1\n', "unknown key \\[model\\] 'bogus'"),
+    ('[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days +"\n', "term is missing"),
+    ('[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Dayz + (1 | Subject)"\n', "did you mean 'Days'"),
+])
+def test_errors_are_one_line_without_traceback(tmp_path, text, message):
+    path = tmp_path / "m.toml"
+    if text is not None:
+        path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "lmm_bayes.cli", "fit", str(path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    err = [l for l in proc.stderr.strip().splitlines() if "BLAS" not in l and "warn" not in l.lower()
+           and not l.startswith(" ")]
+    assert len(err) == 1 and err[0].startswith("lmm-bayes: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    import re
+
+    assert re.search(message, err[0])
