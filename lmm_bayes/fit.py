@@ -66,7 +66,9 @@ def _structure_key(design: Design, priors_json: str, method: str, centered: bool
     layout = [
         (g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups
     ]
-    return json.dumps([method, centered, design.n, design.X_columns, layout, priors_json], default=str)
+    # the collapsed graph's shapes do not depend on the number of rows
+    rows = None if method == "collapsed" else design.n
+    return json.dumps([method, centered, rows, design.X_columns, layout, priors_json], default=str)
 
 
 def _data_updates(design: Design, method: str) -> dict[str, np.ndarray]:
@@ -163,26 +165,28 @@ def _sample(model: LMM, *, method, sampler, draws, tune, chains, target_accept, 
     )
 
 
-def linear_predictor(design: Design, posterior: xr.Dataset, *, X=None, Z=None, codes=None) -> np.ndarray:
-    """``X beta + sum_g Z_g b_g[codes]`` for every draw: array (chain, draw, n)."""
-    X = design.X if X is None else X
+def linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray:
+    """``X beta + sum_g Z_g b_g[codes]`` for every draw of the fitted rows: array (chain, draw, n)."""
     beta = posterior["beta"].values
-    mu = np.einsum("cdp,np->cdn", beta, X) if X.shape[1] else np.zeros(beta.shape[:2] + (X.shape[0],))
+    mu = np.einsum("cdp,np->cdn", beta, design.X) if design.X.shape[1] else np.zeros(beta.shape[:2] + (design.n,))
     for g in design.groups:
-        Zg = g.Z if Z is None else Z[g.name]
-        cg = g.codes if codes is None else codes[g.name]
         b = posterior[f"{g.name}_b"].values  # chain, draw, level, effect
-        mu += np.einsum("cdnq,nq->cdn", b[:, :, cg, :], Zg)
+        for j in range(g.n_effects):  # one effect at a time: no (chain, draw, n, q) temporary
+            mu += b[:, :, g.codes, j] * g.Z[:, j]
     return mu
 
 
 def pointwise_log_likelihood(design: Design, posterior: xr.Dataset) -> xr.DataArray:
-    """Pointwise Gaussian log-likelihood given β, b and σ, dims (chain, draw, obs)."""
-    from scipy.stats import norm
+    """Pointwise Gaussian log-likelihood given β, b and σ, dims (chain, draw, obs).
 
-    mu = linear_predictor(design, posterior)
-    sigma = posterior["sigma"].values[:, :, None]
-    ll = norm.logpdf(design.y[None, None, :], loc=mu, scale=sigma)
+    Computed one chain at a time, so the peak memory is about one chain's worth.
+    """
+    ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], design.n))
+    for c in range(ll.shape[0]):
+        one = posterior.isel(chain=[c])
+        mu = linear_predictor(design, one)[0]
+        sigma = one["sigma"].values[0][:, None]
+        ll[c] = -0.5 * ((design.y - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, "obs": np.arange(design.n)}
     return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")
 
