@@ -256,7 +256,7 @@ def test_processes_and_executor_instances_same_ranks(sbc_dask, monkeypatch):
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import lmm_bayes.calibration as cal
+    import lmm_bayes.sbc_workers as workers
 
     made = []
 
@@ -265,7 +265,7 @@ def test_processes_and_executor_instances_same_ranks(sbc_dask, monkeypatch):
             made.append(mp_context.get_start_method())
             super().__init__(max_workers=1)
 
-    monkeypatch.setattr(cal.cf, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(workers.cf, "ProcessPoolExecutor", Pool)
     res = lb.sbc(ri_model(), n_sims=3, seed=SEED, executor="processes", **SBC_ARGS)
     assert made == ["spawn"]
     assert res.ranks.identical(sbc_dask.ranks.isel(sim=slice(0, 3)).assign_attrs(res.ranks.attrs))
