@@ -300,9 +300,7 @@ def plot_caterpillar(
     from .predict import _check_fit
 
     fit = _check_fit(fit)
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
-    g = fit.design.group(group)
+    g = validate.check_group(fit.design, group)
     validate.check_choice(values, ("ranef", "coef"), "values")
     if not isinstance(sort, bool):
         raise TypeError(f"sort must be True or False, got {type(sort).__name__}")

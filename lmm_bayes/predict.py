@@ -104,9 +104,7 @@ def covariance_draws(fit: Fit, group: str) -> xr.DataArray:
     ('chain', 'draw', 'Subject_effect', 'Subject_effect_bis')
     """
     fit = _check_fit(fit)
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
-    g = fit.design.group(group)
+    g = validate.check_group(fit.design, group)
     post = fit.posterior
     values = _covariance_values(post, g)
     return xr.DataArray(
@@ -437,9 +435,7 @@ def cluster_stat_check(
     Frozen({'Subject': 18})
     """
     fit = _check_fit(fit)
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
-    g = fit.design.group(group)
+    g = validate.check_group(fit.design, group)
     validate.check_choice(stat, STATS, "stat")
     prob = validate.check_probability(prob, "prob")
     if "posterior_predictive" not in fit.idata.children:

@@ -161,9 +161,7 @@ class Fit:
         )
 
     def _group(self, group: str) -> GroupDesign:
-        if not isinstance(group, str):
-            raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
-        return self.design.group(group)
+        return validate.check_group(self.design, group)
 
     # ---------------------------------------------------------------- tables
     def fixef(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:

@@ -48,9 +48,7 @@ def _check_fit(fit: Any) -> Fit:
 
 
 def _check_group(design: Design, group: Any) -> GroupDesign:
-    if not isinstance(group, str):
-        raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
-    return design.group(group)
+    return validate.check_group(design, group)
 
 
 def _check_coef_name(name: Any, columns: Sequence[str], arg: str) -> str:

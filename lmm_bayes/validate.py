@@ -27,6 +27,7 @@ __all__ = [
     "check_positive_int",
     "check_probability",
     "check_seed",
+    "check_group",
 ]
 
 
@@ -224,3 +225,10 @@ def check_seed(seed: Any, name: str = "seed") -> np.random.Generator:
     if seed < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {seed}")
     return np.random.default_rng(int(seed))
+
+
+def check_group(design: Any, group: Any) -> Any:
+    """The :class:`~lmm_bayes.design.GroupDesign` named ``group``; TypeError/ValueError otherwise."""
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
+    return design.group(group)
