@@ -28,7 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
     from .results import Fit
 
-__all__ = ["fit_model", "run_sampler", "choose_method", "SamplingWarning", "pointwise_log_likelihood", "linear_predictor"]
+__all__ = [
+    "fit_model",
+    "run_sampler",
+    "choose_method",
+    "SamplingWarning",
+    "MethodNote",
+    "pointwise_log_likelihood",
+    "linear_predictor",
+]
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 Method = Literal["auto", "full", "collapsed"]
@@ -43,6 +51,10 @@ _CACHE_SIZE = 8
 
 class SamplingWarning(UserWarning):
     """Divergences, high R-hat or low ESS: the draws may not be trustworthy."""
+
+
+class MethodNote(UserWarning):
+    """``method="auto"`` could not use the collapsed method, and says why."""
 
 
 def choose_method(design: Design, method: str) -> tuple[str, str]:
@@ -270,6 +282,8 @@ def fit_model(
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
     method, note = choose_method(model.design, method)
+    if note:
+        warnings.warn(note, MethodNote, stacklevel=3)
     if method == "collapsed" and centered:
         raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
 

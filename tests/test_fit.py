@@ -262,3 +262,20 @@ def test_unknown_group(slopes_fit):
         warnings.simplefilter("error")
         with pytest.raises(TypeError, match="group must be"):
             slopes_fit.coef(1)
+
+
+def test_auto_falls_back_to_full_for_crossed_factors_with_a_note():
+    from lmm_bayes.fit import MethodNote
+    from lmm_bayes.validate import ImplicitNestingWarning
+
+    rng = np.random.default_rng(9)
+    df = pd.DataFrame({"s": np.repeat([f"s{i}" for i in range(6)], 6), "item": np.tile([f"i{j}" for j in range(6)], 6)})
+    df["y"] = rng.normal(size=len(df))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImplicitNestingWarning)
+        warnings.simplefilter("ignore", SamplingWarning)
+        model = lb.LMM("y ~ 1 + (1 | s) + (1 | item)", df)
+        with pytest.warns(MethodNote, match="method='auto' chose 'full':.*crossed"):
+            fit = model.fit(draws=50, tune=50, chains=1, seed=1, progressbar=False)
+    assert fit.method == "full"
+    assert "crossed" in fit.idata.attrs["method_note"]
