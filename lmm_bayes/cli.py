@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -90,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``lmm-bayes`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # PyTensor's C backend warns that it found no BLAS; nutpie's numba backend does not use it
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         return _run(args)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as err:

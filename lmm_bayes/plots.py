@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import LMM
     from .results import Fit
 
-__all__ = ["plot_caterpillar", "plot_ppc", "plot_prior_predictive"]
+__all__ = ["plot_caterpillar", "plot_ppc", "plot_prior_predictive", "plot_variance_partition"]
 
 PPC_KINDS = ("density", "stat")
 #: above this many clusters, a plot's level labels are hidden (they would overlap)
@@ -343,4 +343,42 @@ def plot_caterpillar(
             _level_axis(ax, [str(v) for v in levels], g.name)
     what = "deviations from the fixed effects" if values == "ranef" else "cluster-specific effects"
     fig.suptitle(f"{g.name}: {what}", fontsize="medium")
+    return fig
+
+
+def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, hdi_prob: float = 0.94) -> Figure:
+    """Each level's share of the variance (the ICC table of :meth:`Fit.icc`) as a chart.
+
+    One row per component (grouping factors, then the residual): the posterior mean share
+    with its HDI. With random slopes the shares depend on x; the title says where they
+    were evaluated (``at``, as in :meth:`Fit.icc`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> fig = plot_variance_partition(fit)
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['Subject', 'Residual']
+    """
+    from .predict import _check_fit
+
+    table = _check_fit(fit).icc(at=at, hdi_prob=hdi_prob)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(table) + 1.4))
+    y = np.arange(len(table))[::-1]
+    err = [table["mean"] - table["hdi_low"], table["hdi_high"] - table["mean"]]
+    ax.barh(y, table["mean"], color="C0", alpha=0.35)
+    ax.errorbar(table["mean"], y, xerr=err, fmt="o", color="C0", capsize=4, label=f"mean, {hdi_prob:.0%} HDI")
+    ax.set_yticks(y, list(table.index))
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of the total variance")
+    ax.set_title(f"Variance partition ({table.attrs['at']})", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
     return fig

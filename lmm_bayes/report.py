@@ -46,6 +46,7 @@ def _figures(fit: Fit, group: str) -> list[tuple[str, Callable[[], object]]]:
         (f"Cluster effects by {group} (caterpillar)", lambda: plots.plot_caterpillar(fit, group)),
         (f"Shrinkage of {group} estimates", lambda: pooling_plots.plot_shrinkage(fit.shrinkage(group))),
         ("Posterior predictive check", lambda: plots.plot_ppc(fit)),
+        ("Variance partition", lambda: plots.plot_variance_partition(fit)),
     ]
 
 

@@ -42,7 +42,7 @@ def test_fit_writes_three_files(run_dir):
 def test_report_has_tables_and_images(run_dir):
     html = (run_dir / "report.html").read_text()
     assert "<h2>Fixed effects</h2>" in html and "Intercept" in html and "Days" in html
-    assert html.count("data:image/png;base64,") >= 3
+    assert html.count("data:image/png;base64,") >= 4
     assert "http://" not in html and "https://" not in html  # readable offline
 
 

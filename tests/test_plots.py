@@ -121,6 +121,17 @@ def test_caterpillar_options(fit):
     assert ax.lines[0].get_xdata()[0] == pytest.approx(fit.fixef().loc["Days", "mean"])
 
 
+def test_variance_partition(fit):
+    fig = plots.plot_variance_partition(fit, at={"Days": 9})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Subject", "Residual"]
+    assert len(ax.patches) == 2  # one bar per component
+    widths = sorted(p.get_width() for p in ax.patches)
+    assert sum(widths) == pytest.approx(1.0)  # shares of one total
+    assert ax.get_title() == "Variance partition (evaluated at Days=9)"
+    assert ax.get_xlabel() == "share of the total variance"
+
+
 def test_prior_predictive_plot(sleepstudy):
     model = lb.LMM(SLOPES, sleepstudy)
     fig = plots.plot_prior_predictive(model, num_samples=20, draws=100, seed=1)
@@ -149,6 +160,8 @@ def test_prior_predictive_plot(sleepstudy):
         (lambda f: plots.plot_caterpillar(f, "Subject", values="b"), ValueError, r"values must be one of"),
         (lambda f: plots.plot_prior_predictive(f), TypeError, r"prior must be an lmm_bayes.LMM or the DataTree"),
         (lambda f: plots.plot_prior_predictive(f.idata), ValueError, r"must hold 'prior_predictive'"),
+        (lambda f: plots.plot_variance_partition("fit"), TypeError, r"fit must be an lmm_bayes.Fit"),
+        (lambda f: plots.plot_variance_partition(f, at={"Nights": 1}), ValueError, r"not random slopes"),
     ],
 )
 def test_bad_arguments_raise(fit, call, error, match):
