@@ -47,7 +47,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from .design import Design, GroupDesign
-from .graph import add_fixed_effects, add_group_covariance, add_sigma, model_coords
+from .graph import add_fixed_effects, add_group_covariance, add_sigma, covariance_values, model_coords
 from .priors import Priors
 from .sufficient import (
     Level,
@@ -389,14 +389,8 @@ def build_collapsed_model(design: Design, priors: Priors) -> pm.Model:
 
 
 def _covariances(g: GroupDesign, posterior: xr.Dataset) -> np.ndarray:
-    """G for every draw, (chain*draw, q, q), from ``{g}_sd`` and ``{g}_corr``."""
-    sd = posterior[f"{g.name}_sd"].transpose("chain", "draw", ...).values.reshape(-1, g.n_effects)
-    corr_name = f"{g.name}_corr"
-    if corr_name in posterior:
-        corr = posterior[corr_name].transpose("chain", "draw", ...).values.reshape(-1, g.n_effects, g.n_effects)
-    else:
-        corr = np.eye(g.n_effects)[None]
-    return sd[:, :, None] * corr * sd[:, None, :]
+    """G for every draw, (chain*draw, q, q)."""
+    return covariance_values(posterior, g).reshape(-1, g.n_effects, g.n_effects)
 
 
 def _draw_chunk(levels, beta, sigma, G, maps, z):

@@ -25,7 +25,7 @@ import pytensor.tensor as pt
 from .design import Design, GroupDesign
 from .priors import GroupPriors, Prior, Priors
 
-__all__ = ["build_model", "model_coords", "add_fixed_effects", "add_group_covariance", "add_sigma", "posterior_vars"]
+__all__ = ["build_model", "model_coords", "covariance_values", "add_fixed_effects", "add_group_covariance", "add_sigma", "posterior_vars"]
 
 
 def posterior_vars(design: Design) -> list[str]:
@@ -37,6 +37,20 @@ def posterior_vars(design: Design) -> list[str]:
             names.append(f"{g.name}_corr")
     names += [f"{g.name}_b" for g in design.groups]
     return names
+
+
+def covariance_values(posterior, g: GroupDesign) -> np.ndarray:
+    """G = diag(sd) corr diag(sd) for every draw of a posterior in this layout: (chain, draw, q, q).
+
+    ``corr`` is the identity where the factor has no ``{g}_corr`` (independent effects).
+    """
+    sd = posterior[f"{g.name}_sd"].transpose("chain", "draw", ...).values
+    name = f"{g.name}_corr"
+    if name in posterior:
+        corr = posterior[name].transpose("chain", "draw", ...).values
+    else:
+        corr = np.eye(g.n_effects)
+    return sd[..., :, None] * corr * sd[..., None, :]
 
 
 def model_coords(design: Design) -> dict[str, Sequence]:

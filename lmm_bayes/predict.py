@@ -30,6 +30,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from . import validate
+from .graph import covariance_values
 
 if TYPE_CHECKING:  # pragma: no cover
     from .design import GroupDesign, NewRows
@@ -106,7 +107,7 @@ def covariance_draws(fit: Fit, group: str) -> xr.DataArray:
     fit = _check_fit(fit)
     g = validate.check_group(fit.design, group)
     post = fit.posterior
-    values = _covariance_values(post, g)
+    values = covariance_values(post, g)
     return xr.DataArray(
         values,
         dims=("chain", "draw", g.effect_dim, f"{g.effect_dim}_bis"),
@@ -118,16 +119,6 @@ def covariance_draws(fit: Fit, group: str) -> xr.DataArray:
         },
         name=f"{g.name}_cov",
     )
-
-
-def _covariance_values(post: xr.Dataset, g: GroupDesign) -> np.ndarray:
-    sd = post[f"{g.name}_sd"].transpose("chain", "draw", ...).values
-    name = f"{g.name}_corr"
-    if name in post:
-        corr = post[name].transpose("chain", "draw", ...).values
-    else:
-        corr = np.broadcast_to(np.eye(g.n_effects), sd.shape + (g.n_effects,))
-    return sd[..., :, None] * corr * sd[..., None, :]
 
 
 def _factor(G: np.ndarray) -> np.ndarray:
@@ -279,7 +270,7 @@ def predict(
             b = post[f"{g.name}_b"].values  # (chain, draw, level, effect)
             if unseen.any():
                 new_labels, inverse = np.unique(rows.labels[g.name][unseen].astype(str), return_inverse=True)
-                A = _factor(_covariance_values(post, g))  # (chain, draw, q, q)
+                A = _factor(covariance_values(post, g))  # (chain, draw, q, q)
                 z = rng.standard_normal((n_chain, n_draw, len(new_labels), g.n_effects))
                 b_new = np.einsum("cdij,cdkj->cdki", A, z)
                 b = np.concatenate([b, b_new], axis=2)

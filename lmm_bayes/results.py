@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from . import validate
+from .graph import covariance_values
 from .priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,13 +257,7 @@ class Fit:
         parts, names = [], []
         for g in self.design.groups:
             z = np.array([1.0 if e == "Intercept" else float(at.get(e, 0.0)) for e in g.effects])
-            sd = post[f"{g.name}_sd"].values
-            if g.correlated:
-                R = post[f"{g.name}_corr"].values
-            else:
-                R = np.broadcast_to(np.eye(g.n_effects), sd.shape + (g.n_effects,))
-            zs = sd * z
-            parts.append(np.einsum("cdi,cdij,cdj->cd", zs, R, zs))
+            parts.append(np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z))
             names.append(g.name)
         parts.append(post["sigma"].values ** 2)
         names.append("Residual")
