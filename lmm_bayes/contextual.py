@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     pass
 
-from .shrinkage import _check_coef_name, _check_fit, _mean_hdi
+from .shrinkage import _check_coef_name, _mean_hdi
 
 __all__ = ["within_between", "contextual_effect", "contextual_effect_draws"]
 
@@ -115,7 +115,7 @@ def contextual_effect_draws(fit: Fit, within: str, between: str) -> xr.DataArray
 
     See :func:`contextual_effect` for the summary.
     """
-    _check_fit(fit)
+    validate.check_fit(fit)
     columns = fit.design.X_columns
     within = _check_coef_name(within, columns, "within")
     between = _check_coef_name(between, columns, "between")

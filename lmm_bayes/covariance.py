@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .design import GroupDesign
 
-from .shrinkage import _check_fit, _check_group
 
 __all__ = ["group_covariance", "implied_covariance"]
 
@@ -39,8 +38,8 @@ def group_covariance(fit: Fit, group: str) -> pd.DataFrame:
     >>> group_covariance(fit, "Subject").shape
     (1, 1)
     """
-    _check_fit(fit)
-    g = _check_group(fit.design, group)
+    validate.check_fit(fit)
+    g = validate.check_group(fit.design, group)
     return pd.DataFrame(_mean_G(fit, g), index=list(g.effects), columns=list(g.effects))
 
 
@@ -97,7 +96,7 @@ def implied_covariance(
     >>> bool(V.loc[0, 1] > 0)
     True
     """
-    _check_fit(fit)
+    validate.check_fit(fit)
     validate.check_choice(kind, ("covariance", "correlation"), "kind")
     design = fit.design
     if isinstance(rows, pd.DataFrame):

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import validate
+
 if TYPE_CHECKING:  # pragma: no cover
     from .results import Fit
 
@@ -161,10 +163,8 @@ def save(fit: Fit, path: str | os.PathLike) -> None:
     True
     """
     from . import __version__
-    from .results import Fit
 
-    if not isinstance(fit, Fit):
-        raise TypeError(f"fit must be an lmm_bayes.Fit, got {type(fit).__name__}")
+    validate.check_fit(fit)
     path = _check_path(path)
     if path.is_dir():
         raise ValueError(f"path {str(path)!r} is a directory; give a file name such as 'fit.nc'")

@@ -126,9 +126,9 @@ def plot_ppc(
     >>> fig.axes[0].get_xlabel()
     'sd of Reaction per Subject'
     """
-    from .predict import STATS, _check_fit, cluster_stat_check, posterior_predictive
+    from .predict import STATS, cluster_stat_check, posterior_predictive
 
-    fit = _check_fit(fit)
+    fit = validate.check_fit(fit)
     validate.check_choice(kind, PPC_KINDS, "kind")
     validate.check_choice(stat, STATS, "stat")
     num_samples = validate.check_positive_int(num_samples, "num_samples")
@@ -297,9 +297,7 @@ def plot_caterpillar(
     >>> [ax.get_title() for ax in plot_caterpillar(fit, "Subject").axes]
     ['Intercept']
     """
-    from .predict import _check_fit
-
-    fit = _check_fit(fit)
+    fit = validate.check_fit(fit)
     g = validate.check_group(fit.design, group)
     validate.check_choice(values, ("ranef", "coef"), "values")
     if not isinstance(sort, bool):
@@ -366,9 +364,7 @@ def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, hdi
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['Subject', 'Residual']
     """
-    from .predict import _check_fit
-
-    table = _check_fit(fit).icc(at=at, hdi_prob=hdi_prob)
+    table = validate.check_fit(fit).icc(at=at, hdi_prob=hdi_prob)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.6 * len(table) + 1.4))
     y = np.arange(len(table))[::-1]

@@ -60,16 +60,6 @@ STATS = ("mean", "sd")
 # ---------------------------------------------------------------------------- checks
 
 
-def _check_fit(fit: Any) -> Fit:
-    from .results import Fit
-
-    if not isinstance(fit, Fit):
-        raise TypeError(
-            f"fit must be an lmm_bayes.Fit (from model.fit(...) or lb.load(...)), got {type(fit).__name__}"
-        )
-    return fit
-
-
 def _check_data(data: Any) -> pd.DataFrame | None:
     if data is None:
         return None
@@ -104,7 +94,7 @@ def covariance_draws(fit: Fit, group: str) -> xr.DataArray:
     >>> covariance_draws(fit, "Subject").dims
     ('chain', 'draw', 'Subject_effect', 'Subject_effect_bis')
     """
-    fit = _check_fit(fit)
+    fit = validate.check_fit(fit)
     g = validate.check_group(fit.design, group)
     post = fit.posterior
     values = covariance_values(post, g)
@@ -245,7 +235,7 @@ def predict(
     """
     from . import __version__
 
-    fit = _check_fit(fit)
+    fit = validate.check_fit(fit)
     data = _check_data(data)
     validate.check_choice(levels, LEVELS, "levels")
     validate.check_choice(kind, KINDS, "kind")
@@ -369,7 +359,7 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     """
     from .results import Fit
 
-    fit = _check_fit(fit)
+    fit = validate.check_fit(fit)
     draws = predict(fit, None, levels="existing", kind="response", seed=seed)
     obs = fit.idata["observed_data"]["obs"].values
     pp = xr.Dataset(
@@ -425,7 +415,7 @@ def cluster_stat_check(
     >>> cluster_stat_check(fit, "Subject", stat="sd", seed=1)["observed"].sizes
     Frozen({'Subject': 18})
     """
-    fit = _check_fit(fit)
+    fit = validate.check_fit(fit)
     g = validate.check_group(fit.design, group)
     validate.check_choice(stat, STATS, "stat")
     prob = validate.check_probability(prob, "prob")

@@ -41,16 +41,6 @@ ESTIMATE_COLUMNS = [
 # ====================================================================== checks
 
 
-def _check_fit(fit: Any) -> Fit:
-    if not isinstance(fit, Fit):
-        raise TypeError(f"fit must be an lmm_bayes Fit (from LMM(...).fit()), got {type(fit).__name__}")
-    return fit
-
-
-def _check_group(design: Design, group: Any) -> GroupDesign:
-    return validate.check_group(design, group)
-
-
 def _check_coef_name(name: Any, columns: Sequence[str], arg: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{arg} must be a fixed effect's name (a string), got {type(name).__name__}")
@@ -218,10 +208,10 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     >>> bool(0 < table["shrinkage"].median() < 1)
     True
     """
-    _check_fit(fit)
+    validate.check_fit(fit)
     hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
     design = fit.design
-    g = _check_group(design, group)
+    g = validate.check_group(design, group)
     post = fit.posterior
     beta = pd.Series(post["beta"].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
 

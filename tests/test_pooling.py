@@ -424,7 +424,7 @@ def test_compare_pooling_errors(radon, formula, kwargs, error, message):
 
 
 def test_function_errors(slopes_fit, decomposed_fit, radon_cmp):
-    with pytest.raises(TypeError, match="fit must be an lmm_bayes Fit"):
+    with pytest.raises(TypeError, match=r"fit must be an lmm_bayes\.Fit"):
         shrinkage.shrinkage("fit", "Subject")
     with pytest.raises(ValueError, match="no grouping factor 'subject'"):
         slopes_fit.shrinkage("subject")
