@@ -116,7 +116,10 @@ def run_sampler(
     seed: int | None,
     progressbar: bool,
 ):
-    """Sample the model ``build()`` makes; returns (trace, whether a compiled model was reused).
+    """Sample the model ``build()`` makes.
+
+    Returns (posterior, sample_stats, reused): two ``xarray.Dataset`` and whether a
+    compiled model was reused.
 
     With nutpie the compiled model is cached under ``key`` (the model's structure
     and priors); a later call with the same key swaps in ``updates()`` (the
@@ -145,7 +148,7 @@ def run_sampler(
             target_accept=target_accept,
             save_warmup=False,
         )
-        return trace, reused
+        return _dataset(trace.posterior), _dataset(trace.sample_stats), reused
     if sampler in ("numpyro", "blackjax") and importlib.util.find_spec("jax") is None:
         raise ValueError(
             f"sampler={sampler!r} needs JAX, which is not installed; install it with "
@@ -164,7 +167,12 @@ def run_sampler(
             nuts_sampler=sampler,
             compute_convergence_checks=False,
         )
-    return trace, False
+    return _dataset(trace.posterior), _dataset(trace.sample_stats), False
+
+
+def _dataset(group) -> xr.Dataset:
+    """A sampler's group as a Dataset (samplers return DataTree nodes or Datasets)."""
+    return group.to_dataset() if hasattr(group, "to_dataset") else group
 
 
 def _sample(model: LMM, *, method, sampler, draws, tune, chains, target_accept, seed, progressbar, centered):
@@ -203,9 +211,8 @@ def pointwise_log_likelihood(design: Design, posterior: xr.Dataset) -> xr.DataAr
     return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")
 
 
-def _posterior(model: LMM, trace, method: str, seed) -> xr.Dataset:
+def _posterior(model: LMM, post: xr.Dataset, method: str, seed) -> xr.Dataset:
     design = model.design
-    post = trace.posterior.to_dataset() if hasattr(trace.posterior, "to_dataset") else trace.posterior
     if method == "collapsed":
         from . import collapsed
 
@@ -287,13 +294,12 @@ def fit_model(
     if method == "collapsed" and centered:
         raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
 
-    trace, reused = _sample(
+    raw_posterior, stats, reused = _sample(
         model, method=method, sampler=sampler, draws=draws, tune=tune, chains=chains,
         target_accept=target_accept, seed=seed, progressbar=progressbar, centered=centered,
     )
     design = model.design
-    posterior = _posterior(model, trace, method, seed)
-    stats = trace.sample_stats.to_dataset() if hasattr(trace.sample_stats, "to_dataset") else trace.sample_stats
+    posterior = _posterior(model, raw_posterior, method, seed)
     groups: dict[str, xr.Dataset] = {
         "posterior": posterior,
         "sample_stats": stats,

@@ -25,7 +25,16 @@ import pytensor.tensor as pt
 from .design import Design, GroupDesign
 from .priors import GroupPriors, Prior, Priors
 
-__all__ = ["build_model", "model_coords", "covariance_values", "add_fixed_effects", "add_group_covariance", "add_sigma", "posterior_vars"]
+__all__ = [
+    "build_model",
+    "model_coords",
+    "covariance_values",
+    "add_coefficients",
+    "add_fixed_effects",
+    "add_group_covariance",
+    "add_sigma",
+    "posterior_vars",
+]
 
 
 def posterior_vars(design: Design) -> list[str]:
@@ -97,16 +106,18 @@ def add_sigma(priors: Priors) -> pt.TensorVariable:
     return getattr(pm, priors.sigma.dist)("sigma", **priors.sigma.kwargs)
 
 
-def add_fixed_effects(design: Design, priors: Priors) -> pt.TensorVariable:
-    """``beta`` on dim ``coef``; call inside a model context."""
-    by_name = priors.fixed_by_name
-    plist = [by_name[c] for c in design.X_columns]
-    if not plist:
-        return pt.zeros(0)
-    families = {p.dist for p in plist}
-    if len(families) == 1:
+def add_coefficients(plist: Sequence[Prior]) -> pt.TensorVariable:
+    """``beta`` on dim ``coef`` from one location prior per coefficient (families may mix)."""
+    if len({p.dist for p in plist}) == 1:
         return _dist(plist, name="beta", dims="coef")
     return pm.Deterministic("beta", _vector_rv("beta_parts", plist, len(plist)), dims="coef")
+
+
+def add_fixed_effects(design: Design, priors: Priors) -> pt.TensorVariable:
+    """``beta`` on dim ``coef``; call inside a model context."""
+    if not design.X_columns:
+        return pt.zeros(0)
+    return add_coefficients([priors.fixed_by_name[c] for c in design.X_columns])
 
 
 def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVariable, pt.TensorVariable]:

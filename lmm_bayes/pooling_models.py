@@ -17,9 +17,9 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from . import validate
 from .results import summarize_draws
 from .shrinkage import (
-    _check_group,
     _normal_equations,
 )
 
@@ -103,7 +103,7 @@ class PoolingFit:
         Complete pooling gives every cluster the same (fixed) values, 0 for an
         effect without a fixed part.
         """
-        g = _check_group(self._design, group)
+        g = validate.check_group(self._design, group)
         if g.name != self._group:
             raise ValueError(f"this fit compares poolings over {self._group!r}, not {g.name!r}")
         post = self.posterior
@@ -203,7 +203,7 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .graph import add_sigma
+    from .graph import add_coefficients, add_sigma
 
     shared_cols = [design.X_columns[k] for k in shared]
     s_y = _column_sd(design.y)
@@ -223,36 +223,25 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
         coef = pm.Normal(f"{g.name}_coef", mu=centers, sigma=sds, dims=(g.name, g.effect_dim))
         mu = pt.sum(Zg * coef[codes], axis=1)
         if shared:
-            beta = _coef_vector([priors.fixed_by_name[c] for c in shared_cols])
+            beta = add_coefficients([priors.fixed_by_name[c] for c in shared_cols])
             mu = mu + pt.dot(X, beta)
         sigma = add_sigma(priors)
         pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model
 
 
-def _coef_vector(plist: list) -> Any:
-    """``beta`` on dim ``coef`` from a list of location priors (possibly of mixed families)."""
-    import pymc as pm
-
-    from .graph import _dist, _vector_rv
-
-    if len({p.dist for p in plist}) == 1:
-        return _dist(plist, name="beta", dims="coef")
-    return pm.Deterministic("beta", _vector_rv("beta_parts", plist, len(plist)), dims="coef")
-
-
 def _complete_pooling_model(design: Design, priors) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .graph import add_sigma
+    from .graph import add_fixed_effects, add_sigma
 
     coords = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
     with pm.Model(coords=coords) as model:
         X = pm.Data("X", design.X, dims=("obs", "coef"))
         y = pm.Data("y_obs", design.y, dims="obs")
         if design.X.shape[1]:
-            mu = pt.dot(X, _coef_vector([priors.fixed_by_name[c] for c in design.X_columns]))
+            mu = pt.dot(X, add_fixed_effects(design, priors))
         else:
             mu = pt.zeros(design.n)
         sigma = add_sigma(priors)
@@ -264,14 +253,12 @@ def _sample(build: Callable[[], pm.Model], key: str, updates: dict[str, np.ndarr
     """Sample a small PyMC model through the fit layer (nutpie's compiled model cached by ``key``)."""
     from .fit import run_sampler
 
-    trace, _ = run_sampler(
+    post, stats, _ = run_sampler(
         build, key, lambda: updates,
         sampler=kw["sampler"], draws=kw["draws"], tune=kw["tune"], chains=kw["chains"],
         target_accept=kw["target_accept"], seed=kw["seed"], progressbar=kw["progressbar"],
     )
-    post = trace.posterior.to_dataset() if hasattr(trace.posterior, "to_dataset") else trace.posterior
-    st = trace.sample_stats.to_dataset() if hasattr(trace.sample_stats, "to_dataset") else trace.sample_stats
-    return post, st
+    return post, stats
 
 
 def _pooling_fit(
