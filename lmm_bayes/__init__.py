@@ -6,24 +6,19 @@
 (180, 36)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-from . import datasets
-from .calibration import SBCResult, sbc
-from .contextual import within_between
-from .design import Design, GroupDesign, build_design
-from .formula import FormulaError, ModelSpec, parse_formula
-from .io import load
-from .model import LMM
-from .pooling import PoolingComparison, compare_pooling
-from .priors import Prior, Priors
-from .results import Fit
-from .simulate import Simulation, simulate, simulate_hierarchy
-
-try:
-    __version__ = version("lmm-bayes")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+from lmm_bayes import datasets
+from lmm_bayes.calibration.sbc import SBCResult, sbc
+from lmm_bayes.calibration.simulate import Simulation, simulate, simulate_hierarchy
+from lmm_bayes.errors import FitFileError, ModelFileError, SamplingWarning
+from lmm_bayes.results.contextual import within_between
+from lmm_bayes.results.fit import Fit
+from lmm_bayes.results.io import load
+from lmm_bayes.spec.design import Design, GroupDesign, build_design
+from lmm_bayes.spec.formula import FormulaError, ModelSpec, parse_formula
+from lmm_bayes.spec.model import LMM
+from lmm_bayes.spec.priors import Prior, Priors
+from lmm_bayes.teaching.pooling import PoolingComparison, compare_pooling
+from lmm_bayes.version import __version__
 
 __all__ = [
     "__version__",

@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 import lmm_bayes as lb
-from lmm_bayes.calibration import SBCResult, _parameters, _ranks, _ranks_dataset, draw_prior
+from lmm_bayes.calibration.sbc import SBCResult, _parameters, _ranks, _ranks_dataset, draw_prior
 
 PRIORS = {
     "Intercept": lb.Prior("Normal", mu=0.0, sigma=2.0),
@@ -72,7 +72,7 @@ def test_draw_prior_independent_blocks():
 
 
 def test_sim_priors_override_the_models_priors():
-    from lmm_bayes.calibration import _sim_priors
+    from lmm_bayes.calibration.sbc import _sim_priors
 
     m = ri_model()
     wide = _sim_priors(m, {"g": {"sd": lb.Prior("HalfNormal", sigma=5.0)}})

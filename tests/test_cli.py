@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import lmm_bayes as lb
-from lmm_bayes.cli import build_parser, main
+from lmm_bayes.app.cli import build_parser, main
 
 MODEL = """
 [data]
@@ -97,7 +97,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, text, message):
     path = tmp_path / "m.toml"
     if text is not None:
         path.write_text(text)
-    proc = subprocess.run([sys.executable, "-m", "lmm_bayes.cli", "fit", str(path), "--out", str(tmp_path / "o")],
+    proc = subprocess.run([sys.executable, "-m", "lmm_bayes.app.cli", "fit", str(path), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     err = [l for l in proc.stderr.strip().splitlines() if "BLAS" not in l and "warn" not in l.lower()

@@ -18,8 +18,8 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 import lmm_bayes as lb
-from lmm_bayes import collapsed
-from lmm_bayes.fit import choose_method
+from lmm_bayes.inference import collapsed
+from lmm_bayes.inference.sampling import choose_method
 
 NESTED = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 SLEEP = "Reaction ~ Days + (Days | Subject)"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import lmm_bayes as lb
-from lmm_bayes.fit import SamplingWarning
+from lmm_bayes.inference.sampling import SamplingWarning
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = dict(draws=500, tune=500, chains=2, progressbar=False)
@@ -265,8 +265,8 @@ def test_unknown_group(slopes_fit):
 
 
 def test_auto_falls_back_to_full_for_crossed_factors_with_a_note():
-    from lmm_bayes.fit import MethodNote
-    from lmm_bayes.validate import ImplicitNestingWarning
+    from lmm_bayes.inference.sampling import MethodNote
+    from lmm_bayes.spec.validate import ImplicitNestingWarning
 
     rng = np.random.default_rng(9)
     df = pd.DataFrame({"s": np.repeat([f"s{i}" for i in range(6)], 6), "item": np.tile([f"i{j}" for j in range(6)], 6)})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lmm_bayes.formula import FormulaError, parse_formula
+from lmm_bayes.spec.formula import FormulaError, parse_formula
 
 # formula, response, fixed terms, intercept, [(group, [(expr, correlated), ...]), ...]
 VALID = [

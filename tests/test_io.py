@@ -8,8 +8,8 @@ import pytest
 import xarray as xr
 
 import lmm_bayes as lb
-from lmm_bayes import io
-from lmm_bayes.fit import _constant_data
+from lmm_bayes.inference.sampling import _constant_data
+from lmm_bayes.results import io
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}

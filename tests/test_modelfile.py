@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from lmm_bayes.modelfile import ModelFileError, load_model_file
+from lmm_bayes.app.modelfile import ModelFileError, load_model_file
 
 MODELS = Path(__file__).parents[1] / "models"
 

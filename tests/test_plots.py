@@ -12,8 +12,8 @@ import pytest
 from matplotlib.collections import LineCollection, PathCollection
 
 import lmm_bayes as lb
-from lmm_bayes import plots
-from lmm_bayes.predict import cluster_stat_check
+from lmm_bayes.results.predict import cluster_stat_check
+from lmm_bayes.teaching import plots
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}

@@ -12,9 +12,10 @@ import pytest
 from scipy.stats import spearmanr
 
 import lmm_bayes as lb
-from lmm_bayes import contextual, covariance, pooling_plots, shrinkage
-from lmm_bayes.pooling_models import PoolingFit
-from lmm_bayes.shrinkage import ESTIMATE_COLUMNS
+from lmm_bayes.results import contextual, covariance, shrinkage
+from lmm_bayes.results.shrinkage import ESTIMATE_COLUMNS
+from lmm_bayes.teaching import pooling_plots
+from lmm_bayes.teaching.pooling_models import PoolingFit
 
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False}
 RADON = "log_radon ~ floor + (1 | county)"

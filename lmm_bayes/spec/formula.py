@@ -20,6 +20,8 @@ import keyword
 import tokenize
 from dataclasses import dataclass, field
 
+from lmm_bayes.errors import FormulaError
+
 __all__ = [
     "ALLOWED_CALLS",
     "FormulaError",
@@ -31,16 +33,6 @@ __all__ = [
 
 #: The only calls a formula may contain.
 ALLOWED_CALLS = ("log", "exp", "sqrt", "center", "scale", "C", "I")
-
-
-class FormulaError(ValueError):
-    """A formula that cannot be read; the message points at the problem with a caret."""
-
-    def __init__(self, formula: str, position: int, message: str):
-        self.formula = formula
-        self.position = position
-        caret = " " * max(position, 0) + "^"
-        super().__init__(f"{message}\n  {formula}\n  {caret}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The no-pooling and complete-pooling models that :func:`lmm_bayes.compare_pooling` fits.
 
-Both are built straight from the mixed model's :class:`~lmm_bayes.design.Design`, so all
+Both are built straight from the mixed model's :class:`~lmm_bayes.spec.design.Design`, so all
 three poolings are fitted to the same rows and compared by LOO on the same observations.
 """
 
@@ -17,17 +17,17 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from . import validate
-from .results import summarize_draws
-from .shrinkage import (
+from lmm_bayes.results.fit import summarize_draws
+from lmm_bayes.results.shrinkage import (
     _normal_equations,
 )
+from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
-    from .design import Design, GroupDesign
-    from .model import LMM
+    from lmm_bayes.spec.design import Design, GroupDesign
+    from lmm_bayes.spec.model import LMM
 
 __all__ = ["PoolingFit"]
 
@@ -149,7 +149,7 @@ class PoolingFit:
         }
 
     def _warn_if_unreliable(self) -> None:
-        from .fit import SamplingWarning
+        from lmm_bayes.errors import SamplingWarning
 
         d = self.diagnostics()
         problems = []
@@ -203,7 +203,7 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .graph import add_coefficients, add_sigma
+    from lmm_bayes.inference.graph import add_coefficients, add_sigma
 
     shared_cols = [design.X_columns[k] for k in shared]
     s_y = _column_sd(design.y)
@@ -234,7 +234,7 @@ def _complete_pooling_model(design: Design, priors) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .graph import add_fixed_effects, add_sigma
+    from lmm_bayes.inference.graph import add_fixed_effects, add_sigma
 
     coords = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
     with pm.Model(coords=coords) as model:
@@ -251,7 +251,7 @@ def _complete_pooling_model(design: Design, priors) -> pm.Model:
 
 def _sample(build: Callable[[], pm.Model], key: str, updates: dict[str, np.ndarray], kw: dict[str, Any]):
     """Sample a small PyMC model through the fit layer (nutpie's compiled model cached by ``key``)."""
-    from .fit import run_sampler
+    from lmm_bayes.inference.sampling import run_sampler
 
     post, stats, _ = run_sampler(
         build, key, lambda: updates,
@@ -271,7 +271,7 @@ def _pooling_fit(
     priors_description: dict,
     kw: dict[str, Any],
 ) -> PoolingFit:
-    from . import __version__
+    from lmm_bayes.version import __version__
 
     design = model.design
     obs = np.arange(design.n)

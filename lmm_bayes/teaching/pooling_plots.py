@@ -1,7 +1,7 @@
 """Pictures of pooling: shrinkage against cluster size, arrows in the intercept–slope plane, forest.
 
 Every function draws from a table made by :func:`lmm_bayes.compare_pooling`
-(``.estimates``) or :func:`lmm_bayes.shrinkage.shrinkage` (``fit.shrinkage(group)``)
+(``.estimates``) or :func:`lmm_bayes.results.shrinkage.shrinkage` (``fit.shrinkage(group)``)
 and computes no statistics of its own. Each returns a
 :class:`matplotlib.figure.Figure`; the points of each pooling are one scatter
 collection labelled ``"no pooling"``, ``"partial pooling"`` or ``"complete pooling"``.
@@ -217,7 +217,7 @@ def plot_arrows(
     estimates : pandas.DataFrame
         ``compare_pooling(...).estimates`` or ``fit.shrinkage(group)``, with at least two effects.
     G : pandas.DataFrame
-        Posterior mean of G labelled by effect: :func:`lmm_bayes.covariance.group_covariance`.
+        Posterior mean of G labelled by effect: :func:`lmm_bayes.results.covariance.group_covariance`.
     effects : pair of str, optional
         The x and y effects (default the first two, usually intercept and slope).
     probs : sequence of float
@@ -252,7 +252,7 @@ def plot_arrows(
         raise ValueError(f"effects must name two different effects, got {list(effects)}")
     if not isinstance(G, pd.DataFrame) or any(e not in G.index or e not in G.columns for e in chosen):
         raise ValueError(
-            f"G must be a DataFrame labelled by effect holding {chosen}; use lmm_bayes.covariance.group_covariance"
+            f"G must be a DataFrame labelled by effect holding {chosen}; use lmm_bayes.results.covariance.group_covariance"
         )
     a, b = chosen
     ea, eb = estimates.xs(a, level="effect"), estimates.xs(b, level="effect")

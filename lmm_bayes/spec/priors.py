@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .design import Design
+from lmm_bayes.spec.design import Design
 
 __all__ = ["Prior", "GroupPriors", "Priors", "resolve_priors", "DEFAULT_ETA"]
 

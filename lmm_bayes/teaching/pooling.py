@@ -28,16 +28,8 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
-from . import validate
-from .covariance import group_covariance
-from .pooling_models import (
-    _FIT_ARGS,
-    PoolingFit,
-    _aliased_with_clusters,
-    _fit_complete_pooling,
-    _fit_no_pooling,
-)
-from .shrinkage import (
+from lmm_bayes.results.covariance import group_covariance
+from lmm_bayes.results.shrinkage import (
     ESTIMATE_COLUMNS,
     POOLINGS,
     _check_positive_number,
@@ -46,6 +38,14 @@ from .shrinkage import (
     _mean_hdi,
     _normal_equations,
     _population,
+)
+from lmm_bayes.spec import validate
+from lmm_bayes.teaching.pooling_models import (
+    _FIT_ARGS,
+    PoolingFit,
+    _aliased_with_clusters,
+    _fit_complete_pooling,
+    _fit_no_pooling,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,15 +109,15 @@ class PoolingComparison:
             its partial-pooling estimate, with the posterior G ellipses (needs
             two effects per cluster); ``"forest"``: the three poolings per cluster.
         **kwargs
-            Passed to :func:`lmm_bayes.pooling_plots.plot_shrinkage`,
-            :func:`~lmm_bayes.pooling_plots.plot_arrows` or
-            :func:`~lmm_bayes.pooling_plots.plot_forest`.
+            Passed to :func:`lmm_bayes.teaching.pooling_plots.plot_shrinkage`,
+            :func:`~lmm_bayes.teaching.pooling_plots.plot_arrows` or
+            :func:`~lmm_bayes.teaching.pooling_plots.plot_forest`.
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        from . import pooling_plots
+        from lmm_bayes.teaching import pooling_plots
 
         validate.check_choice(kind, PLOT_KINDS, "kind")
         if kind == "shrinkage":
@@ -179,7 +179,7 @@ def compare_pooling(
     group : str
         The grouping factor (must be the formula's).
     priors : mapping, optional
-        Prior overrides of the mixed model (:func:`lmm_bayes.priors.resolve_priors`);
+        Prior overrides of the mixed model (:func:`lmm_bayes.spec.priors.resolve_priors`);
         complete and no pooling use its fixed-effect and residual priors.
     na_action : {"raise", "drop"}
     hdi_prob : float
@@ -190,7 +190,7 @@ def compare_pooling(
     **fit_kwargs
         Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
         ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
-        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.fit.fit_model`.
+        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.inference.sampling.fit_model`.
 
     Returns
     -------
@@ -218,7 +218,7 @@ def compare_pooling(
     >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
     True
     """
-    from .model import LMM
+    from lmm_bayes.spec.model import LMM
 
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
@@ -249,7 +249,7 @@ def compare_pooling(
             f"from each {g.name}'s own intercept. Remove them from the formula to compare poolings"
         )
 
-    from .fit import fit_model
+    from lmm_bayes.inference.sampling import fit_model
 
     partial = fit_model(model, **{**fit_kwargs, "log_likelihood": True})
     defaults = {

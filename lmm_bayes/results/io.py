@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import validate
+from lmm_bayes.spec import validate
+from lmm_bayes.errors import FitFileError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
 
 __all__ = ["ENGINE", "FORMAT", "FORMAT_VERSION", "FitFileError", "load", "save"]
 
@@ -36,10 +37,6 @@ FORMAT_VERSION = 1
 ENGINE = "h5netcdf"
 DATA_GROUP = "lmm_bayes_data"
 _ROW = "row"
-
-
-class FitFileError(ValueError):
-    """The file is not an lmm-bayes fit, or was written by a newer version."""
 
 
 def _check_path(path: Any) -> Path:
@@ -162,7 +159,7 @@ def save(fit: Fit, path: str | os.PathLike) -> None:
     >>> lb.load(path).fixef().equals(fit.fixef())
     True
     """
-    from . import __version__
+    from lmm_bayes.version import __version__
 
     validate.check_fit(fit)
     path = _check_path(path)
@@ -224,9 +221,9 @@ def load(path: str | os.PathLike) -> Fit:
     >>> loaded.model.formula, loaded.posterior["Subject_b"].shape
     ('Reaction ~ Days + (1 | Subject)', (2, 500, 18, 1))
     """
-    from .model import LMM
-    from .priors import Priors
-    from .results import Fit
+    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.spec.priors import Priors
+    from lmm_bayes.results.fit import Fit
 
     path = _check_path(path)
     if not path.is_file():

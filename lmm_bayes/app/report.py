@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
 
 __all__ = ["write_report", "report_html"]
 
@@ -40,7 +40,7 @@ def _table(df: pd.DataFrame) -> str:
 
 
 def _figures(fit: Fit, group: str) -> list[tuple[str, Callable[[], object]]]:
-    from . import plots, pooling_plots
+    from lmm_bayes.teaching import plots, pooling_plots
 
     return [
         (f"Cluster effects by {group} (caterpillar)", lambda: plots.plot_caterpillar(fit, group)),

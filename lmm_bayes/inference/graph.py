@@ -22,8 +22,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .design import Design, GroupDesign
-from .priors import GroupPriors, Prior, Priors
+from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.priors import GroupPriors, Prior, Priors
 
 __all__ = [
     "build_model",

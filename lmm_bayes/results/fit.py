@@ -16,13 +16,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import validate
-from .graph import covariance_values
-from .priors import Priors
+from lmm_bayes.spec import validate
+from lmm_bayes.inference.graph import covariance_values
+from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .design import Design, GroupDesign
-    from .model import LMM
+    from lmm_bayes.spec.design import Design, GroupDesign
+    from lmm_bayes.spec.model import LMM
 
 __all__ = ["Fit", "Summary", "summarize_draws"]
 
@@ -356,7 +356,7 @@ class Fit:
         tips = ["more draws and tuning (draws=2000, tune=2000)", "target_accept=0.95"]
         if self.method == "full":
             tips.insert(0, "method='collapsed' (no funnel)")
-        from .fit import SamplingWarning
+        from lmm_bayes.errors import SamplingWarning
 
         warnings.warn(
             f"the draws may not be reliable: {', '.join(problems)}. Try {'; '.join(tips)}; "
@@ -393,49 +393,49 @@ class Fit:
 
     # ---------------------------------------------------------------- elsewhere
     def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
-        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.shrinkage.shrinkage`."""
-        from .shrinkage import shrinkage
+        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`."""
+        from lmm_bayes.results.shrinkage import shrinkage
 
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
-        """Between-minus-within effect; see :func:`lmm_bayes.contextual.contextual_effect`."""
-        from .contextual import contextual_effect
+        """Between-minus-within effect; see :func:`lmm_bayes.results.contextual.contextual_effect`."""
+        from lmm_bayes.results.contextual import contextual_effect
 
         return contextual_effect(self, within, between, **kwargs)
 
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
-        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.covariance.implied_covariance`."""
-        from .covariance import implied_covariance
+        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`."""
+        from lmm_bayes.results.covariance import implied_covariance
 
         return implied_covariance(self, rows, **kwargs)
 
     def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
-        """Draws of predictions; see :func:`lmm_bayes.predict.predict`."""
-        from .predict import predict
+        """Draws of predictions; see :func:`lmm_bayes.results.predict.predict`."""
+        from lmm_bayes.results.predict import predict
 
         return predict(self, data, **kwargs)
 
     def predict_summary(self, data: pd.DataFrame | None = None, **kwargs: Any) -> pd.DataFrame:
-        """Mean and interval of predictions per row; see :func:`lmm_bayes.predict.predict_summary`."""
-        from .predict import predict_summary
+        """Mean and interval of predictions per row; see :func:`lmm_bayes.results.predict.predict_summary`."""
+        from lmm_bayes.results.predict import predict_summary
 
         return predict_summary(self, data, **kwargs)
 
     def posterior_predictive(self, **kwargs: Any) -> Fit:
-        """Add a posterior_predictive group; see :func:`lmm_bayes.predict.posterior_predictive`."""
-        from .predict import posterior_predictive
+        """Add a posterior_predictive group; see :func:`lmm_bayes.results.predict.posterior_predictive`."""
+        from lmm_bayes.results.predict import posterior_predictive
 
         return posterior_predictive(self, **kwargs)
 
     def plot_ppc(self, **kwargs: Any):
-        """Posterior predictive check plot; see :func:`lmm_bayes.plots.plot_ppc`."""
-        from .plots import plot_ppc
+        """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`."""
+        from lmm_bayes.teaching.plots import plot_ppc
 
         return plot_ppc(self, **kwargs)
 
     def save(self, path: Any) -> None:
-        """Write the fit to one netCDF file; see :func:`lmm_bayes.io.save`."""
-        from .io import save
+        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`."""
+        from lmm_bayes.results.io import save
 
         save(self, path)

@@ -46,10 +46,14 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 import xarray as xr
 
-from .design import Design, GroupDesign
-from .graph import add_fixed_effects, add_group_covariance, add_sigma, covariance_values, model_coords
-from .priors import Priors
-from .sufficient import (
+from lmm_bayes.inference.graph import (
+    add_fixed_effects,
+    add_group_covariance,
+    add_sigma,
+    covariance_values,
+    model_coords,
+)
+from lmm_bayes.inference.sufficient import (
     Level,
     SufficientStats,
     _ancestor_maps,
@@ -57,6 +61,8 @@ from .sufficient import (
     nesting_chain,
     sufficient_statistics,
 )
+from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.priors import Priors
 
 __all__ = [
     "LIKELIHOOD_NAME",
@@ -351,7 +357,7 @@ def marginal_loglik(design: Design, beta: np.ndarray, sigma: float, G: dict[str,
 def build_collapsed_model(design: Design, priors: Priors) -> pm.Model:
     """The collapsed model: ``beta``, ``sigma`` and the covariance parameters, with b integrated out.
 
-    Priors and variable names are those of :func:`lmm_bayes.graph.build_model`; the
+    Priors and variable names are those of :func:`lmm_bayes.inference.graph.build_model`; the
     likelihood is a potential named ``y_marginal`` computed from the sufficient
     statistics (``pm.Data``, see :func:`data_updates`).
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from . import validate
-from .results import Fit
+from lmm_bayes.spec import validate
+from lmm_bayes.results.fit import Fit
 
 if TYPE_CHECKING:  # pragma: no cover
 
-    from .design import GroupDesign
+    from lmm_bayes.spec.design import GroupDesign
 
 
 __all__ = ["group_covariance", "implied_covariance"]
@@ -44,7 +44,7 @@ def group_covariance(fit: Fit, group: str) -> pd.DataFrame:
 
 
 def _mean_G(fit: Fit, g: GroupDesign) -> np.ndarray:
-    from .predict import covariance_draws
+    from lmm_bayes.results.predict import covariance_draws
 
     return covariance_draws(fit, g.name).mean(("chain", "draw")).values
 

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from . import validate
-from .design import build_design
-from .formula import parse_formula
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.design import build_design
+from lmm_bayes.spec.formula import parse_formula
 
 __all__ = ["Simulation", "simulate", "simulate_hierarchy"]
 

@@ -16,19 +16,19 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from . import validate
-from .results import Fit
+from lmm_bayes.spec import validate
+from lmm_bayes.results.fit import Fit
 
 if TYPE_CHECKING:  # pragma: no cover
 
-    from .design import Design, GroupDesign
+    from lmm_bayes.spec.design import Design, GroupDesign
 
 __all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "shrinkage"]
 
 #: The three poolings, in the order of the estimates' columns.
 POOLINGS = ("no_pooling", "partial_pooling", "complete_pooling")
 
-#: Columns of :attr:`lmm_bayes.pooling.PoolingComparison.estimates` and of :func:`shrinkage`.
+#: Columns of :attr:`lmm_bayes.teaching.pooling.PoolingComparison.estimates` and of :func:`shrinkage`.
 ESTIMATE_COLUMNS = [
     "n_obs",
     *(f"{p}{suffix}" for p in POOLINGS for suffix in ("", "_low", "_high")),

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xarray as xr
 
-from . import validate
+from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .model import LMM
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.spec.model import LMM
 
 __all__ = ["plot_caterpillar", "plot_ppc", "plot_prior_predictive", "plot_variance_partition"]
 
@@ -100,7 +100,7 @@ def plot_ppc(
         ``"density"``: the observed response's density over those of ``num_samples``
         replicated data sets (ArviZ ``plot_ppc_dist``). ``"stat"``: per cluster of
         ``group``, the observed statistic against the central ``prob`` interval of its
-        replicated values (see :func:`lmm_bayes.predict.cluster_stat_check`);
+        replicated values (see :func:`lmm_bayes.results.predict.cluster_stat_check`);
         clusters outside their interval are marked.
     stat : {"mean", "sd"}
         The per-cluster statistic, for ``kind="stat"``.
@@ -126,7 +126,7 @@ def plot_ppc(
     >>> fig.axes[0].get_xlabel()
     'sd of Reaction per Subject'
     """
-    from .predict import STATS, cluster_stat_check, posterior_predictive
+    from lmm_bayes.results.predict import STATS, cluster_stat_check, posterior_predictive
 
     fit = validate.check_fit(fit)
     validate.check_choice(kind, PPC_KINDS, "kind")
@@ -214,7 +214,7 @@ def plot_prior_predictive(
     ----------
     prior : LMM or xarray.DataTree
         A model (its prior predictive is drawn, ``draws`` draws with ``seed``) or the
-        result of :func:`lmm_bayes.predict.prior_predictive`.
+        result of :func:`lmm_bayes.results.predict.prior_predictive`.
     num_samples : int
         Simulated data sets shown.
     draws : int
@@ -233,8 +233,8 @@ def plot_prior_predictive(
     >>> fig.axes[0].get_title()
     'Prior predictive check: Reaction'
     """
-    from .model import LMM
-    from .predict import prior_predictive
+    from lmm_bayes.results.predict import prior_predictive
+    from lmm_bayes.spec.model import LMM
 
     num_samples = validate.check_positive_int(num_samples, "num_samples")
     if isinstance(prior, LMM):

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from . import validate
-from .design import Design, build_design
-from .formula import ModelSpec, parse_formula
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.design import Design, build_design
+from lmm_bayes.spec.formula import ModelSpec, parse_formula
 
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
-    from .priors import Priors
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.spec.priors import Priors
 
 __all__ = ["LMM"]
 
@@ -30,7 +30,7 @@ class LMM:
     data : pandas.DataFrame
         Holds every column the formula names; other columns are ignored.
     priors : mapping, optional
-        Overrides of the default priors; see :func:`lmm_bayes.priors.resolve_priors`.
+        Overrides of the default priors; see :func:`lmm_bayes.spec.priors.resolve_priors`.
     na_action : {"raise", "drop"}
         Rows with NaN/inf in a used column raise by default; ``"drop"`` drops them
         with a warning that says how many.
@@ -62,7 +62,7 @@ class LMM:
         priors: Mapping[str, Any] | None = None,
         na_action: str = "raise",
     ):
-        from .priors import resolve_priors
+        from lmm_bayes.spec.priors import resolve_priors
 
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
         self._spec = parse_formula(formula)
@@ -92,19 +92,19 @@ class LMM:
 
     def pymc_model(self, *, centered: bool = False) -> pm.Model:
         """The full PyMC model (random effects sampled, non-centered by default)."""
-        from .graph import build_model
+        from lmm_bayes.inference.graph import build_model
 
         return build_model(self._design, self._priors, centered=centered)
 
     def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior; see :func:`lmm_bayes.fit.fit_model` for the arguments."""
-        from .fit import fit_model
+        """Sample the posterior; see :func:`lmm_bayes.inference.sampling.fit_model` for the arguments."""
+        from lmm_bayes.inference.sampling import fit_model
 
         return fit_model(self, **kwargs)
 
     def prior_predictive(self, *, draws: int = 500, seed: int | None = None):
-        """Draw from the prior predictive; see :func:`lmm_bayes.predict.prior_predictive`."""
-        from .predict import prior_predictive
+        """Draw from the prior predictive; see :func:`lmm_bayes.results.predict.prior_predictive`."""
+        from lmm_bayes.results.predict import prior_predictive
 
         return prior_predictive(self, draws=draws, seed=seed)
 

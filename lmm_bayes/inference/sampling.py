@@ -20,13 +20,14 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from . import validate
-from .design import Design
-from .graph import build_model, model_coords, posterior_vars
+from lmm_bayes.errors import MethodNote, SamplingWarning
+from lmm_bayes.inference.graph import build_model, model_coords, posterior_vars
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.design import Design
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import LMM
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.spec.model import LMM
 
 __all__ = [
     "fit_model",
@@ -49,20 +50,12 @@ _COMPILED: OrderedDict[str, Any] = OrderedDict()
 _CACHE_SIZE = 8
 
 
-class SamplingWarning(UserWarning):
-    """Divergences, high R-hat or low ESS: the draws may not be trustworthy."""
-
-
-class MethodNote(UserWarning):
-    """``method="auto"`` could not use the collapsed method, and says why."""
-
-
 def choose_method(design: Design, method: str) -> tuple[str, str]:
     """Resolve ``method="auto"``; returns (method, note)."""
     validate.check_choice(method, METHODS, "method")
     if method == "full":
         return "full", ""
-    from . import collapsed
+    from lmm_bayes.inference import collapsed
 
     ok, why = collapsed.supports(design)
     if method == "collapsed":
@@ -85,7 +78,7 @@ def _structure_key(design: Design, priors_json: str, method: str, centered: bool
 
 def _data_updates(design: Design, method: str) -> dict[str, np.ndarray]:
     if method == "collapsed":
-        from . import collapsed
+        from lmm_bayes.inference import collapsed
 
         return collapsed.data_updates(design)
     updates = {"X": design.X, "y_obs": design.y}
@@ -97,7 +90,7 @@ def _data_updates(design: Design, method: str) -> dict[str, np.ndarray]:
 
 def _pymc_model(model: LMM, method: str, centered: bool) -> pm.Model:
     if method == "collapsed":
-        from . import collapsed
+        from lmm_bayes.inference import collapsed
 
         return collapsed.build_collapsed_model(model.design, model.priors)
     return build_model(model.design, model.priors, centered=centered)
@@ -214,7 +207,7 @@ def pointwise_log_likelihood(design: Design, posterior: xr.Dataset) -> xr.DataAr
 def _posterior(model: LMM, post: xr.Dataset, method: str, seed) -> xr.Dataset:
     design = model.design
     if method == "collapsed":
-        from . import collapsed
+        from lmm_bayes.inference import collapsed
 
         b = collapsed.draw_random_effects(design, post, seed=seed)
         post = post.assign(b)
@@ -274,8 +267,8 @@ def fit_model(
     >>> bool(9 < fit.fixef().loc["Days", "mean"] < 12)
     True
     """
-    from . import __version__
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.version import __version__
 
     draws = validate.check_positive_int(draws, "draws")
     tune = validate.check_positive_int(tune, "tune", minimum=0)

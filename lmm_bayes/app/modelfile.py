@@ -38,6 +38,8 @@ from typing import Any
 
 import pandas as pd
 
+from lmm_bayes.errors import ModelFileError
+
 __all__ = ["ModelFile", "ModelFileError", "load_model_file"]
 
 _SECTIONS = {
@@ -54,10 +56,6 @@ _SIMULATE = {
     "n_subjects": int, "n_neurons": int, "n_trials": (int, list), "beta": list, "G": list,
     "sigma_neuron": float, "sigma": float, "x_within_sd": float, "x_between_sd": float, "seed": int,
 }
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ class ModelFile:
 
     def data(self) -> pd.DataFrame:
         """The data the file names."""
-        from . import datasets
+        from lmm_bayes import datasets
 
         src = self.data_source
         if "dataset" in src:
@@ -109,7 +107,7 @@ class ModelFile:
             if not csv.is_file():
                 raise ModelFileError(f"{self.path}: [data] path: no file {csv}")
             return pd.read_csv(csv)
-        from .simulate import simulate_hierarchy
+        from lmm_bayes.calibration.simulate import simulate_hierarchy
 
         kwargs = dict(src["simulate"])
         if isinstance(kwargs.get("n_trials"), list):
@@ -119,7 +117,7 @@ class ModelFile:
 
     def model(self):
         """The :class:`~lmm_bayes.LMM` the file describes."""
-        from .model import LMM
+        from lmm_bayes.spec.model import LMM
 
         return LMM(self.formula, self.data(), priors=self.priors or None, na_action=self.na_action)
 
@@ -158,7 +156,7 @@ def load_model_file(path: str | Path) -> ModelFile:
     ModelFileError
         (a ValueError) bad TOML, unknown or missing keys, wrong types, a bad formula.
     """
-    from .formula import parse_formula
+    from lmm_bayes.spec.formula import parse_formula
 
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path must be a file path, got {type(path).__name__}")

@@ -60,17 +60,16 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _demo_file() -> Path:
-    import lmm_bayes
-
-    path = Path(lmm_bayes.__file__).resolve().parents[1] / "models" / DEMO_FILE
+    # models/ sits beside the package in a clone: lmm_bayes/app/cli.py -> repository root
+    path = Path(__file__).resolve().parents[2] / "models" / DEMO_FILE
     if not path.is_file():
         raise FileNotFoundError(f"the demo model file {path} is missing; run from a clone of the repository")
     return path
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .modelfile import load_model_file
-    from .report import write_report
+    from lmm_bayes.app.modelfile import load_model_file
+    from lmm_bayes.app.report import write_report
 
     path = _demo_file() if args.command == "demo" else Path(args.model_file)
     mf = load_model_file(path)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.errors import ImplicitNestingWarning, RowsDroppedWarning
+
 __all__ = [
     "ImplicitNestingWarning",
     "RowsDroppedWarning",
@@ -30,14 +32,6 @@ __all__ = [
     "check_group",
     "check_fit",
 ]
-
-
-class RowsDroppedWarning(UserWarning):
-    """Rows were dropped because ``na_action="drop"`` was asked for."""
-
-
-class ImplicitNestingWarning(UserWarning):
-    """A grouping factor's labels repeat across the levels of another factor."""
 
 
 def check_dataframe(data: Any, name: str = "data") -> pd.DataFrame:
@@ -229,7 +223,7 @@ def check_seed(seed: Any, name: str = "seed") -> np.random.Generator:
 
 
 def check_group(design: Any, group: Any) -> Any:
-    """The :class:`~lmm_bayes.design.GroupDesign` named ``group``; TypeError/ValueError otherwise."""
+    """The :class:`~lmm_bayes.spec.design.GroupDesign` named ``group``; TypeError/ValueError otherwise."""
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
     return design.group(group)
@@ -237,7 +231,7 @@ def check_group(design: Any, group: Any) -> Any:
 
 def check_fit(fit: Any) -> Any:
     """``fit`` must be an :class:`lmm_bayes.Fit`; returns it."""
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
 
     if not isinstance(fit, Fit):
         raise TypeError(

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .priors import Priors
+from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
 
-    from .calibration import _Param
+    from lmm_bayes.calibration.sbc import _Param
 
 __all__: list[str] = []
 
@@ -120,8 +120,8 @@ def _run_one(ctx: _Context, task: _Task) -> _Outcome:
     _isolate_compiledir(ctx.parent_pid)
     import arviz_stats
 
-    from .calibration import _ranks, _values
-    from .model import LMM
+    from lmm_bayes.calibration.sbc import _ranks, _values
+    from lmm_bayes.spec.model import LMM
 
     start = time.perf_counter()
     data = ctx.data.assign(**{ctx.response: task.y})

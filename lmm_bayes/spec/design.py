@@ -1,4 +1,4 @@
-"""Data + :class:`~lmm_bayes.formula.ModelSpec` → :class:`Design` (numpy arrays and Z).
+"""Data + :class:`~lmm_bayes.spec.formula.ModelSpec` → :class:`Design` (numpy arrays and Z).
 
 The design is everything a sampler needs and nothing more: the response ``y``,
 the fixed-effects matrix ``X`` with column names, and one :class:`GroupDesign`
@@ -17,8 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 from formulae import design_matrices
 
-from . import validate
-from .formula import ModelSpec
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.formula import ModelSpec
 
 __all__ = ["GroupDesign", "Design", "NewRows", "build_design", "group_labels"]
 
@@ -307,7 +307,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
     Examples
     --------
     >>> import lmm_bayes as lb
-    >>> from lmm_bayes.formula import parse_formula
+    >>> from lmm_bayes.spec.formula import parse_formula
     >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), lb.datasets.load("sleepstudy"))
     >>> d.groups[0].n_levels, d.groups[0].effects
     (18, ('Intercept',))

@@ -25,16 +25,16 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from . import validate
-from .design import Design
-from .priors import Prior, Priors, resolve_priors
-from .sbc_workers import _check_executor, _Context, _execute, _progress, _Task
-from .simulate import _draw, _plain_response, _Term, _terms_of, _truth
+from lmm_bayes.calibration.simulate import _draw, _plain_response, _Term, _terms_of, _truth
+from lmm_bayes.calibration.workers import _check_executor, _Context, _execute, _progress, _Task
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from .model import LMM
+    from lmm_bayes.spec.model import LMM
 
 __all__ = ["SBCResult", "sbc", "draw_prior"]
 
@@ -368,7 +368,7 @@ def sbc(
     >>> res.ranks["g_sd"].dims, res.n_draws
     (('sim', 'g_effect'), 50)
     """
-    from .model import LMM
+    from lmm_bayes.spec.model import LMM
 
     if not isinstance(model, LMM):
         raise TypeError(f"model must be an lb.LMM, got {type(model).__name__}")

@@ -29,13 +29,13 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
-from . import validate
-from .graph import covariance_values
+from lmm_bayes.spec import validate
+from lmm_bayes.inference.graph import covariance_values
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .design import GroupDesign, NewRows
-    from .model import LMM
-    from .results import Fit
+    from lmm_bayes.spec.design import GroupDesign, NewRows
+    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.results.fit import Fit
 
 __all__ = [
     "KINDS",
@@ -139,7 +139,7 @@ def _population_fill(design, data: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rows(fit: Fit, data: pd.DataFrame | None, levels: str) -> NewRows:
-    from .design import NewRows
+    from lmm_bayes.spec.design import NewRows
 
     design = fit.design
     if data is None:
@@ -233,7 +233,7 @@ def predict(
     >>> bool(p.std(("chain", "draw"))[0] < p.std(("chain", "draw"))[1])  # a new subject is less certain
     True
     """
-    from . import __version__
+    from lmm_bayes.version import __version__
 
     fit = validate.check_fit(fit)
     data = _check_data(data)
@@ -318,7 +318,7 @@ def predict_summary(
     >>> fit.predict_summary(pd.DataFrame({"Days": [5]}), levels="population").columns.tolist()
     ['mean', 'sd', 'hdi_low', 'hdi_high']
     """
-    from .results import summarize_draws
+    from lmm_bayes.results.fit import summarize_draws
 
     hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
     draws = predict(fit, data, levels=levels, kind=kind, seed=seed)
@@ -357,7 +357,7 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     >>> fit.posterior_predictive(seed=1).idata["posterior_predictive"]["y"].dims
     ('chain', 'draw', 'obs')
     """
-    from .results import Fit
+    from lmm_bayes.results.fit import Fit
 
     fit = validate.check_fit(fit)
     draws = predict(fit, None, levels="existing", kind="response", seed=seed)
@@ -493,9 +493,9 @@ def prior_predictive(model: LMM, *, draws: int = 500, seed: int | None = None) -
 
     import pymc as pm
 
-    from . import __version__
-    from .graph import posterior_vars
-    from .model import LMM
+    from lmm_bayes.version import __version__
+    from lmm_bayes.inference.graph import posterior_vars
+    from lmm_bayes.spec.model import LMM
 
     if not isinstance(model, LMM):
         raise TypeError(f"model must be an lmm_bayes.LMM, got {type(model).__name__}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .design import Design, GroupDesign
+from lmm_bayes.spec.design import Design, GroupDesign
 
 __all__ = ["Level", "SufficientStats", "nesting_chain", "sufficient_statistics"]
 

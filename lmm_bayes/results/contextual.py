@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import xarray as xr
 
-from . import validate
-from .results import Fit
+from lmm_bayes.spec import validate
+from lmm_bayes.results.fit import Fit
 
 if TYPE_CHECKING:  # pragma: no cover
 
     pass
 
-from .shrinkage import _check_coef_name, _mean_hdi
+from lmm_bayes.results.shrinkage import _check_coef_name, _mean_hdi
 
 __all__ = ["within_between", "contextual_effect", "contextual_effect_draws"]
 
