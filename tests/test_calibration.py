@@ -256,7 +256,7 @@ def test_processes_and_executor_instances_same_ranks(sbc_dask, monkeypatch):
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    import lmm_bayes.sbc_workers as workers
+    import lmm_bayes.calibration.workers as workers
 
     made = []
 

@@ -19,7 +19,7 @@ from scipy.stats import multivariate_normal
 
 import lmm_bayes as lb
 from lmm_bayes.inference import collapsed
-from lmm_bayes.inference.sampling import choose_method
+from lmm_bayes.inference.methods import choose_method
 
 NESTED = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -160,7 +160,7 @@ def test_draws_of_b_have_the_exact_conditional_mean_and_covariance(key, sleepstu
         start += size
     b = collapsed._draw_chunk(
         collapsed._level_inputs(stats), np.tile(beta, (D, 1)), np.full(D, sigma),
-        [np.tile(G[g.name], (D, 1, 1)) for g in chain], collapsed._ancestor_maps(chain), z,
+        [np.tile(G[g.name], (D, 1, 1)) for g in chain], stats.maps, z,
     )
     by_name = {g.name: bk.reshape(D, -1) for g, bk in zip(chain, b)}
     flat = np.hstack([by_name[g.name] for g in design.groups])  # Design.Z column order

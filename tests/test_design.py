@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import lmm_bayes as lb
-from lmm_bayes.spec.validate import ImplicitNestingWarning, RowsDroppedWarning
+from lmm_bayes.errors import ImplicitNestingWarning, RowsDroppedWarning
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import lmm_bayes as lb
-from lmm_bayes.inference.sampling import SamplingWarning
+from lmm_bayes.errors import SamplingWarning
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = dict(draws=500, tune=500, chains=2, progressbar=False)
@@ -265,7 +265,7 @@ def test_unknown_group(slopes_fit):
 
 
 def test_auto_falls_back_to_full_for_crossed_factors_with_a_note():
-    from lmm_bayes.inference.sampling import MethodNote
+    from lmm_bayes.errors import MethodNote
     from lmm_bayes.spec.validate import ImplicitNestingWarning
 
     rng = np.random.default_rng(9)

@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 import lmm_bayes as lb
-from lmm_bayes.inference.sampling import _constant_data
+from lmm_bayes.inference.layout import constant_data
 from lmm_bayes.results import io
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
@@ -29,7 +29,7 @@ def prior_fit(model: lb.LMM, *, draws: int = 40, seed: int = 0) -> lb.Fit:
         {
             "posterior": pp["prior"].to_dataset(),
             "observed_data": pp["observed_data"].to_dataset(),
-            "constant_data": _constant_data(model.design),
+            "constant_data": constant_data(model.design),
         }
     )
     idata.attrs.update(

@@ -36,7 +36,7 @@ def fit(sleepstudy):
 
 
 def _hdi_width(da, prob=0.94):
-    from lmm_bayes.results.fit import summarize_draws
+    from lmm_bayes.results.summary import summarize_draws
 
     t = summarize_draws(da, hdi_prob=prob, diagnostics=False)
     return (t["hdi_high"] - t["hdi_low"]).to_numpy()

@@ -46,18 +46,11 @@ import pytensor.tensor as pt
 import scipy.sparse as sp
 import xarray as xr
 
-from lmm_bayes.inference.graph import (
-    add_fixed_effects,
-    add_group_covariance,
-    add_sigma,
-    covariance_values,
-    model_coords,
-)
+from lmm_bayes.inference.graph import add_fixed_effects, add_group_covariance, add_sigma
+from lmm_bayes.inference.layout import b_name, covariance_values, model_coords
 from lmm_bayes.inference.sufficient import (
     Level,
     SufficientStats,
-    _ancestor_maps,
-    _require_chain,
     nesting_chain,
     sufficient_statistics,
 )
@@ -113,21 +106,21 @@ def _data_names(name: str) -> dict[str, str]:
     return {f: f"collapsed_{name}_{f}" for f in ("ZtZ", "ZtA", "ZtX", "Zty", "parent")}
 
 
-def data_updates(design: Design, stats: SufficientStats | None = None) -> dict[str, np.ndarray]:
+def data_updates(stats: SufficientStats) -> dict[str, np.ndarray]:
     """The data arrays of the collapsed graph, keyed by their ``pm.Data`` names.
 
     A compiled model of the same structure takes a new data set through these
-    (``compiled.with_data(**data_updates(design))``).
+    (``compiled.with_data(**data_updates(stats))``).
 
     Examples
     --------
     >>> import lmm_bayes as lb
     >>> d = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).design
-    >>> sorted(data_updates(d))
+    >>> sorted(data_updates(sufficient_statistics(d)))
     ['collapsed_Subject_ZtX', 'collapsed_Subject_ZtZ', 'collapsed_Subject_Zty', 'collapsed_XtX', 'collapsed_Xty',
      'collapsed_n', 'collapsed_yty']
     """
-    s = sufficient_statistics(design) if stats is None else stats
+    s = stats
     # only arrays the graph reads: a compiled model drops unused inputs and rejects them
     has_x = s.XtX.shape[0] > 0
     out: dict[str, np.ndarray] = {"collapsed_n": np.asarray(float(s.n)), "collapsed_yty": np.asarray(s.yty)}
@@ -354,12 +347,12 @@ def marginal_loglik(design: Design, beta: np.ndarray, sigma: float, G: dict[str,
 # ---------------------------------------------------------------------------- the PyMC model
 
 
-def build_collapsed_model(design: Design, priors: Priors) -> pm.Model:
+def build_collapsed_model(design: Design, priors: Priors, stats: SufficientStats | None = None) -> pm.Model:
     """The collapsed model: ``beta``, ``sigma`` and the covariance parameters, with b integrated out.
 
     Priors and variable names are those of :func:`lmm_bayes.inference.graph.build_model`; the
     likelihood is a potential named ``y_marginal`` computed from the sufficient
-    statistics (``pm.Data``, see :func:`data_updates`).
+    statistics (``pm.Data``, see :func:`data_updates`), computed here unless given.
 
     Examples
     --------
@@ -369,18 +362,17 @@ def build_collapsed_model(design: Design, priors: Priors) -> pm.Model:
     >>> sorted(v.name for v in model.free_RVs), [p.name for p in model.potentials]
     (['Subject_chol_cov', 'beta', 'sigma'], ['y_marginal'])
     """
-    chain = _require_chain(design)
-    stats = sufficient_statistics(design)
+    stats = sufficient_statistics(design) if stats is None else stats
     group_priors = priors.group_by_name
     coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
     with pm.Model(coords=coords) as model:
         # static shapes let pytensor drop shape checks (faster numba compile); fit.py reuses a
         # compiled model only for designs of the same structure, hence the same shapes
         arrays = {
-            name: pm.Data(name, value, shape=np.shape(value)) for name, value in data_updates(design, stats).items()
+            name: pm.Data(name, value, shape=np.shape(value)) for name, value in data_updates(stats).items()
         }
         beta = add_fixed_effects(design, priors)
-        chols = [add_group_covariance(g, group_priors[g.name])[1] for g in chain]
+        chols = [add_group_covariance(g, group_priors[g.name])[1] for g in stats.chain]
         sigma = add_sigma(priors)
         has_x = stats.XtX.shape[0] > 0
         loglik = _loglik(
@@ -420,7 +412,9 @@ def _draw_chunk(levels, beta, sigma, G, maps, z):
     return b
 
 
-def draw_random_effects(design: Design, posterior: xr.Dataset, seed: Any = None) -> dict[str, xr.DataArray]:
+def draw_random_effects(
+    design: Design, posterior: xr.Dataset, seed: Any = None, stats: SufficientStats | None = None
+) -> dict[str, xr.DataArray]:
     """Draw every cluster's b exactly from ``b | beta, theta, y``, one draw per posterior draw.
 
     Parameters
@@ -430,6 +424,8 @@ def draw_random_effects(design: Design, posterior: xr.Dataset, seed: Any = None)
         Holds ``beta``, ``sigma``, ``{g}_sd`` and (correlated factors) ``{g}_corr``.
     seed : int, Generator or None
         Seed of the innovations; the same seed gives the same b.
+    stats : SufficientStats, optional
+        The design's statistics, computed here unless given.
 
     Returns
     -------
@@ -448,12 +444,12 @@ def draw_random_effects(design: Design, posterior: xr.Dataset, seed: Any = None)
     >>> b.dims, b.shape
     (('chain', 'draw', 'Subject', 'Subject_effect'), (2, 3, 18, 1))
     """
-    chain = _require_chain(design)
+    stats = sufficient_statistics(design) if stats is None else stats
+    chain = stats.chain
     if not chain:
         return {}
-    stats = sufficient_statistics(design)
     levels = _level_inputs(stats)
-    maps = _ancestor_maps(chain)
+    maps = stats.maps
     post = posterior.transpose("chain", "draw", ...)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     beta = post["beta"].values.reshape(n_chain * n_draw, -1) if "beta" in post else np.zeros((n_chain * n_draw, 0))
@@ -471,11 +467,11 @@ def draw_random_effects(design: Design, posterior: xr.Dataset, seed: Any = None)
     result = {}
     for g, parts in zip(chain, out):
         values = np.concatenate(parts).reshape(n_chain, n_draw, g.n_levels, g.n_effects)
-        result[f"{g.name}_b"] = xr.DataArray(
+        result[b_name(g)] = xr.DataArray(
             values,
             dims=("chain", "draw", g.name, g.effect_dim),
             coords={"chain": post["chain"].values, "draw": post["draw"].values,
                     g.name: list(g.levels), g.effect_dim: list(g.effects)},
-            name=f"{g.name}_b",
+            name=b_name(g),
         )
     return result

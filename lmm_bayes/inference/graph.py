@@ -1,17 +1,9 @@
 """Design + priors → ``pm.Model`` (random effects sampled; non-centered by default).
 
-Variable names (shared with the collapsed graph, so results code sees one layout):
-
-=====================  ===================================  ======================================
-name                   dims                                 what
-=====================  ===================================  ======================================
-``beta``               ``coef``                             fixed effects
-``sigma``              —                                    residual SD
-``{g}_sd``             ``{g}_effect``                       SDs of factor g's effects
-``{g}_corr``           ``{g}_effect``, ``{g}_effect_bis``   correlations (correlated factors only)
-``{g}_b``              ``{g}``, ``{g}_effect``              cluster deviations b
-``y``                  ``obs``                              the likelihood (observed)
-=====================  ===================================  ======================================
+The variables are named by :mod:`lmm_bayes.inference.layout`, shared with the collapsed
+graph, so everything downstream sees one layout. The building blocks
+(:func:`add_fixed_effects`, :func:`add_group_covariance`, :func:`add_sigma`) are shared
+with the collapsed graph and the pooling models.
 """
 
 from __future__ import annotations
@@ -22,54 +14,27 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from lmm_bayes.inference.layout import (
+    BETA,
+    SIGMA,
+    b_name,
+    bis,
+    codes_name,
+    corr_name,
+    model_coords,
+    sd_name,
+    z_name,
+)
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import GroupPriors, Prior, Priors
 
 __all__ = [
     "build_model",
-    "model_coords",
-    "covariance_values",
     "add_coefficients",
     "add_fixed_effects",
     "add_group_covariance",
     "add_sigma",
-    "posterior_vars",
 ]
-
-
-def posterior_vars(design: Design) -> list[str]:
-    """The variables a fit keeps in its posterior, in display order."""
-    names = ["beta", "sigma"]
-    for g in design.groups:
-        names.append(f"{g.name}_sd")
-        if g.correlated:
-            names.append(f"{g.name}_corr")
-    names += [f"{g.name}_b" for g in design.groups]
-    return names
-
-
-def covariance_values(posterior, g: GroupDesign) -> np.ndarray:
-    """G = diag(sd) corr diag(sd) for every draw of a posterior in this layout: (chain, draw, q, q).
-
-    ``corr`` is the identity where the factor has no ``{g}_corr`` (independent effects).
-    """
-    sd = posterior[f"{g.name}_sd"].transpose("chain", "draw", ...).values
-    name = f"{g.name}_corr"
-    if name in posterior:
-        corr = posterior[name].transpose("chain", "draw", ...).values
-    else:
-        corr = np.eye(g.n_effects)
-    return sd[..., :, None] * corr * sd[..., None, :]
-
-
-def model_coords(design: Design) -> dict[str, Sequence]:
-    """Coords named after the grouping factors (levels as the user wrote them)."""
-    coords: dict[str, Sequence] = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
-    for g in design.groups:
-        coords[g.name] = list(g.levels)
-        coords[g.effect_dim] = list(g.effects)
-        coords[f"{g.effect_dim}_bis"] = list(g.effects)
-    return coords
 
 
 def _dist(priors: Sequence[Prior], name: str | None = None, **kwargs):
@@ -103,14 +68,14 @@ def _vector_rv(name: str, priors: Sequence[Prior], size: int) -> pt.TensorVariab
 
 def add_sigma(priors: Priors) -> pt.TensorVariable:
     """The residual SD ``sigma``; call inside a model context."""
-    return getattr(pm, priors.sigma.dist)("sigma", **priors.sigma.kwargs)
+    return getattr(pm, priors.sigma.dist)(SIGMA, **priors.sigma.kwargs)
 
 
 def add_coefficients(plist: Sequence[Prior]) -> pt.TensorVariable:
     """``beta`` on dim ``coef`` from one location prior per coefficient (families may mix)."""
     if len({p.dist for p in plist}) == 1:
-        return _dist(plist, name="beta", dims="coef")
-    return pm.Deterministic("beta", _vector_rv("beta_parts", plist, len(plist)), dims="coef")
+        return _dist(plist, name=BETA, dims="coef")
+    return pm.Deterministic(BETA, _vector_rv(f"{BETA}_parts", plist, len(plist)), dims="coef")
 
 
 def add_fixed_effects(design: Design, priors: Priors) -> pt.TensorVariable:
@@ -152,11 +117,11 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVari
         parts_sd.append(sds)
         parts_L.append(chol)
         parts_corr.append(corr)
-    sd = pm.Deterministic(f"{g.name}_sd", pt.concatenate(parts_sd), dims=g.effect_dim)
+    sd = pm.Deterministic(sd_name(g), pt.concatenate(parts_sd), dims=g.effect_dim)
     L = parts_L[0] if len(parts_L) == 1 else pt.linalg.block_diag(*parts_L)
     if g.correlated:
         corr = parts_corr[0] if len(parts_corr) == 1 else pt.linalg.block_diag(*parts_corr)
-        pm.Deterministic(f"{g.name}_corr", corr, dims=(g.effect_dim, f"{g.effect_dim}_bis"))
+        pm.Deterministic(corr_name(g), corr, dims=(g.effect_dim, bis(g.effect_dim)))
     return sd, L
 
 
@@ -189,12 +154,12 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
         for g, (_, gp) in zip(design.groups, priors.groups):
             _, L = add_group_covariance(g, gp)
             if centered:
-                b = pm.MvNormal(f"{g.name}_b", mu=pt.zeros(g.n_effects), chol=L, dims=(g.name, g.effect_dim))
+                b = pm.MvNormal(b_name(g), mu=pt.zeros(g.n_effects), chol=L, dims=(g.name, g.effect_dim))
             else:
                 z = pm.Normal(f"{g.name}_z", 0.0, 1.0, dims=(g.name, g.effect_dim))
-                b = pm.Deterministic(f"{g.name}_b", pt.dot(z, L.T), dims=(g.name, g.effect_dim))
-            codes = pm.Data(f"{g.name}_codes", g.codes, dims="obs")
-            Zg = pm.Data(f"{g.name}_Z", g.Z, dims=("obs", g.effect_dim))
+                b = pm.Deterministic(b_name(g), pt.dot(z, L.T), dims=(g.name, g.effect_dim))
+            codes = pm.Data(codes_name(g), g.codes, dims="obs")
+            Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
             mu = mu + pt.sum(Zg * b[codes], axis=1)
         sigma = add_sigma(priors)
         pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")

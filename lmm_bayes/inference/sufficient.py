@@ -16,7 +16,7 @@ import numpy as np
 
 from lmm_bayes.spec.design import Design, GroupDesign
 
-__all__ = ["Level", "SufficientStats", "nesting_chain", "sufficient_statistics"]
+__all__ = ["Level", "SufficientStats", "ancestor_maps", "nesting_chain", "require_chain", "sufficient_statistics"]
 
 
 # ---------------------------------------------------------------------------- structure
@@ -61,7 +61,8 @@ def nesting_chain(design: Design) -> tuple[GroupDesign, ...]:
     return tuple(chain)
 
 
-def _require_chain(design: Design) -> tuple[GroupDesign, ...]:
+def require_chain(design: Design) -> tuple[GroupDesign, ...]:
+    """:func:`nesting_chain`, with an error that says to use ``method='full'``."""
     try:
         return nesting_chain(design)
     except ValueError as err:
@@ -105,13 +106,19 @@ class Level:
 
 @dataclass(frozen=True, eq=False)
 class SufficientStats:
-    """Everything the marginal likelihood needs: global cross products and one :class:`Level` per factor."""
+    """Everything the marginal likelihood needs: global cross products and one :class:`Level` per factor.
+
+    ``chain`` holds the grouping factors top first (one per level) and ``maps`` their
+    :func:`ancestor_maps`, computed once with the statistics.
+    """
 
     n: int
     XtX: np.ndarray
     Xty: np.ndarray
     yty: float
     levels: tuple[Level, ...]
+    chain: tuple[GroupDesign, ...] = ()
+    maps: tuple[tuple[np.ndarray, ...], ...] = ()
 
 
 def _leaf_crossproducts(F: np.ndarray, codes: np.ndarray, n_leaves: int) -> np.ndarray:
@@ -126,7 +133,7 @@ def _leaf_crossproducts(F: np.ndarray, codes: np.ndarray, n_leaves: int) -> np.n
     return out
 
 
-def _ancestor_maps(chain: Sequence[GroupDesign]) -> list[list[np.ndarray]]:
+def ancestor_maps(chain: Sequence[GroupDesign]) -> list[list[np.ndarray]]:
     """``maps[k][j]``: for each cluster of factor k, the index of its ancestor in factor j <= k."""
     maps: list[list[np.ndarray]] = []
     for k, g in enumerate(chain):
@@ -161,7 +168,7 @@ def sufficient_statistics(design: Design) -> SufficientStats:
     (180, (18, 2, 2), array([[ 10.,  45.],
            [ 45., 285.]]))
     """
-    chain = _require_chain(design)
+    chain = require_chain(design)
     X, y = design.X, design.y
     p = X.shape[1]
     F = np.asfortranarray(np.hstack([g.Z for g in chain] + [X, y[:, None]]))  # contiguous columns
@@ -170,7 +177,7 @@ def sufficient_statistics(design: Design) -> SufficientStats:
     leaf = _leaf_crossproducts(F, leaf_codes, n_leaves)
     total = leaf.sum(axis=0)
     xcols = slice(F.shape[1] - 1 - p, F.shape[1] - 1)
-    maps = _ancestor_maps(chain)
+    maps = ancestor_maps(chain)
     levels = []
     start = 0
     for k, g in enumerate(chain):
@@ -191,5 +198,5 @@ def sufficient_statistics(design: Design) -> SufficientStats:
         start += q
     return SufficientStats(
         n=design.n, XtX=total[xcols, xcols].copy(), Xty=total[xcols, -1].copy(), yty=float(total[-1, -1]),
-        levels=tuple(levels),
+        levels=tuple(levels), chain=chain, maps=tuple(tuple(m) for m in maps),
     )

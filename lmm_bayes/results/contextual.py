@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import xarray as xr
 
+from lmm_bayes.results.fit import Fit, check_fit
 from lmm_bayes.spec import validate
-from lmm_bayes.results.fit import Fit
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -115,7 +115,7 @@ def contextual_effect_draws(fit: Fit, within: str, between: str) -> xr.DataArray
 
     See :func:`contextual_effect` for the summary.
     """
-    validate.check_fit(fit)
+    check_fit(fit)
     columns = fit.design.X_columns
     within = _check_coef_name(within, columns, "within")
     between = _check_coef_name(between, columns, "between")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.results.fit import Fit, check_fit
 from lmm_bayes.spec import validate
-from lmm_bayes.results.fit import Fit
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -38,7 +38,7 @@ def group_covariance(fit: Fit, group: str) -> pd.DataFrame:
     >>> group_covariance(fit, "Subject").shape
     (1, 1)
     """
-    validate.check_fit(fit)
+    check_fit(fit)
     g = validate.check_group(fit.design, group)
     return pd.DataFrame(_mean_G(fit, g), index=list(g.effects), columns=list(g.effects))
 
@@ -96,7 +96,7 @@ def implied_covariance(
     >>> bool(V.loc[0, 1] > 0)
     True
     """
-    validate.check_fit(fit)
+    check_fit(fit)
     validate.check_choice(kind, ("covariance", "correlation"), "kind")
     design = fit.design
     if isinstance(rows, pd.DataFrame):

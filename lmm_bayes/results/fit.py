@@ -1,6 +1,9 @@
-"""``Fit``: what a user reads from a fitted model (tables are pandas, draws are xarray).
+"""``Fit``: what a user reads from a fitted mixed model (tables are pandas, draws are xarray).
 
-Summaries are computed from ``fit.idata`` (an ArviZ DataTree); nothing here samples.
+Summaries are computed from ``fit.idata`` (an ArviZ DataTree); nothing here samples but
+:func:`fit_model`, which hands the sampling to :mod:`lmm_bayes.inference` and wraps the
+draws. Methods that live in other modules (``predict``, ``shrinkage``, plots) are facades
+that import their module inside the method.
 """
 
 from __future__ import annotations
@@ -8,108 +11,33 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.spec import validate
-from lmm_bayes.inference.graph import covariance_values
+from lmm_bayes.errors import MethodNote
+from lmm_bayes.inference.layout import (
+    b_name,
+    covariance_values,
+    hyperparameter_draws,
+    hyperparameters,
+)
+from lmm_bayes.inference.methods import choose_method, make_method
+from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
+from lmm_bayes.results.base import FittedModel, check_fitted
+from lmm_bayes.results.summary import STAT_COLUMNS, Summary, summarize_draws
 from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.spec.design import Design, GroupDesign
     from lmm_bayes.spec.model import LMM
 
-__all__ = ["Fit", "Summary", "summarize_draws"]
-
-STAT_COLUMNS = ["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk", "ess_tail"]
+__all__ = ["Fit", "STAT_COLUMNS", "Summary", "check_fit", "fit_model", "summarize_draws"]
 
 
-def summarize_draws(draws: xr.DataArray, *, hdi_prob: float = 0.94, diagnostics: bool = True) -> pd.DataFrame:
-    """One row per entry of ``draws`` (dims chain, draw, ...): mean, sd, HDI, R-hat, ESS.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> da = xr.DataArray(np.random.default_rng(0).normal(size=(4, 500, 2)), dims=("chain", "draw", "k"),
-    ...                   coords={"k": ["a", "b"]})
-    >>> summarize_draws(da).columns.tolist()
-    ['mean', 'sd', 'hdi_low', 'hdi_high', 'r_hat', 'ess_bulk', 'ess_tail']
-    """
-    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
-    extra = [d for d in draws.dims if d not in ("chain", "draw")]
-    if len(extra) == 1:
-        stacked = draws.rename({extra[0]: "__row__"})
-    elif extra:
-        stacked = draws.stack(__row__=extra)
-    else:
-        stacked = draws.expand_dims(__row__=[0])
-    stacked = stacked.transpose("chain", "draw", "__row__")
-    hdi = az.hdi(stacked, prob=hdi_prob, dim=["chain", "draw"])
-    out = {
-        "mean": stacked.mean(("chain", "draw")).values,
-        "sd": stacked.std(("chain", "draw"), ddof=1).values,
-        "hdi_low": hdi.sel(ci_bound="lower").values,
-        "hdi_high": hdi.sel(ci_bound="upper").values,
-    }
-    if diagnostics:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out["r_hat"] = az.rhat(stacked).values
-            out["ess_bulk"] = az.ess(stacked, method="bulk").values
-            out["ess_tail"] = az.ess(stacked, method="tail").values
-    if len(extra) == 1:
-        index = pd.Index(stacked["__row__"].values, name=extra[0])
-    elif extra:
-        index = stacked.indexes["__row__"]
-    else:
-        index = pd.Index([draws.name])
-    return pd.DataFrame(out, index=index)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """lme4-style summary: prints as text, shows as HTML tables in notebooks."""
-
-    header: str
-    varcorr: pd.DataFrame
-    fixef: pd.DataFrame
-    diagnostics: dict[str, Any]
-    footer: str
-
-    def __str__(self) -> str:
-        vc = self.varcorr[["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]]
-        fx = self.fixef[["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]]
-        return "\n".join(
-            [
-                self.header,
-                "",
-                "Random effects (posterior of SDs and correlations):",
-                vc.to_string(float_format=lambda v: f"{v:.4g}"),
-                "",
-                "Fixed effects:",
-                fx.to_string(float_format=lambda v: f"{v:.4g}"),
-                "",
-                self.footer,
-            ]
-        )
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        head = "<br>".join(self.header.splitlines())
-        return (
-            f"<p><b>{head}</b></p><h4>Random effects</h4>{self.varcorr.to_html(float_format='%.4g')}"
-            f"<h4>Fixed effects</h4>{self.fixef.to_html(float_format='%.4g')}<p>{self.footer}</p>"
-        )
-
-
-class Fit:
-    """A fitted model: the draws (``idata``), the model, and readable summaries.
+class Fit(FittedModel):
+    """A fitted mixed model: the draws (``idata``), the model, and readable summaries.
 
     Obtain one from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`.
 
@@ -120,39 +48,10 @@ class Fit:
     model : LMM
     """
 
-    def __init__(self, idata: xr.DataTree, model: LMM):
-        self._idata = idata
-        self._model = model
-
-    # ---------------------------------------------------------------- basics
-    @property
-    def idata(self) -> xr.DataTree:
-        return self._idata
-
-    @property
-    def model(self) -> LMM:
-        return self._model
-
-    @property
-    def design(self) -> Design:
-        return self._model.design
-
     @property
     def priors(self) -> Priors:
         """The priors the fit used."""
         return Priors.from_dict(json.loads(self._idata.attrs["priors"]))
-
-    @property
-    def posterior(self) -> xr.Dataset:
-        return self._idata["posterior"].to_dataset()
-
-    @property
-    def method(self) -> str:
-        return str(self._idata.attrs["method"])
-
-    @property
-    def sampler(self) -> str:
-        return str(self._idata.attrs["sampler"])
 
     def __repr__(self) -> str:
         a = self._idata.attrs
@@ -161,22 +60,15 @@ class Fit:
             f"{a['chains']} chains x {a['draws']} draws>"
         )
 
-    def _group(self, group: str) -> GroupDesign:
-        return validate.check_group(self.design, group)
+    def health_parameters(self) -> list[xr.DataArray]:
+        """β, σ, the SDs and the within-block correlations (:func:`~lmm_bayes.inference.layout.hyperparameters`)."""
+        return [hyperparameter_draws(self.posterior, hyperparameters(self.design))]
+
+    def _reliability_tips(self) -> list[str]:
+        tips = super()._reliability_tips()
+        return ["method='collapsed' (no funnel)", *tips] if self.method == "full" else tips
 
     # ---------------------------------------------------------------- tables
-    def fixef(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Fixed effects β: one row per coefficient.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Indexed by ``coef``; columns mean, sd, hdi_low, hdi_high, r_hat, ess_bulk, ess_tail.
-        """
-        table = summarize_draws(self.posterior["beta"], hdi_prob=hdi_prob)
-        table.index.name = "coef"
-        return table
-
     def varcorr(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
         """Variance components as SDs and correlations, plus the residual SD.
 
@@ -186,25 +78,11 @@ class Fit:
             Indexed by (``group``, ``term``): ``sd(Intercept)``, ``corr(Intercept,Days)``,
             and (``Residual``, ``sigma``).
         """
-        post = self.posterior
-        pieces, keys = [], []
-        for g in self.design.groups:
-            sd = summarize_draws(post[f"{g.name}_sd"], hdi_prob=hdi_prob)
-            pieces.append(sd)
-            keys += [(g.name, f"sd({e})") for e in sd.index]
-            if g.correlated:
-                corr = post[f"{g.name}_corr"]
-                for block in g.blocks:
-                    for a in range(len(block)):
-                        for c in range(a + 1, len(block)):
-                            i, j = block[a], block[c]
-                            da = corr.isel({g.effect_dim: i, f"{g.effect_dim}_bis": j}, drop=True)
-                            pieces.append(summarize_draws(da.rename("corr"), hdi_prob=hdi_prob))
-                            keys.append((g.name, f"corr({g.effects[i]},{g.effects[j]})"))
-        pieces.append(summarize_draws(post["sigma"].rename("sigma"), hdi_prob=hdi_prob))
-        keys.append(("Residual", "sigma"))
-        table = pd.concat(pieces, ignore_index=True)
-        table.index = pd.MultiIndex.from_tuples(keys, names=["group", "term"])
+        params = hyperparameters(self.design, fixed=False)
+        # the residual last, as lme4 prints it
+        params = (*params[1:], params[0])
+        table = summarize_draws(hyperparameter_draws(self.posterior, params), hdi_prob=hdi_prob)
+        table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
         return table
 
     def ranef(self, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
@@ -216,7 +94,7 @@ class Fit:
             Indexed by (``level``, ``effect``).
         """
         g = self._group(group)
-        table = summarize_draws(self.posterior[f"{g.name}_b"], hdi_prob=hdi_prob)
+        table = summarize_draws(self.posterior[b_name(g)], hdi_prob=hdi_prob)
         table.index = table.index.set_names(["level", "effect"])
         return table
 
@@ -224,7 +102,7 @@ class Fit:
         """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect)."""
         g = self._group(group)
         post = self.posterior
-        b = post[f"{g.name}_b"]
+        b = post[b_name(g)]
         beta = post["beta"]
         fixed = xr.concat(
             [
@@ -234,18 +112,6 @@ class Fit:
             dim=g.effect_dim,
         ).assign_coords({g.effect_dim: list(g.effects)})
         return (b + fixed).rename(f"{g.name}_coef")
-
-    def coef(self, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Cluster-specific effects β + b (an effect without a fixed part is b alone).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Indexed by (``level``, ``effect``), same shape as :meth:`ranef`.
-        """
-        table = summarize_draws(self.coef_draws(group), hdi_prob=hdi_prob)
-        table.index = table.index.set_names(["level", "effect"])
-        return table
 
     def variance_draws(self, *, at: Mapping[str, float] | None = None) -> xr.DataArray:
         """Per-draw variance of each factor's contribution at predictor values ``at``, and σ².
@@ -300,70 +166,6 @@ class Fit:
             f"evaluated at {', '.join(f'{k}={v:g}' for k, v in where.items())}" if slopes else "no random slopes"
         )
         return table
-
-    # ---------------------------------------------------------------- health
-    def diagnostics(self) -> dict[str, Any]:
-        """Sampler health: divergences, max R-hat, min bulk/tail ESS, min BFMI, tree-depth hits.
-
-        R-hat and ESS are taken over β, σ, the SDs and the correlations.
-        """
-        post = self.posterior
-        stats = self._idata["sample_stats"].to_dataset()
-        hyper = []
-        for name in post.data_vars:
-            if name.endswith("_b"):
-                continue
-            da = post[name]
-            if name.endswith("_corr"):
-                dims = [d for d in da.dims if d not in ("chain", "draw")]
-                i, j = np.triu_indices(da.sizes[dims[0]], k=1)
-                flat = da.values[..., i, j]
-                if flat.shape[-1] == 0:
-                    continue
-                da = xr.DataArray(flat, dims=("chain", "draw", "pair"))
-            hyper.append(da)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            rhat = np.concatenate([np.atleast_1d(az.rhat(d).values).ravel() for d in hyper])
-            bulk = np.concatenate([np.atleast_1d(az.ess(d, method="bulk").values).ravel() for d in hyper])
-            tail = np.concatenate([np.atleast_1d(az.ess(d, method="tail").values).ravel() for d in hyper])
-        div = stats["diverging"] if "diverging" in stats else None
-        depth = next((stats[k] for k in ("maxdepth_reached", "reached_max_treedepth") if k in stats), None)
-        bfmi = np.nan
-        if "energy" in stats:
-            e = stats["energy"].values
-            bfmi = float(np.min(np.sum(np.diff(e, axis=1) ** 2, axis=1) / (e.shape[1] * np.var(e, axis=1))))
-        return {
-            "divergences": int(div.values.sum()) if div is not None else 0,
-            "max_r_hat": float(np.nanmax(rhat)),
-            "min_ess_bulk": float(np.nanmin(bulk)),
-            "min_ess_tail": float(np.nanmin(tail)),
-            "min_bfmi": bfmi,
-            "treedepth_hits": int(depth.values.sum()) if depth is not None else 0,
-        }
-
-    def _warn_if_unreliable(self) -> None:
-        d = self.diagnostics()
-        problems = []
-        if d["divergences"] > 0:
-            problems.append(f"{d['divergences']} divergent transitions")
-        if d["max_r_hat"] > 1.01:
-            problems.append(f"max R-hat {d['max_r_hat']:.3f} > 1.01")
-        if d["min_ess_bulk"] < 400:
-            problems.append(f"min bulk ESS {d['min_ess_bulk']:.0f} < 400")
-        if not problems:
-            return
-        tips = ["more draws and tuning (draws=2000, tune=2000)", "target_accept=0.95"]
-        if self.method == "full":
-            tips.insert(0, "method='collapsed' (no funnel)")
-        from lmm_bayes.errors import SamplingWarning
-
-        warnings.warn(
-            f"the draws may not be reliable: {', '.join(problems)}. Try {'; '.join(tips)}; "
-            "see fit.diagnostics()",
-            SamplingWarning,
-            stacklevel=4,
-        )
 
     # ---------------------------------------------------------------- summary
     def summary(self, *, hdi_prob: float = 0.94) -> Summary:
@@ -434,8 +236,76 @@ class Fit:
 
         return plot_ppc(self, **kwargs)
 
-    def save(self, path: Any) -> None:
-        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`."""
-        from lmm_bayes.results.io import save
 
-        save(self, path)
+def check_fit(fit: Any) -> Fit:
+    """``fit`` must be an :class:`lmm_bayes.Fit` (a fitted mixed model); returns it."""
+    return check_fitted(fit, Fit)
+
+
+def fit_model(
+    model: LMM,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    sampler: str = "nutpie",
+    method: str = "auto",
+    target_accept: float = 0.9,
+    seed: int | None = None,
+    progressbar: bool = True,
+    centered: bool = False,
+    log_likelihood: bool | Literal["auto"] = "auto",
+) -> Fit:
+    """Sample the posterior of an :class:`~lmm_bayes.LMM`.
+
+    Parameters
+    ----------
+    model : LMM
+    draws, tune, chains : int
+        Draws kept per chain, tuning steps per chain, number of chains.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+        The NUTS implementation; numpyro and blackjax need JAX.
+    method : {"auto", "full", "collapsed"}
+        ``"full"`` samples every cluster's b; ``"collapsed"`` integrates b out of the
+        Gaussian likelihood and draws it exactly afterwards (no funnel, cost per
+        gradient independent of the rows); ``"auto"`` picks collapsed where it applies.
+    target_accept : float
+        NUTS target acceptance rate.
+    seed : int, optional
+        Same seed, same draws.
+    progressbar : bool
+    centered : bool
+        Centered parameterization of the full model (for teaching the funnel).
+    log_likelihood : bool or "auto"
+        Store the pointwise log-likelihood (needed by LOO); "auto" stores it when
+        chains × draws × rows is at most 4e7.
+
+    Returns
+    -------
+    Fit
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+    >>> fit = model.fit(draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> bool(9 < fit.fixef().loc["Days", "mean"] < 12)
+    True
+    """
+    settings = SamplerSettings(
+        sampler=sampler, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
+        seed=seed, progressbar=progressbar,
+    )
+    if log_likelihood not in (True, False, "auto"):
+        raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
+    name, note = choose_method(model.design, method)
+    strategy = make_method(model.design, name, centered=centered)
+    if note:
+        warnings.warn(note, MethodNote, stacklevel=3)
+    idata = sample_posterior(
+        model.design, model.priors, strategy, settings, log_likelihood=log_likelihood,
+        attrs={"formula": model.formula, "method_note": note},
+    )
+    fit = Fit(idata=idata, model=model)
+    fit.warn_if_unreliable(stacklevel=4)
+    return fit

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.spec import validate
 from lmm_bayes.errors import FitFileError
+from lmm_bayes.results.base import check_fitted
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
@@ -161,7 +161,7 @@ def save(fit: Fit, path: str | os.PathLike) -> None:
     """
     from lmm_bayes.version import __version__
 
-    validate.check_fit(fit)
+    check_fitted(fit)
     path = _check_path(path)
     if path.is_dir():
         raise ValueError(f"path {str(path)!r} is a directory; give a file name such as 'fit.nc'")
@@ -221,9 +221,9 @@ def load(path: str | os.PathLike) -> Fit:
     >>> loaded.model.formula, loaded.posterior["Subject_b"].shape
     ('Reaction ~ Days + (1 | Subject)', (2, 500, 18, 1))
     """
+    from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.model import LMM
     from lmm_bayes.spec.priors import Priors
-    from lmm_bayes.results.fit import Fit
 
     path = _check_path(path)
     if not path.is_file():

@@ -29,13 +29,15 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from lmm_bayes.inference.layout import covariance_values, posterior_vars
+from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.summary import summarize_draws
 from lmm_bayes.spec import validate
-from lmm_bayes.inference.graph import covariance_values
 
 if TYPE_CHECKING:  # pragma: no cover
+    from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.design import GroupDesign, NewRows
     from lmm_bayes.spec.model import LMM
-    from lmm_bayes.results.fit import Fit
 
 __all__ = [
     "KINDS",
@@ -94,7 +96,7 @@ def covariance_draws(fit: Fit, group: str) -> xr.DataArray:
     >>> covariance_draws(fit, "Subject").dims
     ('chain', 'draw', 'Subject_effect', 'Subject_effect_bis')
     """
-    fit = validate.check_fit(fit)
+    fit = check_fit(fit)
     g = validate.check_group(fit.design, group)
     post = fit.posterior
     values = covariance_values(post, g)
@@ -235,7 +237,7 @@ def predict(
     """
     from lmm_bayes.version import __version__
 
-    fit = validate.check_fit(fit)
+    fit = check_fit(fit)
     data = _check_data(data)
     validate.check_choice(levels, LEVELS, "levels")
     validate.check_choice(kind, KINDS, "kind")
@@ -318,8 +320,6 @@ def predict_summary(
     >>> fit.predict_summary(pd.DataFrame({"Days": [5]}), levels="population").columns.tolist()
     ['mean', 'sd', 'hdi_low', 'hdi_high']
     """
-    from lmm_bayes.results.fit import summarize_draws
-
     hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
     draws = predict(fit, data, levels=levels, kind=kind, seed=seed)
     table = summarize_draws(draws, hdi_prob=hdi_prob, diagnostics=False)
@@ -359,7 +359,7 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     """
     from lmm_bayes.results.fit import Fit
 
-    fit = validate.check_fit(fit)
+    fit = check_fit(fit)
     draws = predict(fit, None, levels="existing", kind="response", seed=seed)
     obs = fit.idata["observed_data"]["obs"].values
     pp = xr.Dataset(
@@ -415,7 +415,7 @@ def cluster_stat_check(
     >>> cluster_stat_check(fit, "Subject", stat="sd", seed=1)["observed"].sizes
     Frozen({'Subject': 18})
     """
-    fit = validate.check_fit(fit)
+    fit = check_fit(fit)
     g = validate.check_group(fit.design, group)
     validate.check_choice(stat, STATS, "stat")
     prob = validate.check_probability(prob, "prob")
@@ -493,9 +493,8 @@ def prior_predictive(model: LMM, *, draws: int = 500, seed: int | None = None) -
 
     import pymc as pm
 
-    from lmm_bayes.version import __version__
-    from lmm_bayes.inference.graph import posterior_vars
     from lmm_bayes.spec.model import LMM
+    from lmm_bayes.version import __version__
 
     if not isinstance(model, LMM):
         raise TypeError(f"model must be an lmm_bayes.LMM, got {type(model).__name__}")

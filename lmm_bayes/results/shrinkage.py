@@ -16,8 +16,8 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from lmm_bayes.results.fit import Fit, check_fit
 from lmm_bayes.spec import validate
-from lmm_bayes.results.fit import Fit
 
 if TYPE_CHECKING:  # pragma: no cover
 
@@ -208,7 +208,7 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     >>> bool(0 < table["shrinkage"].median() < 1)
     True
     """
-    validate.check_fit(fit)
+    check_fit(fit)
     hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
     design = fit.design
     g = validate.check_group(design, group)

@@ -90,15 +90,20 @@ class LMM:
         """The model's formula in lme4 syntax."""
         return self._spec.formula
 
-    def pymc_model(self, *, centered: bool = False) -> pm.Model:
-        """The full PyMC model (random effects sampled, non-centered by default)."""
-        from lmm_bayes.inference.graph import build_model
+    def pymc_model(self, *, method: str = "full", centered: bool = False) -> pm.Model:
+        """The PyMC model, to read or to extend.
 
-        return build_model(self._design, self._priors, centered=centered)
+        ``method="full"`` (default): every cluster's b is a parameter (non-centered
+        unless ``centered``); ``"collapsed"``: b integrated out, the likelihood a
+        potential on the sufficient statistics.
+        """
+        from lmm_bayes.inference.methods import make_method
+
+        return make_method(self._design, method, centered=centered).build(self._priors)
 
     def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior; see :func:`lmm_bayes.inference.sampling.fit_model` for the arguments."""
-        from lmm_bayes.inference.sampling import fit_model
+        """Sample the posterior; see :func:`lmm_bayes.results.fit.fit_model` for the arguments."""
+        from lmm_bayes.results.fit import fit_model
 
         return fit_model(self, **kwargs)
 

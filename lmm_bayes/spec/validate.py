@@ -30,7 +30,6 @@ __all__ = [
     "check_probability",
     "check_seed",
     "check_group",
-    "check_fit",
 ]
 
 
@@ -227,14 +226,3 @@ def check_group(design: Any, group: Any) -> Any:
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
     return design.group(group)
-
-
-def check_fit(fit: Any) -> Any:
-    """``fit`` must be an :class:`lmm_bayes.Fit`; returns it."""
-    from lmm_bayes.results.fit import Fit
-
-    if not isinstance(fit, Fit):
-        raise TypeError(
-            f"fit must be an lmm_bayes.Fit, got {type(fit).__name__}; get one from model.fit(...) or lb.load(...)"
-        )
-    return fit

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xarray as xr
 
+from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,7 +129,7 @@ def plot_ppc(
     """
     from lmm_bayes.results.predict import STATS, cluster_stat_check, posterior_predictive
 
-    fit = validate.check_fit(fit)
+    fit = check_fit(fit)
     validate.check_choice(kind, PPC_KINDS, "kind")
     validate.check_choice(stat, STATS, "stat")
     num_samples = validate.check_positive_int(num_samples, "num_samples")
@@ -297,7 +298,7 @@ def plot_caterpillar(
     >>> [ax.get_title() for ax in plot_caterpillar(fit, "Subject").axes]
     ['Intercept']
     """
-    fit = validate.check_fit(fit)
+    fit = check_fit(fit)
     g = validate.check_group(fit.design, group)
     validate.check_choice(values, ("ranef", "coef"), "values")
     if not isinstance(sort, bool):
@@ -364,7 +365,7 @@ def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, hdi
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['Subject', 'Residual']
     """
-    table = validate.check_fit(fit).icc(at=at, hdi_prob=hdi_prob)
+    table = check_fit(fit).icc(at=at, hdi_prob=hdi_prob)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.6 * len(table) + 1.4))
     y = np.arange(len(table))[::-1]

@@ -249,7 +249,7 @@ def compare_pooling(
             f"from each {g.name}'s own intercept. Remove them from the formula to compare poolings"
         )
 
-    from lmm_bayes.inference.sampling import fit_model
+    from lmm_bayes.results.fit import fit_model
 
     partial = fit_model(model, **{**fit_kwargs, "log_likelihood": True})
     defaults = {

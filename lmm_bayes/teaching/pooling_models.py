@@ -17,10 +17,10 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
-from lmm_bayes.results.fit import summarize_draws
 from lmm_bayes.results.shrinkage import (
     _normal_equations,
 )
+from lmm_bayes.results.summary import summarize_draws
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,0 +1,319 @@
+"""The posterior's layout, in one place: names, dims, coords, hyperparameters, G, X β + Z b.
+
+Every stage that makes or reads draws (the graphs, the samplers, results, prediction,
+simulation, pooling fits, calibration) takes the names and the algebra from here:
+
+=====================  ===================================  ======================================
+name                   dims                                 what
+=====================  ===================================  ======================================
+``beta``               ``coef``                             fixed effects
+``sigma``              —                                    residual SD
+``{g}_sd``             ``{g}_effect``                       SDs of factor g's effects
+``{g}_corr``           ``{g}_effect``, ``{g}_effect_bis``   correlations (correlated factors only)
+``{g}_b``              ``{g}``, ``{g}_effect``              cluster deviations b
+``y``                  ``obs``                              the likelihood (observed)
+=====================  ===================================  ======================================
+
+The layout belongs to the inference stage, the lowest one that makes a posterior, so the
+PyMC graphs below results name their variables with it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lmm_bayes.spec.design import Design, GroupDesign
+
+__all__ = [
+    "BETA",
+    "SIGMA",
+    "Hyperparameter",
+    "b_name",
+    "bis",
+    "codes_name",
+    "coef_name",
+    "constant_data",
+    "corr_name",
+    "cov_name",
+    "covariance_values",
+    "gaussian_log_likelihood",
+    "hyperparameter_draws",
+    "hyperparameters",
+    "linear_predictor",
+    "model_coords",
+    "pointwise_log_likelihood",
+    "posterior_vars",
+    "sd_name",
+    "fitted_linear_predictor",
+    "fitted_terms",
+    "z_name",
+]
+
+BETA = "beta"
+SIGMA = "sigma"
+_SAMPLE_DIMS = ("chain", "draw")
+
+
+# ---------------------------------------------------------------------------- names
+
+
+def _name(group: GroupDesign | str) -> str:
+    return group if isinstance(group, str) else group.name
+
+
+def sd_name(group: GroupDesign | str) -> str:
+    """``"{g}_sd"``: the SDs of a factor's effects."""
+    return f"{_name(group)}_sd"
+
+
+def corr_name(group: GroupDesign | str) -> str:
+    """``"{g}_corr"``: the correlation matrix of a factor's effects."""
+    return f"{_name(group)}_corr"
+
+
+def b_name(group: GroupDesign | str) -> str:
+    """``"{g}_b"``: every cluster's deviations b."""
+    return f"{_name(group)}_b"
+
+
+def cov_name(group: GroupDesign | str) -> str:
+    """``"{g}_cov"``: G, the covariance of a factor's effects (in simulated truth)."""
+    return f"{_name(group)}_cov"
+
+
+def coef_name(group: GroupDesign | str) -> str:
+    """``"{g}_coef"``: every cluster's own effects β + b (or a no-pooling fit's coefficients)."""
+    return f"{_name(group)}_coef"
+
+
+def codes_name(group: GroupDesign | str) -> str:
+    """``"{g}_codes"``: the level index of every row (constant data)."""
+    return f"{_name(group)}_codes"
+
+
+def z_name(group: GroupDesign | str) -> str:
+    """``"{g}_Z"``: the per-row values multiplying a factor's effects (constant data)."""
+    return f"{_name(group)}_Z"
+
+
+def bis(dim: str) -> str:
+    """The second dim of a square matrix over ``dim`` (``"Subject_effect_bis"``)."""
+    return f"{dim}_bis"
+
+
+def posterior_vars(design: Design) -> list[str]:
+    """The variables a fit keeps in its posterior, in display order.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> posterior_vars(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design)
+    ['beta', 'sigma', 'Subject_sd', 'Subject_corr', 'Subject_b']
+    """
+    names = [BETA, SIGMA]
+    for g in design.groups:
+        names.append(sd_name(g))
+        if g.correlated:
+            names.append(corr_name(g))
+    names += [b_name(g) for g in design.groups]
+    return names
+
+
+def model_coords(design: Design) -> dict[str, Sequence]:
+    """Coords named after the grouping factors (levels as the user wrote them)."""
+    coords: dict[str, Sequence] = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
+    for g in design.groups:
+        coords[g.name] = list(g.levels)
+        coords[g.effect_dim] = list(g.effects)
+        coords[bis(g.effect_dim)] = list(g.effects)
+    return coords
+
+
+def constant_data(design: Design) -> xr.Dataset:
+    """The design as a fit stores it: ``X`` (obs, coef) and per factor ``{g}_codes``, ``{g}_Z``."""
+    data = {"X": (("obs", "coef"), design.X)}
+    coords: dict[str, Any] = {"obs": np.arange(design.n), "coef": list(design.X_columns)}
+    for g in design.groups:
+        data[codes_name(g)] = ("obs", g.codes)
+        data[z_name(g)] = (("obs", g.effect_dim), g.Z)
+        coords[g.effect_dim] = list(g.effects)
+    return xr.Dataset(data, coords=coords)
+
+
+# ---------------------------------------------------------------------------- hyperparameters
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One scalar hyperparameter: where it sits in a posterior and how tables label it.
+
+    Attributes
+    ----------
+    var : str
+        The posterior variable (``"beta"``, ``"Subject_sd"``, ...).
+    sel : tuple of (dim, label)
+        The selection of the scalar inside ``var``.
+    group : str
+        ``"Fixed"``, ``"Residual"`` or the grouping factor's name.
+    term : str
+        ``"Days"``, ``"sigma"``, ``"sd(Days)"``, ``"corr(Intercept,Days)"``.
+    dim, coord : str or None
+        The dim and label of this scalar in a table of one value per hyperparameter
+        (``{g}_pair`` for correlations).
+    """
+
+    var: str
+    sel: tuple[tuple[str, str], ...]
+    group: str
+    term: str
+    dim: str | None
+    coord: str | None
+
+    @property
+    def label(self) -> str:
+        """``"beta[Days]"``, ``"sigma"``, ``"Subject_sd[Days]"``, ``"Subject_corr[Intercept, Days]"``."""
+        return self.var if self.coord is None else f"{self.var}[{self.coord}]"
+
+
+def hyperparameters(design: Design, *, fixed: bool = True) -> tuple[Hyperparameter, ...]:
+    """Every scalar hyperparameter of a design, in display order.
+
+    β (when ``fixed``), σ, then per grouping factor its SDs and the correlations
+    *within* each correlated block (effects in different blocks are independent, so
+    their correlation is a constant 0 and not a parameter).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> d = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design
+    >>> [h.label for h in hyperparameters(d)]
+    ['beta[Intercept]', 'beta[Days]', 'sigma', 'Subject_sd[Intercept]', 'Subject_sd[Days]', 'Subject_corr[Intercept, Days]']
+    """
+    out = []
+    if fixed:
+        out += [Hyperparameter(BETA, (("coef", c),), "Fixed", c, "coef", c) for c in design.X_columns]
+    out.append(Hyperparameter(SIGMA, (), "Residual", "sigma", None, None))
+    for g in design.groups:
+        ed = g.effect_dim
+        out += [Hyperparameter(sd_name(g), ((ed, e),), g.name, f"sd({e})", ed, e) for e in g.effects]
+        for block in g.blocks:
+            for k, i in enumerate(block):
+                for j in block[k + 1 :]:
+                    a, c = g.effects[i], g.effects[j]
+                    out.append(
+                        Hyperparameter(
+                            corr_name(g), ((ed, a), (bis(ed), c)), g.name, f"corr({a},{c})",
+                            f"{g.name}_pair", f"{a}, {c}",
+                        )
+                    )
+    return tuple(out)
+
+
+def hyperparameter_draws(posterior: xr.Dataset, params: Iterable[Hyperparameter]) -> xr.DataArray:
+    """The draws of scalar hyperparameters side by side: dims (``chain``, ``draw``, ``parameter``).
+
+    Works on any dataset with the variables (a posterior, a prior, simulated truth
+    without sample dims).
+    """
+    params = tuple(params)
+    parts = [posterior[p.var].sel(dict(p.sel), drop=True) for p in params]
+    labels = [p.label for p in params]
+    if not parts:
+        sample = {d: posterior.sizes[d] for d in _SAMPLE_DIMS if d in posterior.dims}
+        return xr.DataArray(np.zeros(tuple(sample.values()) + (0,)), dims=(*sample, "parameter"),
+                            coords={"parameter": []})
+    return xr.concat(parts, dim="parameter", coords="minimal", compat="override").assign_coords(parameter=labels)
+
+
+# ---------------------------------------------------------------------------- G and X beta + Z b
+
+
+def covariance_values(posterior: Any, g: GroupDesign) -> np.ndarray:
+    """G = diag(sd) corr diag(sd) for every draw of a posterior in this layout: (chain, draw, q, q).
+
+    ``corr`` is the identity where the factor has no ``{g}_corr`` (independent effects).
+    """
+    sd = posterior[sd_name(g)].transpose("chain", "draw", ...).values
+    name = corr_name(g)
+    corr = posterior[name].transpose("chain", "draw", ...).values if name in posterior else np.eye(g.n_effects)
+    return sd[..., :, None] * corr * sd[..., None, :]
+
+
+def linear_predictor(
+    X: np.ndarray, beta: np.ndarray | None, terms: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]] = ()
+) -> np.ndarray:
+    """``X beta + sum_g Z_g b_g[codes_g]`` for one parameter point or a batch of draws.
+
+    Parameters
+    ----------
+    X : ndarray (n, p)
+    beta : ndarray (..., p) or None
+        Leading axes (e.g. chain, draw) are kept; ``None`` or ``p == 0`` adds nothing.
+    terms : iterable of (Z, codes, b)
+        Per grouping factor: ``Z`` (n, q), ``codes`` (n,) indexing the levels of ``b``
+        (..., levels, q), with the same leading axes as ``beta``.
+
+    Returns
+    -------
+    ndarray (..., n)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.ones((3, 1)); Z = np.ones((3, 1)); codes = np.array([0, 1, 1])
+    >>> linear_predictor(X, np.array([2.0]), [(Z, codes, np.array([[0.5], [-1.0]]))])
+    array([2.5, 1. , 1. ])
+    """
+    n = X.shape[0]
+    lead: tuple[int, ...] = () if beta is None else np.shape(beta)[:-1]
+    if beta is not None and X.shape[1]:
+        mu = np.tensordot(beta, X, axes=([-1], [1]))
+    else:
+        mu = None
+    for Z, codes, b in terms:
+        lead = np.shape(b)[:-2]
+        for j in range(Z.shape[1]):  # one effect at a time: no (..., n, q) temporary
+            part = b[..., codes, j] * Z[:, j]
+            mu = part if mu is None else mu + part
+    return np.zeros(lead + (n,)) if mu is None else mu
+
+
+def fitted_terms(design: Design, posterior: xr.Dataset) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The ``(Z, codes, b)`` of every factor on the fitted rows, b from the posterior (chain, draw, ...)."""
+    return [(g.Z, g.codes, posterior[b_name(g)].transpose("chain", "draw", ...).values) for g in design.groups]
+
+
+def fitted_linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray:
+    """``X beta + Z b`` on the fitted rows for every draw: (chain, draw, n)."""
+    beta = posterior[BETA].transpose("chain", "draw", ...).values
+    return linear_predictor(design.X, beta, fitted_terms(design, posterior))
+
+
+# ---------------------------------------------------------------------------- log-likelihood
+
+
+def gaussian_log_likelihood(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``log N(y | mu, sigma^2)`` elementwise (``sigma`` broadcast against ``mu``)."""
+    return -0.5 * ((y - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+
+
+def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean) -> xr.DataArray:
+    """Pointwise Gaussian log-likelihood of ``y`` given every draw, dims (chain, draw, obs).
+
+    ``mean(one_chain_posterior)`` returns the linear predictor (1, draw, n) of one chain;
+    the log-likelihood is computed one chain at a time, so the peak memory is about
+    one chain's worth.
+    """
+    posterior = posterior.transpose("chain", "draw", ...)
+    ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(y)))
+    for c in range(ll.shape[0]):
+        one = posterior.isel(chain=[c])
+        ll[c] = gaussian_log_likelihood(y, mean(one)[0], one[SIGMA].values[0][:, None])
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, "obs": np.arange(len(y))}
+    return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")

@@ -1,0 +1,138 @@
+"""How a model is sampled, as small strategy objects: :class:`Full` and :class:`Collapsed`.
+
+A method knows four things, and the sampler asks it for each instead of branching on a
+string:
+
+* ``structure_key(priors)``: what a compiled model depends on (shapes, factor layout,
+  priors), so a model of the same structure is compiled once and gets new data;
+* ``build(priors)``: the PyMC model;
+* ``data()``: the ``pm.Data`` values by name, swapped into a cached compiled model;
+* ``complete(posterior, seed)``: the raw draws turned into the posterior layout
+  (:mod:`lmm_bayes.inference.layout`); the collapsed method draws every b exactly here.
+
+:class:`Collapsed` computes the design's sufficient statistics and nesting chain once,
+when it is made, and every step reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from lmm_bayes.inference import collapsed
+from lmm_bayes.inference.graph import build_model
+from lmm_bayes.inference.layout import codes_name, model_coords, posterior_vars, z_name
+from lmm_bayes.inference.sufficient import SufficientStats, sufficient_statistics
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.priors import Priors
+
+__all__ = ["METHODS", "Collapsed", "Full", "Method", "choose_method", "make_method"]
+
+METHODS = ("auto", "full", "collapsed")
+
+
+def _key(name: str, design: Design, priors: Priors, rows: int | None, centered: bool) -> str:
+    layout = [(g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups]
+    return json.dumps([name, centered, rows, design.X_columns, layout, priors.to_json()], default=str)
+
+
+def _in_layout(design: Design, post: xr.Dataset) -> xr.Dataset:
+    """The posterior variables of the layout, with the design's coords."""
+    out = post[[v for v in posterior_vars(design) if v in post]]
+    coords = model_coords(design)
+    return out.assign_coords({k: v for k, v in coords.items() if k in out.dims})
+
+
+@dataclass(frozen=True, eq=False)
+class Full:
+    """Every cluster's b is a parameter (non-centered unless ``centered``)."""
+
+    design: Design
+    centered: bool = False
+    name: str = field(default="full", init=False)
+
+    def structure_key(self, priors: Priors) -> str:
+        return _key(self.name, self.design, priors, self.design.n, self.centered)
+
+    def build(self, priors: Priors) -> pm.Model:
+        return build_model(self.design, priors, centered=self.centered)
+
+    def data(self) -> dict[str, np.ndarray]:
+        d = self.design
+        updates = {"X": d.X, "y_obs": d.y}
+        for g in d.groups:
+            updates[codes_name(g)] = g.codes
+            updates[z_name(g)] = g.Z
+        return updates
+
+    def complete(self, posterior: xr.Dataset, seed: Any) -> xr.Dataset:
+        return _in_layout(self.design, posterior)
+
+
+@dataclass(frozen=True, eq=False)
+class Collapsed:
+    """b integrated out of the likelihood, then drawn exactly from ``b | beta, theta, y``."""
+
+    design: Design
+    name: str = field(default="collapsed", init=False)
+
+    @cached_property
+    def stats(self) -> SufficientStats:
+        """The sufficient statistics and nesting chain, computed once per method object."""
+        return sufficient_statistics(self.design)
+
+    def structure_key(self, priors: Priors) -> str:
+        # the collapsed graph's shapes do not depend on the number of rows
+        return _key(self.name, self.design, priors, None, False)
+
+    def build(self, priors: Priors) -> pm.Model:
+        return collapsed.build_collapsed_model(self.design, priors, self.stats)
+
+    def data(self) -> dict[str, np.ndarray]:
+        return collapsed.data_updates(self.stats)
+
+    def complete(self, posterior: xr.Dataset, seed: Any) -> xr.Dataset:
+        b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats)
+        return _in_layout(self.design, posterior.assign(b))
+
+
+Method = Full | Collapsed
+
+
+def choose_method(design: Design, method: str) -> tuple[str, str]:
+    """Resolve ``method="auto"``; returns (method name, note saying why auto fell back, or "").
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> choose_method(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design, "auto")
+    ('collapsed', '')
+    """
+    validate.check_choice(method, METHODS, "method")
+    if method == "full":
+        return "full", ""
+    ok, why = collapsed.supports(design)
+    if method == "collapsed":
+        if not ok:
+            raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use method='full'")
+        return "collapsed", ""
+    if ok:
+        return "collapsed", ""
+    return "full", f"method='auto' chose 'full': {why}"
+
+
+def make_method(design: Design, name: str, *, centered: bool = False) -> Method:
+    """The strategy object for a resolved method name (``"full"`` or ``"collapsed"``)."""
+    if name == "collapsed":
+        if centered:
+            raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
+        return Collapsed(design)
+    validate.check_choice(name, ("full", "collapsed"), "method")
+    return Full(design, centered=centered)

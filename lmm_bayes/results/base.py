@@ -1,0 +1,160 @@
+"""The base of every fitted model: draws, model, shared tables, health and saving.
+
+:class:`FittedModel` holds an ArviZ DataTree (``idata``) and the :class:`~lmm_bayes.LMM`
+it came from, and gives every kind of fit (the mixed model's :class:`~lmm_bayes.Fit`,
+the no- and complete-pooling fits of a pooling comparison) the same reading API:
+``posterior``, ``fixef``, ``coef``, ``coef_draws``, ``diagnostics``, ``save`` and
+the caterpillar plot. A subclass says which draws are its clusters' effects
+(:meth:`coef_draws`) and which parameters its health is judged on (:meth:`health_parameters`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import xarray as xr
+
+from lmm_bayes.errors import SamplingWarning
+from lmm_bayes.results.summary import diagnose, reliability_problems, summarize_draws
+from lmm_bayes.spec import validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lmm_bayes.spec.design import Design, GroupDesign
+    from lmm_bayes.spec.model import LMM
+
+__all__ = ["FittedModel", "check_fitted"]
+
+
+def check_fitted(fit: Any, kind: type | None = None) -> Any:
+    """``fit`` must be a fitted model (of ``kind``, default any); returns it.
+
+    Examples
+    --------
+    >>> check_fitted("not a fit")
+    Traceback (most recent call last):
+    ...
+    TypeError: fit must be an lmm_bayes.Fit, got str; get one from model.fit(...) or lb.load(...)
+    """
+    kind = kind or FittedModel
+    if not isinstance(fit, kind):
+        raise TypeError(
+            f"fit must be an lmm_bayes.Fit, got {type(fit).__name__}; get one from model.fit(...) or lb.load(...)"
+        )
+    return fit
+
+
+class FittedModel:
+    """Draws (``idata``) of a model fitted to ``model``'s design.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        posterior, sample_stats, observed_data, and more by kind of fit.
+    model : LMM
+    """
+
+    #: the fit's kind, stored in saved files so :func:`lmm_bayes.load` rebuilds it
+    kind = "mixed"
+
+    def __init__(self, idata: xr.DataTree, model: LMM):
+        self._idata = idata
+        self._model = model
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def idata(self) -> xr.DataTree:
+        return self._idata
+
+    @property
+    def model(self) -> LMM:
+        return self._model
+
+    @property
+    def design(self) -> Design:
+        return self._model.design
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self._idata["posterior"].to_dataset()
+
+    @property
+    def method(self) -> str:
+        return str(self._idata.attrs["method"])
+
+    @property
+    def sampler(self) -> str:
+        return str(self._idata.attrs["sampler"])
+
+    def _group(self, group: str) -> GroupDesign:
+        return validate.check_group(self.design, group)
+
+    # ---------------------------------------------------------------- tables
+    def fixef(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Fixed effects β (the coefficients shared by all clusters): one row per coefficient.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``coef``; columns mean, sd, hdi_low, hdi_high, r_hat, ess_bulk, ess_tail.
+        """
+        table = summarize_draws(self.posterior["beta"], hdi_prob=hdi_prob)
+        table.index.name = "coef"
+        return table
+
+    def coef_draws(self, group: str) -> xr.DataArray:
+        """Draws of every cluster's own effects, dims (chain, draw, level, effect)."""
+        raise NotImplementedError  # pragma: no cover - every kind of fit defines it
+
+    def coef(self, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Cluster-specific effects (β + b for the mixed model; an effect without a fixed part is b alone).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by (``level``, ``effect``).
+        """
+        table = summarize_draws(self.coef_draws(group), hdi_prob=hdi_prob)
+        table.index = table.index.set_names(["level", "effect"])
+        return table
+
+    # ---------------------------------------------------------------- health
+    def health_parameters(self) -> list[xr.DataArray]:
+        """The draws whose R-hat and ESS :meth:`diagnostics` reports."""
+        raise NotImplementedError  # pragma: no cover - every kind of fit defines it
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Sampler health: divergences, max R-hat, min bulk/tail ESS, min BFMI, tree-depth hits.
+
+        R-hat and ESS are taken over :meth:`health_parameters` (for the mixed model β, σ,
+        the SDs and the correlations, not the clusters' b).
+        """
+        return diagnose(self.health_parameters(), self._idata["sample_stats"].to_dataset())
+
+    def _reliability_tips(self) -> list[str]:
+        return ["more draws and tuning (draws=2000, tune=2000)", "target_accept=0.95"]
+
+    def warn_if_unreliable(self, *, what: str = "the draws", stacklevel: int = 4) -> None:
+        """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400."""
+        problems = reliability_problems(self.diagnostics())
+        if problems:
+            warnings.warn(
+                f"{what} may not be reliable: {', '.join(problems)}. Try {'; '.join(self._reliability_tips())}; "
+                "see fit.diagnostics()",
+                SamplingWarning,
+                stacklevel=stacklevel,
+            )
+
+    # ---------------------------------------------------------------- elsewhere (facade methods)
+    def save(self, path: Any) -> None:
+        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`."""
+        from lmm_bayes.results.io import save
+
+        save(self, path)
+
+    def plot_caterpillar(self, group: str, **kwargs: Any):
+        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`."""
+        from lmm_bayes.teaching.plots import plot_caterpillar
+
+        return plot_caterpillar(self, group, **kwargs)
