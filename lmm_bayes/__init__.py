@@ -1,5 +1,20 @@
 """lmm-bayes: Bayesian linear mixed-effects models for hierarchical data.
 
+The package reads bottom-up, one sub-package per pipeline stage; each stage imports
+only the stages below it:
+
+============  =====================================================================
+stage         modules
+============  =====================================================================
+bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
+spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``priors``, ``model`` (``LMM``)
+inference     ``layout`` (the posterior's names and algebra), ``graph``, ``sufficient``, ``collapsed``, ``methods``, ``sampling``
+results       ``summary``, ``base`` (``FittedModel``), ``fit`` (``Fit``), ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
+teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
+calibration   ``simulate``, ``sbc``, ``workers``
+app           ``modelfile``, ``cli``, ``report``
+============  =====================================================================
+
 >>> import lmm_bayes as lb
 >>> model = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
 >>> model.design.Z.shape
@@ -9,12 +24,21 @@
 from lmm_bayes import datasets
 from lmm_bayes.calibration.sbc import SBCResult, sbc
 from lmm_bayes.calibration.simulate import Simulation, simulate, simulate_hierarchy
-from lmm_bayes.errors import FitFileError, ModelFileError, SamplingWarning
+from lmm_bayes.errors import (
+    FitFileError,
+    FormulaError,
+    ImplicitNestingWarning,
+    MethodNote,
+    ModelFileError,
+    RowsDroppedWarning,
+    SamplingWarning,
+)
+from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import within_between
 from lmm_bayes.results.fit import Fit
 from lmm_bayes.results.io import load
 from lmm_bayes.spec.design import Design, GroupDesign, build_design
-from lmm_bayes.spec.formula import FormulaError, ModelSpec, parse_formula
+from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.model import LMM
 from lmm_bayes.spec.priors import Prior, Priors
 from lmm_bayes.teaching.pooling import PoolingComparison, compare_pooling
@@ -27,10 +51,10 @@ __all__ = [
     "ModelSpec",
     "Design",
     "GroupDesign",
-    "FormulaError",
     "Prior",
     "Priors",
     "Fit",
+    "FittedModel",
     "load",
     "PoolingComparison",
     "compare_pooling",
@@ -42,4 +66,11 @@ __all__ = [
     "simulate_hierarchy",
     "SBCResult",
     "sbc",
+    "FormulaError",
+    "FitFileError",
+    "ModelFileError",
+    "SamplingWarning",
+    "MethodNote",
+    "ImplicitNestingWarning",
+    "RowsDroppedWarning",
 ]

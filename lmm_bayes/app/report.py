@@ -51,10 +51,11 @@ def _figures(fit: Fit, group: str) -> list[tuple[str, Callable[[], object]]]:
 
 
 def report_html(fit: Fit, *, group: str | None = None, title: str | None = None) -> str:
-    """The report as one HTML string (images inline as base64 PNG, no network needed)."""
-    import matplotlib
+    """The report as one HTML string (images inline as base64 PNG, no network needed).
 
-    matplotlib.use("Agg")
+    Figures are drawn with whatever matplotlib backend is active (without a display
+    matplotlib picks a non-interactive one itself); the backend is never changed here.
+    """
     group = group or (fit.design.groups[0].name if fit.design.groups else None)
     title = title or f"lmm-bayes report: {fit.model.formula}"
     summary = fit.summary()

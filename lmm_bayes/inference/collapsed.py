@@ -70,6 +70,8 @@ __all__ = [
     "supports",
 ]
 
+#: what the collapsed method covers, for messages that say why it does not apply
+SCOPE = "the collapsed method handles one factor or a chain of nested factors"
 #: name of the marginal likelihood term in the PyMC model
 LIKELIHOOD_NAME = "y_marginal"
 # elements (draws x clusters x columns^2) held at once while drawing b
@@ -98,7 +100,7 @@ def supports(design: Design) -> tuple[bool, str]:
     try:
         nesting_chain(design)
     except ValueError as err:
-        return False, f"{err}; the collapsed method handles one factor or a chain of nested factors"
+        return False, f"{err}; {SCOPE}"
     return True, ""
 
 

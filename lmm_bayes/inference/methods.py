@@ -28,12 +28,12 @@ import xarray as xr
 from lmm_bayes.inference import collapsed
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import codes_name, model_coords, posterior_vars, z_name
-from lmm_bayes.inference.sufficient import SufficientStats, sufficient_statistics
+from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["METHODS", "Collapsed", "Full", "Method", "choose_method", "make_method"]
+__all__ = ["METHODS", "Collapsed", "Full", "Method", "choose_method", "resolve_method"]
 
 METHODS = ("auto", "full", "collapsed")
 
@@ -78,15 +78,20 @@ class Full:
 
 @dataclass(frozen=True, eq=False)
 class Collapsed:
-    """b integrated out of the likelihood, then drawn exactly from ``b | beta, theta, y``."""
+    """b integrated out of the likelihood, then drawn exactly from ``b | beta, theta, y``.
+
+    ``chain`` is the design's nesting chain (:func:`~lmm_bayes.inference.sufficient.nesting_chain`),
+    found once by :func:`resolve_method`.
+    """
 
     design: Design
+    chain: tuple[GroupDesign, ...]
     name: str = field(default="collapsed", init=False)
 
     @cached_property
     def stats(self) -> SufficientStats:
-        """The sufficient statistics and nesting chain, computed once per method object."""
-        return sufficient_statistics(self.design)
+        """The sufficient statistics, computed once per method object."""
+        return sufficient_statistics(self.design, self.chain)
 
     def structure_key(self, priors: Priors) -> str:
         # the collapsed graph's shapes do not depend on the number of rows
@@ -106,6 +111,35 @@ class Collapsed:
 Method = Full | Collapsed
 
 
+def resolve_method(design: Design, method: str, *, centered: bool = False) -> tuple[Method, str]:
+    """The strategy for ``method`` (``"auto"`` resolved), and a note saying why auto fell back, or "".
+
+    ``"auto"`` picks :class:`Collapsed` for one grouping factor or a chain of nested
+    factors and :class:`Full` otherwise (crossed factors).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> m, note = resolve_method(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design,
+    ...                          "auto")
+    >>> m.name, [g.name for g in m.chain], note
+    ('collapsed', ['Subject'], '')
+    """
+    validate.check_choice(method, METHODS, "method")
+    if method == "full":
+        return Full(design, centered=centered), ""
+    try:
+        chain = nesting_chain(design)
+    except ValueError as err:
+        why = f"{err}; {collapsed.SCOPE}"
+        if method == "collapsed":
+            raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use method='full'") from None
+        return Full(design, centered=centered), f"method='auto' chose 'full': {why}"
+    if centered:
+        raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
+    return Collapsed(design, chain), ""
+
+
 def choose_method(design: Design, method: str) -> tuple[str, str]:
     """Resolve ``method="auto"``; returns (method name, note saying why auto fell back, or "").
 
@@ -115,24 +149,5 @@ def choose_method(design: Design, method: str) -> tuple[str, str]:
     >>> choose_method(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design, "auto")
     ('collapsed', '')
     """
-    validate.check_choice(method, METHODS, "method")
-    if method == "full":
-        return "full", ""
-    ok, why = collapsed.supports(design)
-    if method == "collapsed":
-        if not ok:
-            raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use method='full'")
-        return "collapsed", ""
-    if ok:
-        return "collapsed", ""
-    return "full", f"method='auto' chose 'full': {why}"
-
-
-def make_method(design: Design, name: str, *, centered: bool = False) -> Method:
-    """The strategy object for a resolved method name (``"full"`` or ``"collapsed"``)."""
-    if name == "collapsed":
-        if centered:
-            raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
-        return Collapsed(design)
-    validate.check_choice(name, ("full", "collapsed"), "method")
-    return Full(design, centered=centered)
+    strategy, note = resolve_method(design, method)
+    return strategy.name, note

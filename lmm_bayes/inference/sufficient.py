@@ -153,11 +153,12 @@ def _aggregate(x: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def sufficient_statistics(design: Design) -> SufficientStats:
+def sufficient_statistics(design: Design, chain: Sequence[GroupDesign] | None = None) -> SufficientStats:
     """Per-cluster cross products of ``[Z_1 ... Z_K, X, y]`` in one vectorised pass.
 
     The products are summed per cluster of the finest factor (bincount over the
-    rows) and then up the nesting chain (over clusters, not rows).
+    rows) and then up the nesting chain (over clusters, not rows). ``chain`` is the
+    design's :func:`nesting_chain`, found here unless given.
 
     Examples
     --------
@@ -168,7 +169,7 @@ def sufficient_statistics(design: Design) -> SufficientStats:
     (180, (18, 2, 2), array([[ 10.,  45.],
            [ 45., 285.]]))
     """
-    chain = require_chain(design)
+    chain = require_chain(design) if chain is None else tuple(chain)
     X, y = design.X, design.y
     p = X.shape[1]
     F = np.asfortranarray(np.hstack([g.Z for g in chain] + [X, y[:, None]]))  # contiguous columns

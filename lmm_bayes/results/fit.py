@@ -24,7 +24,7 @@ from lmm_bayes.inference.layout import (
     hyperparameter_draws,
     hyperparameters,
 )
-from lmm_bayes.inference.methods import choose_method, make_method
+from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.summary import STAT_COLUMNS, Summary, summarize_draws
@@ -298,8 +298,7 @@ def fit_model(
     )
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
-    name, note = choose_method(model.design, method)
-    strategy = make_method(model.design, name, centered=centered)
+    strategy, note = resolve_method(model.design, method, centered=centered)
     if note:
         warnings.warn(note, MethodNote, stacklevel=3)
     idata = sample_posterior(

@@ -97,9 +97,10 @@ class LMM:
         unless ``centered``); ``"collapsed"``: b integrated out, the likelihood a
         potential on the sufficient statistics.
         """
-        from lmm_bayes.inference.methods import make_method
+        from lmm_bayes.inference.methods import resolve_method
 
-        return make_method(self._design, method, centered=centered).build(self._priors)
+        validate.check_choice(method, ("full", "collapsed"), "method")
+        return resolve_method(self._design, method, centered=centered)[0].build(self._priors)
 
     def fit(self, **kwargs: Any) -> Fit:
         """Sample the posterior; see :func:`lmm_bayes.results.fit.fit_model` for the arguments."""
