@@ -32,6 +32,10 @@ Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
 #: pointwise log-likelihood is stored when chains × draws × rows is at most this
 MAX_LOGLIK_VALUES = 40_000_000
+#: the largest seed: nutpie takes unsigned 64-bit seeds, and a saved fit stores the seed as int64
+MAX_SEED = 2**63 - 1
+#: nutpie adapts its step size and mass matrix during tuning and cannot start without it
+MIN_NUTPIE_TUNE = 1
 
 _COMPILED: OrderedDict[str, Any] = OrderedDict()
 _CACHE_SIZE = 8
@@ -51,12 +55,14 @@ class SamplerSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "draws", validate.check_positive_int(self.draws, "draws"))
-        object.__setattr__(self, "tune", validate.check_positive_int(self.tune, "tune", minimum=0))
-        object.__setattr__(self, "chains", validate.check_positive_int(self.chains, "chains"))
         validate.check_choice(self.sampler, SAMPLERS, "sampler")
+        minimum_tune = MIN_NUTPIE_TUNE if self.sampler == "nutpie" else 0
+        object.__setattr__(self, "tune", validate.check_positive_int(self.tune, "tune", minimum=minimum_tune))
+        object.__setattr__(self, "chains", validate.check_positive_int(self.chains, "chains"))
         object.__setattr__(self, "target_accept", validate.check_probability(self.target_accept, "target_accept"))
         if self.seed is not None:
-            object.__setattr__(self, "seed", validate.check_positive_int(self.seed, "seed", minimum=0))
+            seed = validate.check_positive_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
+            object.__setattr__(self, "seed", seed)
         if not isinstance(self.progressbar, bool):
             raise TypeError(f"progressbar must be True or False, got {type(self.progressbar).__name__}")
 

@@ -382,6 +382,12 @@ def parse_formula(formula: str) -> ModelSpec:
         if any(t.text == "|" for t in part):
             bar = next(t for t in part if t.text == "|")
             raise FormulaError(formula, bar.start, "a random term must stand in its own parentheses, e.g. + (1 + x | g)")
+        if len(part) == 1 and part[0].kind == tokenize.NUMBER:
+            raise FormulaError(
+                formula, part[0].start,
+                f"the number {text} cannot be a term: write 1 to keep the intercept or 0 to drop it, "
+                "and I(...) for arithmetic on a column",
+            )
         names, calls = _check_expression(formula, part, "fixed term")
         variables |= names
         levels_calls += calls

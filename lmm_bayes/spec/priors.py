@@ -170,6 +170,13 @@ class Priors:
             ),
         )
 
+    def as_overrides(self) -> dict[str, Any]:
+        """The same priors as a dict of overrides, so they pass the checks a dict gets."""
+        out: dict[str, Any] = {**dict(self.fixed), "sigma": self.sigma}
+        for g, gp in self.groups:
+            out[g] = {**{f"sd({e})": p for e, p in gp.sd}, "eta": gp.eta}
+        return out
+
     def table(self) -> list[tuple[str, str, str]]:
         """Rows of (parameter, prior, where it came from)."""
         rows = [(f"beta[{k}]", repr(p), "") for k, p in self.fixed]
@@ -254,7 +261,8 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
     if overrides is None:
         return base
     if isinstance(overrides, Priors):
-        return overrides
+        _check_same_parameters(base, overrides)
+        overrides = overrides.as_overrides()
     if not isinstance(overrides, Mapping):
         raise TypeError(f"priors must be a dict keyed by parameter, got {type(overrides).__name__}")
     fixed = base.fixed_by_name
@@ -273,6 +281,20 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"priors: unknown key {key!r}{hint}; known keys: {known}")
     return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()))
+
+
+def _check_same_parameters(base: Priors, given: Priors) -> None:
+    """A whole :class:`Priors` object must name exactly the model's parameters."""
+    want = [name for name, _, _ in base.table()]
+    have = [name for name, _, _ in given.table()]
+    if sorted(want) != sorted(have):
+        missing = [n for n in want if n not in have]
+        extra = [n for n in have if n not in want]
+        raise ValueError(
+            "priors (an lb.Priors) do not match the model's parameters: "
+            f"missing {missing}, not in the model {extra}; take model.priors as a start, or pass a dict "
+            "of the priors to change"
+        )
 
 
 def _group_override(group: str, base: GroupPriors, value: Any) -> GroupPriors:

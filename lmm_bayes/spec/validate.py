@@ -190,12 +190,14 @@ def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
     return value
 
 
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """An int (not bool) of at least ``minimum``."""
+def check_positive_int(value: Any, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """An int (not bool) of at least ``minimum`` (and at most ``maximum``)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return int(value)
 
 
