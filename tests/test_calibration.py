@@ -14,7 +14,9 @@ import pytest
 import xarray as xr
 
 import lmm_bayes as lb
-from lmm_bayes.calibration.sbc import SBCResult, _parameters, _ranks, _ranks_dataset, draw_prior
+from lmm_bayes.calibration.sbc import SBCResult, draw_prior, ranks_dataset
+from lmm_bayes.calibration.workers import rank_truth
+from lmm_bayes.inference.layout import hyperparameters
 
 PRIORS = {
     "Intercept": lb.Prior("Normal", mu=0.0, sigma=2.0),
@@ -43,11 +45,8 @@ def slopes_model(eta: float = 2.0) -> lb.LMM:
 
 def test_draw_prior_matches_the_priors():
     m = slopes_model(eta=2.0)
-    rng = np.random.default_rng(1)
-    draws = [draw_prior(m.design, m.priors, rng) for _ in range(4000)]
-    beta = np.array([d[0] for d in draws])
-    G = np.array([d[1]["g"] for d in draws])
-    sigma = np.array([d[2] for d in draws])
+    beta, G, sigma = draw_prior(m.design, m.priors, np.random.default_rng(1), draws=4000)  # PyMC's own draws
+    G = G["g"]
     fixed = m.priors.fixed_by_name
     prior_sd = [fixed[c].kwargs["sigma"] for c in m.design.X_columns]
     np.testing.assert_allclose(beta.std(axis=0), prior_sd, rtol=0.05)
@@ -110,15 +109,15 @@ def fake_posteriors(params, n_sims: int, posterior_sd: float, rng) -> tuple[np.n
 
 @pytest.mark.parametrize(("posterior_sd", "calibrated"), [(np.sqrt(0.5), True), (0.15, False)])
 def test_ranks_and_tests_on_fake_posteriors(posterior_sd, calibrated):
-    params = _parameters(slopes_model().design)
+    params = hyperparameters(slopes_model().design)
     assert [p.label for p in params] == [
         "beta[Intercept]", "beta[x]", "sigma", "g_sd[Intercept]", "g_sd[x]", "g_sd[z]",
         "g_corr[Intercept, x]", "g_corr[Intercept, z]", "g_corr[x, z]",
     ]
     truths, posteriors = fake_posteriors(params, 300, posterior_sd, np.random.default_rng(3))
-    ranks = np.stack([_ranks(post, t, params, thin=2) for post, t in zip(posteriors, truths)])
+    ranks = np.stack([rank_truth(post, t, params, thin=2) for post, t in zip(posteriors, truths)])
     assert ranks.min() >= 0 and ranks.max() <= 100
-    ds = _ranks_dataset(ranks, params, {"n_draws": 100})
+    ds = ranks_dataset(ranks, params, {"n_draws": 100})
     assert ds["beta"].dims == ("sim", "coef") and ds["g_corr"].dims == ("sim", "g_pair")
     assert ds["g_corr"]["g_pair"].values.tolist() == ["Intercept, x", "Intercept, z", "x, z"]
     res = SBCResult.from_ranks(ds, n_draws=100)

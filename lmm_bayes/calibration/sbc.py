@@ -7,80 +7,107 @@ If the fitting is calibrated, every parameter's ranks are uniform on
 ``0..n_draws``; :class:`SBCResult` tests that, reports the coverage of central
 intervals and draws the ECDF-difference plot of Säilynoja et al. (2022).
 
-Simulation ``i`` depends only on ``(seed, i)`` (its seed is the ``i``-th child
-of ``numpy.random.SeedSequence(seed)``), so the same seed gives the same ranks
-whichever executor runs it, and the first ``k`` simulations of a longer run
-equal a run of ``k``.
+The prior draws come from PyMC itself (``pm.draw`` on the graph that fitting
+samples, :func:`~lmm_bayes.inference.graph.build_model`), so the check cannot drift
+from the prior it checks. The parameters are named and laid out by
+:mod:`lmm_bayes.inference.layout` (:func:`~lmm_bayes.inference.layout.hyperparameters`).
+
+Simulation ``i`` depends only on ``(seed, i)``: its hyperparameters are the ``i``-th
+draw of one prior stream seeded by ``seed``, and its b, y and fit seed come from the
+``i``-th child of ``numpy.random.SeedSequence(seed)``. So the same seed gives the
+same ranks whichever executor runs it, and the first ``k`` simulations of a longer
+run equal a run of ``k``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pymc as pm
 import xarray as xr
 from scipy import stats
 
-from lmm_bayes.calibration.simulate import _draw, _plain_response, _Term, _terms_of, _truth
-from lmm_bayes.calibration.workers import _check_executor, _Context, _execute, _progress, _Task
+from lmm_bayes.calibration.simulate import draw_response, plain_response
+from lmm_bayes.calibration.workers import Context, Task, check_executor, collect, execute
+from lmm_bayes.inference.graph import build_model
+from lmm_bayes.inference.layout import (
+    BETA,
+    SIGMA,
+    Hyperparameter,
+    covariance_values,
+    hyperparameter_draws,
+    hyperparameters,
+)
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
+from lmm_bayes.spec.priors import Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from lmm_bayes.spec.model import LMM
 
-__all__ = ["SBCResult", "sbc", "draw_prior"]
+__all__ = ["SBCResult", "draw_prior", "ranks_dataset", "sbc"]
 
-#: prior samplers in PyMC's parameterisation, keyed by distribution name
-_PRIOR_DRAWS: dict[str, Callable[..., float]] = {
-    "Normal": lambda rng, mu, sigma: rng.normal(mu, sigma),
-    "StudentT": lambda rng, nu, mu, sigma: mu + sigma * rng.standard_t(nu),
-    "HalfNormal": lambda rng, sigma: abs(rng.normal(0.0, sigma)),
-    "Exponential": lambda rng, lam: rng.exponential(1.0 / lam),
-    "HalfStudentT": lambda rng, nu, sigma: abs(sigma * rng.standard_t(nu)),
-    "HalfCauchy": lambda rng, beta: abs(beta * rng.standard_cauchy()),
-}
 _COVERAGE = (0.5, 0.9)
 
 
 # ---------------------------------------------------------------- the prior
 
 
-def _draw_one(prior: Prior, rng: np.random.Generator) -> float:
-    return float(_PRIOR_DRAWS[prior.dist](rng, **prior.kwargs))
+def _prior_samples(design: Design, priors: Priors, draws: int, rng: Any) -> xr.Dataset:
+    """``draws`` draws of the hyperparameters from the model's own PyMC graph: dims (chain=1, draw, ...).
+
+    One compiled function (``pm.draw``) makes every draw, one after another, so the
+    first k of n draws equal a run of k.
+    """
+    model = build_model(design, priors)
+    names = list(dict.fromkeys(h.var for h in hyperparameters(design)))  # beta (if any), sigma, sd, corr
+    values = pm.draw([model[n] for n in names], draws=draws, random_seed=rng)
+    if draws == 1:  # pm.draw returns a single draw without the draws axis
+        values = [v[None] for v in values]
+    dims = {n: tuple(model.named_vars_to_dims.get(n, ())) for n in names}
+    coords = {d: list(model.coords[d]) for n in names for d in dims[n]}
+    return xr.Dataset({n: (("chain", "draw", *dims[n]), v[None]) for n, v in zip(names, values)},
+                      coords=coords)
 
 
-def _lkj_corr(q: int, eta: float, rng: np.random.Generator) -> np.ndarray:
-    """A q×q correlation matrix from LKJ(eta), by the onion method (as PyMC's ``LKJCorr``)."""
-    if q == 1:
-        return np.ones((1, 1))
-    beta = eta - 1.0 + q / 2.0
-    r = 2.0 * rng.beta(beta, beta) - 1.0
-    P = np.eye(q)
-    P[0, 1], P[1, 1] = r, np.sqrt(1.0 - r**2)
-    for m in range(2, q):
-        beta -= 0.5
-        y = rng.beta(m / 2.0, beta)
-        z = rng.standard_normal(m)
-        P[:m, m] = np.sqrt(y) * z / np.linalg.norm(z)
-        P[m, m] = np.sqrt(1.0 - y)
-    return P.T @ P
+def _parameter_values(
+    prior: xr.Dataset, design: Design
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """``(beta (draw, p), {group: G (draw, q, q)}, sigma (draw,))`` of prior draws (one chain)."""
+    n = prior.sizes["draw"]
+    beta = prior[BETA].values[0] if BETA in prior else np.zeros((n, 0))
+    G = {g.name: covariance_values(prior, g)[0] for g in design.groups}
+    return beta, G, prior[SIGMA].values[0]
 
 
 def draw_prior(
-    design: Design, priors: Priors, rng: np.random.Generator
-) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
-    """One draw of ``(beta, {group: G}, sigma)`` from the priors of a design.
+    design: Design, priors: Priors, rng: Any, *, draws: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
+    """Draw ``(beta, {group: G}, sigma)`` from the priors of a design, with PyMC's own distributions.
 
-    SDs come from each effect's SD prior, correlations of a correlated block
-    from LKJ(eta); effects in different blocks are independent.
+    The hyperparameters (β, σ, every factor's SDs and correlations) are drawn by
+    ``pm.draw`` from the graph that fitting samples
+    (:func:`~lmm_bayes.inference.graph.build_model`), so calibration cannot drift from
+    the prior: SDs from each effect's SD prior, correlations of a correlated block from
+    PyMC's LKJ(eta); effects in different blocks are independent.
+
+    Parameters
+    ----------
+    design : Design
+    priors : Priors
+    rng : int, numpy.random.Generator or None
+        Seeds the draws (a Generator gives one integer seed).
+    draws : int, optional
+        ``None`` (default): one draw, ``beta`` (p,), G (q, q), ``sigma`` a float.
+        An int: that many draws, stacked on a leading axis (one compiled function
+        makes all of them: much faster than calling this in a loop).
 
     Examples
     --------
@@ -89,61 +116,37 @@ def draw_prior(
     >>> beta, G, sigma = draw_prior(m.design, m.priors, np.random.default_rng(1))
     >>> beta.shape, G["Subject"].shape, sigma > 0
     ((2,), (2, 2), True)
+    >>> beta, G, sigma = draw_prior(m.design, m.priors, np.random.default_rng(1), draws=100)
+    >>> beta.shape, G["Subject"].shape, sigma.shape
+    ((100, 2), (100, 2, 2), (100,))
     """
-    fixed = priors.fixed_by_name
-    beta = np.array([_draw_one(fixed[c], rng) for c in design.X_columns])
-    G = {}
-    for g in design.groups:
-        gp = priors.group_by_name[g.name]
-        sd = np.array([_draw_one(gp.sd_by_effect[e], rng) for e in g.effects])
-        corr = np.eye(g.n_effects)
-        for block in g.blocks:
-            corr[np.ix_(block, block)] = _lkj_corr(len(block), gp.eta, rng)
-        G[g.name] = corr * np.outer(sd, sd)
-    return beta, G, _draw_one(priors.sigma, rng)
+    n = 1 if draws is None else validate.check_positive_int(draws, "draws")
+    beta, G, sigma = _parameter_values(_prior_samples(design, priors, n, rng), design)
+    if draws is None:
+        return beta[0], {k: v[0] for k, v in G.items()}, float(sigma[0])
+    return beta, G, sigma
 
 
-# ---------------------------------------------------------------- parameters and ranks
+# ---------------------------------------------------------------- ranks
 
 
-@dataclass(frozen=True)
-class _Param:
-    """One scalar hyperparameter: where it is in the posterior and in the ranks."""
+def ranks_dataset(
+    ranks: np.ndarray, params: Sequence[Hyperparameter], attrs: Mapping[str, Any]
+) -> xr.Dataset:
+    """Ranks (sim, parameter) as a Dataset named like the posterior, one variable per ``Hyperparameter.var``.
 
-    label: str  # "beta[Intercept]", "g_corr[Intercept, x]"
-    var: str
-    sel: tuple[tuple[str, str], ...]  # posterior selection
-    dim: str | None  # dim in the ranks dataset
-    coord: str | None
+    ``beta`` on (``sim``, ``coef``), ``sigma`` on ``sim``, ``{g}_sd`` on (``sim``,
+    ``{g}_effect``), ``{g}_corr`` on (``sim``, ``{g}_pair``) with coords like ``"Intercept, x"``.
 
-
-def _parameters(design) -> list[_Param]:
-    ps = [_Param(f"beta[{c}]", "beta", (("coef", c),), "coef", c) for c in design.X_columns]
-    ps.append(_Param("sigma", "sigma", (), None, None))
-    for g in design.groups:
-        ed = g.effect_dim
-        ps += [_Param(f"{g.name}_sd[{e}]", f"{g.name}_sd", ((ed, e),), ed, e) for e in g.effects]
-        for block in g.blocks:
-            for k, i in enumerate(block):
-                for j in block[k + 1 :]:
-                    pair = f"{g.effects[i]}, {g.effects[j]}"
-                    sel = ((ed, g.effects[i]), (f"{ed}_bis", g.effects[j]))
-                    ps.append(_Param(f"{g.name}_corr[{pair}]", f"{g.name}_corr", sel, f"{g.name}_pair", pair))
-    return ps
-
-
-def _values(ds: xr.Dataset, params: Sequence[_Param]) -> list[np.ndarray]:
-    """Each parameter's values in ``ds`` (any leading dims, e.g. chain and draw)."""
-    return [np.asarray(ds[p.var].sel(dict(p.sel)).values) for p in params]
-
-
-def _ranks(posterior: xr.Dataset, truth: np.ndarray, params: Sequence[_Param], thin: int) -> np.ndarray:
-    """How many thinned posterior draws lie below the truth, per parameter."""
-    draws = _values(posterior, params)
-    return np.array([int(np.sum(d[:, ::thin] < t)) for d, t in zip(draws, truth)])
-
-
-def _ranks_dataset(ranks: np.ndarray, params: Sequence[_Param], attrs: Mapping[str, Any]) -> xr.Dataset:
+    Examples
+    --------
+    >>> import numpy as np, lmm_bayes as lb
+    >>> from lmm_bayes.inference.layout import hyperparameters
+    >>> m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
+    >>> ds = ranks_dataset(np.zeros((3, 6), int), hyperparameters(m.design), {})
+    >>> ds["Subject_corr"].dims, ds["Subject_pair"].values.tolist()
+    (('sim', 'Subject_pair'), ['Intercept, Days'])
+    """
     by_var: dict[str, list[int]] = {}
     for k, p in enumerate(params):
         by_var.setdefault(p.var, []).append(k)
@@ -207,8 +210,9 @@ class SBCResult:
         Per parameter, the share of simulations whose truth lies in the central
         50% and 90% posterior interval (``"50%"``, ``"90%"``); calibrated: 0.5 and 0.9.
     diagnostics : pandas.DataFrame
-        Per simulation: ``divergences``, ``min_ess`` and ``max_rhat`` of the
-        hyperparameters, ``seconds``.
+        Per simulation: the sampler's health as :meth:`Fit.diagnostics` reports it
+        (``divergences``, ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail`` of the
+        hyperparameters, ``min_bfmi``, ``treedepth_hits``) and ``seconds``.
 
     Examples
     --------
@@ -382,14 +386,13 @@ def sbc(
         raise ValueError(f"thin ({thin}) must not exceed draws ({draws})")
     if not isinstance(progressbar, bool):
         raise TypeError(f"progressbar must be True or False, got {type(progressbar).__name__}")
-    _check_executor(executor)
+    check_executor(executor)
     design = model.design
-    response = _plain_response(model.spec)
+    response = plain_response(model.spec)
     truth_priors = _sim_priors(model, sim_priors)
 
-    params = tuple(_parameters(design))
-    terms = _terms_of(design)
-    ctx = _Context(
+    params = hyperparameters(design)
+    ctx = Context(
         formula=model.formula,
         data=design.data.drop(columns=[response]),
         response=response,
@@ -399,18 +402,16 @@ def sbc(
         thin=thin,
         parent_pid=os.getpid(),
     )
-    tasks = [_simulate_task(i, child, design, truth_priors, terms, params)
-             for i, child in enumerate(np.random.SeedSequence(seed).spawn(n_sims))]
-    outcomes = _progress(_execute(ctx, tasks, executor), n_sims, progressbar)
+    tasks = _simulate_tasks(design, truth_priors, params, n_sims, seed)
+    outcomes = collect(execute(ctx, tasks, executor), n_sims, progressbar)
 
     n_draws = chains * len(range(0, draws, thin))
     attrs = {"formula": model.formula, "priors": model.priors.to_json(), "seed": seed, "thin": thin,
              "draws": draws, "chains": chains, "n_draws": n_draws,
              "sim_priors": truth_priors.to_json(), "method": method, "sampler": sampler}
-    ranks = _ranks_dataset(np.stack([o.ranks for o in outcomes]), params, attrs)
+    ranks = ranks_dataset(np.stack([o.ranks for o in outcomes]), params, attrs)
     diagnostics = pd.DataFrame(
-        [(o.divergences, o.min_ess, o.max_rhat, o.seconds) for o in outcomes],
-        columns=["divergences", "min_ess", "max_rhat", "seconds"],
+        [{**o.diagnostics, "seconds": o.seconds} for o in outcomes],
         index=pd.Index([o.index for o in outcomes], name="sim"),
     )
     return SBCResult.from_ranks(ranks, n_draws, diagnostics=diagnostics)
@@ -436,12 +437,20 @@ def _sim_priors(model: LMM, overrides: Priors | Mapping[str, Any] | None) -> Pri
     return resolve_priors(model.design, merged)
 
 
-def _simulate_task(index: int, child: np.random.SeedSequence, design, priors: Priors,
-                   terms: Sequence[_Term], params: Sequence[_Param]) -> _Task:
-    """Draw the truth and y of simulation ``index`` from its own seed."""
-    rng = np.random.default_rng(child)
-    beta, G, sigma = draw_prior(design, priors, rng)
-    y, _ = _draw(design.X, beta, terms, G, sigma, rng)
-    truth = _truth(design.X_columns, beta, terms, G, sigma)
-    fit_seed = int(child.generate_state(1)[0])
-    return _Task(index=index, y=y, truth=np.array([float(v) for v in _values(truth, params)]), seed=fit_seed)
+def _simulate_tasks(design: Design, priors: Priors, params: Sequence[Hyperparameter], n_sims: int,
+                    seed: int) -> list[Task]:
+    """The truth and y of every simulation.
+
+    The hyperparameters are the first ``n_sims`` draws of one prior stream seeded by
+    ``seed``; simulation ``i``'s b, y and fit seed come from the ``i``-th child of
+    ``SeedSequence(seed)``. So simulation ``i`` depends only on ``(seed, i)``.
+    """
+    prior = _prior_samples(design, priors, n_sims, np.random.default_rng(np.random.SeedSequence(seed)))
+    truths = hyperparameter_draws(prior, params).transpose("chain", "draw", "parameter").values[0]
+    beta, G, sigma = _parameter_values(prior, design)
+    tasks = []
+    for i, child in enumerate(np.random.SeedSequence(seed).spawn(n_sims)):
+        y, _ = draw_response(design.X, design.groups, beta[i], {k: v[i] for k, v in G.items()}, sigma[i],
+                             np.random.default_rng(child))
+        tasks.append(Task(index=i, y=y, truth=truths[i].astype(float), seed=int(child.generate_state(1)[0])))
+    return tasks

@@ -25,11 +25,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmm_bayes.inference.layout import (
+    BETA,
+    SIGMA,
+    b_name,
+    bis,
+    corr_name,
+    cov_name,
+    linear_predictor,
+    sd_name,
+)
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.design import build_design
-from lmm_bayes.spec.formula import parse_formula
+from lmm_bayes.spec.design import GroupDesign, build_design
+from lmm_bayes.spec.formula import ModelSpec, parse_formula
 
-__all__ = ["Simulation", "simulate", "simulate_hierarchy"]
+__all__ = ["Simulation", "draw_response", "plain_response", "simulate", "simulate_hierarchy", "truth_dataset"]
 
 Seed = int | np.random.Generator | np.random.SeedSequence | None
 HIERARCHY_FORMULA = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
@@ -55,22 +65,6 @@ class Simulation:
     data: pd.DataFrame
     truth: xr.Dataset
     formula: str
-
-
-@dataclass(frozen=True)
-class _Term:
-    """One grouping factor as the simulator needs it."""
-
-    name: str
-    effects: tuple[str, ...]
-    levels: tuple[str, ...]
-    codes: np.ndarray
-    Z: np.ndarray
-    blocks: tuple[tuple[int, ...], ...]
-
-    @property
-    def correlated(self) -> bool:
-        return any(len(b) > 1 for b in self.blocks)
 
 
 # ---------------------------------------------------------------- checks
@@ -115,8 +109,8 @@ def _check_beta(beta: Any, names: Sequence[str], name: str = "params['beta']") -
     return np.array([_check_number(v, f"{name}[{k!r}]") for k, v in zip(names, values)])
 
 
-def _check_cov(value: Any, term: _Term, name: str) -> np.ndarray:
-    q = len(term.effects)
+def _check_cov(value: Any, group: GroupDesign, name: str) -> np.ndarray:
+    q = len(group.effects)
     try:
         G = np.array(value, dtype=float)
     except (TypeError, ValueError):
@@ -125,16 +119,16 @@ def _check_cov(value: Any, term: _Term, name: str) -> np.ndarray:
         G = G.reshape(1, 1)
     if G.shape != (q, q):
         raise ValueError(
-            f"{name} must be a {q}x{q} covariance matrix (effects {list(term.effects)}), got shape {G.shape}"
+            f"{name} must be a {q}x{q} covariance matrix (effects {list(group.effects)}), got shape {G.shape}"
         )
     if not np.all(np.isfinite(G)) or not np.allclose(G, G.T):
         raise ValueError(f"{name} must be a finite symmetric matrix, got {G.tolist()}")
-    block_of = {k: i for i, b in enumerate(term.blocks) for k in b}
+    block_of = {k: i for i, b in enumerate(group.blocks) for k in b}
     for i in range(q):
         for j in range(i):
             if block_of[i] != block_of[j] and G[i, j] != 0:
                 raise ValueError(
-                    f"{name}: the formula makes {term.effects[j]!r} and {term.effects[i]!r} independent "
+                    f"{name}: the formula makes {group.effects[j]!r} and {group.effects[i]!r} independent "
                     f"('||' or separate terms), but their covariance is {G[i, j]}; set it to 0, "
                     "or write the effects in one (... | g) term"
                 )
@@ -148,7 +142,7 @@ def _check_cov(value: Any, term: _Term, name: str) -> np.ndarray:
     return G
 
 
-def _check_params(params: Any, X_columns: Sequence[str], terms: Sequence[_Term]) -> tuple:
+def _check_params(params: Any, X_columns: Sequence[str], groups: Sequence[GroupDesign]) -> tuple:
     """Check ``params`` against a design; return ``(beta, {group: G}, sigma)`` as numpy.
 
     Raises ``TypeError``/``ValueError`` naming the offending entry.
@@ -160,20 +154,20 @@ def _check_params(params: Any, X_columns: Sequence[str], terms: Sequence[_Term])
             f"got {type(params).__name__}"
         )
     given = dict(params)
-    if not terms and isinstance(given.get("G"), Mapping) and not given["G"]:
+    if not groups and isinstance(given.get("G"), Mapping) and not given["G"]:
         del given["G"]  # an empty G for a model without random effects
-    _check_keys(given, ["beta", "G", "sigma"] if terms else ["beta", "sigma"], "params")
+    _check_keys(given, ["beta", "G", "sigma"] if groups else ["beta", "sigma"], "params")
     beta = _check_beta(params["beta"], X_columns)
     sigma = _check_number(params["sigma"], "params['sigma']", positive=True)
     G: dict[str, np.ndarray] = {}
-    if terms:
+    if groups:
         if not isinstance(params["G"], Mapping):
             raise TypeError(
-                f"params['G'] must be a dict keyed by grouping factor {[t.name for t in terms]}, "
+                f"params['G'] must be a dict keyed by grouping factor {[g.name for g in groups]}, "
                 f"got {type(params['G']).__name__}"
             )
-        _check_keys(params["G"], [t.name for t in terms], "params['G']")
-        G = {t.name: _check_cov(params["G"][t.name], t, f"params['G'][{t.name!r}]") for t in terms}
+        _check_keys(params["G"], [g.name for g in groups], "params['G']")
+        G = {g.name: _check_cov(params["G"][g.name], g, f"params['G'][{g.name!r}]") for g in groups}
     return beta, G, sigma
 
 
@@ -189,48 +183,97 @@ def _rng(seed: Any) -> np.random.Generator:
 # ---------------------------------------------------------------- drawing
 
 
-def _draw(X: np.ndarray, beta: np.ndarray, terms: Sequence[_Term], G: Mapping[str, np.ndarray],
-          sigma: float, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """y and the b of every term (levels × effects), vectorised over rows."""
-    y = X @ beta
-    bs = {}
-    for t in terms:
-        L = np.linalg.cholesky(G[t.name])
-        b = rng.standard_normal((len(t.levels), len(t.effects))) @ L.T
-        y = y + np.einsum("nq,nq->n", t.Z, b[t.codes])
-        bs[t.name] = b
-    return y + sigma * rng.standard_normal(len(y)), bs
+def draw_response(
+    X: np.ndarray, groups: Sequence[GroupDesign], beta: np.ndarray, G: Mapping[str, np.ndarray],
+    sigma: float, rng: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw every cluster's b and the response y from known β, G and σ.
 
+    ``b ~ N(0, G)`` per cluster of each grouping factor (in the order of ``groups``),
+    then ``y = X beta + Z b + e`` with ``e ~ N(0, sigma^2)``; the draws come in that
+    order, so the same ``rng`` state gives the same data. The parameters are not
+    checked (:func:`simulate` checks them).
 
-def _truth(X_columns: Sequence[str], beta: np.ndarray, terms: Sequence[_Term],
-                  G: Mapping[str, np.ndarray], sigma: float, bs: Mapping[str, np.ndarray] | None = None,
-                  *, formula: str = "") -> xr.Dataset:
-    """The true parameters as an :class:`xarray.Dataset` named like the posterior.
+    Parameters
+    ----------
+    X : ndarray (n, p)
+    groups : sequence of GroupDesign
+        The grouping factors (``codes``, ``Z``, ``levels``, ``effects``), e.g. ``design.groups``.
+    beta : ndarray (p,)
+    G : dict
+        Per grouping factor's name, the covariance (q, q) of its effects.
+    sigma : float
+    rng : numpy.random.Generator
 
-    ``bs`` (every cluster's b) may be left out, e.g. for hyperparameters alone.
+    Returns
+    -------
+    y : ndarray (n,)
+    b : dict
+        Per grouping factor's name, every cluster's effects (levels, q).
+
+    Examples
+    --------
+    >>> import numpy as np, lmm_bayes as lb
+    >>> d = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design
+    >>> y, b = draw_response(d.X, d.groups, np.array([250.0, 10.0]), {"Subject": np.diag([600.0, 35.0])},
+    ...                      25.0, np.random.default_rng(1))
+    >>> y.shape, b["Subject"].shape
+    ((180,), (18, 2))
     """
-    data: dict[str, Any] = {"beta": (("coef",), np.asarray(beta, float)), "sigma": ((), float(sigma))}
+    bs = {}
+    for g in groups:
+        L = np.linalg.cholesky(G[g.name])
+        bs[g.name] = rng.standard_normal((len(g.levels), len(g.effects))) @ L.T
+    mu = linear_predictor(X, beta, [(g.Z, g.codes, bs[g.name]) for g in groups])
+    return mu + sigma * rng.standard_normal(len(mu)), bs
+
+
+def truth_dataset(
+    X_columns: Sequence[str], groups: Sequence[GroupDesign], beta: np.ndarray, G: Mapping[str, np.ndarray],
+    sigma: float, b: Mapping[str, np.ndarray] | None = None, *, formula: str = "",
+) -> xr.Dataset:
+    """The true parameters as an :class:`xarray.Dataset` in the posterior's layout.
+
+    ``beta`` (``coef``), ``sigma``, and per grouping factor ``{g}_sd``, ``{g}_cov`` = G,
+    ``{g}_corr`` for correlated effects and, when ``b`` is given, every cluster's
+    ``{g}_b``
+    (see :mod:`lmm_bayes.inference.layout`).
+
+    Examples
+    --------
+    >>> import numpy as np, lmm_bayes as lb
+    >>> d = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design
+    >>> t = truth_dataset(d.X_columns, d.groups, np.array([250.0, 10.0]),
+    ...                   {"Subject": [[625.0, 5.0], [5.0, 36.0]]}, 25.0)
+    >>> t["Subject_sd"].values, t["Subject_corr"].values.round(3).tolist()
+    (array([25.,  6.]), [[1.0, 0.033], [0.033, 1.0]])
+    """
+    data: dict[str, Any] = {BETA: (("coef",), np.asarray(beta, float)), SIGMA: ((), float(sigma))}
     coords: dict[str, Any] = {"coef": list(X_columns)}
-    for t in terms:
-        e, e2 = f"{t.name}_effect", f"{t.name}_effect_bis"
-        cov = np.asarray(G[t.name], float)
+    for g in groups:
+        e, e2 = g.effect_dim, bis(g.effect_dim)
+        cov = np.asarray(G[g.name], float)
         sd = np.sqrt(np.diag(cov))
-        coords[e] = coords[e2] = list(t.effects)
-        data[f"{t.name}_sd"] = ((e,), sd)
-        data[f"{t.name}_cov"] = ((e, e2), cov)
-        if t.correlated:
-            data[f"{t.name}_corr"] = ((e, e2), cov / np.outer(sd, sd))
-        if bs is not None:
-            coords[t.name] = list(t.levels)
-            data[f"{t.name}_b"] = ((t.name, e), bs[t.name])
+        coords[e] = coords[e2] = list(g.effects)
+        data[sd_name(g)] = ((e,), sd)
+        data[cov_name(g)] = ((e, e2), cov)
+        if g.correlated:
+            data[corr_name(g)] = ((e, e2), cov / np.outer(sd, sd))
+        if b is not None:
+            coords[g.name] = list(g.levels)
+            data[b_name(g)] = ((g.name, e), b[g.name])
     return xr.Dataset(data, coords=coords, attrs={"formula": formula})
 
 
-def _terms_of(design) -> list[_Term]:
-    return [_Term(g.name, g.effects, g.levels, g.codes, g.Z, g.blocks) for g in design.groups]
+def plain_response(spec: ModelSpec) -> str:
+    """The response column of ``spec``; ``ValueError`` for a transformed one (``log(y)``).
 
-
-def _plain_response(spec) -> str:
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> plain_response(lb.parse_formula("y ~ x + (1 | g)"))
+    'y'
+    """
     if spec.response_variables != (spec.response,):
         raise ValueError(
             f"cannot simulate the transformed response {spec.response!r}; simulate a plain column "
@@ -287,14 +330,13 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
     array([0.707])
     """
     spec = parse_formula(formula)
-    response = _plain_response(spec)
+    response = plain_response(spec)
     validate.check_dataframe(data)
     validate.check_columns(data, spec.predictor_variables)
     design = build_design(spec, data[list(spec.predictor_variables)].assign(**{response: 0.0}))
-    terms = _terms_of(design)
-    beta, G, sigma = _check_params(params, design.X_columns, terms)
-    y, bs = _draw(design.X, beta, terms, G, sigma, _rng(seed))
-    truth = _truth(design.X_columns, beta, terms, G, sigma, bs, formula=spec.formula)
+    beta, G, sigma = _check_params(params, design.X_columns, design.groups)
+    y, b = draw_response(design.X, design.groups, beta, G, sigma, _rng(seed))
+    truth = truth_dataset(design.X_columns, design.groups, beta, G, sigma, b, formula=spec.formula)
     return Simulation(data=data.assign(**{response: y}), truth=truth, formula=spec.formula)
 
 
@@ -390,17 +432,19 @@ def simulate_hierarchy(
     subjects = [f"s{k:0{width}d}" for k in range(1, n_subjects + 1)]
     neurons = [f"n{k}" for k in range(1, int(per_subject.max()) + 1)]
     X = np.column_stack([np.ones(n), x])
-    terms = [
-        _Term("subject", ("Intercept", "x"), tuple(subjects), row_subject, X, ((0, 1),)),
-        _Term("subject:neuron", ("Intercept",),
-              tuple(f"{subjects[s]}:{neurons[k]}" for s, k in zip(neuron_subject, within)),
-              row_neuron, X[:, :1], ((0,),)),
+    groups = [
+        GroupDesign(name="subject", factors=("subject",), levels=tuple(subjects), codes=row_subject,
+                    effects=("Intercept", "x"), Z=X, blocks=((0, 1),)),
+        GroupDesign(name="subject:neuron", factors=("subject", "neuron"),
+                    levels=tuple(f"{subjects[s]}:{neurons[k]}" for s, k in zip(neuron_subject, within)),
+                    codes=row_neuron, effects=("Intercept",), Z=X[:, :1], blocks=((0,),),
+                    parent="subject", parent_codes=neuron_subject),
     ]
     b_ = _check_beta(beta, ("Intercept", "x"), "beta")
-    G_ = {"subject": _check_cov(G, terms[0], "G"),
+    G_ = {"subject": _check_cov(G, groups[0], "G"),
           "subject:neuron": np.array([[_check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
     s_ = _check_number(sigma, "sigma", positive=True)
-    y, bs = _draw(X, b_, terms, G_, s_, rng)
+    y, b = draw_response(X, groups, b_, G_, s_, rng)
     data = pd.DataFrame({
         "subject": pd.Categorical.from_codes(row_subject, categories=subjects),
         "neuron": pd.Categorical.from_codes(within[row_neuron], categories=neurons),
@@ -408,5 +452,5 @@ def simulate_hierarchy(
         "x": x,
         "y": y,
     })
-    truth = _truth(("Intercept", "x"), b_, terms, G_, s_, bs, formula=HIERARCHY_FORMULA)
+    truth = truth_dataset(("Intercept", "x"), groups, b_, G_, s_, b, formula=HIERARCHY_FORMULA)
     return Simulation(data=data, truth=truth, formula=HIERARCHY_FORMULA)

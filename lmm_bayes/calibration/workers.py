@@ -1,5 +1,9 @@
 """Running simulation-based calibration's fits: one simulation per task, on any executor.
 
+A :class:`Task` (one simulated response and its true hyperparameters) is fitted by
+:func:`run_one`, which ranks the truth among the posterior draws (:func:`rank_truth`)
+and checks the sampler's health (:func:`~lmm_bayes.results.summary.diagnose`).
+
 ``executor=None`` runs in this process; ``"processes"`` uses local worker processes;
 a ``dask.distributed.Client`` runs each simulation as a Dask task, so the same call
 scales from a laptop to a cluster. Every worker process gets its own PyTensor compile
@@ -18,39 +22,59 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
+from lmm_bayes.inference.layout import Hyperparameter, hyperparameter_draws
+from lmm_bayes.results.summary import diagnose
 from lmm_bayes.spec.priors import Priors
 
-if TYPE_CHECKING:  # pragma: no cover
-
-    from lmm_bayes.calibration.sbc import _Param
-
-__all__: list[str] = []
+__all__ = ["Context", "Outcome", "Task", "check_executor", "collect", "execute", "rank_truth", "run_one"]
 
 
 # ---------------------------------------------------------------- one simulation (runs in a worker)
 
 
 @dataclass(frozen=True, eq=False)
-class _Context:
-    """What every simulation shares; sent once to each worker."""
+class Context:
+    """What every simulation shares; sent once to each worker.
+
+    Attributes
+    ----------
+    formula : str
+    data : pandas.DataFrame
+        The design's columns, without the response.
+    response : str
+        The response column each task fills in.
+    priors : Priors
+        The fitting priors.
+    params : tuple of Hyperparameter
+        The ranked hyperparameters (:func:`~lmm_bayes.inference.layout.hyperparameters`).
+    fit_kwargs : tuple of (name, value)
+        Keyword arguments of :meth:`LMM.fit` (draws, tune, chains, method, sampler).
+    thin : int
+        Rank among every ``thin``-th draw.
+    parent_pid : int
+        The process that made the tasks (it keeps its own PyTensor compile directory).
+    """
 
     formula: str
-    data: pd.DataFrame  # the design's columns, without the response
+    data: pd.DataFrame
     response: str
     priors: Priors
-    params: tuple[_Param, ...]
+    params: tuple[Hyperparameter, ...]
     fit_kwargs: tuple[tuple[str, Any], ...]
     thin: int
     parent_pid: int
 
 
 @dataclass(frozen=True)
-class _Task:
+class Task:
+    """One simulation: its response ``y``, the true value of each of ``Context.params``, the fit's seed."""
+
     index: int
     y: np.ndarray
     truth: np.ndarray
@@ -58,13 +82,46 @@ class _Task:
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
+    """One simulation's ranks (one per hyperparameter), sampler health (:func:`diagnose`) and run time."""
+
     index: int
     ranks: np.ndarray
-    divergences: int
-    min_ess: float
-    max_rhat: float
+    diagnostics: dict[str, Any]
     seconds: float
+
+
+def rank_truth(
+    posterior: xr.Dataset, truth: np.ndarray, params: Sequence[Hyperparameter], thin: int
+) -> np.ndarray:
+    """How many thinned posterior draws lie below the truth, per hyperparameter.
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Draws (``chain``, ``draw``, ...) in the layout of :mod:`lmm_bayes.inference.layout`.
+    truth : ndarray
+        One true value per entry of ``params``.
+    params : sequence of Hyperparameter
+    thin : int
+        Count among every ``thin``-th draw of each chain.
+
+    Returns
+    -------
+    ndarray of int, one rank in ``0..chains * ceil(draws / thin)`` per hyperparameter.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, lmm_bayes as lb
+    >>> from lmm_bayes.inference.layout import hyperparameters
+    >>> d = lb.LMM("y ~ 1", lb.datasets.load("sleepstudy").rename(columns={"Reaction": "y"})).design
+    >>> post = xr.Dataset({"beta": (("chain", "draw", "coef"), np.arange(10.0).reshape(1, 10, 1)),
+    ...                    "sigma": (("chain", "draw"), np.ones((1, 10)))}, coords={"coef": ["Intercept"]})
+    >>> rank_truth(post, np.array([4.5, 2.0]), hyperparameters(d), thin=2)
+    array([3, 5])
+    """
+    draws = hyperparameter_draws(posterior, params).transpose("chain", "draw", "parameter").values
+    return (draws[:, ::thin] < np.asarray(truth)).sum(axis=(0, 1))
 
 
 _WORKER: dict[str, Any] = {}  # this worker process's compile directory and the lock that holds it
@@ -115,12 +172,9 @@ def _isolate_compiledir(parent_pid: int) -> None:
             pass
 
 
-def _run_one(ctx: _Context, task: _Task) -> _Outcome:
-    """Fit one simulated data set and rank the truth; runs wherever the executor puts it."""
+def run_one(ctx: Context, task: Task) -> Outcome:
+    """Fit one simulated data set, rank the truth, check the sampler; runs wherever the executor puts it."""
     _isolate_compiledir(ctx.parent_pid)
-    import arviz_stats
-
-    from lmm_bayes.calibration.sbc import _ranks, _values
     from lmm_bayes.spec.model import LMM
 
     start = time.perf_counter()
@@ -131,18 +185,11 @@ def _run_one(ctx: _Context, task: _Task) -> _Outcome:
             **dict(ctx.fit_kwargs), seed=task.seed, progressbar=False, log_likelihood=False
         )
     posterior = fit.idata.posterior.to_dataset()
-    draws = np.stack([v.reshape(v.shape[0], v.shape[1]) for v in _values(posterior, ctx.params)], axis=-1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ESS of a constant (e.g. one chain, stuck) warns
-        ess = np.asarray(arviz_stats.ess(draws))
-        rhat = np.asarray(arviz_stats.rhat(draws)) if draws.shape[0] > 1 else np.full(draws.shape[-1], np.nan)
-    diverging = fit.idata.sample_stats.to_dataset().get("diverging")
-    return _Outcome(
+    health = diagnose([hyperparameter_draws(posterior, ctx.params)], fit.idata.sample_stats.to_dataset())
+    return Outcome(
         index=task.index,
-        ranks=_ranks(posterior, task.truth, ctx.params, ctx.thin),
-        divergences=0 if diverging is None else int(diverging.sum()),
-        min_ess=float(np.nanmin(ess)),
-        max_rhat=float(np.nanmax(rhat)) if np.isfinite(rhat).any() else float("nan"),
+        ranks=rank_truth(posterior, task.truth, ctx.params, ctx.thin),
+        diagnostics=health,
         seconds=time.perf_counter() - start,
     )
 
@@ -154,7 +201,8 @@ def _is_dask_client(obj: Any) -> bool:
     return type(obj).__module__.startswith("distributed") and hasattr(obj, "scatter")
 
 
-def _check_executor(executor: Any) -> None:
+def check_executor(executor: Any) -> None:
+    """``TypeError``/``ValueError`` unless ``executor`` is one :func:`execute` runs on."""
     if executor is None or executor == "processes" or _is_dask_client(executor):
         return
     if isinstance(executor, cf.Executor):
@@ -167,17 +215,17 @@ def _check_executor(executor: Any) -> None:
     )
 
 
-def _execute(ctx: _Context, tasks: Sequence[_Task], executor: Any) -> Iterator[_Outcome]:
-    """Outcomes in order of completion."""
+def execute(ctx: Context, tasks: Sequence[Task], executor: Any) -> Iterator[Outcome]:
+    """Run every task on ``executor`` (see :func:`check_executor`); yield outcomes in order of completion."""
     if executor is None:
         for task in tasks:
-            yield _run_one(ctx, task)
+            yield run_one(ctx, task)
     elif _is_dask_client(executor):
         from distributed import as_completed
 
         shared = executor.scatter(ctx, broadcast=True)
         token = uuid.uuid4().hex[:8]
-        futures = [executor.submit(_run_one, shared, t, pure=False, key=f"sbc-{token}-{t.index}")
+        futures = [executor.submit(run_one, shared, t, pure=False, key=f"sbc-{token}-{t.index}")
                    for t in tasks]
         for future in as_completed(futures):
             yield future.result()
@@ -188,13 +236,14 @@ def _execute(ctx: _Context, tasks: Sequence[_Task], executor: Any) -> Iterator[_
         yield from _from_pool(executor, ctx, tasks)
 
 
-def _from_pool(pool: cf.Executor, ctx: _Context, tasks: Sequence[_Task]) -> Iterator[_Outcome]:
-    futures = [pool.submit(_run_one, ctx, t) for t in tasks]
+def _from_pool(pool: cf.Executor, ctx: Context, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    futures = [pool.submit(run_one, ctx, t) for t in tasks]
     for future in cf.as_completed(futures):
         yield future.result()
 
 
-def _progress(outcomes: Iterator[_Outcome], total: int, show: bool) -> list[_Outcome]:
+def collect(outcomes: Iterator[Outcome], total: int, show: bool) -> list[Outcome]:
+    """Gather ``total`` outcomes (a rich progress bar when ``show``), sorted by simulation index."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     done = []
