@@ -9,7 +9,7 @@ stage         modules
 bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
 spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``priors``, ``model`` (``LMM``)
 inference     ``layout`` (the posterior's names and algebra), ``graph``, ``sufficient``, ``collapsed``, ``methods``, ``sampling``
-results       ``summary``, ``base`` (``FittedModel``), ``fit`` (``Fit``), ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
+results       ``summary``, ``base``, ``fit``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
 teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
 calibration   ``simulate``, ``sbc``, ``workers``
 app           ``modelfile``, ``cli``, ``report``
@@ -37,6 +37,7 @@ from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import within_between
 from lmm_bayes.results.fit import Fit
 from lmm_bayes.results.io import load
+from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.spec.design import Design, GroupDesign, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.model import LMM
@@ -57,6 +58,7 @@ __all__ = [
     "FittedModel",
     "load",
     "PoolingComparison",
+    "PoolingFit",
     "compare_pooling",
     "within_between",
     "parse_formula",

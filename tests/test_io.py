@@ -10,6 +10,7 @@ import xarray as xr
 import lmm_bayes as lb
 from lmm_bayes.inference.layout import constant_data
 from lmm_bayes.results import io
+from lmm_bayes.results.pooling_fit import PoolingFit
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}
@@ -142,7 +143,47 @@ def test_save_overwrites(fit, nested_fit, tmp_path):
     assert lb.load(path).model.formula == SLOPES
 
 
+def prior_complete_pooling_fit(model: lb.LMM, group: str, *, draws: int = 40) -> PoolingFit:
+    """A complete-pooling PoolingFit whose 'posterior' is the prior's beta and sigma (no cluster dim)."""
+    fit = prior_fit(model, draws=draws)
+    post = fit.posterior[["beta", "sigma"]]
+    idata = xr.DataTree.from_dict({"posterior": post, "observed_data": fit.idata["observed_data"].to_dataset()})
+    idata.attrs.update(fit.idata.attrs, pooling="complete_pooling", group=group)
+    return PoolingFit(idata, model)
+
+
+def test_complete_pooling_fit_round_trip(nested_fit, tmp_path):
+    fit = prior_complete_pooling_fit(nested_fit.model, "subject")
+    path = tmp_path / "complete.nc"
+    fit.save(path)
+    assert xr.load_datatree(path, engine="h5netcdf").attrs[io.KIND_ATTR] == "pooling"
+    loaded = lb.load(path)
+    assert isinstance(loaded, PoolingFit) and loaded.pooling == "complete_pooling" and loaded.group == "subject"
+    assert io.KIND_ATTR not in loaded.idata.attrs
+    pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef())
+    pd.testing.assert_frame_equal(loaded.coef("subject"), fit.coef("subject"))
+    # a mixed model's file still loads as a Fit
+    nested_fit.save(path)
+    assert type(lb.load(path)) is lb.Fit
+
+
 # ---------------------------------------------------------------- errors
+
+
+def test_unknown_kind_or_damaged_pooling_raises(nested_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    nested_fit.save(path)
+    tree = xr.load_datatree(path, engine="h5netcdf")
+    tree.attrs[io.KIND_ATTR] = "hierarchical"
+    tree.to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(io.FitFileError, match=r"a fit of kind 'hierarchical', which this lmm-bayes does not know"):
+        lb.load(path)
+    prior_complete_pooling_fit(nested_fit.model, "subject").save(path)
+    tree = xr.load_datatree(path, engine="h5netcdf")
+    tree.attrs["pooling"] = "some_pooling"
+    tree.to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(io.FitFileError, match=r"attrs\['pooling'\] must be one of .*the file may be damaged"):
+        lb.load(path)
 
 
 def test_not_our_file_raises(tmp_path):

@@ -167,3 +167,32 @@ def test_prior_predictive_plot(sleepstudy):
 def test_bad_arguments_raise(fit, call, error, match):
     with pytest.raises(error, match=match):
         call(fit)
+
+
+@pytest.fixture(scope="module")
+def no_pooling_fit(sleepstudy):
+    from lmm_bayes.inference.sampling import SamplerSettings
+    from lmm_bayes.teaching.pooling_models import fit_no_pooling
+
+    model = lb.LMM(SLOPES, sleepstudy)
+    settings = SamplerSettings(draws=500, tune=500, chains=2, seed=5, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_no_pooling(model, "Subject", settings=settings)
+
+
+def test_caterpillar_of_a_no_pooling_fit(no_pooling_fit):
+    fig = no_pooling_fit.plot_caterpillar("Subject", values="coef")
+    assert [ax.get_title() for ax in fig.axes] == ["Intercept", "Days"]
+    coef = no_pooling_fit.coef("Subject")
+    for ax, effect in zip(fig.axes, ["Intercept", "Days"]):
+        (points,) = _points(ax)
+        np.testing.assert_allclose(
+            np.sort(points.get_offsets()[:, 0]), np.sort(coef.xs(effect, level="effect")["mean"].to_numpy())
+        )
+        assert len(_segments(ax)[0].get_segments()) == SUBJECTS
+        assert ax.get_xlabel() == "coefficient (mean, 94% HDI)"
+        assert not ax.lines  # every subject's own effects: no population value to mark
+    assert fig.get_suptitle() == "Subject: cluster-specific effects (no pooling)"
+    with pytest.raises(ValueError, match=r"values='ranef'.*a no-pooling fit does not have; pass values='coef'"):
+        plots.plot_caterpillar(no_pooling_fit, "Subject")

@@ -9,13 +9,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 
 import lmm_bayes as lb
 from lmm_bayes.results import contextual, covariance, shrinkage
+from lmm_bayes.results.estimates import identified, normal_equations
+from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.results.shrinkage import ESTIMATE_COLUMNS
 from lmm_bayes.teaching import pooling_plots
-from lmm_bayes.teaching.pooling_models import PoolingFit
 
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False}
 RADON = "log_radon ~ floor + (1 | county)"
@@ -173,6 +174,33 @@ def test_fits_are_readable(radon_cmp):
     )
 
 
+def test_pooling_fits_save_and_load(radon_cmp, tmp_path):
+    for name in ("no_pooling", "complete_pooling"):
+        fit = radon_cmp.fits[name]
+        path = tmp_path / f"{name}.nc"
+        fit.save(path)
+        loaded = lb.load(path)
+        assert isinstance(loaded, PoolingFit) and loaded.kind == "pooling"
+        assert loaded.pooling == name and loaded.group == "county"
+        assert loaded.model.formula == RADON and loaded.model.priors == fit.model.priors
+        pd.testing.assert_frame_equal(loaded.fixef(), fit.fixef())
+        pd.testing.assert_frame_equal(loaded.coef("county"), fit.coef("county"))
+        assert loaded.diagnostics() == fit.diagnostics()
+        np.testing.assert_array_equal(loaded.idata["log_likelihood"]["y"], fit.idata["log_likelihood"]["y"])
+        assert set(loaded.idata.children) == set(fit.idata.children)
+    # complete pooling has no cluster dim; the design check accepts that
+    assert "county" not in lb.load(tmp_path / "complete_pooling.nc").posterior.dims
+
+
+def test_pooling_fit_log_likelihood_is_the_gaussian_of_its_mean(radon_cmp, radon):
+    complete = radon_cmp.fits["complete_pooling"]
+    post = complete.posterior
+    X = np.column_stack([np.ones(len(radon)), radon["floor"].to_numpy(float)])
+    mu = np.einsum("cdp,np->cdn", post["beta"].values, X)
+    by_hand = norm.logpdf(radon["log_radon"].to_numpy(), loc=mu, scale=post["sigma"].values[..., None])
+    np.testing.assert_allclose(complete.idata["log_likelihood"]["y"].values, by_hand, rtol=1e-10)
+
+
 def test_random_slopes_comparison(radon_slopes_cmp, radon):
     cmp = radon_slopes_cmp
     e = cmp.estimates
@@ -230,7 +258,7 @@ def test_fit_shrinkage_is_the_clusters_own_least_squares(radon_cmp, radon):
 def test_unidentified_effects_are_nan_with_a_note(radon):
     # with random floor slopes, counties of one house, or without basements, cannot fit their own slope
     g = lb.LMM("log_radon ~ floor + (floor | county)", radon).design.group("county")
-    _, ok, notes = shrinkage._identified(g, shrinkage._normal_equations(g))
+    _, ok, notes = identified(g, normal_equations(g))
     counts = g.counts()
     one = int(np.flatnonzero(counts == 1)[0])
     assert not ok[one, 1]  # the slope; its intercept is identified only if that house has floor 0

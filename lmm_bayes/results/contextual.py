@@ -6,18 +6,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import xarray as xr
 
-from lmm_bayes.results.fit import Fit, check_fit
+from lmm_bayes.inference.layout import BETA
+from lmm_bayes.results.estimates import mean_hdi
+from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
+    import xarray as xr
 
-    pass
+    from lmm_bayes.results.fit import Fit
 
-from lmm_bayes.results.shrinkage import _check_coef_name, _mean_hdi
-
-__all__ = ["within_between", "contextual_effect", "contextual_effect_draws"]
+__all__ = ["contextual_effect", "contextual_effect_draws", "within_between"]
 
 
 # ====================================================================== within / between
@@ -90,7 +90,7 @@ def within_between(data: pd.DataFrame, column: str, by: str | Sequence[str]) -> 
             f"column {column!r} must be numeric, got dtype {x.dtype}; convert it with pandas.to_numeric"
         )
     for col in [column, *by_cols]:
-        n_bad = int(validate._bad_mask(data[col]).sum())
+        n_bad = int(validate.bad_mask(data[col]).sum())
         if n_bad:
             raise ValueError(
                 f"column {col!r} has {n_bad} missing or infinite value{'s' if n_bad > 1 else ''}; "
@@ -117,13 +117,13 @@ def contextual_effect_draws(fit: Fit, within: str, between: str) -> xr.DataArray
     """
     check_fit(fit)
     columns = fit.design.X_columns
-    within = _check_coef_name(within, columns, "within")
-    between = _check_coef_name(between, columns, "between")
+    within = validate.check_coef_name(within, columns, "within")
+    between = validate.check_coef_name(between, columns, "between")
     if within == between:
         raise ValueError(
             f"within and between are both {within!r}; pass the two parts, e.g. 'x_within', 'x_between'"
         )
-    beta = fit.posterior["beta"]
+    beta = fit.posterior[BETA]
     draws = beta.sel(coef=between, drop=True) - beta.sel(coef=within, drop=True)
     draws.attrs["description"] = f"{between} - {within}"
     return draws.rename("contextual")
@@ -179,11 +179,11 @@ def contextual_effect(fit: Fit, within: str, between: str, *, hdi_prob: float = 
     """
     hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
     diff = contextual_effect_draws(fit, within, between)
-    beta = fit.posterior["beta"]
+    beta = fit.posterior[BETA]
     parts = [beta.sel(coef=within, drop=True), beta.sel(coef=between, drop=True), diff]
     rows = []
     for da in parts:
-        m, lo, hi = _mean_hdi(da, hdi_prob)
+        m, lo, hi = mean_hdi(da, hdi_prob)
         rows.append(
             {
                 "mean": float(m),

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from lmm_bayes.results.fit import Fit, check_fit
+from lmm_bayes.inference.layout import SIGMA, covariance_values
+from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
-
+    from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.design import GroupDesign
 
 
@@ -44,9 +45,8 @@ def group_covariance(fit: Fit, group: str) -> pd.DataFrame:
 
 
 def _mean_G(fit: Fit, g: GroupDesign) -> np.ndarray:
-    from lmm_bayes.results.predict import covariance_draws
-
-    return covariance_draws(fit, g.name).mean(("chain", "draw")).values
+    """The posterior mean of G = diag(sd) corr diag(sd), taken draw by draw: (effects, effects)."""
+    return covariance_values(fit.posterior, g).mean(axis=(0, 1))
 
 
 def implied_covariance(
@@ -141,7 +141,7 @@ def implied_covariance(
         Z = Zs[g.name]
         same = labels[g.name][:, None] == labels[g.name][None, :]
         V += (Z @ G @ Z.T) * same
-    V += float(np.mean(fit.posterior["sigma"].values ** 2)) * np.eye(m)
+    V += float(np.mean(fit.posterior[SIGMA].values ** 2)) * np.eye(m)
     if kind == "correlation":
         d = np.sqrt(np.diag(V))
         V = V / d[:, None] / d[None, :]

@@ -1,13 +1,14 @@
-"""Saving a :class:`~lmm_bayes.Fit` to one netCDF file and loading it back.
+"""Saving a fitted model (a :class:`~lmm_bayes.Fit` or a pooling fit) to one netCDF file and loading it back.
 
 The file is the fit's ArviZ DataTree (posterior, sample_stats, observed_data,
 constant_data, log_likelihood, posterior_predictive when present) written with
 the ``h5netcdf`` engine, plus a group ``lmm_bayes_data`` holding the training
 rows (the used columns of the used rows, with their row labels and dtypes). The
-root attributes carry the formula, the priors (JSON), the provenance, a format
-marker and a format version. :func:`load` rebuilds ``LMM(formula, data,
-priors=...)`` from them, so ``predict``, summaries and plots work as before
-saving. No pickle: loading a file runs no code from it.
+root attributes carry the formula, the mixed model's priors (JSON), the provenance,
+the kind of fit (``FittedModel.kind``; a pooling fit's ``pooling`` and ``group`` too),
+a format marker and a format version. :func:`load` rebuilds ``LMM(formula, data,
+priors=...)`` from them and the fit of the stored kind, so ``predict``, summaries and
+plots work as before saving. No pickle: loading a file runs no code from it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import FitFileError
-from lmm_bayes.results.base import check_fitted
+from lmm_bayes.results.base import FittedModel, check_fitted
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.spec.model import LMM
 
 __all__ = ["ENGINE", "FORMAT", "FORMAT_VERSION", "FitFileError", "load", "save"]
 
@@ -36,6 +37,9 @@ FORMAT = "lmm-bayes-fit"
 FORMAT_VERSION = 1
 ENGINE = "h5netcdf"
 DATA_GROUP = "lmm_bayes_data"
+#: root attribute naming the kind of fit (``FittedModel.kind``); files without it hold a mixed model
+KIND_ATTR = "lmm_bayes_kind"
+_FILE_ATTRS = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_by", KIND_ATTR)
 _ROW = "row"
 
 
@@ -134,8 +138,8 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
 # ---------------------------------------------------------------------------- save / load
 
 
-def save(fit: Fit, path: str | os.PathLike) -> None:
-    """Write a fit to one netCDF file (h5netcdf engine).
+def save(fit: FittedModel, path: str | os.PathLike) -> None:
+    """Write a fit (any :class:`~lmm_bayes.results.base.FittedModel`) to one netCDF file (h5netcdf engine).
 
     The file holds every draw, the formula, the priors, the provenance and the
     training data, so :func:`load` can rebuild everything ``predict`` needs. An
@@ -144,7 +148,7 @@ def save(fit: Fit, path: str | os.PathLike) -> None:
 
     Parameters
     ----------
-    fit : Fit
+    fit : Fit or PoolingFit
     path : str or pathlib.Path
         Conventionally ending in ``.nc``.
 
@@ -178,6 +182,7 @@ def save(fit: Fit, path: str | os.PathLike) -> None:
             "lmm_bayes_format": FORMAT,
             "lmm_bayes_format_version": FORMAT_VERSION,
             "lmm_bayes_saved_by": __version__,
+            KIND_ATTR: fit.kind,
         }
     )
     tmp = path.with_name(f".{path.name}.partial")
@@ -189,7 +194,7 @@ def save(fit: Fit, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def load(path: str | os.PathLike) -> Fit:
+def load(path: str | os.PathLike) -> FittedModel:
     """Read a fit written by :func:`save` (or ``fit.save``).
 
     Parameters
@@ -198,9 +203,11 @@ def load(path: str | os.PathLike) -> Fit:
 
     Returns
     -------
-    Fit
-        With its model rebuilt from the stored formula, priors and training data:
-        ``predict``, summaries and plots give the same numbers as before saving.
+    Fit or PoolingFit
+        The kind that was saved (a :class:`~lmm_bayes.results.pooling_fit.PoolingFit`
+        for a no- or complete-pooling fit, else a :class:`~lmm_bayes.Fit`), with its
+        model rebuilt from the stored formula, priors and training data: ``predict``,
+        summaries and plots give the same numbers as before saving.
 
     Raises
     ------
@@ -208,7 +215,8 @@ def load(path: str | os.PathLike) -> Fit:
         No file at ``path``.
     FitFileError
         (a ``ValueError``) The file is not a netCDF file written by lmm-bayes, was
-        written by a newer format version, or its stored design no longer matches.
+        written by a newer format version, holds an unknown kind of fit, or its stored
+        design no longer matches.
 
     Examples
     --------
@@ -222,6 +230,7 @@ def load(path: str | os.PathLike) -> Fit:
     ('Reaction ~ Days + (1 | Subject)', (2, 500, 18, 1))
     """
     from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.pooling_fit import PoolingFit
     from lmm_bayes.spec.model import LMM
     from lmm_bayes.spec.priors import Priors
 
@@ -250,30 +259,53 @@ def load(path: str | os.PathLike) -> Fit:
         )
     if version < 1:
         raise FitFileError(f"{str(path)!r} has an invalid fit-file format version {version}")
+    kinds: dict[str, type[FittedModel]] = {cls.kind: cls for cls in (Fit, PoolingFit)}
+    kind = str(tree.attrs.get(KIND_ATTR, Fit.kind))
+    if kind not in kinds:
+        raise FitFileError(
+            f"{str(path)!r} holds a fit of kind {kind!r}, which this lmm-bayes does not know "
+            f"(it knows {sorted(kinds)}); upgrade lmm-bayes to load it"
+        )
     data = _dataset_to_data(tree[DATA_GROUP].to_dataset())
     priors = Priors.from_dict(json.loads(tree.attrs["priors"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
         model = LMM(str(tree.attrs["formula"]), data, priors=priors)
-    _check_design(model, tree, path)
     groups = {f"/{name}": child.to_dataset() for name, child in tree.children.items() if name != DATA_GROUP}
     idata = xr.DataTree.from_dict(groups)
-    idata.attrs.update(
-        {k: v for k, v in tree.attrs.items() if k not in ("lmm_bayes_format", "lmm_bayes_format_version",
-                                                           "lmm_bayes_saved_by")}
-    )
-    return Fit(idata=idata, model=model)
+    idata.attrs.update({k: v for k, v in tree.attrs.items() if k not in _FILE_ATTRS})
+    try:
+        fit = kinds[kind](idata=idata, model=model)
+    except ValueError as err:  # a pooling fit's pooling or group attribute is damaged
+        raise FitFileError(f"{str(path)!r}: {err}; the file may be damaged") from None
+    if isinstance(fit, PoolingFit):
+        columns, factors = fit.beta_columns, ([fit.group] if fit.pooling == "no_pooling" else [])
+    else:
+        columns, factors = list(model.design.X_columns), [g.name for g in model.design.groups]
+    _check_design(model, tree, path, columns=columns, factors=factors)
+    return fit
 
 
-def _check_design(model, tree: xr.DataTree, path: Path) -> None:
-    """The rebuilt design must be the one the draws belong to."""
+def _check_design(
+    model: LMM, tree: xr.DataTree, path: Path, *, columns: list[str], factors: list[str]
+) -> None:
+    """The rebuilt design must be the one the draws belong to.
+
+    The posterior's ``coef`` (where present) must be ``columns``; every factor of
+    ``factors`` must be a dim of the posterior with the design's levels (a mixed
+    model has every factor's b, a no-pooling fit its factor's own coefficients, a
+    complete-pooling fit none), and any other factor's dim, where present, too.
+    """
     design = model.design
     problems = []
     post = tree["posterior"]
-    if "coef" in post.dims and list(post["coef"].values.astype(str)) != list(design.X_columns):
+    if "coef" in post.dims and list(post["coef"].values.astype(str)) != list(columns):
         problems.append("fixed-effect columns differ")
     for g in design.groups:
-        if g.name not in post.dims or list(post[g.name].values.astype(str)) != list(g.levels):
+        present = g.name in post.dims
+        if (g.name in factors and not present) or (
+            present and list(post[g.name].values.astype(str)) != list(g.levels)
+        ):
             problems.append(f"levels of {g.name!r} differ")
     if "observed_data" in tree.children:
         y = tree["observed_data"]["y"].values

@@ -6,147 +6,31 @@ the fixed effect; the shrinkage factor is 0 (not moved) to 1 (moved all the way)
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
-import xarray as xr
 from scipy import stats
 
-from lmm_bayes.results.fit import Fit, check_fit
+from lmm_bayes.inference.layout import BETA, SIGMA, b_name, linear_predictor
+from lmm_bayes.results.estimates import (
+    ESTIMATE_COLUMNS,
+    POOLINGS,
+    estimates_table,
+    identified,
+    mean_hdi,
+    normal_equations,
+    population_values,
+)
+from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
-
-    from lmm_bayes.spec.design import Design, GroupDesign
+    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.spec.design import Design
 
 __all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "shrinkage"]
-
-#: The three poolings, in the order of the estimates' columns.
-POOLINGS = ("no_pooling", "partial_pooling", "complete_pooling")
-
-#: Columns of :attr:`lmm_bayes.teaching.pooling.PoolingComparison.estimates` and of :func:`shrinkage`.
-ESTIMATE_COLUMNS = [
-    "n_obs",
-    *(f"{p}{suffix}" for p in POOLINGS for suffix in ("", "_low", "_high")),
-    "population",
-    "shrinkage",
-    "note",
-]
-
-
-# ====================================================================== checks
-
-
-def _check_coef_name(name: Any, columns: Sequence[str], arg: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{arg} must be a fixed effect's name (a string), got {type(name).__name__}")
-    if name not in columns:
-        close = difflib.get_close_matches(name, list(columns), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"{arg}={name!r} is not a fixed effect of the model{hint}; fixed effects: {list(columns)}"
-        )
-    return name
-
-
-def _check_positive_number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return float(value)
-
-
-# ====================================================================== small statistics
-
-
-def _mean_hdi(da: xr.DataArray, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Posterior mean and HDI bounds over (chain, draw), as arrays of the remaining dims."""
-    hdi = az.hdi(da, prob=prob, dim=["chain", "draw"])
-    return (
-        da.mean(("chain", "draw")).values,
-        hdi.sel(ci_bound="lower").values,
-        hdi.sel(ci_bound="upper").values,
-    )
-
-
-def _normal_equations(g: GroupDesign) -> np.ndarray:
-    """Per-cluster ``Z_jᵀ Z_j``, shape (levels, effects, effects)."""
-    A = np.zeros((g.n_levels, g.n_effects, g.n_effects))
-    np.add.at(A, g.codes, g.Z[:, :, None] * g.Z[:, None, :])
-    return A
-
-
-def _identified(g: GroupDesign, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pseudo-inverses of ``Z_jᵀZ_j``, which effects each cluster identifies, and a note per (level, effect).
-
-    Effect k is identified by cluster j's own data when ``e_k`` lies in the row
-    space of ``Z_j`` (one observation cannot identify a slope; nor can a
-    cluster in which the slope's variable never changes).
-    """
-    Ainv = np.linalg.pinv(A, rcond=1e-10, hermitian=True)
-    P = Ainv @ A
-    ok = np.all(np.abs(P - np.eye(g.n_effects)) < 1e-6, axis=2)
-    n = g.counts()
-    notes = np.full(ok.shape, "", dtype=object)
-    for j, k in zip(*np.nonzero(~ok)):
-        if n[j] < g.n_effects:
-            notes[j, k] = (
-                f"not identified by the cluster's own data: {n[j]} observation{'s' if n[j] != 1 else ''} "
-                f"for {g.n_effects} effects"
-            )
-        else:
-            notes[j, k] = (
-                f"not identified by the cluster's own data: {g.effects[k]} does not vary apart from "
-                "the other effects within the cluster"
-            )
-    return Ainv, ok, notes
-
-
-def _shrinkage_factor(no: np.ndarray, partial: np.ndarray, population: np.ndarray) -> np.ndarray:
-    """(no − partial) / (no − population); NaN where no pooling is missing or equals the population."""
-    gap = no - population
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (no - partial) / gap
-    tiny = 1e-12 * (1.0 + np.abs(population))
-    return np.where(np.isfinite(no) & (np.abs(gap) > tiny), out, np.nan)
-
-
-def _population(fit_beta_mean: pd.Series, effects: Sequence[str]) -> np.ndarray:
-    """The population value of each effect: its fixed effect, 0 where it has no fixed part."""
-    return np.array([float(fit_beta_mean.get(e, 0.0)) for e in effects])
-
-
-def _estimates_table(
-    g: GroupDesign,
-    group: str,
-    *,
-    no: tuple[np.ndarray, np.ndarray, np.ndarray],
-    partial: tuple[np.ndarray, np.ndarray, np.ndarray],
-    complete: tuple[np.ndarray, np.ndarray, np.ndarray],
-    population: np.ndarray,
-    notes: np.ndarray,
-    intervals: str,
-) -> pd.DataFrame:
-    J, q = g.n_levels, g.n_effects
-    pop = np.broadcast_to(population, (J, q))
-    cols: dict[str, Any] = {"n_obs": np.repeat(g.counts(), q)}
-    for name, (m, lo, hi) in zip(POOLINGS, (no, partial, complete)):
-        cols[name] = np.broadcast_to(m, (J, q)).ravel().astype(float)
-        cols[f"{name}_low"] = np.broadcast_to(lo, (J, q)).ravel().astype(float)
-        cols[f"{name}_high"] = np.broadcast_to(hi, (J, q)).ravel().astype(float)
-    cols["population"] = pop.ravel().astype(float)
-    cols["shrinkage"] = _shrinkage_factor(cols["no_pooling"], cols["partial_pooling"], cols["population"])
-    cols["note"] = notes.ravel().astype(str)
-    index = pd.MultiIndex.from_product([list(g.levels), list(g.effects)], names=["level", "effect"])
-    table = pd.DataFrame(cols, index=index)[ESTIMATE_COLUMNS]
-    table.attrs["group"] = group
-    table.attrs["intervals"] = intervals
-    return table
 
 
 # ====================================================================== shrinkage for one fit
@@ -213,36 +97,34 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     design = fit.design
     g = validate.check_group(design, group)
     post = fit.posterior
-    beta = pd.Series(post["beta"].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
+    beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
 
     # the cluster's own least squares, everything else held at the posterior means
     shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
-    offset = design.X[:, shared] @ beta.iloc[shared].to_numpy() if shared else np.zeros(design.n)
-    for h in design.groups:
-        if h.name != g.name:
-            b = post[f"{h.name}_b"].mean(("chain", "draw")).values
-            offset = offset + np.sum(h.Z * b[h.codes], axis=1)
+    others = [
+        (h.Z, h.codes, post[b_name(h)].mean(("chain", "draw")).values) for h in design.groups if h.name != g.name
+    ]
+    offset = linear_predictor(design.X[:, shared], beta.iloc[shared].to_numpy(), others)
     r = design.y - offset
-    A = _normal_equations(g)
+    A = normal_equations(g)
     c = np.zeros((g.n_levels, g.n_effects))
     np.add.at(c, g.codes, g.Z * r[:, None])
-    Ainv, ok, notes = _identified(g, A)
+    Ainv, ok, notes = identified(g, A)
     est = np.einsum("jkl,jl->jk", Ainv, c)
-    sigma = float(post["sigma"].mean())
+    sigma = float(post[SIGMA].mean())
     z = stats.norm.ppf(0.5 + hdi_prob / 2)
     se = sigma * np.sqrt(np.clip(np.diagonal(Ainv, axis1=1, axis2=2), 0, None))
     est = np.where(ok, est, np.nan)
     no = (est, np.where(ok, est - z * se, np.nan), np.where(ok, est + z * se, np.nan))
 
-    partial = _mean_hdi(fit.coef_draws(g.name), hdi_prob)
+    partial = mean_hdi(fit.coef_draws(g.name), hdi_prob)
     complete = _ols_coefficients(design, g.effects, hdi_prob)
-    return _estimates_table(
+    return estimates_table(
         g,
-        g.name,
         no=no,
         partial=partial,
         complete=complete,
-        population=_population(beta, g.effects),
+        population=population_values(beta, g.effects),
         notes=notes,
         intervals=(
             f"{hdi_prob:.0%}: no pooling normal interval with the fitted residual SD; partial pooling HDI; "

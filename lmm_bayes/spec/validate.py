@@ -18,6 +18,8 @@ from lmm_bayes.errors import ImplicitNestingWarning, RowsDroppedWarning
 __all__ = [
     "ImplicitNestingWarning",
     "RowsDroppedWarning",
+    "bad_mask",
+    "check_coef_name",
     "check_dataframe",
     "check_columns",
     "check_missing",
@@ -27,6 +29,7 @@ __all__ = [
     "check_implicit_nesting",
     "check_choice",
     "check_positive_int",
+    "check_positive_number",
     "check_probability",
     "check_seed",
     "check_group",
@@ -63,7 +66,8 @@ def check_columns(data: pd.DataFrame, columns: Iterable[str], *, name: str = "da
     )
 
 
-def _bad_mask(col: pd.Series) -> np.ndarray:
+def bad_mask(col: pd.Series) -> np.ndarray:
+    """Rows of ``col`` that are missing, or infinite in a numeric column."""
     mask = col.isna().to_numpy()
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy(dtype=float, na_value=np.nan)
@@ -80,7 +84,7 @@ def check_missing(data: pd.DataFrame, columns: Sequence[str], na_action: str) ->
     bad = np.zeros(len(data), dtype=bool)
     counts = {}
     for col in dict.fromkeys(columns):
-        mask = _bad_mask(data[col])
+        mask = bad_mask(data[col])
         if mask.any():
             counts[col] = int(mask.sum())
             bad |= mask
@@ -228,3 +232,25 @@ def check_group(design: Any, group: Any) -> Any:
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
     return design.group(group)
+
+
+def check_positive_number(value: Any, name: str) -> float:
+    """A finite number greater than 0 (not bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive number, got {type(value).__name__}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)
+
+
+def check_coef_name(name: Any, columns: Sequence[str], arg: str) -> str:
+    """``name`` must be one of the fixed effects ``columns``; ``arg`` is the argument's name in messages."""
+    if not isinstance(name, str):
+        raise TypeError(f"{arg} must be a fixed effect's name (a string), got {type(name).__name__}")
+    if name not in columns:
+        close = difflib.get_close_matches(name, list(columns), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"{arg}={name!r} is not a fixed effect of the model{hint}; fixed effects: {list(columns)}"
+        )
+    return name

@@ -1,8 +1,9 @@
 """Pictures of a fit: posterior and prior predictive checks, caterpillar plots of cluster effects.
 
 Every function returns a :class:`matplotlib.figure.Figure` and computes no statistic
-of its own: draws come from :mod:`lmm_bayes.predict`, summaries from
-:class:`~lmm_bayes.Fit`. Density overlays use ArviZ's ``plot_ppc_dist``.
+of its own: draws come from :mod:`lmm_bayes.results.predict`, summaries from
+:class:`~lmm_bayes.Fit` (or, for the caterpillar, any fitted model). Density overlays
+use ArviZ's ``plot_ppc_dist``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xarray as xr
 
-from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.base import check_fitted
+from lmm_bayes.results.fit import Fit, check_fit
+from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.base import FittedModel
     from lmm_bayes.spec.model import LMM
 
 __all__ = ["plot_caterpillar", "plot_ppc", "plot_prior_predictive", "plot_variance_partition"]
@@ -260,7 +263,7 @@ def plot_prior_predictive(
 
 
 def plot_caterpillar(
-    fit: Fit,
+    fit: FittedModel,
     group: str,
     *,
     effects: str | Sequence[str] | None = None,
@@ -272,7 +275,9 @@ def plot_caterpillar(
 
     Parameters
     ----------
-    fit : Fit
+    fit : Fit or PoolingFit
+        Any fitted model; a pooling fit (from :func:`lmm_bayes.compare_pooling`) has
+        no deviations b, so it needs ``values="coef"``.
     group : str
         The grouping factor, e.g. ``"Subject"``.
     effects : str or sequence of str, optional
@@ -280,7 +285,8 @@ def plot_caterpillar(
     values : {"ranef", "coef"}
         ``"ranef"``: the deviations b (:meth:`Fit.ranef`, a line marks 0);
         ``"coef"``: the cluster-specific effects β + b (:meth:`Fit.coef`, a line
-        marks the fixed effect's mean).
+        marks the fixed effect's mean, or 0 for an effect without a fixed part;
+        a no-pooling fit's own effects have no population value and no line).
     hdi_prob : float
     sort : bool
         Order clusters by the first panel's mean (else in level order).
@@ -290,6 +296,11 @@ def plot_caterpillar(
     matplotlib.figure.Figure
         One axes per effect, sharing the cluster axis.
 
+    Raises
+    ------
+    ValueError
+        ``values="ranef"`` for a pooling fit; an unknown ``group`` or effect.
+
     Examples
     --------
     >>> import lmm_bayes as lb
@@ -298,9 +309,15 @@ def plot_caterpillar(
     >>> [ax.get_title() for ax in plot_caterpillar(fit, "Subject").axes]
     ['Intercept']
     """
-    fit = check_fit(fit)
+    fit = check_fitted(fit)
     g = validate.check_group(fit.design, group)
     validate.check_choice(values, ("ranef", "coef"), "values")
+    if values == "ranef" and not isinstance(fit, Fit):
+        what = fit.pooling.replace("_", "-") if isinstance(fit, PoolingFit) else fit.kind
+        raise ValueError(
+            f"values='ranef' plots the mixed model's deviations b, which a {what} fit does not have; "
+            "pass values='coef' to plot every cluster's own effects"
+        )
     if not isinstance(sort, bool):
         raise TypeError(f"sort must be True or False, got {type(sort).__name__}")
     if effects is None:
@@ -326,6 +343,8 @@ def plot_caterpillar(
     y = np.arange(n)
     pct = f"{hdi_prob:.0%}"
     fixef = fit.fixef(hdi_prob=hdi_prob)["mean"] if values == "coef" else None
+    pooling = fit.pooling.replace("_", " ") if isinstance(fit, PoolingFit) else None
+    symbol = "b" if values == "ranef" else ("β + b" if pooling is None else "coefficient")
     for k, (ax, effect) in enumerate(zip(axes[0], chosen)):
         rows = table.xs(effect, level="effect").loc[levels]
         ax.hlines(y, rows["hdi_low"].to_numpy(), rows["hdi_high"].to_numpy(), color=_PREDICTIVE, linewidth=1.5,
@@ -333,15 +352,18 @@ def plot_caterpillar(
         ax.scatter(rows["mean"].to_numpy(), y, s=14, color=_OBSERVED, zorder=3)
         if values == "ranef":
             ref = 0.0
-        else:
-            ref = float(fixef[effect]) if effect in fixef.index else 0.0
-        ax.axvline(ref, color="grey", linestyle="--", linewidth=1)
+        elif effect in fixef.index:
+            ref = float(fixef[effect])
+        else:  # no fixed part: the population value is 0, except for no pooling, which has none
+            ref = None if pooling == "no pooling" else 0.0
+        if ref is not None:
+            ax.axvline(ref, color="grey", linestyle="--", linewidth=1)
         ax.set_title(effect)
-        ax.set_xlabel(("b" if values == "ranef" else "β + b") + f" (mean, {pct} HDI)")
+        ax.set_xlabel(f"{symbol} (mean, {pct} HDI)")
         if k == 0:
             _level_axis(ax, [str(v) for v in levels], g.name)
     what = "deviations from the fixed effects" if values == "ranef" else "cluster-specific effects"
-    fig.suptitle(f"{g.name}: {what}", fontsize="medium")
+    fig.suptitle(f"{g.name}: {what}" + (f" ({pooling})" if pooling else ""), fontsize="medium")
     return fig
 
 

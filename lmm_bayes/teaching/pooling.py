@@ -17,6 +17,7 @@ cluster's own least-squares estimate as the no-pooling value.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import warnings
 from collections.abc import Mapping
@@ -28,25 +29,22 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.inference.layout import BETA
+from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.results.covariance import group_covariance
-from lmm_bayes.results.shrinkage import (
+from lmm_bayes.results.estimates import (
     ESTIMATE_COLUMNS,
     POOLINGS,
-    _check_positive_number,
-    _estimates_table,
-    _identified,
-    _mean_hdi,
-    _normal_equations,
-    _population,
+    estimates_table,
+    identified,
+    mean_hdi,
+    normal_equations,
+    population_values,
 )
+from lmm_bayes.results.fit import fit_model
+from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.spec import validate
-from lmm_bayes.teaching.pooling_models import (
-    _FIT_ARGS,
-    PoolingFit,
-    _aliased_with_clusters,
-    _fit_complete_pooling,
-    _fit_no_pooling,
-)
+from lmm_bayes.teaching.pooling_models import check_separable, fit_complete_pooling, fit_no_pooling
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -62,6 +60,13 @@ __all__ = [
 
 
 PLOT_KINDS = ("shrinkage", "arrows", "forest")
+#: the keyword arguments compare_pooling passes on: fit_model's
+_FIT_ARGS = tuple(
+    k for k, p in inspect.signature(fit_model).parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+)
+#: those that are sampler settings, shared by all three fits
+_SETTINGS = tuple(f.name for f in dataclasses.fields(SamplerSettings))
+
 
 # ====================================================================== the comparison
 
@@ -190,7 +195,7 @@ def compare_pooling(
     **fit_kwargs
         Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
         ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
-        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.inference.sampling.fit_model`.
+        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.results.fit.fit_model`.
 
     Returns
     -------
@@ -223,7 +228,7 @@ def compare_pooling(
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
     hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
-    no_pooling_scale = _check_positive_number(no_pooling_scale, "no_pooling_scale")
+    no_pooling_scale = validate.check_positive_number(no_pooling_scale, "no_pooling_scale")
     unknown = sorted(set(fit_kwargs) - set(_FIT_ARGS))
     if unknown:
         raise TypeError(f"compare_pooling got unknown sampler setting(s) {unknown}; known: {list(_FIT_ARGS)}")
@@ -232,6 +237,7 @@ def compare_pooling(
             "compare_pooling compares the poolings by LOO, which needs log_likelihood; "
             "leave log_likelihood out"
         )
+    settings = SamplerSettings(**{k: v for k, v in fit_kwargs.items() if k in _SETTINGS})
     model = LMM(formula, data, priors=priors, na_action=na_action)
     design = model.design
     if len(design.groups) != 1:
@@ -240,49 +246,30 @@ def compare_pooling(
             f"{len(design.groups)}: {[h.name for h in design.groups]}"
         )
     g = design.group(group)
-    shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
-    aliased = _aliased_with_clusters(design, g, shared)
-    if aliased:
-        raise ValueError(
-            f"fixed effect(s) {aliased} do not vary within the clusters of {g.name!r} (apart from the "
-            "clusters' own effects): a no-pooling model cannot tell such cluster-level predictors apart "
-            f"from each {g.name}'s own intercept. Remove them from the formula to compare poolings"
-        )
-
-    from lmm_bayes.results.fit import fit_model
+    check_separable(design, g)
 
     partial = fit_model(model, **{**fit_kwargs, "log_likelihood": True})
-    defaults = {
-        k: p.default
-        for k, p in inspect.signature(fit_model).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    kw = {
-        k: fit_kwargs.get(k, defaults[k])
-        for k in ("draws", "tune", "chains", "sampler", "seed", "progressbar", "target_accept")
-    }
-    no = _fit_no_pooling(model, g, shared, no_pooling_scale, kw)
-    complete = _fit_complete_pooling(model, g, kw)
+    no = fit_no_pooling(model, g.name, scale=no_pooling_scale, settings=settings)
+    complete = fit_complete_pooling(model, g.name, settings=settings)
     fits = {"no_pooling": no, "partial_pooling": partial, "complete_pooling": complete}
 
     loo = _loo_table(fits)
-    _, ok, notes = _identified(g, _normal_equations(g))
-    np_m, np_lo, np_hi = _mean_hdi(no.coef_draws(g.name), hdi_prob)
+    _, ok, notes = identified(g, normal_equations(g))
+    np_m, np_lo, np_hi = mean_hdi(no.coef_draws(g.name), hdi_prob)
     beta = pd.Series(
-        partial.posterior["beta"].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
+        partial.posterior[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
     )
-    estimates = _estimates_table(
+    estimates = estimates_table(
         g,
-        g.name,
         no=(np.where(ok, np_m, np.nan), np.where(ok, np_lo, np.nan), np.where(ok, np_hi, np.nan)),
-        partial=_mean_hdi(partial.coef_draws(g.name), hdi_prob),
-        complete=_mean_hdi(complete.coef_draws(g.name), hdi_prob),
-        population=_population(beta, g.effects),
+        partial=mean_hdi(partial.coef_draws(g.name), hdi_prob),
+        complete=mean_hdi(complete.coef_draws(g.name), hdi_prob),
+        population=population_values(beta, g.effects),
         notes=notes,
         intervals=f"{hdi_prob:.0%} HDI of each pooling's posterior",
     )
-    sd_cp = complete.posterior["beta"].std(("chain", "draw"), ddof=1).values
-    sd_pp = partial.posterior["beta"].std(("chain", "draw"), ddof=1).values
+    sd_cp = complete.posterior[BETA].std(("chain", "draw"), ddof=1).values
+    sd_pp = partial.posterior[BETA].std(("chain", "draw"), ddof=1).values
     fixed_se = pd.DataFrame(
         {"complete_pooling": sd_cp, "partial_pooling": sd_pp, "ratio": sd_pp / sd_cp},
         index=pd.Index(list(design.X_columns), name="coef"),

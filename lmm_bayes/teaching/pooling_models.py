@@ -2,183 +2,62 @@
 
 Both are built straight from the mixed model's :class:`~lmm_bayes.spec.design.Design`, so all
 three poolings are fitted to the same rows and compared by LOO on the same observations.
+Each fit is a :class:`~lmm_bayes.results.pooling_fit.PoolingFit`.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
-import pandas as pd
 import xarray as xr
-from scipy import stats
 
-from lmm_bayes.results.shrinkage import (
-    _normal_equations,
-)
-from lmm_bayes.results.summary import summarize_draws
+from lmm_bayes.inference.layout import BETA, SIGMA, coef_name, linear_predictor, pointwise_log_likelihood
+from lmm_bayes.inference.sampling import SamplerSettings, run_sampler
+from lmm_bayes.results.estimates import normal_equations
+from lmm_bayes.results.pooling_fit import PoolingFit, shared_columns
 from lmm_bayes.spec import validate
+from lmm_bayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     import pymc as pm
 
     from lmm_bayes.spec.design import Design, GroupDesign
     from lmm_bayes.spec.model import LMM
 
-__all__ = ["PoolingFit"]
-
-_FIT_ARGS = (
-    "draws",
-    "tune",
-    "chains",
-    "sampler",
-    "method",
-    "target_accept",
-    "seed",
-    "progressbar",
-    "centered",
-    "log_likelihood",
-)
+__all__ = [
+    "aliased_with_clusters",
+    "check_separable",
+    "fit_complete_pooling",
+    "fit_no_pooling",
+]
 
 
-# ====================================================================== no / complete pooling fits
+# ====================================================================== what no pooling can estimate
 
 
-class PoolingFit:
-    """A no- or complete-pooling fit made by :func:`compare_pooling`.
-
-    Same reading API as :class:`~lmm_bayes.Fit` where it makes sense:
-    ``idata`` (posterior, sample_stats, observed_data, log_likelihood),
-    ``posterior``, ``design`` (the mixed model's design), :meth:`fixef`,
-    :meth:`coef`, :meth:`coef_draws`, :meth:`diagnostics`.
-
-    Posterior variables: ``beta`` (dim ``coef``: the coefficients shared by all
-    clusters), ``sigma``, and for no pooling ``{g}_coef`` (dims ``{g}``,
-    ``{g}_effect``: every cluster's own coefficients).
-    """
-
-    def __init__(self, idata: xr.DataTree, design: Design, pooling: str, group: str):
-        self._idata = idata
-        self._design = design
-        self._pooling = pooling
-        self._group = group
-
-    @property
-    def idata(self) -> xr.DataTree:
-        return self._idata
-
-    @property
-    def design(self) -> Design:
-        return self._design
-
-    @property
-    def pooling(self) -> str:
-        """``"no_pooling"`` or ``"complete_pooling"``."""
-        return self._pooling
-
-    @property
-    def posterior(self) -> xr.Dataset:
-        return self._idata["posterior"].to_dataset()
-
-    def __repr__(self) -> str:
-        a = self._idata.attrs
-        return (
-            f"<lmm_bayes.PoolingFit {self._pooling} for {a['formula']!r}: sampler={a['sampler']}, "
-            f"{a['chains']} chains x {a['draws']} draws>"
-        )
-
-    def fixef(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """The coefficients shared by every cluster (all of X for complete pooling), as :meth:`Fit.fixef`."""
-        table = summarize_draws(self.posterior["beta"], hdi_prob=hdi_prob)
-        table.index.name = "coef"
-        return table
-
-    def coef_draws(self, group: str) -> xr.DataArray:
-        """Draws of every cluster's effects, dims (chain, draw, level, effect), like :meth:`Fit.coef_draws`.
-
-        Complete pooling gives every cluster the same (fixed) values, 0 for an
-        effect without a fixed part.
-        """
-        g = validate.check_group(self._design, group)
-        if g.name != self._group:
-            raise ValueError(f"this fit compares poolings over {self._group!r}, not {g.name!r}")
-        post = self.posterior
-        if self._pooling == "no_pooling":
-            return post[f"{g.name}_coef"].rename(f"{g.name}_coef")
-        beta = post["beta"]
-        zero = (
-            xr.zeros_like(beta.isel(coef=0, drop=True))
-            if beta.sizes["coef"]
-            else xr.zeros_like(post["sigma"])
-        )
-        per_effect = xr.concat(
-            [beta.sel(coef=e, drop=True) if e in self._design.X_columns else zero for e in g.effects],
-            dim=g.effect_dim,
-        ).assign_coords({g.effect_dim: list(g.effects)})
-        levels = xr.DataArray(np.zeros(g.n_levels), dims=g.name, coords={g.name: list(g.levels)})
-        return (per_effect + levels).transpose("chain", "draw", g.name, g.effect_dim).rename(f"{g.name}_coef")
-
-    def coef(self, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Every cluster's effects, indexed by (``level``, ``effect``), like :meth:`Fit.coef`."""
-        table = summarize_draws(self.coef_draws(group), hdi_prob=hdi_prob)
-        table.index = table.index.set_names(["level", "effect"])
-        return table
-
-    def diagnostics(self) -> dict[str, Any]:
-        """Divergences, and max R-hat and min bulk ESS of the shared parameters (``beta``, ``sigma``).
-
-        As :meth:`Fit.diagnostics` leaves out the clusters' b, the clusters' own
-        coefficients are left out here; read them with ``arviz.rhat(fit.posterior)``.
-        """
-        post = self.posterior
-        shared = [post[v] for v in ("beta", "sigma") if v in post and post[v].size]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            rhat = np.concatenate([np.atleast_1d(az.rhat(d).values).ravel() for d in shared])
-            ess = np.concatenate([np.atleast_1d(az.ess(d, method="bulk").values).ravel() for d in shared])
-        s = self._idata["sample_stats"].to_dataset()
-        div = int(s["diverging"].values.sum()) if "diverging" in s else 0
-        return {
-            "divergences": div,
-            "max_r_hat": float(np.nanmax(rhat)),
-            "min_ess_bulk": float(np.nanmin(ess)),
-        }
-
-    def _warn_if_unreliable(self) -> None:
-        from lmm_bayes.errors import SamplingWarning
-
-        d = self.diagnostics()
-        problems = []
-        if d["divergences"]:
-            problems.append(f"{d['divergences']} divergent transitions")
-        if d["max_r_hat"] > 1.01:
-            problems.append(f"max R-hat {d['max_r_hat']:.3f} > 1.01")
-        if d["min_ess_bulk"] < 400:
-            problems.append(f"min bulk ESS {d['min_ess_bulk']:.0f} < 400")
-        if problems:
-            warnings.warn(
-                f"the {self._pooling.replace('_', ' ')} draws may not be reliable: {', '.join(problems)}; "
-                "try more draws and tuning",
-                SamplingWarning,
-                stacklevel=5,
-            )
-
-
-def _aliased_with_clusters(design: Design, g: GroupDesign, shared: list[int]) -> list[str]:
+def aliased_with_clusters(design: Design, g: GroupDesign) -> list[str]:
     """Shared fixed columns a no-pooling model cannot tell apart from the clusters' own effects.
 
     A column is aliased when, after projecting out every cluster's own effects
     within the cluster, nothing of it (or of it beyond the columns before it) is left.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> d = lb.LMM("log_radon ~ floor + log_uranium + (1 | county)", lb.datasets.load("radon")).design
+    >>> aliased_with_clusters(d, d.group("county"))
+    ['log_uranium']
     """
+    shared = shared_columns(design, g)
     if not shared:
         return []
     Xs = design.X[:, shared]
-    A = _normal_equations(g)
-    Ainv = np.linalg.pinv(A, rcond=1e-10, hermitian=True)
+    Ainv = np.linalg.pinv(normal_equations(g), rcond=1e-10, hermitian=True)
     C = np.zeros((g.n_levels, g.n_effects, len(shared)))
     np.add.at(C, g.codes, g.Z[:, :, None] * Xs[:, None, :])
     fitted = np.einsum("nk,nkl,nlp->np", g.Z, Ainv[g.codes], C[g.codes])
@@ -194,9 +73,36 @@ def _aliased_with_clusters(design: Design, g: GroupDesign, shared: list[int]) ->
     return aliased
 
 
+def check_separable(design: Design, g: GroupDesign) -> None:
+    """Raise ``ValueError`` when a fixed effect is a cluster-level predictor (:func:`aliased_with_clusters`)."""
+    aliased = aliased_with_clusters(design, g)
+    if aliased:
+        raise ValueError(
+            f"fixed effect(s) {aliased} do not vary within the clusters of {g.name!r} (apart from the "
+            "clusters' own effects): a no-pooling model cannot tell such cluster-level predictors apart "
+            f"from each {g.name}'s own intercept. Remove them from the formula to compare poolings"
+        )
+
+
+# ====================================================================== the graphs
+
+
 def _column_sd(col: np.ndarray) -> float:
     s = float(np.std(col))
     return s if s > 0 and not np.allclose(col, col[0]) else 1.0
+
+
+def _cluster_priors(design: Design, g: GroupDesign, scale: float) -> dict[str, dict[str, Any]]:
+    """Normal(mean(y) or 0, scale · s_y / s_x) for every cluster's own effects."""
+    s_y = _column_sd(design.y)
+    return {
+        e: {
+            "dist": "Normal",
+            "mu": float(np.mean(design.y)) if e == "Intercept" else 0.0,
+            "sigma": scale * s_y / _column_sd(g.Z[:, k]),
+        }
+        for k, e in enumerate(g.effects)
+    }
 
 
 def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors, scale: float) -> pm.Model:
@@ -206,9 +112,9 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
     from lmm_bayes.inference.graph import add_coefficients, add_sigma
 
     shared_cols = [design.X_columns[k] for k in shared]
-    s_y = _column_sd(design.y)
-    centers = np.array([float(np.mean(design.y)) if e == "Intercept" else 0.0 for e in g.effects])
-    sds = np.array([scale * s_y / _column_sd(g.Z[:, k]) for k in range(g.n_effects)])
+    own = _cluster_priors(design, g, scale)
+    centers = np.array([own[e]["mu"] for e in g.effects])
+    sds = np.array([own[e]["sigma"] for e in g.effects])
     coords = {
         "coef": shared_cols,
         g.name: list(g.levels),
@@ -220,7 +126,7 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
         y = pm.Data("y_obs", design.y, dims="obs")
         codes = pm.Data("codes", g.codes, dims="obs")
         Zg = pm.Data("Z", g.Z, dims=("obs", g.effect_dim))
-        coef = pm.Normal(f"{g.name}_coef", mu=centers, sigma=sds, dims=(g.name, g.effect_dim))
+        coef = pm.Normal(coef_name(g), mu=centers, sigma=sds, dims=(g.name, g.effect_dim))
         mu = pt.sum(Zg * coef[codes], axis=1)
         if shared:
             beta = add_coefficients([priors.fixed_by_name[c] for c in shared_cols])
@@ -249,16 +155,25 @@ def _complete_pooling_model(design: Design, priors) -> pm.Model:
     return model
 
 
-def _sample(build: Callable[[], pm.Model], key: str, updates: dict[str, np.ndarray], kw: dict[str, Any]):
-    """Sample a small PyMC model through the fit layer (nutpie's compiled model cached by ``key``)."""
-    from lmm_bayes.inference.sampling import run_sampler
+# ====================================================================== sampling and wrapping
 
-    post, stats, _ = run_sampler(
-        build, key, lambda: updates,
-        sampler=kw["sampler"], draws=kw["draws"], tune=kw["tune"], chains=kw["chains"],
-        target_accept=kw["target_accept"], seed=kw["seed"], progressbar=kw["progressbar"],
-    )
+
+def _sample(
+    build: Callable[[], pm.Model], key: str, updates: dict[str, np.ndarray], settings: SamplerSettings
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Sample a small PyMC model through the inference stage (nutpie's compiled model cached by ``key``)."""
+    post, stats, _ = run_sampler(build, key, lambda: updates, settings)
     return post, stats
+
+
+def _keep(post: xr.Dataset, names: list[str], coords: dict[str, list]) -> xr.Dataset:
+    """The posterior's ``names`` with our coords; an empty ``beta`` (dim ``coef``) where nothing is shared."""
+    post = post[[v for v in names if v in post]]
+    post = post.assign_coords({k: v for k, v in coords.items() if k in post.dims})
+    if BETA not in post:
+        empty = np.zeros(post[SIGMA].shape + (0,))
+        post = post.assign({BETA: xr.DataArray(empty, dims=("chain", "draw", "coef"), coords={"coef": []})})
+    return post
 
 
 def _pooling_fit(
@@ -267,116 +182,146 @@ def _pooling_fit(
     pooling: str,
     post: xr.Dataset,
     sample_stats: xr.Dataset,
-    mu: np.ndarray,
-    priors_description: dict,
-    kw: dict[str, Any],
+    mean: Callable[[xr.Dataset], np.ndarray],
+    pooling_priors: dict,
+    settings: SamplerSettings,
 ) -> PoolingFit:
-    from lmm_bayes.version import __version__
-
+    """Wrap the draws: log-likelihood from ``mean`` (the linear predictor of one chain), provenance, health."""
     design = model.design
     obs = np.arange(design.n)
-    ll = stats.norm.logpdf(design.y[None, None, :], loc=mu, scale=post["sigma"].values[:, :, None])
-    sample = {"chain": post["chain"].values, "draw": post["draw"].values}
     groups = {
         "posterior": post,
         "sample_stats": sample_stats,
         "observed_data": xr.Dataset({"y": ("obs", design.y)}, coords={"obs": obs}),
-        "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), ll)}, coords={**sample, "obs": obs}),
+        "log_likelihood": pointwise_log_likelihood(design.y, post, mean).to_dataset(),
     }
     label = (
         "complete pooling (fixed part only)"
         if pooling == "complete_pooling"
-        else (f"no pooling (own {', '.join(g.effects)} per {g.name})")
+        else f"no pooling (own {', '.join(g.effects)} per {g.name})"
     )
     attrs = {
         "lmm_bayes_version": __version__,
         "formula": model.formula,
         "pooling": pooling,
+        "group": g.name,
         "description": label,
-        "priors": json.dumps(priors_description),
-        "sampler": kw["sampler"],
+        "priors": model.priors.to_json(),  # the mixed model's: load rebuilds LMM(formula, data, priors=...)
+        "pooling_priors": json.dumps(pooling_priors),  # what this pooling's graph used
         "method": "full",
-        "seed": -1 if kw["seed"] is None else kw["seed"],
-        "draws": kw["draws"],
-        "tune": kw["tune"],
-        "chains": kw["chains"],
-        "target_accept": kw["target_accept"],
+        **settings.attrs(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     idata = xr.DataTree.from_dict(groups)
     idata.attrs.update(attrs)
     idata["posterior"].attrs.update(attrs)
-    fit = PoolingFit(idata, design, pooling, g.name)
-    fit._warn_if_unreliable()
+    fit = PoolingFit(idata, model)
+    # stacklevel 5: warn_if_unreliable < _pooling_fit < fit_*_pooling < compare_pooling < the caller
+    fit.warn_if_unreliable(what=f"the {pooling.replace('_', ' ')} draws", stacklevel=5)
     return fit
 
 
-def _fit_no_pooling(
-    model: LMM, g: GroupDesign, shared: list[int], scale: float, kw: dict[str, Any]
+def fit_no_pooling(
+    model: LMM, group: str, *, scale: float = 10.0, settings: SamplerSettings | None = None
 ) -> PoolingFit:
+    """Fit every cluster of ``group`` its own effects, with independent wide priors.
+
+    Each cluster's own coefficients get Normal(mean(y) or 0, ``scale`` · s_y / s_x);
+    the fixed effects that are not ``group``'s effects stay shared, with the mixed
+    model's priors, as does σ.
+
+    Parameters
+    ----------
+    model : LMM
+        The mixed model whose rows, priors and grouping factor are used.
+    group : str
+        The grouping factor.
+    scale : float
+        Prior SD of each cluster's own coefficients in units of s_y / s_x.
+    settings : SamplerSettings, optional
+        Default ``SamplerSettings()``.
+
+    Returns
+    -------
+    PoolingFit
+        ``pooling == "no_pooling"``; posterior ``beta`` (the shared columns), ``sigma``, ``{g}_coef``.
+
+    Raises
+    ------
+    ValueError
+        A shared fixed effect does not vary within the clusters (:func:`check_separable`).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+    >>> fit = fit_no_pooling(model, "Subject", settings=SamplerSettings(
+    ...     draws=1000, tune=500, chains=2, seed=1, progressbar=False))
+    >>> fit.coef("Subject").shape, list(fit.fixef().index)
+    ((18, 7), ['Days'])
+    """
     design, priors = model.design, model.priors
+    g = validate.check_group(design, group)
+    check_separable(design, g)
+    settings = settings or SamplerSettings()
+    shared = shared_columns(design, g)
     shared_cols = [design.X_columns[k] for k in shared]
-    key = json.dumps(
-        [
-            "no_pooling",
-            design.n,
-            shared_cols,
-            g.name,
-            g.n_levels,
-            g.effects,
-            scale,
-            priors.to_json(),
-            float(np.mean(design.y)),
-            _column_sd(design.y),
-            [_column_sd(g.Z[:, k]) for k in range(g.n_effects)],
-        ],
-        default=str,
-    )
+    own = _cluster_priors(design, g, scale)
+    key = json.dumps(["no_pooling", design.n, shared_cols, g.name, g.n_levels, g.effects, own, priors.to_json()],
+                     default=str)
     updates = {"X": design.X[:, shared], "y_obs": design.y, "codes": g.codes, "Z": g.Z}
-    post, st = _sample(lambda: _no_pooling_model(design, g, shared, priors, scale), key, updates, kw)
+    post, st = _sample(lambda: _no_pooling_model(design, g, shared, priors, scale), key, updates, settings)
     coords = {"coef": shared_cols, g.name: list(g.levels), g.effect_dim: list(g.effects)}
-    keep = [v for v in ("beta", "sigma", f"{g.name}_coef") if v in post]
-    post = post[keep].assign_coords({k: v for k, v in coords.items() if k in post[keep].dims})
-    if "beta" not in post:
-        post = post.assign(
-            beta=xr.DataArray(
-                np.zeros(post["sigma"].shape + (0,)), dims=("chain", "draw", "coef"), coords={"coef": []}
-            )
-        )
-    coef = post[f"{g.name}_coef"].values
-    mu = np.einsum("cdnk,nk->cdn", coef[:, :, g.codes, :], g.Z)
-    if shared:
-        mu += np.einsum("cdp,np->cdn", post["beta"].values, design.X[:, shared])
-    s_y = _column_sd(design.y)
+    post = _keep(post, [BETA, SIGMA, coef_name(g)], coords)
+    X = design.X[:, shared]
+
+    def mean(one: xr.Dataset) -> np.ndarray:
+        b = one[coef_name(g)].transpose("chain", "draw", ...).values
+        return linear_predictor(X, one[BETA].transpose("chain", "draw", ...).values, [(g.Z, g.codes, b)])
+
     described = {
         "shared": {c: priors.fixed_by_name[c].to_dict() for c in shared_cols},
         "sigma": priors.sigma.to_dict(),
-        "cluster_coef": {
-            e: {
-                "dist": "Normal",
-                "mu": float(np.mean(design.y)) if e == "Intercept" else 0.0,
-                "sigma": scale * s_y / _column_sd(g.Z[:, k]),
-            }
-            for k, e in enumerate(g.effects)
-        },
+        "cluster_coef": own,
     }
-    return _pooling_fit(model, g, "no_pooling", post, st, mu, described, kw)
+    return _pooling_fit(model, g, "no_pooling", post, st, mean, described, settings)
 
 
-def _fit_complete_pooling(model: LMM, g: GroupDesign, kw: dict[str, Any]) -> PoolingFit:
+def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | None = None) -> PoolingFit:
+    """Fit the fixed part alone, one regression for every row, with the mixed model's priors on β and σ.
+
+    Parameters
+    ----------
+    model : LMM
+    group : str
+        The grouping factor the fit is compared over (its clusters all get the fixed values).
+    settings : SamplerSettings, optional
+        Default ``SamplerSettings()``.
+
+    Returns
+    -------
+    PoolingFit
+        ``pooling == "complete_pooling"``; posterior ``beta`` (every fixed column) and ``sigma``.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+    >>> fit = fit_complete_pooling(model, "Subject", settings=SamplerSettings(
+    ...     draws=1000, tune=500, chains=2, seed=1, progressbar=False))
+    >>> list(fit.fixef().index), fit.coef("Subject")["mean"].nunique()
+    (['Intercept', 'Days'], 1)
+    """
     design, priors = model.design, model.priors
+    g = validate.check_group(design, group)
+    settings = settings or SamplerSettings()
     key = json.dumps(["complete_pooling", design.n, design.X_columns, priors.to_json()], default=str)
     updates = {"X": design.X, "y_obs": design.y}
-    post, st = _sample(lambda: _complete_pooling_model(design, priors), key, updates, kw)
-    post = post[[v for v in ("beta", "sigma") if v in post]]
-    if "beta" in post:
-        post = post.assign_coords(coef=list(design.X_columns))
-        mu = np.einsum("cdp,np->cdn", post["beta"].values, design.X)
-    else:
-        post = post.assign(
-            beta=xr.DataArray(
-                np.zeros(post["sigma"].shape + (0,)), dims=("chain", "draw", "coef"), coords={"coef": []}
-            )
-        )
-        mu = np.zeros(post["sigma"].shape + (design.n,))
+    post, st = _sample(lambda: _complete_pooling_model(design, priors), key, updates, settings)
+    post = _keep(post, [BETA, SIGMA], {"coef": list(design.X_columns)})
+
+    def mean(one: xr.Dataset) -> np.ndarray:
+        return linear_predictor(design.X, one[BETA].transpose("chain", "draw", ...).values)
+
     described = {"fixed": {c: p.to_dict() for c, p in priors.fixed}, "sigma": priors.sigma.to_dict()}
-    return _pooling_fit(model, g, "complete_pooling", post, st, mu, described, kw)
+    return _pooling_fit(model, g, "complete_pooling", post, st, mean, described, settings)
