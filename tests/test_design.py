@@ -1,6 +1,7 @@
 """Design matrices: X, the per-factor Z blocks and the textbook Z."""
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,89 @@ def test_new_rows_keep_fitted_coding(nested):
     assert list(rows.index) == [10, 11]
 
 
+# ---------------------------------------------------------------- new rows: fitted coding, cost of the new rows only
+
+EVALUATED = [
+    "y ~ x + cond + (1|subject)",
+    "y ~ C(cond, levels=['b', 'c', 'a']) + (1 + x|subject)",
+    "y ~ center(x) + scale(z) + (1 + center(x)|subject)",
+    "y ~ x*cond + C(k) + (1|subject/neuron)",
+    "y ~ 0 + cond + cond:x + (cond||subject)",
+    "y ~ C(k, levels=[5, 1, 2]) + C(cond, levels=['c', 'a', 'b']) + (1|subject)",
+    "y ~ 0 + (1 + x|subject)",
+]
+
+
+@pytest.fixture(scope="module")
+def rich(nested):
+    """Three categories of cond, a numeric k with three values, a z to scale."""
+    i = np.arange(len(nested))
+    return nested.assign(
+        cond=np.array(["a", "b", "c"])[(i // 2) % 3],
+        k=np.array([1, 2, 5])[(i // 3) % 3],
+        z=np.random.default_rng(3).normal(3.0, 2.0, len(nested)),
+    )
+
+
+def _design(formula, data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ImplicitNestingWarning)
+        return lb.LMM(formula, data).design
+
+
+def _assert_rows_equal(d, rows, idx):
+    np.testing.assert_array_equal(rows.X, d.X[idx])
+    for g in d.groups:
+        np.testing.assert_array_equal(rows.Z[g.name], g.Z[idx])
+        np.testing.assert_array_equal(rows.codes[g.name], g.codes[idx])
+        np.testing.assert_array_equal(rows.labels[g.name], np.asarray(g.levels, dtype=object)[g.codes[idx]])
+
+
+@pytest.mark.parametrize("formula", EVALUATED)
+def test_evaluating_the_fitted_rows_reproduces_the_design(rich, formula):
+    d = _design(formula, rich)
+    _assert_rows_equal(d, d.evaluate(rich), slice(None))
+
+
+@pytest.mark.parametrize("formula", EVALUATED)
+def test_new_rows_with_a_subset_of_the_categories_keep_the_fitted_coding(rich, formula):
+    d = _design(formula, rich)
+    one_category = np.flatnonzero((rich["cond"] == "c").to_numpy() & (rich["k"] == 5).to_numpy())
+    assert len(one_category) >= 2 and rich["subject"].iloc[one_category].nunique() < 4
+    for idx in [one_category, np.array([7]), np.arange(len(rich))[::-5]]:
+        _assert_rows_equal(d, d.evaluate(rich.iloc[idx]), idx)
+    # a categorical column holding only some of its categories, in another order, codes the same
+    part = rich.iloc[one_category].assign(cond=pd.Categorical(["c"] * len(one_category), categories=["c", "b"]))
+    _assert_rows_equal(d, d.evaluate(part), one_category)
+
+
+def test_stateful_transforms_keep_the_fitted_values_on_one_new_row(rich):
+    d = _design("y ~ center(x) + scale(z) + (1 + center(x)|subject)", rich)
+    rows = d.evaluate(pd.DataFrame({"x": [10.0], "z": [0.0], "subject": ["zz"]}))
+    x, z = rich["x"].to_numpy(), rich["z"].to_numpy()
+    np.testing.assert_allclose(rows.X, [[1.0, 10.0 - x.mean(), (0.0 - z.mean()) / z.std()]], rtol=1e-12)
+    np.testing.assert_allclose(rows.Z["subject"], [[1.0, 10.0 - x.mean()]], rtol=1e-12)
+    assert rows.codes["subject"].tolist() == [-1] and rows.labels["subject"].tolist() == ["zz"]
+
+
+def test_evaluate_reads_levels_not_the_fitted_rows(rich):
+    """The cost of evaluate grows with the new rows and the levels: the fitted rows are not read."""
+    formula = "y ~ center(x) + C(cond, levels=['b', 'c', 'a']) + C(k, levels=[5, 1, 2]) + (1 + x|subject/neuron)"
+    d = _design(formula, rich)
+    assert len(d._reference) <= 3 + 3  # one fitted row per category of cond and of k, at most
+    assert len(_design("y ~ center(x) + (1|subject/neuron)", rich)._reference) == 0  # nothing categorical
+    without_data = replace(d, data=None)  # evaluate must not need the fitted rows
+    new = pd.DataFrame({"x": [0.5, 1.0], "cond": ["a", "a"], "k": [2, 2], "subject": ["s1", "new"],
+                        "neuron": ["n0", "n0"]})
+    a, b = d.evaluate(new), without_data.evaluate(new)
+    np.testing.assert_array_equal(a.X, b.X)
+    for name in ("subject", "subject:neuron"):
+        np.testing.assert_array_equal(a.Z[name], b.Z[name])
+        np.testing.assert_array_equal(a.codes[name], b.codes[name])
+    assert a.codes["subject:neuron"].tolist() == [d.group("subject:neuron").levels.index("s1:n0"), -1]
+    _assert_rows_equal(d, without_data.evaluate(rich.iloc[[4, 40]]), [4, 40])
+
+
 def test_grouping_labels_are_text(sleepstudy):
     df = sleepstudy.assign(Subject=sleepstudy["Subject"].astype(int))
     g = lb.LMM("Reaction ~ Days + (1|Subject)", df).design.groups[0]
@@ -212,6 +296,10 @@ def test_new_rows_errors(nested):
         model.design.evaluate(pd.DataFrame({"x": [1.0], "subject": ["s1"]}))
     with pytest.raises(ValueError, match="values not seen in fitting"):
         model.design.evaluate(pd.DataFrame({"x": [1.0], "cond": ["c"], "subject": ["s1"]}))
+    numeric = lb.LMM("y ~ C(k, levels=[2, 1]) + (1|subject)", nested.assign(k=np.arange(len(nested)) % 2 + 1))
+    with pytest.raises(ValueError, match=r"column 'k' has values not seen in fitting: \[7\]"):
+        numeric.design.evaluate(pd.DataFrame({"k": [1, 7], "subject": ["s1", "s1"]}))
+    np.testing.assert_array_equal(numeric.design.evaluate(pd.DataFrame({"k": [1.0], "subject": ["s1"]})).X, [[1, 1]])
 
 
 def test_datasets(sleepstudy, radon):

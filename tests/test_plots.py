@@ -12,7 +12,7 @@ import pytest
 from matplotlib.collections import LineCollection, PathCollection
 
 import lmm_bayes as lb
-from lmm_bayes.results.predict import cluster_stat_check
+from lmm_bayes.results.predictive import cluster_stat_check
 from lmm_bayes.teaching import plots
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"

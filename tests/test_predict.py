@@ -12,13 +12,8 @@ import pytest
 import xarray as xr
 
 import lmm_bayes as lb
-from lmm_bayes.results.predict import (
-    cluster_stat_check,
-    covariance_draws,
-    posterior_predictive,
-    predict,
-    prior_predictive,
-)
+from lmm_bayes.results.predict import covariance_draws, predict
+from lmm_bayes.results.predictive import cluster_stat_check, posterior_predictive, prior_predictive
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}
@@ -160,6 +155,56 @@ def test_predict_does_not_mutate_data(fit):
     before = new.copy()
     fit.predict(new, levels="new", seed=0)
     pd.testing.assert_frame_equal(new, before)
+
+
+# ---------------------------------------------------------------- new rows coded as the fitted ones
+
+CODED = "y ~ C(cond, levels=['b', 'a', 'c']) + center(x) + scale(z) + (1 + center(x) | subject)"
+
+
+@pytest.fixture(scope="module")
+def coded():
+    rng = np.random.default_rng(8)
+    n = 240
+    data = pd.DataFrame({
+        "subject": np.repeat([f"s{i}" for i in range(12)], n // 12),
+        "cond": np.tile(["a", "b", "c"], n // 3),
+        "x": rng.normal(2.0, 1.0, n),
+        "z": rng.normal(-1.0, 3.0, n),
+    })
+    data["y"] = 1.0 + (data["cond"] == "a") + 0.5 * data["x"] + 0.2 * data["z"] + rng.normal(size=n)
+    model = lb.LMM(CODED, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = model.fit(method="collapsed", draws=200, tune=200, chains=2, seed=5, progressbar=False)
+    return fit, data
+
+
+def test_new_rows_predict_exactly_as_the_same_fitted_rows(coded):
+    """A subset of the categories, C(x, levels=...), center() and scale(): the fitted coding, draw by draw."""
+    fit, data = coded
+    fitted = fit.predict().values
+    idx = np.flatnonzero(data["cond"].eq("c").to_numpy() & data["subject"].isin(["s2", "s7"]).to_numpy())
+    assert len(idx) > 2
+    for levels in ("existing", "population"):
+        expected = fit.predict(levels=levels).values[..., idx] if levels == "population" else fitted[..., idx]
+        np.testing.assert_allclose(fit.predict(data.iloc[idx], levels=levels).values, expected, rtol=1e-12)
+    # the population prediction is X beta with the fitted rows' own X
+    beta = fit.posterior["beta"].transpose("chain", "draw", "coef").values
+    np.testing.assert_allclose(
+        fit.predict(data.iloc[idx].drop(columns="subject"), levels="population").values,
+        np.einsum("cdp,np->cdn", beta, fit.design.X[idx]), rtol=1e-12,
+    )
+    # one new row of a new subject: same fixed part as the same values in a fitted subject
+    row = data.iloc[idx[:1]]
+    new = fit.predict(row.assign(subject="nobody"), levels="population").values
+    np.testing.assert_allclose(new, fitted[..., idx[:1]] - _b_part(fit, idx[:1]), rtol=1e-10)
+
+
+def _b_part(fit, idx):
+    g = fit.design.group("subject")
+    b = fit.posterior["subject_b"].transpose("chain", "draw", ...).values
+    return np.einsum("cdnq,nq->cdn", b[:, :, g.codes[idx], :], g.Z[idx])
 
 
 # ---------------------------------------------------------------- errors

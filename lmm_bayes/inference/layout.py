@@ -291,7 +291,7 @@ def fitted_terms(design: Design, posterior: xr.Dataset) -> list[tuple[np.ndarray
 
 def fitted_linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray:
     """``X beta + Z b`` on the fitted rows for every draw: (chain, draw, n)."""
-    beta = posterior[BETA].transpose("chain", "draw", ...).values
+    beta = posterior[BETA].transpose("chain", "draw", ...).values if BETA in posterior else None
     return linear_predictor(design.X, beta, fitted_terms(design, posterior))
 
 

@@ -225,8 +225,8 @@ class Fit(FittedModel):
         return predict_summary(self, data, **kwargs)
 
     def posterior_predictive(self, **kwargs: Any) -> Fit:
-        """Add a posterior_predictive group; see :func:`lmm_bayes.results.predict.posterior_predictive`."""
-        from lmm_bayes.results.predict import posterior_predictive
+        """Add a posterior_predictive group; see :func:`lmm_bayes.results.predictive.posterior_predictive`."""
+        from lmm_bayes.results.predictive import posterior_predictive
 
         return posterior_predictive(self, **kwargs)
 

@@ -20,7 +20,7 @@ from formulae import design_matrices
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.formula import ModelSpec
 
-__all__ = ["GroupDesign", "Design", "NewRows", "build_design", "group_labels"]
+__all__ = ["Design", "GroupDesign", "NewRows", "build_design", "group_labels"]
 
 # transformations formulae does not define itself (center, scale, C and I it does)
 _NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt}
@@ -64,7 +64,6 @@ class GroupDesign:
     blocks: tuple[tuple[int, ...], ...]
     parent: str | None = None
     parent_codes: np.ndarray | None = None
-    effect_exprs: tuple[str, ...] = ()
 
     @property
     def n_levels(self) -> int:
@@ -138,8 +137,8 @@ class Design:
     data: pd.DataFrame
     _fixed: Any = field(default=None, repr=False)
     _effects: dict = field(default_factory=dict, repr=False)
-    _renames: dict = field(default_factory=dict, repr=False)
-    _namespace: dict = field(default_factory=dict, repr=False)
+    _reference: pd.DataFrame | None = field(default=None, repr=False)
+    _category_columns: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def n(self) -> int:
@@ -183,11 +182,43 @@ class Design:
 
     # ------------------------------------------------------------------ new data
 
+    @cached_property
+    def _level_index(self) -> dict[str, pd.Index]:
+        """Per grouping factor, its level labels as an index (label → code lookups)."""
+        return {g.name: pd.Index(g.levels, dtype=object) for g in self.groups}
+
     def evaluate(self, data: pd.DataFrame) -> NewRows:
         """Evaluate the fixed and random predictors on new rows.
 
         Stateful transformations (``center``, ``scale``) and categorical codings
         keep the values learnt from the fitted data. The response is not needed.
+        The cost grows with the new rows and the number of levels, not with the
+        fitted rows: formulae keeps what it learnt in fitting, and the few fitted
+        rows of the reference frame (one per category of each categorical column)
+        give ``C(x, levels=[...])`` every level it must see.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame
+            The predictor and grouping columns of the formula; grouping levels may be new.
+
+        Returns
+        -------
+        NewRows
+
+        Raises
+        ------
+        ValueError
+            A column is missing or holds NaN/inf; a fixed-effect column holds a category
+            not seen in fitting.
+
+        Examples
+        --------
+        >>> import pandas as pd, lmm_bayes as lb
+        >>> d = lb.LMM("Reaction ~ center(Days) + (Days | Subject)", lb.datasets.load("sleepstudy")).design
+        >>> rows = d.evaluate(pd.DataFrame({"Days": [4.5, 0.0], "Subject": ["309", "new"]}))
+        >>> rows.X.tolist(), rows.codes["Subject"].tolist()
+        ([[1.0, 0.0], [1.0, -4.5]], [1, -1])
         """
         validate.check_dataframe(data)
         needed = list(self.spec.predictor_variables)
@@ -197,34 +228,62 @@ class Design:
         for g in self.groups:
             for f in g.factors:
                 new[f] = _as_labels(new[f])
-        # formulae's new-data evaluation needs every categorical level it saw; append
-        # the fitted rows (stateful transforms keep their fitted values) and cut them off
-        n_old = len(self.data)
-        both = pd.concat([self.data[needed], new], ignore_index=True)
         _check_categories(self, new)
-        X = np.asarray(self._fixed.evaluate_new_data(both))[n_old:].astype(float)
+        # prepend the reference rows (fitted rows holding every category) and cut them off
+        ref = self._reference if self._reference is not None else new.iloc[:0]
+        both = pd.concat([ref, new], ignore_index=True) if len(ref) else new.reset_index(drop=True)
+        n_ref, m = len(ref), len(new)
+        if self._fixed is None:
+            X = np.zeros((m, 0))
+        else:
+            X = np.asarray(self._fixed.evaluate_new_data(both))[n_ref:].astype(float)
         Z, labels, codes = {}, {}, {}
         for g in self.groups:
-            parts = [np.asarray(dm.evaluate_new_data(both))[n_old:] for dm in self._effects[g.name]]
+            parts = [np.asarray(dm.evaluate_new_data(both))[n_ref:] for dm in self._effects[g.name]]
             Z[g.name] = np.hstack(parts).astype(float)
             labels[g.name] = group_labels(new, g.factors)
-            lookup = {lev: k for k, lev in enumerate(g.levels)}
-            codes[g.name] = np.array([lookup.get(lab, -1) for lab in labels[g.name]], dtype=int)
+            codes[g.name] = self._level_index[g.name].get_indexer(labels[g.name]).astype(int)
         return NewRows(index=data.index, X=X, Z=Z, labels=labels, codes=codes)
 
 
 def _check_categories(design: Design, new: pd.DataFrame) -> None:
-    """New categorical values in a fixed-effect column cannot be predicted."""
+    """New categories in a fixed-effect column cannot be predicted (no estimate for them)."""
     group_cols = {f for g in design.groups for f in g.factors}
-    for col in new.columns:
-        if col in group_cols or pd.api.types.is_numeric_dtype(design.data[col]):
+    for col in design._category_columns:
+        if col in group_cols:
             continue
-        unseen = sorted(set(new[col].astype(str)) - set(design.data[col].astype(str)))
+        seen = design._reference[col]
+        if pd.api.types.is_numeric_dtype(seen):  # C(k, levels=[...]) on numbers: compare values
+            unseen = sorted(set(new[col][~new[col].isin(seen.unique())].tolist()), key=str)
+        else:
+            unseen = sorted(set(new[col].astype(str)) - set(seen.astype(str)))
         if unseen:
             raise ValueError(
                 f"column {col!r} has values not seen in fitting: {unseen[:10]}; "
                 "a fixed effect has no estimate for them"
             )
+
+
+def _reference_rows(used: pd.DataFrame, spec: ModelSpec, matrices: list) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The fitted rows new data is evaluated with, and the categorical columns they cover.
+
+    formulae keeps every category and every stateful transform's values itself, but
+    ``C(x, levels=[...])`` insists on seeing all its levels in the data it evaluates.
+    One fitted row for the first occurrence of each category of each categorical column
+    that formulae reads (non-numeric, or named in a ``C(x, levels=...)`` call) gives it
+    them: at most the sum of those columns' category counts, independent of ``n``.
+    """
+    read = set().union(*(t.var_names for dm in matrices if dm is not None for t in dm.terms.values()))
+    levels_cols = {c.column for c in spec.levels_calls}
+    predictors = list(spec.predictor_variables)
+    cols = tuple(
+        c for c in predictors
+        if c in read and (c in levels_cols or not pd.api.types.is_numeric_dtype(used[c]))
+    )
+    first = np.zeros(len(used), dtype=bool)
+    for c in cols:
+        first |= ~used[c].duplicated().to_numpy()
+    return used.loc[first, predictors].reset_index(drop=True), cols
 
 
 def _as_labels(col: pd.Series) -> pd.Series:
@@ -270,7 +329,11 @@ def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
 
 
 def _formulae_fixed(spec: ModelSpec) -> tuple[str, dict, dict]:
-    """The fixed formula for formulae, with ``C(x, levels=[...])`` lists moved to a namespace."""
+    """The fixed formula for formulae, with ``C(x, levels=[...])`` lists moved to a namespace.
+
+    Returns the formula text, the namespace and the renames that turn formulae's column
+    names back into what the user wrote (``C(cond, levels=levels0_)`` → ``cond``).
+    """
     text = spec.fixed_formula
     namespace = dict(_NAMESPACE)
     renames = {}
@@ -343,7 +406,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
     for term in spec.random:
         codes, levels = _group_codes(used, term.factors)
         validate.check_grouping(term.group, len(levels), len(used))
-        parts, names, blocks, exprs = [], [], [], []
+        parts, names, blocks = [], [], []
         dms = []
         for block in term.blocks:
             dm = design_matrices(block.expr, used, na_action="error", extra_namespace=namespace).common
@@ -360,7 +423,6 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
                 names.append(str(c))
             idx = tuple(range(start, len(names)))
             blocks.extend([idx] if block.correlated else [(k,) for k in idx])
-            exprs.append(block.expr)
             parts.append(frame.to_numpy(dtype=float))
             dms.append(dm)
         effects_dms[term.group] = dms
@@ -373,10 +435,12 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
                 effects=tuple(names),
                 Z=np.hstack(parts),
                 blocks=tuple(blocks),
-                effect_exprs=tuple(exprs),
             )
         )
     groups = _with_parents(groups)
+    reference, categories = _reference_rows(
+        used, spec, [fixed.common, *(dm for dms in effects_dms.values() for dm in dms)]
+    )
     single = {g.factors[0]: g.codes for g in groups if len(g.factors) == 1}
     explicit = {g.name for g in groups}
     if len(single) > 1:
@@ -393,8 +457,8 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
         data=used,
         _fixed=fixed.common,
         _effects=effects_dms,
-        _renames=renames,
-        _namespace=namespace,
+        _reference=reference,
+        _category_columns=categories,
     )
 
 

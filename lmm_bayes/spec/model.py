@@ -109,8 +109,8 @@ class LMM:
         return fit_model(self, **kwargs)
 
     def prior_predictive(self, *, draws: int = 500, seed: int | None = None):
-        """Draw from the prior predictive; see :func:`lmm_bayes.results.predict.prior_predictive`."""
-        from lmm_bayes.results.predict import prior_predictive
+        """Draw from the prior predictive; see :func:`lmm_bayes.results.predictive.prior_predictive`."""
+        from lmm_bayes.results.predictive import prior_predictive
 
         return prior_predictive(self, draws=draws, seed=seed)
 

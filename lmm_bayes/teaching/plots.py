@@ -104,7 +104,7 @@ def plot_ppc(
         ``"density"``: the observed response's density over those of ``num_samples``
         replicated data sets (ArviZ ``plot_ppc_dist``). ``"stat"``: per cluster of
         ``group``, the observed statistic against the central ``prob`` interval of its
-        replicated values (see :func:`lmm_bayes.results.predict.cluster_stat_check`);
+        replicated values (see :func:`lmm_bayes.results.predictive.cluster_stat_check`);
         clusters outside their interval are marked.
     stat : {"mean", "sd"}
         The per-cluster statistic, for ``kind="stat"``.
@@ -130,7 +130,7 @@ def plot_ppc(
     >>> fig.axes[0].get_xlabel()
     'sd of Reaction per Subject'
     """
-    from lmm_bayes.results.predict import STATS, cluster_stat_check, posterior_predictive
+    from lmm_bayes.results.predictive import STATS, cluster_stat_check, posterior_predictive
 
     fit = check_fit(fit)
     validate.check_choice(kind, PPC_KINDS, "kind")
@@ -218,7 +218,7 @@ def plot_prior_predictive(
     ----------
     prior : LMM or xarray.DataTree
         A model (its prior predictive is drawn, ``draws`` draws with ``seed``) or the
-        result of :func:`lmm_bayes.results.predict.prior_predictive`.
+        result of :func:`lmm_bayes.results.predictive.prior_predictive`.
     num_samples : int
         Simulated data sets shown.
     draws : int
@@ -237,7 +237,7 @@ def plot_prior_predictive(
     >>> fig.axes[0].get_title()
     'Prior predictive check: Reaction'
     """
-    from lmm_bayes.results.predict import prior_predictive
+    from lmm_bayes.results.predictive import prior_predictive
     from lmm_bayes.spec.model import LMM
 
     num_samples = validate.check_positive_int(num_samples, "num_samples")
