@@ -29,7 +29,6 @@ The formula goes through the same no-eval parser as ``lb.LMM``.
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from lmm_bayes.errors import ModelFileError
+from lmm_bayes.spec import validate
 
 __all__ = ["ModelFile", "ModelFileError", "load_model_file"]
 
@@ -129,8 +129,7 @@ class ModelFile:
 def _check_keys(where: str, given: Mapping[str, Any], known: Mapping[str, Any], path: Path) -> None:
     for key, value in given.items():
         if key not in known:
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = validate.did_you_mean(key, list(known))
             raise ModelFileError(f"{path}: unknown key {where}{key!r}{hint}; known keys: {', '.join(known)}")
         expected = known[key]
         types = expected if isinstance(expected, tuple) else (expected,)

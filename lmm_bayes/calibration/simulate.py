@@ -16,7 +16,6 @@ so the same seed gives the same data.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,8 +81,7 @@ def _check_number(value: Any, name: str, *, positive: bool = False) -> float:
 def _check_keys(given: Mapping, expected: Sequence[str], name: str) -> None:
     unknown = [k for k in given if k not in expected]
     for key in unknown:
-        close = difflib.get_close_matches(str(key), list(expected), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = validate.did_you_mean(str(key), list(expected))
         raise ValueError(f"{name} has unknown key {key!r}{hint}; expected keys {list(expected)}")
     missing = [k for k in expected if k not in given]
     if missing:

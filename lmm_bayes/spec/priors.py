@@ -22,7 +22,6 @@ correlations near ±1.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 
 __all__ = ["Prior", "GroupPriors", "Priors", "resolve_priors", "DEFAULT_ETA"]
@@ -277,8 +277,7 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
         elif key in groups:
             groups[key] = _group_override(key, groups[key], value)
         else:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = validate.did_you_mean(str(key), known)
             raise ValueError(f"priors: unknown key {key!r}{hint}; known keys: {known}")
     return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()))
 

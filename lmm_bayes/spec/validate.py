@@ -28,12 +28,25 @@ __all__ = [
     "check_full_rank",
     "check_implicit_nesting",
     "check_choice",
+    "did_you_mean",
     "check_positive_int",
     "check_positive_number",
     "check_probability",
     "check_seed",
     "check_group",
 ]
+
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """``" (did you mean 'x'?)"`` naming the closest of ``choices`` to ``value``, or ``""``.
+
+    Examples
+    --------
+    >>> did_you_mean("Subjct", ["Subject", "Days"]), did_you_mean("zzz", ["Subject"])
+    (" (did you mean 'Subject'?)", '')
+    """
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_dataframe(data: Any, name: str = "data") -> pd.DataFrame:
@@ -188,8 +201,7 @@ def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, one of {list(choices)}; got {type(value).__name__}")
     if value not in choices:
-        close = difflib.get_close_matches(value, list(choices), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(value, list(choices))
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}{hint}")
     return value
 
@@ -248,8 +260,7 @@ def check_coef_name(name: Any, columns: Sequence[str], arg: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{arg} must be a fixed effect's name (a string), got {type(name).__name__}")
     if name not in columns:
-        close = difflib.get_close_matches(name, list(columns), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, list(columns))
         raise ValueError(
             f"{arg}={name!r} is not a fixed effect of the model{hint}; fixed effects: {list(columns)}"
         )

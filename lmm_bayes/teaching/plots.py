@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import arviz_base as azb
 import numpy as np
 import xarray as xr
 
@@ -42,21 +43,22 @@ def _pyplot():
     return plt
 
 
-def _thin(ds: xr.Dataset, num_samples: int, seed: Any) -> xr.Dataset:
-    """``num_samples`` draws picked at random (seeded), as one chain: plots stay reproducible."""
-    stacked = ds.stack(__sample__=("chain", "draw"))
-    n = stacked.sizes["__sample__"]
+def _thin(tree: xr.DataTree, group: str, num_samples: int, seed: Any) -> xr.Dataset:
+    """``num_samples`` draws of ``y`` picked at random (arviz-base's ``extract``, seeded), as one chain."""
     rng = validate.check_seed(seed)
-    pick = np.sort(rng.choice(n, size=min(num_samples, n), replace=False))
-    picked = stacked.isel(__sample__=pick).drop_vars(["__sample__", "chain", "draw"])
-    return picked.rename(__sample__="draw").expand_dims(chain=[0]).assign_coords(draw=np.arange(len(pick)))
+    n = tree[group].sizes["chain"] * tree[group].sizes["draw"]
+    picked = azb.extract(
+        tree, group=group, var_names=["y"], num_samples=min(num_samples, n), random_seed=rng, keep_dataset=True
+    )
+    picked = picked.drop_vars(["sample", "chain", "draw"]).rename(sample="draw")
+    return picked.transpose("draw", "obs").expand_dims(chain=[0]).assign_coords(draw=np.arange(picked.sizes["draw"]))
 
 
 def _density_overlay(tree: xr.DataTree, group: str, *, num_samples: int, seed: Any, response: str, title: str):
     import arviz_plots as azp
     from matplotlib.lines import Line2D
 
-    pred = _thin(tree[group].to_dataset()[["y"]].transpose("chain", "draw", "obs"), num_samples, seed)
+    pred = _thin(tree, group, num_samples, seed)
     dt = xr.DataTree.from_dict({group: pred, "observed_data": tree["observed_data"].to_dataset()[["y"]]})
     pc = azp.plot_ppc_dist(
         dt,
