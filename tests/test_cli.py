@@ -107,3 +107,69 @@ def test_errors_are_one_line_without_traceback(tmp_path, text, message):
     import re
 
     assert re.search(message, err[0])
+
+
+GOOD = '[data]\ndataset = "sleepstudy"\n[model]\nformula = "Reaction ~ Days + (1 | Subject)"\n'
+
+
+def _out_is_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    return ["--out", str(tmp_path / "taken")]
+
+
+def _out_not_empty(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.txt").write_text("x")
+    return ["--out", str(tmp_path / "full")]
+
+
+def _out_unwritable(tmp_path):
+    (tmp_path / "plain").write_text("x")
+    return ["--out", str(tmp_path / "plain" / "sub")]
+
+
+@pytest.mark.parametrize("text, extra, message", [
+    (GOOD, lambda t: ["--tune", "0"], r"tune must be at least 1, got 0"),
+    (GOOD, lambda t: ["--seed", str(2**70)], r"seed must be at most"),
+    (GOOD + '[report]\ngroup = "Subjct"\n', lambda t: [], r"\[report\] group: no grouping factor 'Subjct'"),
+    (GOOD, _out_is_file, r"--out .*taken is a file"),
+    (GOOD, _out_not_empty, r"already holds files; pass --force"),
+    (GOOD, _out_unwritable, r"cannot write to --out"),
+    ('[data]\npath = "../secret.csv"\n[model]\nformula = "y ~ x"\n', lambda t: [], r"outside the model file's folder"),
+    ('[data]\npath = "/etc/passwd"\n[model]\nformula = "y ~ x"\n', lambda t: [], r"outside the model file's folder"),
+    ('[data]\npath = "notes.txt"\n[model]\nformula = "y ~ x"\n', lambda t: [], r"must name a \.csv file"),
+    ('[data]\npath = "bad.csv"\n[model]\nformula = "y ~ x + (1 | g)"\n', lambda t: [], r"cannot be read as CSV"),
+])
+def test_user_errors_are_found_before_sampling(tmp_path, capsys, monkeypatch, text, extra, message):
+    """Each error a user can cause: one line on stderr, exit 2, and no sampling started."""
+    import re
+
+    from lmm_bayes.inference import sampling
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampling started before the error was found")
+
+    monkeypatch.setattr(sampling, "run_sampler", no_sampling)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "bad.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n\x00")
+    (tmp_path / "secret.csv").write_text("TOPSECRET,column\n1,2\n")
+    path = tmp_path / "m" / "m.toml"
+    path.write_text(text)
+    args = extra(tmp_path)
+    out = [] if "--out" in args else ["--out", str(tmp_path / "fresh")]
+    code = main(["fit", str(path), *out, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("lmm-bayes: error:"), err
+    assert re.search(message, err[0]), err[0]
+    assert "TOPSECRET" not in err[0]  # never echo another file's contents
+    assert not (tmp_path / "fresh").exists()  # a failed run leaves no output folder behind
+
+
+def test_force_writes_into_a_folder_that_holds_files(tmp_path):
+    from lmm_bayes.app.cli import _prepare_out
+
+    (tmp_path / "old.txt").write_text("x")
+    folder, created = _prepare_out(str(tmp_path), force=True)
+    assert folder == tmp_path and created is False
+    assert (tmp_path / "old.txt").is_file()

@@ -2,6 +2,11 @@
 
     lmm-bayes fit models/sleepstudy_random_slopes.toml --out results/
     lmm-bayes demo
+
+Every error a user can cause (model file, data, formula, priors, sampler settings,
+report settings, the output folder) is found before sampling starts and printed as one
+line on stderr, with exit status 2 and no traceback. An existing, non-empty output
+folder is refused unless ``--force`` is given.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("model_file", metavar="MODEL.toml", help="the model file")
     fit.add_argument("--out", metavar="DIR", default="results", help="output folder (default: results)")
+    fit.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
     _fit_options(fit)
     demo = sub.add_parser(
         "demo",
@@ -39,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with --out, also write the report.",
     )
     demo.add_argument("--out", metavar="DIR", default=None, help="also write fit.nc, summary.txt, report.html here")
+    demo.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
     _fit_options(demo)
     return parser
 
@@ -67,23 +74,54 @@ def _demo_file() -> Path:
     return path
 
 
+def _prepare_out(out: str, *, force: bool) -> tuple[Path, bool]:
+    """Check (and create) the output folder before any sampling; returns it and whether it was made."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder name")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise ValueError(f"--out {out} already holds files; pass --force to overwrite them, or choose another folder")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".lmm-bayes-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to --out {out}: {err.strerror or err}") from None
+    return folder, created
+
+
 def _run(args: argparse.Namespace) -> int:
     from lmm_bayes.app.modelfile import load_model_file
     from lmm_bayes.app.report import write_report
+    from lmm_bayes.spec import validate
 
     path = _demo_file() if args.command == "demo" else Path(args.model_file)
     mf = load_model_file(path)
-    model = mf.model()
-    print(model)
-    print(model.priors)
-    fit = mf.fit(**_overrides(args))
-    print()
-    print(fit.summary())
-    if args.out is not None:
-        written = write_report(fit, args.out, group=mf.report.get("group"), title=mf.report.get("title"))
+    out, created = _prepare_out(args.out, force=args.force) if args.out is not None else (None, False)
+    try:
+        model = mf.model()
+        group = mf.report.get("group")
+        if group is not None:
+            try:
+                validate.check_group(model.design, group)
+            except ValueError as err:
+                raise ValueError(f"{path}: [report] group: {err}") from None
+        print(model)
+        print(model.priors)
+        fit = model.fit(**{**mf.fit_options, **_overrides(args)})
         print()
-        for name, p in written.items():
-            print(f"wrote {name:<8} {p}")
+        print(fit.summary())
+        if out is not None:
+            written = write_report(fit, out, group=group, title=mf.report.get("title"))
+            print()
+            for name, p in written.items():
+                print(f"wrote {name:<8} {p}")
+    except BaseException:
+        if created and out is not None and not any(out.iterdir()):
+            out.rmdir()  # leave nothing behind for a run that failed
+        raise
     return 0
 
 
@@ -94,9 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
     try:
         return _run(args)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
+    except (ValueError, TypeError, OSError, KeyError) as err:
         message = str(err).strip().replace("\n", " | ") if not isinstance(err, KeyError) else repr(err)
         print(f"lmm-bayes: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmm-bayes: interrupted", file=sys.stderr)
+        return 130
+    except BaseException as err:
+        if type(err).__name__ != "PanicException":  # the Rust sampler's panic: say it in one line
+            raise
+        print(f"lmm-bayes: error: the sampler stopped: {str(err).splitlines()[0] if str(err) else err!r}",
+              file=sys.stderr)
         return 2
 
 

@@ -4,11 +4,17 @@ A model file is what the ``lmm-bayes`` command runs, and what notebooks and test
 load. Every key is checked; unknown keys are rejected with the list of known ones.
 The formula goes through the same no-eval parser as ``lb.LMM``.
 
+Where a model file may read from: a bundled data set, a simulation, or a ``.csv`` file
+in the model file's own folder or below it (``path`` is relative to the model file; an
+absolute path, or one that leaves the folder through ``..`` or a link, is refused). So
+running a model file written by someone else reads nothing outside its folder, and no
+error message ever quotes the data's contents beyond its column names.
+
 .. code-block:: toml
 
     [data]
     dataset = "sleepstudy"          # a bundled data set, or
-    # path = "my_data.csv"          # a CSV file, relative to this file, or
+    # path = "my_data.csv"          # a CSV file in this file's folder (or below it), or
     # simulate = { n_subjects = 20, n_neurons = 25, n_trials = 40, seed = 1, ... }
 
     [model]
@@ -40,7 +46,7 @@ import pandas as pd
 from lmm_bayes.errors import ModelFileError
 from lmm_bayes.spec import validate
 
-__all__ = ["ModelFile", "ModelFileError", "load_model_file"]
+__all__ = ["ModelFile", "ModelFileError", "data_path", "load_model_file"]
 
 _SECTIONS = {
     "data": {"dataset": str, "path": str, "simulate": dict},
@@ -103,10 +109,13 @@ class ModelFile:
             except ValueError as err:
                 raise ModelFileError(f"{self.path}: [data] dataset: {err}") from None
         if "path" in src:
-            csv = (self.path.parent / src["path"]).resolve()
-            if not csv.is_file():
-                raise ModelFileError(f"{self.path}: [data] path: no file {csv}")
-            return pd.read_csv(csv)
+            csv = data_path(self.path, src["path"])
+            try:
+                return pd.read_csv(csv)
+            except (ValueError, OSError, UnicodeDecodeError) as err:
+                raise ModelFileError(
+                    f"{self.path}: [data] path: {src['path']!r} cannot be read as CSV ({type(err).__name__})"
+                ) from None
         from lmm_bayes.calibration.simulate import simulate_hierarchy
 
         kwargs = dict(src["simulate"])
@@ -124,6 +133,30 @@ class ModelFile:
     def fit(self, **overrides: Any):
         """Fit the model with the file's settings, ``overrides`` taking precedence."""
         return self.model().fit(**{**self.fit_options, **overrides})
+
+
+def data_path(model_file: Path, relative: str) -> Path:
+    """The CSV a model file's ``[data] path`` names, confined to the model file's folder.
+
+    Raises
+    ------
+    ModelFileError
+        An absolute path, a path leaving the folder (``..``, a link), a name not ending
+        in ``.csv``, or no such file.
+    """
+    folder = model_file.parent.resolve()
+    given = Path(relative)
+    csv = (folder / given).resolve()
+    if given.is_absolute() or not csv.is_relative_to(folder):
+        raise ModelFileError(
+            f"{model_file}: [data] path {relative!r} lies outside the model file's folder; a model file "
+            "reads only files in its own folder or below it: copy the data there"
+        )
+    if csv.suffix.lower() != ".csv":
+        raise ModelFileError(f"{model_file}: [data] path {relative!r} must name a .csv file")
+    if not csv.is_file():
+        raise ModelFileError(f"{model_file}: [data] path: no file {relative!r} in {folder}")
+    return csv
 
 
 def _check_keys(where: str, given: Mapping[str, Any], known: Mapping[str, Any], path: Path) -> None:
