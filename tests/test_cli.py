@@ -1,5 +1,6 @@
 """The lmm-bayes command end to end: fit a model file, write fit.nc, summary.txt, report.html."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def test_saved_fit_loads_with_same_fixef(run_dir):
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
+        if os.environ.get("LMM_BAYES_REQUIRE_CHROMIUM") == "1":  # set by .ci/run: CI must not skip this
+            pytest.fail("chromium is not installed, but .ci/run promised it (LMM_BAYES_REQUIRE_CHROMIUM=1)")
         pytest.skip("Debian's chromium package is not installed here (.ci/run installs it)")
     shot = tmp_path / "report.png"
     proc = subprocess.run(
