@@ -48,6 +48,7 @@ __all__ = [
     "linear_predictor",
     "model_coords",
     "pointwise_log_likelihood",
+    "population_effects",
     "posterior_vars",
     "sd_name",
     "fitted_linear_predictor",
@@ -282,6 +283,20 @@ def linear_predictor(
             part = b[..., codes, j] * Z[:, j]
             mu = part if mu is None else mu + part
     return np.zeros(lead + (n,)) if mu is None else mu
+
+
+def population_effects(posterior: xr.Dataset, g: GroupDesign) -> xr.DataArray:
+    """The fixed part of each of ``g``'s effects per draw (its β, 0 where it has none): (chain, draw, ``{g}_effect``).
+
+    ``β + b`` of a cluster is this plus its b; a complete-pooling fit gives every cluster this.
+    """
+    beta = posterior[BETA]
+    zero = xr.zeros_like(posterior[SIGMA])
+    columns = set(beta["coef"].values.tolist())
+    parts = [beta.sel(coef=e, drop=True) if e in columns else zero for e in g.effects]
+    return xr.concat(parts, dim=g.effect_dim).assign_coords({g.effect_dim: list(g.effects)}).transpose(
+        "chain", "draw", g.effect_dim
+    )
 
 
 def fitted_terms(design: Design, posterior: xr.Dataset) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

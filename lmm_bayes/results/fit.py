@@ -20,9 +20,11 @@ import xarray as xr
 from lmm_bayes.errors import MethodNote
 from lmm_bayes.inference.layout import (
     b_name,
+    coef_name,
     covariance_values,
     hyperparameter_draws,
     hyperparameters,
+    population_effects,
 )
 from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
@@ -102,16 +104,8 @@ class Fit(FittedModel):
         """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect)."""
         g = self._group(group)
         post = self.posterior
-        b = post[b_name(g)]
-        beta = post["beta"]
-        fixed = xr.concat(
-            [
-                beta.sel(coef=e, drop=True) if e in self.design.X_columns else xr.zeros_like(beta.isel(coef=0, drop=True))
-                for e in g.effects
-            ],
-            dim=g.effect_dim,
-        ).assign_coords({g.effect_dim: list(g.effects)})
-        return (b + fixed).rename(f"{g.name}_coef")
+        b = post[b_name(g)].transpose("chain", "draw", g.name, g.effect_dim)
+        return (b + population_effects(post, g)).transpose("chain", "draw", g.name, g.effect_dim).rename(coef_name(g))
 
     def variance_draws(self, *, at: Mapping[str, float] | None = None) -> xr.DataArray:
         """Per-draw variance of each factor's contribution at predictor values ``at``, and σ².

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from lmm_bayes.inference.layout import BETA, SIGMA, coef_name
+from lmm_bayes.inference.layout import BETA, SIGMA, coef_name, population_effects
 from lmm_bayes.results.base import FittedModel
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,14 +109,8 @@ class PoolingFit(FittedModel):
         name = coef_name(g)
         if self.pooling == "no_pooling":
             return post[name].rename(name)
-        beta = post[BETA]
-        zero = xr.zeros_like(beta.isel(coef=0, drop=True)) if beta.sizes["coef"] else xr.zeros_like(post[SIGMA])
-        per_effect = xr.concat(
-            [beta.sel(coef=e, drop=True) if e in self.design.X_columns else zero for e in g.effects],
-            dim=g.effect_dim,
-        ).assign_coords({g.effect_dim: list(g.effects)})
         levels = xr.DataArray(np.zeros(g.n_levels), dims=g.name, coords={g.name: list(g.levels)})
-        return (per_effect + levels).transpose("chain", "draw", g.name, g.effect_dim).rename(name)
+        return (population_effects(post, g) + levels).transpose("chain", "draw", g.name, g.effect_dim).rename(name)
 
     def health_parameters(self) -> list[xr.DataArray]:
         """The shared parameters ``beta`` and ``sigma``.
