@@ -309,3 +309,108 @@ def test_datasets(sleepstudy, radon):
     assert radon["floor"].value_counts().to_dict() == {0: 766, 1: 153}
     with pytest.raises(ValueError, match="bundled: sleepstudy, radon"):
         lb.datasets.load("sleep")
+
+
+# ---------------------------------------------------------------- transformed columns: float, checked after
+
+
+def test_log_of_non_positive_values_names_the_term(nested):
+    """log(x) with x <= 0 gave NaN/-inf rows (and an SVD error deep in the rank check)."""
+    x = np.exp(nested["x"]).to_numpy().copy()
+    x[[0, 3, 7]] = [0.0, -1.0, -2.0]
+    df = nested.assign(pos=x)
+    with pytest.raises(ValueError, match=r"^log\(pos\): 3 values are not finite after the transformation \(pos <= 0\?\)"):
+        lb.LMM("y ~ log(pos) + (1|subject)", df)
+    with pytest.raises(ValueError, match=r"sqrt\(pos\): 2 values are not finite.*\(pos < 0\?\)"):
+        lb.LMM("y ~ x + (1 + sqrt(pos)|subject)", df)
+    with pytest.raises(ValueError, match=r"^log\(pos\): 3 values are not finite"):
+        lb.LMM("log(pos) ~ x + (1|subject)", df)
+    with pytest.raises(ValueError, match=r"scale\(one\): 60 values are not finite.*one constant\?"):
+        lb.LMM("y ~ scale(one) + (1|subject)", nested.assign(one=1.0))
+    model = lb.LMM("y ~ log(pos) + (1|subject)", nested.assign(pos=np.exp(nested["x"])))
+    with pytest.raises(ValueError, match=r"log\(pos\): 1 value is not finite.*in the new rows"):
+        model.design.evaluate(pd.DataFrame({"pos": [1.0, -1.0], "subject": ["s1", "s2"]}))
+
+
+def test_integer_columns_are_read_as_floats_and_never_wrap_around(nested):
+    """I(big**2) on int64 wrapped around (numpy integer overflow)."""
+    big = (2**40 + np.arange(len(nested)) * 2**33).astype(np.int64)
+    d = lb.LMM("y ~ I(big**2) + (1|subject)", nested.assign(big=big)).design
+    np.testing.assert_allclose(d.X[:, 1], big.astype(float) ** 2, rtol=1e-12)
+    rows = d.evaluate(pd.DataFrame({"big": [2**40], "subject": ["s1"]}))
+    np.testing.assert_allclose(rows.X[0, 1], float(2**40) ** 2, rtol=1e-12)
+    # a column read inside C() stays a category, labelled as written
+    k = np.arange(len(nested)) % 3 + 1
+    assert lb.LMM("y ~ C(k) + (1|subject)", nested.assign(k=k)).design.X_columns == ("Intercept", "C(k)[2]", "C(k)[3]")
+
+
+# ---------------------------------------------------------------- names the package uses itself
+
+
+def test_a_column_named_intercept_is_refused(nested):
+    """It silently replaced the column of ones."""
+    df = nested.assign(Intercept=np.random.default_rng(2).normal(size=len(nested)))
+    for formula in ["y ~ Intercept + (1|subject)", "y ~ x + (Intercept|subject)", "y ~ I(Intercept * 2) + (1|subject)"]:
+        with pytest.raises(ValueError, match="column named 'Intercept'.*rename the column"):
+            lb.LMM(formula, df)
+    lb.LMM("y ~ x + (1|subject)", df)  # a column the formula does not read never matters
+    lb.LMM("y ~ C(cond, levels=['b', 'a']) + (1|subject)", df.assign(cond=np.where(df["x"] > 0, "a", "b")))
+
+
+@pytest.mark.parametrize("name", ["chain", "draw", "obs", "coef", "beta", "sigma", "y", "X", "y_obs"])
+def test_grouping_columns_named_like_the_posteriors_dims_are_refused(nested, name):
+    df = nested.rename(columns={"y": "resp"}).assign(**{name: nested["subject"]})
+    with pytest.raises(ValueError, match=rf"grouping column '{name}' has the name of one of the posterior's"):
+        lb.LMM(f"resp ~ x + (1|{name})", df)
+    # as a fixed-effect column, or a factor of an interaction, the name is only a label
+    lb.LMM(f"resp ~ x + (1|{name}:neuron)", df)
+    lb.LMM(f"resp ~ x + {name} + (1|subject)", df.assign(**{name: df["x"] ** 2}))
+
+
+def test_grouping_factor_named_like_a_part_of_another_is_refused(nested):
+    df = nested.assign(subject_sd=nested["neuron"], subject_effect=nested["neuron"])
+    for other in ("subject_sd", "subject_effect"):
+        with pytest.raises(ValueError, match=rf"'{other}' is named like a part of grouping factor 'subject'"):
+            lb.LMM(f"y ~ x + (1|subject) + (1|{other})", df)
+
+
+def test_reserved_suffixes_cover_the_layout(nested):
+    """Every name the layout derives from a factor's name is in validate's list (or the factor's own)."""
+    from lmm_bayes.inference import layout
+    from lmm_bayes.spec.validate import GROUP_SUFFIXES, RESERVED_GROUP_NAMES
+
+    g = lb.LMM("y ~ x + (x|subject)", nested).design.group("subject")
+    derived = [layout.sd_name(g), layout.corr_name(g), layout.b_name(g), layout.cov_name(g), layout.coef_name(g),
+               layout.codes_name(g), layout.z_name(g), g.effect_dim, layout.bis(g.effect_dim)]
+    assert {d[len("subject"):] for d in derived} <= set(GROUP_SUFFIXES)
+    assert {layout.BETA, layout.SIGMA} <= set(RESERVED_GROUP_NAMES)
+    assert set(layout.model_coords(lb.LMM("y ~ x + (1|subject)", nested).design)) - {"subject", "subject_effect",
+                                                                                    "subject_effect_bis"} <= set(RESERVED_GROUP_NAMES)
+
+
+# ---------------------------------------------------------------- formulae's own errors are ours
+
+
+@pytest.mark.parametrize("formula", [
+    "y ~ 2 * x", "y ~ x * 1.5", "y ~ x / 0", "y ~ (x)(z)", "y ~ C(x)(z)", "y ~ x ** z", "y ~ x ** 0.5",
+    "y ~ log()", "y ~ center(1)", "y ~ I(1)", "y ~ x:(z + 1)", "y + z ~ x", "2 ~ x", "y ~ 1 + (2 | subject)",
+    "y ~ 1 + (x ** z | subject)", "y ~ x ** 2", "y ~ 1 + (x ** 2 | subject)", "y ~ I(x) ** 2",
+])
+def test_formulas_formulae_cannot_read_are_formula_errors(nested, formula):
+    """formulae raised KeyError/TypeError/AttributeError (or, for x ** 2, silently used x)."""
+    with pytest.raises(lb.FormulaError) as info:
+        lb.LMM(formula, nested.assign(z=nested["x"] ** 2))
+    assert formula in str(info.value).splitlines()[1]
+
+
+def test_c_levels_that_differ_from_the_data_name_the_column(nested):
+    with pytest.raises(ValueError, match=r"listed levels not in column 'cond': \['c'\].*levels=\['a', 'b'\]"):
+        lb.LMM("y ~ C(cond, levels=['a', 'b', 'c']) + (1|subject)", nested)
+    with pytest.raises(ValueError, match=r"column 'cond' holds values not listed: \['b'\]"):
+        lb.LMM("y ~ C(cond, levels=['a', 'z']) + (1|subject)", nested)
+
+
+def test_new_rows_of_the_wrong_type_are_a_value_error(nested):
+    model = lb.LMM("y ~ I(x ** 2) + (1|subject)", nested)
+    with pytest.raises(ValueError, match="new rows cannot be evaluated"):
+        model.design.evaluate(pd.DataFrame({"x": ["a"], "subject": ["s1"]}))

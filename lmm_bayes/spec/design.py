@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from formulae import design_matrices
 
-from lmm_bayes.spec import validate
+from lmm_bayes.spec import labels as lab
+from lmm_bayes.spec import matrices, validate
 from lmm_bayes.spec.formula import ModelSpec
+from lmm_bayes.spec.labels import group_labels
 
 __all__ = ["Design", "GroupDesign", "NewRows", "build_design", "group_labels"]
-
-# transformations formulae does not define itself (center, scale, C and I it does)
-_NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +35,8 @@ class GroupDesign:
     factors : tuple of str
         Data columns that define the clusters.
     levels : tuple of str
-        Level labels as the user wrote them (``"308"``; ``"s1:n3"`` for interactions).
+        Level labels as the user wrote them (``"308"``; ``"s1:n3"`` for interactions);
+        see :mod:`lmm_bayes.spec.labels` for how a value prints.
     codes : ndarray of int, shape (n,)
         Level index of every row.
     effects : tuple of str
@@ -53,6 +52,10 @@ class GroupDesign:
         level of the parent), if any.
     parent_codes : ndarray of int or None
         For every level, the index of its parent level.
+    keys : tuple of tuple of str
+        Every level's identity: the label of each factor's value, ``("s1", "n3")``.
+        New rows are matched to levels by these tuples, never by the joined name.
+        Defaults to the level for one factor, or its parts split at ``":"``.
     """
 
     name: str
@@ -64,6 +67,11 @@ class GroupDesign:
     blocks: tuple[tuple[int, ...], ...]
     parent: str | None = None
     parent_codes: np.ndarray | None = None
+    keys: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.keys is None:
+            object.__setattr__(self, "keys", lab.default_keys(self.levels, len(self.factors)))
 
     @property
     def n_levels(self) -> int:
@@ -139,6 +147,7 @@ class Design:
     _effects: dict = field(default_factory=dict, repr=False)
     _reference: pd.DataFrame | None = field(default=None, repr=False)
     _category_columns: tuple[str, ...] = field(default=(), repr=False)
+    _renames: dict = field(default_factory=dict, repr=False)
 
     @property
     def n(self) -> int:
@@ -182,11 +191,6 @@ class Design:
 
     # ------------------------------------------------------------------ new data
 
-    @cached_property
-    def _level_index(self) -> dict[str, pd.Index]:
-        """Per grouping factor, its level labels as an index (label → code lookups)."""
-        return {g.name: pd.Index(g.levels, dtype=object) for g in self.groups}
-
     def evaluate(self, data: pd.DataFrame) -> NewRows:
         """Evaluate the fixed and random predictors on new rows.
 
@@ -210,7 +214,8 @@ class Design:
         ------
         ValueError
             A column is missing or holds NaN/inf; a fixed-effect column holds a category
-            not seen in fitting.
+            not seen in fitting; a transformation gives NaN/inf (``log`` of 0); a grouping
+            value prints like another value or another cluster (see :mod:`~lmm_bayes.spec.labels`).
 
         Examples
         --------
@@ -225,25 +230,48 @@ class Design:
         validate.check_columns(data, needed, context="prediction")
         validate.check_missing(data, needed, "raise")
         new = data[needed].copy()
-        for g in self.groups:
-            for f in g.factors:
-                new[f] = _as_labels(new[f])
+        factor_labels = {f: lab.column_labels(new[f], f) for g in self.groups for f in g.factors}
+        for f, values in factor_labels.items():
+            new[f] = pd.Series(values, index=new.index).astype(str)
         _check_categories(self, new)
         # prepend the reference rows (fitted rows holding every category) and cut them off
+        new = matrices.for_formulae(new, self.spec)
         ref = self._reference if self._reference is not None else new.iloc[:0]
         both = pd.concat([ref, new], ignore_index=True) if len(ref) else new.reset_index(drop=True)
         n_ref, m = len(ref), len(new)
+        where = " in the new rows"
         if self._fixed is None:
             X = np.zeros((m, 0))
         else:
-            X = np.asarray(self._fixed.evaluate_new_data(both))[n_ref:].astype(float)
+            X = _evaluate_new(self._fixed, both, n_ref)
+            matrices.check_finite(X, self._fixed.slices, self._renames, where)
         Z, labels, codes = {}, {}, {}
         for g in self.groups:
-            parts = [np.asarray(dm.evaluate_new_data(both))[n_ref:] for dm in self._effects[g.name]]
-            Z[g.name] = np.hstack(parts).astype(float)
-            labels[g.name] = group_labels(new, g.factors)
-            codes[g.name] = self._level_index[g.name].get_indexer(labels[g.name]).astype(int)
+            parts = []
+            for dm in self._effects[g.name]:
+                parts.append(_evaluate_new(dm, both, n_ref))
+                matrices.check_finite(parts[-1], dm.slices, {}, where)
+            Z[g.name] = np.hstack(parts)
+            if g.keys is None:
+                raise ValueError(f"grouping factor {g.name!r} was built without level keys; it cannot match new rows")
+            codes[g.name], labels[g.name] = lab.lookup_levels(g.keys, [factor_labels[f] for f in g.factors], g.factors)
         return NewRows(index=data.index, X=X, Z=Z, labels=labels, codes=codes)
+
+
+def _evaluate_new(dm: Any, both: pd.DataFrame, n_ref: int) -> np.ndarray:
+    """formulae's evaluation of new rows, its errors as ours."""
+    try:
+        with np.errstate(all="ignore"):
+            values = np.asarray(dm.evaluate_new_data(both)).astype(float)
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 (formulae/numpy: a text column where numbers were fitted, ...)
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:200]
+        raise ValueError(
+            f"the new rows cannot be evaluated with the fitted formula ({reason}); "
+            "give every column the type it had in fitting"
+        ) from None
+    return values[n_ref:]
 
 
 def _check_categories(design: Design, new: pd.DataFrame) -> None:
@@ -264,7 +292,7 @@ def _check_categories(design: Design, new: pd.DataFrame) -> None:
             )
 
 
-def _reference_rows(used: pd.DataFrame, spec: ModelSpec, matrices: list) -> tuple[pd.DataFrame, tuple[str, ...]]:
+def _reference_rows(used: pd.DataFrame, spec: ModelSpec, dms: list) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """The fitted rows new data is evaluated with, and the categorical columns they cover.
 
     formulae keeps every category and every stateful transform's values itself, but
@@ -273,7 +301,7 @@ def _reference_rows(used: pd.DataFrame, spec: ModelSpec, matrices: list) -> tupl
     that formulae reads (non-numeric, or named in a ``C(x, levels=...)`` call) gives it
     them: at most the sum of those columns' category counts, independent of ``n``.
     """
-    read = set().union(*(t.var_names for dm in matrices if dm is not None for t in dm.terms.values()))
+    read = set().union(*(t.var_names for dm in dms if dm is not None for t in dm.terms.values()))
     levels_cols = {c.column for c in spec.levels_calls}
     predictors = list(spec.predictor_variables)
     cols = tuple(
@@ -284,72 +312,6 @@ def _reference_rows(used: pd.DataFrame, spec: ModelSpec, matrices: list) -> tupl
     for c in cols:
         first |= ~used[c].duplicated().to_numpy()
     return used.loc[first, predictors].reset_index(drop=True), cols
-
-
-def _as_labels(col: pd.Series) -> pd.Series:
-    """Grouping values as text labels, as the user wrote them (308 → "308", 1.0 → "1")."""
-    if pd.api.types.is_float_dtype(col) and np.all(np.mod(col.to_numpy(), 1) == 0):
-        col = col.astype("int64")
-    return col.astype(str)
-
-
-def _level_order(col: pd.Series) -> list:
-    """Levels in the user's order: a categorical's categories, numbers numerically, else sorted text."""
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        present = set(col.dropna())
-        return [c for c in col.cat.categories if c in present]
-    values = pd.unique(col)
-    try:
-        return sorted(values)
-    except TypeError:
-        return sorted(values, key=str)
-
-
-def group_labels(data: pd.DataFrame, factors: tuple[str, ...]) -> np.ndarray:
-    """Per-row level labels of a (possibly interaction) grouping factor: ``"s1:n3"``."""
-    labels = _as_labels(data[factors[0]]).to_numpy(dtype=object)
-    for f in factors[1:]:
-        labels = labels + ":" + _as_labels(data[f]).to_numpy(dtype=object)
-    return labels
-
-
-def _group_codes(data: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
-    # order levels by each factor's own order, combinations that occur only
-    sort_keys = []
-    for f in factors:
-        order = _level_order(data[f])
-        rank = {v: k for k, v in enumerate(order)}
-        sort_keys.append(data[f].map(rank).to_numpy())
-    keys = np.stack(sort_keys, axis=1)
-    uniq, codes = np.unique(keys, axis=0, return_inverse=True)
-    labels = group_labels(data, factors)
-    first = np.zeros(len(uniq), dtype=int)
-    first[codes[::-1]] = np.arange(len(codes))[::-1]
-    return codes.ravel().astype(np.int64), tuple(str(labels[i]) for i in first)
-
-
-def _formulae_fixed(spec: ModelSpec) -> tuple[str, dict, dict]:
-    """The fixed formula for formulae, with ``C(x, levels=[...])`` lists moved to a namespace.
-
-    Returns the formula text, the namespace and the renames that turn formulae's column
-    names back into what the user wrote (``C(cond, levels=levels0_)`` → ``cond``).
-    """
-    text = spec.fixed_formula
-    namespace = dict(_NAMESPACE)
-    renames = {}
-    for k, call in enumerate(spec.levels_calls):
-        name = f"levels{k}_"
-        replaced = f"C({call.column}, levels={name})"
-        text = text.replace(call.text, replaced)
-        namespace[name] = list(call.levels)
-        renames[replaced] = call.column
-    return text, namespace, renames
-
-
-def _rename(column: str, renames: dict) -> str:
-    for old, new in renames.items():
-        column = column.replace(old, new)
-    return column
 
 
 def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise") -> Design:
@@ -376,45 +338,53 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
     (18, ('Intercept',))
     """
     validate.check_dataframe(data)
+    validate.check_names(spec)
+    matrices.check_powers(spec)
     validate.check_columns(data, spec.variables)
     used = data[list(spec.variables)]
     used = validate.check_missing(used, spec.variables, na_action)
     for col in spec.response_variables:
         validate.check_numeric_response(used[col], col)
+    validate.check_levels_calls(spec, used)
     used = used.copy()
-    for t in spec.random:
-        for f in t.factors:
-            used[f] = _as_labels(used[f])
+    factor_labels = {f: lab.column_labels(used[f], f) for t in spec.random for f in t.factors}
+    for f, values in factor_labels.items():
+        used[f] = pd.Series(values, index=used.index).astype(str)
+    frame = matrices.for_formulae(used, spec)
 
-    text, namespace, renames = _formulae_fixed(spec)
-    fixed = design_matrices(text, used, na_action="error", extra_namespace=namespace)
+    text, namespace, renames, fixed_parts = matrices.fixed_formula(spec)
+    fixed = matrices.run_formulae(text, frame, namespace, formula=spec.formula, parts=fixed_parts)
     y = np.asarray(fixed.response.design_matrix, dtype=float).reshape(len(used), -1)
     if y.shape[1] != 1:
         raise ValueError(f"the response {spec.response!r} must be one numeric column, got {y.shape[1]} columns")
     y = y[:, 0]
+    matrices.check_finite(y, matrices.response_slices(spec.response), {})
     if fixed.common is None:
         X = np.zeros((len(used), 0))
         X_columns: tuple[str, ...] = ()
     else:
-        frame = fixed.common.as_dataframe()
-        X = frame.to_numpy(dtype=float)
-        X_columns = tuple(_rename(str(c), renames) for c in frame.columns)
+        X = np.asarray(fixed.common.design_matrix, dtype=float)
+        matrices.check_finite(X, fixed.common.slices, renames)
+        X_columns = tuple(matrices.rename(str(c), renames) for c in fixed.common.as_dataframe().columns)
     validate.check_full_rank(X, X_columns)
 
     groups = []
     effects_dms = {}
     for term in spec.random:
-        codes, levels = _group_codes(used, term.factors)
+        codes, levels, keys = lab.encode_levels([factor_labels[f] for f in term.factors], term.factors)
         validate.check_grouping(term.group, len(levels), len(used))
         parts, names, blocks = [], [], []
         dms = []
         for block in term.blocks:
-            dm = design_matrices(block.expr, used, na_action="error", extra_namespace=namespace).common
+            dm = matrices.run_formulae(
+                block.expr, frame, namespace, formula=spec.formula, parts=[(block.expr, block.expr)]
+            ).common
             if dm is None:
                 raise ValueError(f"the random term ({block.expr} | {term.group}) has no effects")
-            frame = dm.as_dataframe()
+            values = np.asarray(dm.design_matrix, dtype=float)
+            matrices.check_finite(values, dm.slices, {})
             start = len(names)
-            for c in frame.columns:
+            for c in dm.as_dataframe().columns:
                 if str(c) in names:
                     raise ValueError(
                         f"effect {str(c)!r} appears twice for grouping factor {term.group!r}; "
@@ -423,7 +393,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
                 names.append(str(c))
             idx = tuple(range(start, len(names)))
             blocks.extend([idx] if block.correlated else [(k,) for k in idx])
-            parts.append(frame.to_numpy(dtype=float))
+            parts.append(values)
             dms.append(dm)
         effects_dms[term.group] = dms
         groups.append(
@@ -435,11 +405,12 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
                 effects=tuple(names),
                 Z=np.hstack(parts),
                 blocks=tuple(blocks),
+                keys=keys,
             )
         )
     groups = _with_parents(groups)
     reference, categories = _reference_rows(
-        used, spec, [fixed.common, *(dm for dms in effects_dms.values() for dm in dms)]
+        frame, spec, [fixed.common, *(dm for dms in effects_dms.values() for dm in dms)]
     )
     single = {g.factors[0]: g.codes for g in groups if len(g.factors) == 1}
     explicit = {g.name for g in groups}
@@ -459,6 +430,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
         _effects=effects_dms,
         _reference=reference,
         _category_columns=categories,
+        _renames=renames,
     )
 
 

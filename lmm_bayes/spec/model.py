@@ -41,6 +41,21 @@ class LMM:
     design : Design
     priors : Priors
 
+    Raises
+    ------
+    TypeError
+        ``formula`` is not a string, ``data`` not a DataFrame.
+    FormulaError
+        A formula that cannot be read or evaluated (a ``ValueError``; a caret marks the term),
+        including ``x ** 2`` outside ``I(...)``, which would silently mean ``x``.
+    ValueError
+        A missing column or NaN/inf; a transformation giving NaN/inf (``log(x)`` with
+        ``x <= 0``); grouping values that would merge (``1`` and ``"1"`` in one column,
+        clusters of ``a:b`` that print alike; see :mod:`lmm_bayes.spec.labels`); a column
+        named like the package's own things (``Intercept`` as a predictor, a grouping
+        factor named ``chain``, ``obs``, ``beta`` ...; see
+        :func:`lmm_bayes.spec.validate.check_names`).
+
     Examples
     --------
     >>> import lmm_bayes as lb

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -16,25 +17,42 @@ import pandas as pd
 from lmm_bayes.errors import ImplicitNestingWarning, RowsDroppedWarning
 
 __all__ = [
+    "GROUP_SUFFIXES",
+    "RESERVED_GROUP_NAMES",
     "ImplicitNestingWarning",
     "RowsDroppedWarning",
     "bad_mask",
-    "check_coef_name",
-    "check_dataframe",
-    "check_columns",
-    "check_missing",
-    "check_numeric_response",
-    "check_grouping",
-    "check_full_rank",
-    "check_implicit_nesting",
     "check_choice",
-    "did_you_mean",
+    "check_coef_name",
+    "check_columns",
+    "check_dataframe",
+    "check_full_rank",
+    "check_group",
+    "check_grouping",
+    "check_implicit_nesting",
+    "check_levels_calls",
+    "check_missing",
+    "check_names",
+    "check_numeric_response",
     "check_positive_int",
     "check_positive_number",
     "check_probability",
     "check_seed",
-    "check_group",
+    "did_you_mean",
 ]
+
+#: Names a grouping factor (a dim of the posterior, named after its column) cannot take:
+#: the posterior's own dims (``chain``, ``draw``, ``obs``, ``coef``) and the variables
+#: every model holds (``beta``, ``sigma``, the likelihood ``y``, the graph's data ``X`` and
+#: ``y_obs``); PyMC and xarray refuse a dim named like a variable, or merge two dims.
+RESERVED_GROUP_NAMES = ("chain", "draw", "obs", "coef", "beta", "sigma", "y", "X", "y_obs")
+
+#: What :mod:`lmm_bayes.inference.layout` (and the graphs) append to a factor's name
+#: (``Subject_effect``, ``Subject_sd``, ...): a factor named like that of another clashes.
+GROUP_SUFFIXES = (
+    "_effect", "_effect_bis", "_sd", "_sd_indep", "_corr", "_chol_cov", "_z", "_b",
+    "_cov", "_coef", "_codes", "_Z", "_pair",
+)
 
 
 def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
@@ -153,6 +171,9 @@ def check_full_rank(X: np.ndarray, columns: Sequence[str]) -> None:
     """Raise naming the aliased columns when the fixed-effects matrix is rank deficient."""
     if X.shape[1] == 0:
         return
+    # each column to unit length: a column of large values (I(x ** 2)) must not make the others look like zero
+    norms = np.linalg.norm(X, axis=0)
+    X = X / np.where(norms > 0, norms, 1.0)
     tol = max(X.shape) * np.finfo(float).eps * max(np.abs(X).max(), 1.0)
     rank = np.linalg.matrix_rank(X, tol=tol * np.sqrt(X.shape[0]))
     if rank == X.shape[1]:
@@ -265,3 +286,66 @@ def check_coef_name(name: Any, columns: Sequence[str], arg: str) -> str:
             f"{arg}={name!r} is not a fixed effect of the model{hint}; fixed effects: {list(columns)}"
         )
     return name
+
+
+def _reads(text: str, name: str) -> bool:
+    """Whether a term's text reads the column ``name`` (quoted levels of C(...) do not count)."""
+    bare = re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", bare) is not None
+
+
+def check_names(spec: Any) -> None:
+    """Columns the formula reads must not take the names the package gives its own things.
+
+    * ``Intercept`` read as a predictor (a fixed term or a random effect) would take the
+      place of the column of ones, which formulae names ``Intercept`` too;
+    * a grouping factor becomes a dim of the posterior: it cannot be named like one of
+      :data:`RESERVED_GROUP_NAMES`, nor like another factor's name plus one of
+      :data:`GROUP_SUFFIXES` (factors ``a`` and ``a_sd``).
+
+    A column the formula does not read never matters.
+    """
+    exprs = [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]
+    if any(_reads(e, "Intercept") for e in exprs):
+        raise ValueError(
+            "the formula reads a column named 'Intercept', the name of the model's column of ones; "
+            "rename the column, e.g. data = data.rename(columns={'Intercept': 'intercept_col'})"
+        )
+    names = [t.group for t in spec.random]
+    for name in names:
+        if name in RESERVED_GROUP_NAMES:
+            raise ValueError(
+                f"grouping column {name!r} has the name of one of the posterior's own dims or variables "
+                f"({', '.join(RESERVED_GROUP_NAMES)}); rename the column, e.g. "
+                f"data = data.rename(columns={{{name!r}: {name + '_id'!r}}})"
+            )
+    for name in names:
+        for other in names:
+            suffix = name[len(other):] if name != other and name.startswith(other) else None
+            if suffix is not None and (suffix in GROUP_SUFFIXES or suffix.startswith("_chol_cov")):
+                raise ValueError(
+                    f"grouping factor {name!r} is named like a part of grouping factor {other!r} "
+                    f"({other + suffix!r} names {other!r}'s {suffix[1:]}); rename the column {name!r}"
+                )
+
+
+def check_levels_calls(spec: Any, data: pd.DataFrame) -> None:
+    """``C(x, levels=[...])`` must list exactly the values of ``x``: each once, none missing, none extra."""
+    for call in spec.levels_calls:
+        listed = list(call.levels)
+        present = pd.unique(data[call.column]).tolist()
+        repeated = sorted({str(v) for v in listed if listed.count(v) > 1})
+        missing = [v for v in present if v not in listed]
+        extra = [v for v in listed if v not in present]
+        if repeated or missing or extra:
+            problems = []
+            if missing:
+                problems.append(f"column {call.column!r} holds values not listed: {sorted(missing, key=str)[:10]}")
+            if extra:
+                problems.append(f"listed levels not in column {call.column!r}: {extra[:10]}")
+            if repeated:
+                problems.append(f"levels listed twice: {repeated[:10]}")
+            raise ValueError(
+                f"{call.text}: {'; '.join(problems)}. List every value of {call.column!r} once "
+                f"(the first is the reference level), e.g. levels={sorted(present, key=str)[:5]!r}"
+            )

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from lmm_bayes.inference.layout import BETA, SIGMA, coef_name, linear_predictor, pointwise_log_likelihood
+from lmm_bayes.inference.layout import (
+    BETA,
+    SIGMA,
+    codes_name,
+    coef_name,
+    linear_predictor,
+    pointwise_log_likelihood,
+    z_name,
+)
 from lmm_bayes.inference.sampling import SamplerSettings, run_sampler
 from lmm_bayes.results.estimates import normal_equations
 from lmm_bayes.results.pooling_fit import PoolingFit, shared_columns
@@ -124,8 +132,8 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
     with pm.Model(coords=coords) as model:
         X = pm.Data("X", design.X[:, shared], dims=("obs", "coef"))
         y = pm.Data("y_obs", design.y, dims="obs")
-        codes = pm.Data("codes", g.codes, dims="obs")
-        Zg = pm.Data("Z", g.Z, dims=("obs", g.effect_dim))
+        codes = pm.Data(codes_name(g), g.codes, dims="obs")
+        Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
         coef = pm.Normal(coef_name(g), mu=centers, sigma=sds, dims=(g.name, g.effect_dim))
         mu = pt.sum(Zg * coef[codes], axis=1)
         if shared:
@@ -269,7 +277,7 @@ def fit_no_pooling(
     own = _cluster_priors(design, g, scale)
     key = json.dumps(["no_pooling", design.n, shared_cols, g.name, g.n_levels, g.effects, own, priors.to_json()],
                      default=str)
-    updates = {"X": design.X[:, shared], "y_obs": design.y, "codes": g.codes, "Z": g.Z}
+    updates = {"X": design.X[:, shared], "y_obs": design.y, codes_name(g): g.codes, z_name(g): g.Z}
     post, st = _sample(lambda: _no_pooling_model(design, g, shared, priors, scale), key, updates, settings)
     coords = {"coef": shared_cols, g.name: list(g.levels), g.effect_dim: list(g.effects)}
     post = _keep(post, [BETA, SIGMA, coef_name(g)], coords)
