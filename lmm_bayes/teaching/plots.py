@@ -50,7 +50,8 @@ def _thin(tree: xr.DataTree, group: str, num_samples: int, seed: Any) -> xr.Data
     picked = azb.extract(
         tree, group=group, var_names=["y"], num_samples=min(num_samples, n), random_seed=rng, keep_dataset=True
     )
-    picked = picked.drop_vars(["sample", "chain", "draw"]).rename(sample="draw")
+    # back to (chain, draw): extract leaves a stacked "sample" dim and says so in attrs
+    picked = picked.drop_vars(["sample", "chain", "draw"]).rename(sample="draw").drop_attrs()
     return picked.transpose("draw", "obs").expand_dims(chain=[0]).assign_coords(draw=np.arange(picked.sizes["draw"]))
 
 
