@@ -29,13 +29,13 @@ from lmm_bayes.inference.layout import (
 from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results.base import FittedModel, check_fitted
-from lmm_bayes.results.summary import STAT_COLUMNS, Summary, summarize_draws
+from lmm_bayes.results.summary import Summary, summarize_draws
 from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.model import LMM
 
-__all__ = ["Fit", "STAT_COLUMNS", "Summary", "check_fit", "fit_model", "summarize_draws"]
+__all__ = ["Fit", "check_fit", "fit_model"]
 
 
 class Fit(FittedModel):
