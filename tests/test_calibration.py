@@ -6,6 +6,7 @@ and one Dask LocalCluster for the module.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -14,8 +15,9 @@ import pytest
 import xarray as xr
 
 import lmm_bayes as lb
+from lmm_bayes.calibration import workers
 from lmm_bayes.calibration.sbc import SBCResult, draw_prior, ranks_dataset
-from lmm_bayes.calibration.workers import rank_truth
+from lmm_bayes.calibration.workers import Context, Failure, Outcome, Task, rank_truth
 from lmm_bayes.inference.layout import hyperparameters
 
 PRIORS = {
@@ -271,6 +273,119 @@ def test_processes_and_executor_instances_same_ranks(sbc_dask, monkeypatch):
     with ThreadPoolExecutor(max_workers=1) as pool:
         again = lb.sbc(ri_model(), n_sims=3, seed=SEED, executor=pool, **SBC_ARGS)
     assert again.ranks.identical(res.ranks)
+
+
+# ---------------------------------------------------------------- failed simulations
+
+
+def fit_seeds(n: int) -> list[int]:
+    """The fit seed of each of the first ``n`` simulations of ``SEED`` (as sbc draws them)."""
+    return [int(c.generate_state(1)[0]) for c in np.random.SeedSequence(SEED).spawn(n)]
+
+
+def failing_at(indices, error=RuntimeError, *, fake: bool = False):
+    """A stand-in for workers.run_one that raises ``error`` for the given simulations.
+
+    The others are fitted for real, or (``fake``) get ranks of 0 without fitting.
+    """
+    real = workers.run_one
+    calls = []
+
+    def run_one(ctx, task):
+        calls.append(task.index)
+        if task.index in indices:
+            raise error(f"simulation {task.index} broke")
+        if fake:
+            return Outcome(index=task.index, ranks=np.zeros(len(ctx.params), int), diagnostics={}, seconds=0.0)
+        return real(ctx, task)
+
+    run_one.calls = calls
+    return run_one
+
+
+def test_failed_simulations_are_recorded_and_the_others_kept(sbc_dask, monkeypatch):
+    monkeypatch.setattr(workers, "run_one", failing_at({1, 4}))
+    res = lb.sbc(ri_model(), n_sims=6, seed=SEED, **SBC_ARGS)
+    kept = [0, 2, 3, 5]
+    assert res.ranks["sim"].values.tolist() == kept and res.diagnostics.index.tolist() == kept
+    assert res.ranks.identical(sbc_dask.ranks.sel(sim=kept).assign_attrs(res.ranks.attrs))
+    assert res.ranks.attrs["failed"] == 2 and res.ranks.attrs["n_sims"] == 6
+    seeds = fit_seeds(6)
+    expected = pd.DataFrame(
+        {"seed": [seeds[1], seeds[4]], "error": "RuntimeError",
+         "message": ["simulation 1 broke", "simulation 4 broke"]},
+        index=pd.Index([1, 4], name="sim"),
+    )
+    pd.testing.assert_frame_equal(res.failures, expected)
+    assert (f"2 simulation(s) failed and are left out (see .failures); the first, simulation 1 (seed {seeds[1]}), "
+            "raised RuntimeError: simulation 1 broke") in repr(res)
+    assert res.uniformity["bins"].iloc[0] == 2  # the tests count the 4 finished simulations
+
+
+def test_a_run_without_failures_has_an_empty_failures_table(sbc_dask):
+    assert sbc_dask.failures.empty and list(sbc_dask.failures.columns) == ["seed", "error", "message"]
+    assert "failed" not in repr(sbc_dask)
+    assert SBCResult.from_ranks(xr.Dataset({"sigma": ("sim", np.arange(10))}), n_draws=9).failures.empty
+
+
+def test_all_simulations_failing_raises_naming_the_first(monkeypatch):
+    monkeypatch.setattr(workers, "run_one", failing_at({0, 1, 2}, ValueError))
+    with pytest.raises(ValueError, match=rf"all 3 simulations failed; the first, simulation 0 \(seed {fit_seeds(1)[0]}\) "
+                                         r"raised ValueError: simulation 0 broke"):
+        lb.sbc(ri_model(), n_sims=3, seed=SEED, **SBC_ARGS)
+
+
+def test_keyboard_interrupt_stops_the_run(monkeypatch):
+    run_one = failing_at({1}, KeyboardInterrupt, fake=True)
+    monkeypatch.setattr(workers, "run_one", run_one)
+    with pytest.raises(KeyboardInterrupt):
+        lb.sbc(ri_model(), n_sims=4, seed=SEED, **SBC_ARGS)
+    assert run_one.calls == [0, 1]
+
+
+def test_failures_in_a_pool_and_dead_workers_are_recorded(monkeypatch):
+    """The executor path ('processes' and any concurrent.futures pool): failures come back as results.
+
+    A simulation that raises is caught in the worker; one whose worker dies (the
+    future raises) is recorded the same way.
+    """
+    from concurrent.futures import Executor, Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class DyingPool(Executor):
+        def submit(self, fn, ctx, task):
+            future = Future()
+            if task.index == 3:
+                future.set_exception(BrokenProcessPool("a worker died"))
+            else:
+                future.set_result(fn(ctx, task))
+            return future
+
+    monkeypatch.setattr(workers, "run_one", failing_at({0}, fake=True))
+    res = lb.sbc(ri_model(), n_sims=5, seed=SEED, executor=DyingPool(), **SBC_ARGS)
+    assert res.ranks["sim"].values.tolist() == [1, 2, 4]
+    assert res.failures["error"].to_dict() == {0: "RuntimeError", 3: "BrokenProcessPool"}
+    assert res.failures.loc[3, "message"] == "a worker died" and res.failures.loc[3, "seed"] == fit_seeds(4)[3]
+
+
+def test_failures_on_dask_are_caught_in_the_worker(client):
+    """A simulation that raises on a Dask worker comes back as a Failure; the others finish."""
+    model = ri_model()
+    params = tuple(hyperparameters(model.design))
+    fit_kwargs = {"draws": 100, "tune": 200, "chains": 2, "method": "collapsed", "sampler": "nutpie"}
+    ctx = Context(formula=model.formula, data=model.design.data.drop(columns=["y"]), response="y",
+                  priors=model.priors, params=params, fit_kwargs=tuple(fit_kwargs.items()), thin=2,
+                  parent_pid=os.getpid())
+    rng = np.random.default_rng(0)
+    ys = [rng.normal(size=50) for _ in range(3)]
+    ys[1][7] = np.nan  # LMM refuses a missing response: this simulation fails inside the worker
+    tasks = [Task(index=i, y=y, truth=np.zeros(len(params)), seed=100 + i) for i, y in enumerate(ys)]
+    results = workers.collect(workers.execute(ctx, tasks, client), len(tasks), False)
+    assert [type(r) for r in results] == [Outcome, Failure, Outcome]
+    failure = results[1]
+    assert (failure.index, failure.seed, failure.error) == (1, 101, "ValueError")
+    assert "missing or infinite values in 'y'" in failure.message
+    assert failure.describe().startswith("simulation 1 (seed 101) raised ValueError: missing")
 
 
 # ---------------------------------------------------------------- simulate, then fit

@@ -17,13 +17,18 @@ draw of one prior stream seeded by ``seed``, and its b, y and fit seed come from
 ``i``-th child of ``numpy.random.SeedSequence(seed)``. So the same seed gives the
 same ranks whichever executor runs it, and the first ``k`` simulations of a longer
 run equal a run of ``k``.
+
+A simulation whose fit raises is recorded (:attr:`SBCResult.failures`: index, seed,
+error) and the run goes on; the ranks and tests cover the simulations that finished
+(``sim`` keeps their indices). If every simulation fails, :func:`sbc` raises a
+``ValueError`` naming the first failure. ``KeyboardInterrupt`` stops the run.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,7 +38,7 @@ import xarray as xr
 from scipy import stats
 
 from lmm_bayes.calibration.simulate import draw_response, plain_response
-from lmm_bayes.calibration.workers import Context, Task, check_executor, collect, execute
+from lmm_bayes.calibration.workers import Context, Failure, Outcome, Task, check_executor, collect, execute
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import (
     BETA,
@@ -52,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmm_bayes.spec.model import LMM
 
-__all__ = ["SBCResult", "draw_prior", "ranks_dataset", "sbc"]
+__all__ = ["SBCResult", "draw_prior", "failures_table", "ranks_dataset", "sbc"]
 
 _COVERAGE = (0.5, 0.9)
 
@@ -131,12 +136,14 @@ def draw_prior(
 
 
 def ranks_dataset(
-    ranks: np.ndarray, params: Sequence[Hyperparameter], attrs: Mapping[str, Any]
+    ranks: np.ndarray, params: Sequence[Hyperparameter], attrs: Mapping[str, Any], *,
+    sims: Sequence[int] | None = None,
 ) -> xr.Dataset:
     """Ranks (sim, parameter) as a Dataset named like the posterior, one variable per ``Hyperparameter.var``.
 
     ``beta`` on (``sim``, ``coef``), ``sigma`` on ``sim``, ``{g}_sd`` on (``sim``,
     ``{g}_effect``), ``{g}_corr`` on (``sim``, ``{g}_pair``) with coords like ``"Intercept, x"``.
+    ``sims`` labels the rows (the simulations' indices; default ``0, 1, ...``).
 
     Examples
     --------
@@ -150,7 +157,7 @@ def ranks_dataset(
     by_var: dict[str, list[int]] = {}
     for k, p in enumerate(params):
         by_var.setdefault(p.var, []).append(k)
-    data, coords = {}, {"sim": np.arange(ranks.shape[0])}
+    data, coords = {}, {"sim": np.arange(ranks.shape[0]) if sims is None else np.asarray(sims, dtype=int)}
     for var, idx in by_var.items():
         first = params[idx[0]]
         if first.dim is None:
@@ -213,6 +220,9 @@ class SBCResult:
         Per simulation: the sampler's health as :meth:`Fit.diagnostics` reports it
         (``divergences``, ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail`` of the
         hyperparameters, ``min_bfmi``, ``treedepth_hits``) and ``seconds``.
+    failures : pandas.DataFrame
+        The simulations whose fit raised, left out of everything above: indexed by
+        ``sim``, columns ``seed`` (the fit's), ``error`` (the type) and ``message``.
 
     Examples
     --------
@@ -228,11 +238,12 @@ class SBCResult:
     uniformity: pd.DataFrame
     coverage: pd.DataFrame
     diagnostics: pd.DataFrame
+    failures: pd.DataFrame = field(default_factory=lambda: failures_table([]))
 
     @classmethod
     def from_ranks(cls, ranks: xr.Dataset, n_draws: int, *, diagnostics: pd.DataFrame | None = None,
-                   bins: int | None = None) -> SBCResult:
-        """Compute the tests and coverage from a ranks dataset (dim ``sim``)."""
+                   bins: int | None = None, failures: pd.DataFrame | None = None) -> SBCResult:
+        """Compute the tests and coverage from a ranks dataset (dim ``sim``); ``failures`` as :func:`sbc` makes."""
         flat = _flat(ranks)
         n_draws = validate.check_positive_int(n_draws, "n_draws")
         if flat.to_numpy().min() < 0 or flat.to_numpy().max() > n_draws:
@@ -251,7 +262,7 @@ class SBCResult:
         if diagnostics is None:
             diagnostics = pd.DataFrame(index=flat.index)
         return cls(ranks=ranks, n_draws=n_draws, uniformity=uniformity, coverage=coverage,
-                   diagnostics=diagnostics)
+                   diagnostics=diagnostics, failures=failures_table([]) if failures is None else failures)
 
     def pit(self) -> xr.Dataset:
         """The ranks as probability integral transforms in (0, 1): ``(rank + 0.5) / (n_draws + 1)``."""
@@ -306,8 +317,22 @@ class SBCResult:
 
     def __repr__(self) -> str:
         table = self.uniformity[["p_value"]].join(self.coverage)
-        return (f"SBCResult: {self.ranks.sizes['sim']} simulations, ranks in 0..{self.n_draws}\n"
+        failed = ""
+        if len(self.failures):
+            first = self.failures.iloc[0]
+            message = (str(first["message"]).strip().splitlines() or [""])[0]
+            failed = (f"{len(self.failures)} simulation(s) failed and are left out (see .failures); the first, "
+                      f"simulation {self.failures.index[0]} (seed {first['seed']}), raised {first['error']}: "
+                      f"{message}\n")
+        return (f"SBCResult: {self.ranks.sizes['sim']} simulations, ranks in 0..{self.n_draws}\n{failed}"
                 f"{table.to_string(float_format=lambda v: f'{v:.3f}')}")
+
+
+def failures_table(failures: Sequence[Failure]) -> pd.DataFrame:
+    """The failed simulations as :attr:`SBCResult.failures` holds them (indexed by ``sim``)."""
+    rows = [(f.index, f.seed, f.error, f.message) for f in failures]
+    table = pd.DataFrame(rows, columns=["sim", "seed", "error", "message"]).astype({"sim": int, "seed": int})
+    return table.set_index("sim")
 
 
 # ---------------------------------------------------------------- public
@@ -363,6 +388,12 @@ def sbc(
     Returns
     -------
     SBCResult
+        Of the simulations that finished; those whose fit raised are in its ``failures``.
+
+    Raises
+    ------
+    ValueError
+        Every simulation failed (the message names the first one's index, seed and error).
 
     Examples
     --------
@@ -403,18 +434,22 @@ def sbc(
         parent_pid=os.getpid(),
     )
     tasks = _simulate_tasks(design, truth_priors, params, n_sims, seed)
-    outcomes = collect(execute(ctx, tasks, executor), n_sims, progressbar)
+    results = collect(execute(ctx, tasks, executor), n_sims, progressbar)
+    outcomes = [o for o in results if isinstance(o, Outcome)]
+    failures = [o for o in results if isinstance(o, Failure)]
+    if not outcomes:
+        raise ValueError(f"all {n_sims} simulations failed; the first, {failures[0].describe()}")
 
     n_draws = chains * len(range(0, draws, thin))
     attrs = {"formula": model.formula, "priors": model.priors.to_json(), "seed": seed, "thin": thin,
-             "draws": draws, "chains": chains, "n_draws": n_draws,
+             "draws": draws, "chains": chains, "n_draws": n_draws, "n_sims": n_sims, "failed": len(failures),
              "sim_priors": truth_priors.to_json(), "method": method, "sampler": sampler}
-    ranks = ranks_dataset(np.stack([o.ranks for o in outcomes]), params, attrs)
+    sims = [o.index for o in outcomes]
+    ranks = ranks_dataset(np.stack([o.ranks for o in outcomes]), params, attrs, sims=sims)
     diagnostics = pd.DataFrame(
-        [{**o.diagnostics, "seconds": o.seconds} for o in outcomes],
-        index=pd.Index([o.index for o in outcomes], name="sim"),
+        [{**o.diagnostics, "seconds": o.seconds} for o in outcomes], index=pd.Index(sims, name="sim"),
     )
-    return SBCResult.from_ranks(ranks, n_draws, diagnostics=diagnostics)
+    return SBCResult.from_ranks(ranks, n_draws, diagnostics=diagnostics, failures=failures_table(failures))
 
 
 def _sim_priors(model: LMM, overrides: Priors | Mapping[str, Any] | None) -> Priors:

@@ -4,6 +4,11 @@ A :class:`Task` (one simulated response and its true hyperparameters) is fitted 
 :func:`run_one`, which ranks the truth among the posterior draws (:func:`rank_truth`)
 and checks the sampler's health (:func:`~lmm_bayes.results.summary.diagnose`).
 
+A simulation that raises does not stop the others: :func:`attempt` (what the
+executors run) turns its exception into a :class:`Failure` (index, seed, error type
+and message) inside the worker, so nothing is lost in transit; a worker that dies
+is recorded the same way. ``KeyboardInterrupt`` is not caught, and stops the run.
+
 ``executor=None`` runs in this process; ``"processes"`` uses local worker processes;
 a ``dask.distributed.Client`` runs each simulation as a Dask task, so the same call
 scales from a laptop to a cluster. Every worker process gets its own PyTensor compile
@@ -32,7 +37,9 @@ from lmm_bayes.inference.layout import Hyperparameter, hyperparameter_draws
 from lmm_bayes.results.summary import diagnose
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["Context", "Outcome", "Task", "check_executor", "collect", "execute", "rank_truth", "run_one"]
+__all__ = [
+    "Context", "Failure", "Outcome", "Task", "attempt", "check_executor", "collect", "execute", "rank_truth", "run_one",
+]
 
 
 # ---------------------------------------------------------------- one simulation (runs in a worker)
@@ -89,6 +96,24 @@ class Outcome:
     ranks: np.ndarray
     diagnostics: dict[str, Any]
     seconds: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One simulation that raised: its index, its fit's seed, the error's type name and message."""
+
+    index: int
+    seed: int
+    error: str
+    message: str
+
+    @classmethod
+    def of(cls, task: Task, err: BaseException) -> Failure:
+        return cls(index=task.index, seed=task.seed, error=type(err).__name__, message=str(err))
+
+    def describe(self) -> str:
+        """``"simulation 3 (seed 123) raised ValueError: ..."``."""
+        return f"simulation {self.index} (seed {self.seed}) raised {self.error}: {self.message}"
 
 
 def rank_truth(
@@ -194,6 +219,14 @@ def run_one(ctx: Context, task: Task) -> Outcome:
     )
 
 
+def attempt(ctx: Context, task: Task) -> Outcome | Failure:
+    """:func:`run_one`, with any exception (not ``KeyboardInterrupt``) returned as a :class:`Failure`."""
+    try:
+        return run_one(ctx, task)
+    except Exception as err:  # noqa: BLE001 - one simulation's error must not stop the others
+        return Failure.of(task, err)
+
+
 # ---------------------------------------------------------------- executors
 
 
@@ -215,20 +248,25 @@ def check_executor(executor: Any) -> None:
     )
 
 
-def execute(ctx: Context, tasks: Sequence[Task], executor: Any) -> Iterator[Outcome]:
-    """Run every task on ``executor`` (see :func:`check_executor`); yield outcomes in order of completion."""
+def execute(ctx: Context, tasks: Sequence[Task], executor: Any) -> Iterator[Outcome | Failure]:
+    """Run every task on ``executor`` (see :func:`check_executor`); yield results in order of completion.
+
+    A simulation that raises, or whose worker dies, yields a :class:`Failure`.
+    """
     if executor is None:
         for task in tasks:
-            yield run_one(ctx, task)
+            yield attempt(ctx, task)
     elif _is_dask_client(executor):
         from distributed import as_completed
 
         shared = executor.scatter(ctx, broadcast=True)
         token = uuid.uuid4().hex[:8]
-        futures = [executor.submit(run_one, shared, t, pure=False, key=f"sbc-{token}-{t.index}")
-                   for t in tasks]
-        for future in as_completed(futures):
-            yield future.result()
+        futures = {executor.submit(attempt, shared, t, pure=False, key=f"sbc-{token}-{t.index}"): t for t in tasks}
+        try:
+            for future in as_completed(futures):
+                yield _result(future, futures[future])
+        finally:
+            executor.cancel(list(futures))  # after an interrupt, nothing keeps running (no-op when all are done)
     elif executor == "processes":
         with cf.ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:
             yield from _from_pool(pool, ctx, tasks)
@@ -236,21 +274,34 @@ def execute(ctx: Context, tasks: Sequence[Task], executor: Any) -> Iterator[Outc
         yield from _from_pool(executor, ctx, tasks)
 
 
-def _from_pool(pool: cf.Executor, ctx: Context, tasks: Sequence[Task]) -> Iterator[Outcome]:
-    futures = [pool.submit(run_one, ctx, t) for t in tasks]
-    for future in cf.as_completed(futures):
-        yield future.result()
+def _result(future: Any, task: Task) -> Outcome | Failure:
+    """The future's result; a worker's death (or a lost result) as a :class:`Failure`."""
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - e.g. BrokenProcessPool or a killed Dask worker
+        return Failure.of(task, err)
 
 
-def collect(outcomes: Iterator[Outcome], total: int, show: bool) -> list[Outcome]:
-    """Gather ``total`` outcomes (a rich progress bar when ``show``), sorted by simulation index."""
+def _from_pool(pool: cf.Executor, ctx: Context, tasks: Sequence[Task]) -> Iterator[Outcome | Failure]:
+    futures = {pool.submit(attempt, ctx, t): t for t in tasks}
+    try:
+        for future in cf.as_completed(futures):
+            yield _result(future, futures[future])
+    finally:
+        for future in futures:  # after an interrupt, start no more simulations
+            future.cancel()
+
+
+def collect(outcomes: Iterator[Outcome | Failure], total: int, show: bool) -> list[Outcome | Failure]:
+    """Gather ``total`` results (a rich progress bar when ``show``, counting failures), sorted by index."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    done = []
-    columns = (TextColumn("SBC"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    done: list[Outcome | Failure] = []
+    columns = (TextColumn("SBC{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show, transient=False) as bar:
-        task = bar.add_task("sbc", total=total)
+        task = bar.add_task("", total=total)
         for outcome in outcomes:
             done.append(outcome)
-            bar.advance(task)
+            failed = sum(isinstance(o, Failure) for o in done)
+            bar.update(task, advance=1, description=f" ({failed} failed)" if failed else "")
     return sorted(done, key=lambda o: o.index)

@@ -6,13 +6,28 @@ the ``h5netcdf`` engine, plus a group ``lmm_bayes_data`` holding the training
 rows (the used columns of the used rows, with their row labels and dtypes). The
 root attributes carry the formula, the mixed model's priors (JSON), the provenance,
 the kind of fit (``FittedModel.kind``; a pooling fit's ``pooling`` and ``group`` too),
-a format marker and a format version. :func:`load` rebuilds ``LMM(formula, data,
-priors=...)`` from them and the fit of the stored kind, so ``predict``, summaries and
-plots work as before saving. No pickle: loading a file runs no code from it.
+a format marker, a format version and the checksums. :func:`load` rebuilds
+``LMM(formula, data, priors=...)`` from them and the fit of the stored kind, so
+``predict``, summaries and plots work as before saving. No pickle: loading a file
+runs no code from it.
+
+Checksums: the root attribute ``lmm_bayes_checksums`` maps each item the numbers
+depend on besides the draws (every variable of ``observed_data``, ``constant_data``
+and the training data, the posterior's coordinates, the training data's and the
+root attributes but format marker, version and writer) to the SHA-256 of its
+content; :func:`load` raises :class:`~lmm_bayes.errors.FitFileError` naming each
+item that differs. It also rebuilds the design from the training data and compares
+y, X, the codes, Z and the level labels with the stored ones.
+
+Format version policy: :data:`FORMAT_VERSION` is bumped only when older readers
+could no longer read a file correctly. Older readers ignore the checksums, so files
+with them stay version 1; a file without them (from before they existed) loads
+with the rebuild check only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -24,12 +39,13 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import FitFileError
+from lmm_bayes.inference.layout import BETA, SIGMA, codes_name, coef_name, posterior_vars, z_name
 from lmm_bayes.results.base import FittedModel, check_fitted
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.model import LMM
 
-__all__ = ["ENGINE", "FORMAT", "FORMAT_VERSION", "FitFileError", "load", "save"]
+__all__ = ["CHECKSUM_ATTR", "ENGINE", "FORMAT", "FORMAT_VERSION", "FitFileError", "load", "save"]
 
 #: value of the root attribute ``lmm_bayes_format`` that marks our files
 FORMAT = "lmm-bayes-fit"
@@ -39,8 +55,13 @@ ENGINE = "h5netcdf"
 DATA_GROUP = "lmm_bayes_data"
 #: root attribute naming the kind of fit (``FittedModel.kind``); files without it hold a mixed model
 KIND_ATTR = "lmm_bayes_kind"
-_FILE_ATTRS = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_by", KIND_ATTR)
+#: root attribute holding the checksums (JSON ``{item: sha256}``); files written before it have none
+CHECKSUM_ATTR = "lmm_bayes_checksums"
+_UNCHECKED = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_by", CHECKSUM_ATTR)
+_FILE_ATTRS = (*_UNCHECKED, KIND_ATTR)
+_CHECKED_GROUPS = ("observed_data", "constant_data", DATA_GROUP)
 _ROW = "row"
+_KINDS = ("categorical", "bool", "numeric", "string")
 
 
 def _check_path(path: Any) -> Path:
@@ -97,28 +118,68 @@ def _plain(index: pd.Index) -> np.ndarray:
     return index.astype(str).to_numpy(dtype=str)
 
 
+def _count(attrs: Any, key: str, minimum: int) -> int:
+    """An integer attribute ``>= minimum``; ``ValueError`` saying what is wrong otherwise."""
+    value = attrs.get(key)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= minimum:
+        return int(value)
+    raise ValueError(f"its {key!r} attribute must be an integer >= {minimum}, got {value!r}")
+
+
+def _variable(ds: xr.Dataset, name: str) -> xr.DataArray:
+    if name not in ds.variables:
+        raise ValueError(f"it has no variable {name!r}")
+    return ds[name]
+
+
+def _column(ds: xr.Dataset, var: str) -> tuple[str, Any]:
+    """The column stored as ``var``: its name and values, each attribute checked."""
+    values = _variable(ds, var).values
+    attrs = ds[var].attrs
+    if "name" not in attrs:
+        raise ValueError(f"its variable {var!r} has no 'name' attribute")
+    name = str(attrs["name"])
+    kind = attrs.get("kind")
+    if not isinstance(kind, str) or kind not in _KINDS:
+        raise ValueError(f"its variable {var!r} has an unknown kind {kind!r} (expected one of {list(_KINDS)})")
+    if kind == "string":
+        return name, pd.array(values.astype(str), dtype="str")
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"its variable {var!r} of kind {kind!r} holds {values.dtype} values, not numbers")
+    if kind == "numeric":
+        return name, values
+    if kind == "bool":
+        if not np.isin(values, (0, 1)).all():
+            raise ValueError(f"its variable {var!r} of kind 'bool' holds values other than 0 and 1")
+        return name, values.astype(bool)
+    cats = _variable(ds, f"{var}_categories").values
+    cat_kind, ordered = attrs.get("categories_kind"), attrs.get("ordered")
+    if not isinstance(cat_kind, str) or cat_kind not in ("numeric", "string"):
+        raise ValueError(f"its variable {var!r} has categories_kind {cat_kind!r}, not 'numeric' or 'string'")
+    if not isinstance(ordered, (int, np.integer)) or ordered not in (0, 1):
+        raise ValueError(f"its variable {var!r} has an 'ordered' attribute {ordered!r}, not 0 or 1")
+    if values.dtype.kind not in "iu" or values.min(initial=0) < -1 or values.max(initial=0) >= len(cats):
+        raise ValueError(f"its variable {var!r} holds category codes outside 0..{len(cats) - 1}")
+    if cat_kind == "string":
+        cats = cats.astype(str).astype(object)
+    return name, pd.Categorical.from_codes(values, categories=cats, ordered=bool(ordered))
+
+
 def _dataset_to_data(ds: xr.Dataset) -> pd.DataFrame:
-    columns = {}
-    for k in range(int(ds.attrs["columns"])):
-        var = ds[f"col_{k}"]
-        kind = var.attrs["kind"]
-        values = var.values
-        if kind == "categorical":
-            cats = ds[f"col_{k}_categories"].values
-            if var.attrs.get("categories_kind") == "string":
-                cats = cats.astype(str).astype(object)
-            col = pd.Categorical.from_codes(values, categories=cats, ordered=bool(var.attrs["ordered"]))
-        elif kind == "bool":
-            col = values.astype(bool)
-        elif kind == "string":
-            col = pd.array(values.astype(str), dtype="str")
-        else:
-            col = values
-        columns[str(var.attrs["name"])] = col
-    names = json.loads(ds.attrs["index_names"])
-    n_levels = int(ds.attrs["index_levels"])
+    """The training rows back from :func:`_data_to_dataset`; ``ValueError`` saying what is damaged."""
+    columns = dict(_column(ds, f"col_{k}") for k in range(_count(ds.attrs, "columns", 1)))
+    n_levels = _count(ds.attrs, "index_levels", 1)
+    try:
+        names = json.loads(ds.attrs["index_names"])
+    except (KeyError, TypeError, ValueError):
+        names = None
+    if not isinstance(names, list) or len(names) != n_levels:
+        raise ValueError(f"its 'index_names' attribute is not a JSON list of {n_levels} name(s)")
+    if _ROW not in ds.coords:
+        raise ValueError("it has no row labels (coordinate 'row')")
     if n_levels > 1:
-        index = pd.MultiIndex.from_arrays([ds[f"index_level_{j}"].values for j in range(n_levels)], names=names)
+        levels = [_variable(ds, f"index_level_{j}").values for j in range(n_levels)]
+        index = pd.MultiIndex.from_arrays(levels, names=names)
     else:
         index = pd.Index(ds[_ROW].values, name=names[0])
     return pd.DataFrame(columns, index=index)
@@ -135,16 +196,73 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign(fixes) if fixes else ds
 
 
+# ---------------------------------------------------------------------------- checksums
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON-able form of an attribute value that survives the netCDF round trip (numbers as floats)."""
+    a = np.asarray(value)
+    if a.dtype.kind in "biuf":
+        return a.astype(float).tolist()
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in a.ravel().tolist()]
+
+
+def _digest(values: Any, *parts: Any) -> str:
+    """SHA-256 of an array (numbers as float64 bytes, anything else as text) and JSON-able ``parts``."""
+    a = np.asarray(values)
+    h = hashlib.sha256(json.dumps([a.shape, *parts], sort_keys=True, default=str).encode())
+    if a.dtype.kind in "biuf":
+        h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
+    else:
+        h.update(json.dumps(_canonical(a)).encode())
+    return h.hexdigest()
+
+
+def _checksums(tree: xr.DataTree) -> dict[str, str]:
+    """The checksum of every covered item of ``tree`` (see the module docstring)."""
+    sums = {f"attribute {k!r}": _digest(_canonical(v)) for k, v in tree.attrs.items() if k not in _UNCHECKED}
+    for group in _CHECKED_GROUPS:
+        if group in tree.children:
+            ds = tree[group].to_dataset()
+            for name, var in ds.variables.items():
+                attrs = {k: _canonical(v) for k, v in var.attrs.items()}
+                sums[f"{group}/{name}"] = _digest(var.values, list(var.dims), attrs)
+    if DATA_GROUP in tree.children:
+        sums[f"{DATA_GROUP} attributes"] = _digest([], {k: _canonical(v) for k, v in tree[DATA_GROUP].attrs.items()})
+    if "posterior" in tree.children:
+        for name, coord in tree["posterior"].to_dataset().coords.items():
+            sums[f"posterior/{name}"] = _digest(coord.values, list(coord.dims))
+    return sums
+
+
+def _alterations(tree: xr.DataTree, path: Path) -> str:
+    """What differs from when the file was saved, by its checksums ("": nothing, or no checksums)."""
+    stored = tree.attrs.get(CHECKSUM_ATTR)
+    if stored is None:
+        return ""  # written before checksums existed
+    try:
+        stored = json.loads(stored)
+    except (TypeError, ValueError):
+        stored = None
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise FitFileError(f"{str(path)!r}: its checksums attribute is damaged; the file may be damaged")
+    now = _checksums(tree)
+    problems = [f"{k} {'differs' if k in now else 'is missing'}" for k, v in stored.items() if now.get(k) != v]
+    why = "its checksums do not match, so its numbers cannot be trusted; save the fit again from its source"
+    return f"was altered after it was saved ({'; '.join(problems)}): {why}" if problems else ""
+
+
 # ---------------------------------------------------------------------------- save / load
 
 
 def save(fit: FittedModel, path: str | os.PathLike) -> None:
     """Write a fit (any :class:`~lmm_bayes.results.base.FittedModel`) to one netCDF file (h5netcdf engine).
 
-    The file holds every draw, the formula, the priors, the provenance and the
-    training data, so :func:`load` can rebuild everything ``predict`` needs. An
-    existing file at ``path`` is replaced (the new one is written next to it
-    first, so a failed write leaves the old one intact). The fit is not changed.
+    The file holds every draw, the formula, the priors, the provenance, the
+    training data and the checksums of all but the draws, so :func:`load` can
+    rebuild everything ``predict`` needs and tell an altered file. An existing
+    file at ``path`` is replaced (the new one is written next to it first, so a
+    failed write leaves the old one intact). The fit is not changed.
 
     Parameters
     ----------
@@ -176,15 +294,10 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
     }
     groups[f"/{DATA_GROUP}"] = _data_to_dataset(fit.design.data)
     tree = xr.DataTree.from_dict(groups)
-    tree.attrs.update(fit.idata.attrs)
-    tree.attrs.update(
-        {
-            "lmm_bayes_format": FORMAT,
-            "lmm_bayes_format_version": FORMAT_VERSION,
-            "lmm_bayes_saved_by": __version__,
-            KIND_ATTR: fit.kind,
-        }
-    )
+    tree.attrs.update({k: v for k, v in fit.idata.attrs.items() if k not in _FILE_ATTRS})
+    tree.attrs.update({"lmm_bayes_format": FORMAT, "lmm_bayes_format_version": FORMAT_VERSION,
+                       "lmm_bayes_saved_by": __version__, KIND_ATTR: fit.kind})
+    tree.attrs[CHECKSUM_ATTR] = json.dumps(_checksums(tree), sort_keys=True)
     tmp = path.with_name(f".{path.name}.partial")
     try:
         tree.to_netcdf(tmp, engine=ENGINE)
@@ -215,8 +328,10 @@ def load(path: str | os.PathLike) -> FittedModel:
         No file at ``path``.
     FitFileError
         (a ``ValueError``) The file is not a netCDF file written by lmm-bayes, was
-        written by a newer format version, holds an unknown kind of fit, or its stored
-        design no longer matches.
+        written by a newer format version, holds an unknown kind of fit, was altered
+        after saving (its checksums differ), is damaged (an attribute, the training
+        data or the posterior cannot be read), or its stored design no longer matches
+        the design rebuilt from its training data. The message names the file and the problem.
 
     Examples
     --------
@@ -231,8 +346,6 @@ def load(path: str | os.PathLike) -> FittedModel:
     """
     from lmm_bayes.results.fit import Fit
     from lmm_bayes.results.pooling_fit import PoolingFit
-    from lmm_bayes.spec.model import LMM
-    from lmm_bayes.spec.priors import Priors
 
     path = _check_path(path)
     if not path.is_file():
@@ -245,20 +358,21 @@ def load(path: str | os.PathLike) -> FittedModel:
             "write one with fit.save(path)"
         ) from None
     marker = tree.attrs.get("lmm_bayes_format")
-    if marker != FORMAT or DATA_GROUP not in tree.children:
+    if not isinstance(marker, str) or marker != FORMAT or DATA_GROUP not in tree.children:
         raise FitFileError(
             f"{str(path)!r} is a netCDF file but not an lmm-bayes fit (no {FORMAT!r} marker); "
             "write one with fit.save(path)"
         )
-    version = int(tree.attrs.get("lmm_bayes_format_version", -1))
+    try:
+        version = _count(tree.attrs, "lmm_bayes_format_version", 1)
+    except ValueError as err:
+        raise FitFileError(f"{str(path)!r} has an invalid fit-file format version: {err}") from None
     if version > FORMAT_VERSION:
         raise FitFileError(
             f"{str(path)!r} has fit-file format version {version}, newer than this lmm-bayes reads "
             f"(version {FORMAT_VERSION}; the file was written by lmm-bayes "
             f"{tree.attrs.get('lmm_bayes_saved_by', '?')}); upgrade lmm-bayes to load it"
         )
-    if version < 1:
-        raise FitFileError(f"{str(path)!r} has an invalid fit-file format version {version}")
     kinds: dict[str, type[FittedModel]] = {cls.kind: cls for cls in (Fit, PoolingFit)}
     kind = str(tree.attrs.get(KIND_ATTR, Fit.kind))
     if kind not in kinds:
@@ -266,57 +380,113 @@ def load(path: str | os.PathLike) -> FittedModel:
             f"{str(path)!r} holds a fit of kind {kind!r}, which this lmm-bayes does not know "
             f"(it knows {sorted(kinds)}); upgrade lmm-bayes to load it"
         )
-    data = _dataset_to_data(tree[DATA_GROUP].to_dataset())
-    priors = Priors.from_dict(json.loads(tree.attrs["priors"]))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
-        model = LMM(str(tree.attrs["formula"]), data, priors=priors)
+    altered = _alterations(tree, path)
+    try:
+        fit = _read_fit(tree, path, kinds[kind])
+    except FitFileError as err:  # the most telling message first, the checksums' verdict after it
+        raise FitFileError(f"{err}; besides, the file {altered}" if altered else str(err)) from None
+    if altered:
+        raise FitFileError(f"{str(path)!r} {altered}")
+    return fit
+
+
+def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedModel:
+    """The fit of class ``cls`` in ``tree``, its model rebuilt and its design checked."""
+    from lmm_bayes.results.pooling_fit import PoolingFit
+
+    model = _rebuild_model(tree, path)
     groups = {f"/{name}": child.to_dataset() for name, child in tree.children.items() if name != DATA_GROUP}
     idata = xr.DataTree.from_dict(groups)
     idata.attrs.update({k: v for k, v in tree.attrs.items() if k not in _FILE_ATTRS})
     try:
-        fit = kinds[kind](idata=idata, model=model)
+        fit = cls(idata=idata, model=model)
     except ValueError as err:  # a pooling fit's pooling or group attribute is damaged
         raise FitFileError(f"{str(path)!r}: {err}; the file may be damaged") from None
     if isinstance(fit, PoolingFit):
         columns, factors = fit.beta_columns, ([fit.group] if fit.pooling == "no_pooling" else [])
+        needed = [BETA, SIGMA, *(coef_name(fit.group) for _ in factors)]
     else:
         columns, factors = list(model.design.X_columns), [g.name for g in model.design.groups]
-    _check_design(model, tree, path, columns=columns, factors=factors)
+        needed = posterior_vars(model.design)
+    _check_design(model, tree, path, columns=columns, factors=factors, needed=needed)
     return fit
 
 
+def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
+    """``LMM(formula, data, priors=priors)`` from the stored attributes and training data."""
+    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.spec.priors import Priors
+
+    for key in ("formula", "priors"):
+        if not isinstance(tree.attrs.get(key), str):
+            problem = f"no {key!r} attribute" if key not in tree.attrs else f"a {key!r} attribute that is not text"
+            raise FitFileError(f"{str(path)!r} has {problem}; the file may be damaged")
+    try:
+        data = _dataset_to_data(tree[DATA_GROUP].to_dataset())
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise FitFileError(f"{str(path)!r}: the stored training data is damaged: {err}") from None
+    try:
+        priors = Priors.from_dict(json.loads(tree.attrs["priors"]))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        why = f"{type(err).__name__}: {err}"
+        raise FitFileError(f"{str(path)!r}: the stored priors cannot be read ({why}); it may be damaged") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
+            return LMM(tree.attrs["formula"], data, priors=priors)
+    except Exception as err:  # noqa: BLE001 - whatever the formula, data or priors did wrong, the file is damaged
+        raise FitFileError(
+            f"{str(path)!r}: cannot rebuild the model from the stored formula, priors and training data "
+            f"({type(err).__name__}: {err}); the file may be damaged"
+        ) from None
+
+
 def _check_design(
-    model: LMM, tree: xr.DataTree, path: Path, *, columns: list[str], factors: list[str]
+    model: LMM, tree: xr.DataTree, path: Path, *, columns: list[str], factors: list[str], needed: list[str]
 ) -> None:
     """The rebuilt design must be the one the draws belong to.
 
-    The posterior's ``coef`` (where present) must be ``columns``; every factor of
-    ``factors`` must be a dim of the posterior with the design's levels (a mixed
-    model has every factor's b, a no-pooling fit its factor's own coefficients, a
-    complete-pooling fit none), and any other factor's dim, where present, too.
+    The posterior must hold the variables ``needed``, its ``coef`` (where present) be
+    ``columns``, every factor of ``factors`` (any other where present) be a dim with the
+    design's levels; the stored y, X, codes and Z (where present) must equal the rebuilt.
     """
+    if "posterior" not in tree.children:
+        raise FitFileError(f"{str(path)!r} has no posterior group; the file may be damaged")
+    post = tree["posterior"]
+    missing = [v for v in needed if v not in post.data_vars and not (v == BETA and not columns)]
+    if missing:
+        raise FitFileError(f"{str(path)!r}: the posterior lacks {', '.join(map(repr, missing))}; it may be damaged")
     design = model.design
     problems = []
-    post = tree["posterior"]
     if "coef" in post.dims and list(post["coef"].values.astype(str)) != list(columns):
         problems.append("fixed-effect columns differ")
+    stored = tree["constant_data"].to_dataset() if "constant_data" in tree.children else xr.Dataset()
+    if "observed_data" in tree.children and not _same(tree["observed_data"].to_dataset().get("y"), design.y):
+        problems.append("the response differs")
+    if not _same(stored.get("X"), design.X, close=True):
+        problems.append("the fixed-effects matrix differs")
     for g in design.groups:
         present = g.name in post.dims
         if (g.name in factors and not present) or (
             present and list(post[g.name].values.astype(str)) != list(g.levels)
         ):
             problems.append(f"levels of {g.name!r} differ")
-    if "observed_data" in tree.children:
-        y = tree["observed_data"]["y"].values
-        if y.shape != design.y.shape or not np.array_equal(y, design.y):
-            problems.append("the response differs")
-    if "constant_data" in tree.children and "X" in tree["constant_data"]:
-        X = tree["constant_data"]["X"].values
-        if X.shape != design.X.shape or not np.allclose(X, design.X, rtol=1e-12, atol=0):
-            problems.append("the fixed-effects matrix differs")
+        if not _same(stored.get(codes_name(g)), g.codes):
+            problems.append(f"the codes of {g.name!r} differ")
+        if not _same(stored.get(z_name(g)), g.Z, close=True):
+            problems.append(f"the Z of {g.name!r} differs")
     if problems:
         raise FitFileError(
             f"{str(path)!r}: the design rebuilt from the stored data does not match the draws "
             f"({'; '.join(problems)}); the file may be damaged or written by an incompatible version"
         )
+
+
+def _same(stored: xr.DataArray | None, rebuilt: np.ndarray, *, close: bool = False) -> bool:
+    """``stored`` (absent: nothing to compare) equals ``rebuilt``, or to 1e-12 relative when ``close``."""
+    if stored is None:
+        return True
+    values = stored.values
+    if values.shape != rebuilt.shape or values.dtype.kind not in "biuf":
+        return False
+    return bool(np.allclose(values, rebuilt, rtol=1e-12, atol=0) if close else np.array_equal(values, rebuilt))
