@@ -419,3 +419,20 @@ def test_truth_and_posterior_b_line_up_by_label(recovery):
         inside = ((lo <= sim.truth[f"{g}_b"]) & (sim.truth[f"{g}_b"] <= hi))  # aligned by level label
         assert inside.sizes[g] == sim.truth.sizes[g]
         assert float(inside.mean()) > 0.85
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sampler="nutpei"), r"sampler must be one of .* \(did you mean 'nutpie'\?\)"),
+    (dict(method="colapsed"), r"method must be one of .* \(did you mean 'collapsed'\?\)"),
+    (dict(tune=0), r"tune must be at least 1, got 0"),
+])
+def test_fit_settings_are_checked_before_any_simulation(monkeypatch, kwargs, message):
+    from lmm_bayes.calibration import workers
+
+    def no_simulation(*args, **kw):
+        raise AssertionError("a simulation ran before the settings were checked")
+
+    monkeypatch.setattr(workers, "attempt", no_simulation)
+    monkeypatch.setattr(workers, "run_one", no_simulation)
+    with pytest.raises(ValueError, match=message):
+        lb.sbc(ri_model(), n_sims=2, draws=20, seed=1, progressbar=False, **kwargs)

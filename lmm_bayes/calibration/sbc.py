@@ -48,6 +48,8 @@ from lmm_bayes.inference.layout import (
     hyperparameter_draws,
     hyperparameters,
 )
+from lmm_bayes.inference.methods import METHODS
+from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors, resolve_priors
@@ -418,6 +420,9 @@ def sbc(
     if not isinstance(progressbar, bool):
         raise TypeError(f"progressbar must be True or False, got {type(progressbar).__name__}")
     check_executor(executor)
+    # the fits' settings, checked once here rather than failing in every simulation
+    validate.check_choice(method, METHODS, "method")
+    SamplerSettings(sampler=sampler, draws=draws, tune=tune, chains=chains, progressbar=progressbar)
     design = model.design
     response = plain_response(model.spec)
     truth_priors = _sim_priors(model, sim_priors)
