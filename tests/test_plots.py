@@ -126,8 +126,17 @@ def test_variance_partition(fit):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["Subject", "Residual"]
     assert len(ax.patches) == 2  # one bar per component
-    widths = sorted(p.get_width() for p in ax.patches)
-    assert sum(widths) == pytest.approx(1.0)  # shares of one total
+    # each bar is that component's posterior mean share at Days=9, computed here from the draws:
+    # z'Gz / (z'Gz + sigma^2) with z = (1, 9) and G from Subject_sd and Subject_corr (a chart of SD
+    # shares, or of the shares at Days=0, gives other widths)
+    post = fit.posterior.transpose("chain", "draw", ...)
+    sd, R = post["Subject_sd"].values, post["Subject_corr"].values
+    z = np.array([1.0, 9.0])
+    zGz = np.einsum("i,cdi,cdij,cdj,j->cd", z, sd, R, sd, z)
+    share = zGz / (zGz + post["sigma"].values ** 2)
+    label_at = {float(t): label.get_text() for t, label in zip(ax.get_yticks(), ax.get_yticklabels())}
+    bars = {label_at[p.get_y() + p.get_height() / 2]: p.get_width() for p in ax.patches}
+    assert bars == pytest.approx({"Subject": share.mean(), "Residual": 1 - share.mean()}, rel=1e-10)
     assert ax.get_title() == "Variance partition (evaluated at Days=9)"
     assert ax.get_xlabel() == "share of the total variance"
 
