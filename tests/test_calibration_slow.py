@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 from arviz_stats.ecdf_utils import ecdf_pit
 
 import lmm_bayes as lb

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from conditional import g_draws, standardized_b
 from scipy import stats
 
 import lmm_bayes as lb
@@ -71,14 +72,6 @@ def _lme4_G(ref, q: int) -> np.ndarray:
     return G[:q, :q]
 
 
-def _G_draws(fit) -> np.ndarray:
-    """G = diag(sd) R diag(sd) per draw, from the posterior's own {g}_sd and {g}_corr: (chain, draw, q, q)."""
-    post = fit.posterior.transpose("chain", "draw", ...)
-    sd = post["Subject_sd"].values
-    corr = post["Subject_corr"].values if "Subject_corr" in post else np.eye(sd.shape[-1])
-    return sd[..., :, None] * corr * sd[..., None, :]
-
-
 def _embed(G: np.ndarray, effects, columns) -> np.ndarray:
     """G on the fixed-effect columns (zeros where a column has no random effect)."""
     idx = [list(columns).index(e) for e in effects]
@@ -99,31 +92,6 @@ def _balanced_beta_cov(fit, G_ext, sigma2) -> np.ndarray:
     assert all(np.array_equal(d.X[g.codes == j], Xi) for j in range(g.n_levels))  # balanced
     A = np.linalg.inv(Xi.T @ Xi)
     return (G_ext + np.asarray(sigma2)[..., None, None] * A) / g.n_levels
-
-
-def _standardized_b(fit) -> np.ndarray:
-    """w = L'(b - m) per draw and cluster, where b | beta, G, sigma, y ~ N(m, P^-1) and P = L L'.
-
-    For every joint posterior draw, b given the other parameters is exactly this normal
-    (both methods: the full sampler's stationary distribution, the collapsed method's exact
-    draw), so w ~ N(0, I) whatever (beta, G, sigma) are. Computed with numpy from y, X, Z
-    and the posterior's beta, sigma, {g}_sd, {g}_corr. Returns (chain, draw, level, effect).
-    """
-    post = fit.posterior.transpose("chain", "draw", ...)
-    d = fit.design
-    (g,) = d.groups
-    Ginv = np.linalg.inv(_G_draws(fit))
-    s2 = post["sigma"].values[..., None, None] ** 2
-    b = post[f"{g.name}_b"].values
-    r = d.y - np.einsum("cdp,np->cdn", post["beta"].values, d.X)
-    out = []
-    for j in range(g.n_levels):
-        rows = g.codes == j
-        Z = g.Z[rows]
-        P = Z.T @ Z / s2 + Ginv
-        m = np.linalg.solve(P, np.einsum("nq,cdn->cdq", Z, r[..., rows])[..., None] / s2)[..., 0]
-        out.append(np.einsum("cdqk,cdq->cdk", np.linalg.cholesky(P), b[:, :, j] - m))
-    return np.stack(out, axis=2)
 
 
 # ---------------------------------------------------------------- against lme4
@@ -168,7 +136,7 @@ def test_fixef_sd_matches_lme4_se(fit_name, request, lme4_reference):
     np.testing.assert_allclose(lme4_se, [ref["fixef_se"][LME4_NAME[c]] for c in cols], rtol=1e-6)
     # 2. posterior Var(beta_k) = E[(G_kk + sigma^2 A_kk) / m] in MC units
     post = fit.posterior
-    per_draw = _balanced_beta_cov(fit, _embed(_G_draws(fit), g.effects, cols),
+    per_draw = _balanced_beta_cov(fit, _embed(g_draws(fit), g.effects, cols),
                                   post["sigma"].transpose("chain", "draw").values ** 2)
     for k, name in enumerate(cols):
         draws = post["beta"].sel(coef=name)
@@ -238,7 +206,7 @@ def test_b_draws_are_the_exact_conditional(fit_name, request):
     are N(0, I). Checked on the mean of w and of w^2 per draw, in MC units (measured |z| <= 2.0).
     A b scaled by 1.1 gives z > 25; a swapped level mapping z > 200."""
     fit = request.getfixturevalue(fit_name)
-    w = _standardized_b(fit)
+    w = standardized_b(fit)
     per_draw_mean = _chain_draw(w.mean(axis=(2, 3)))
     per_draw_sq = _chain_draw((w**2).mean(axis=(2, 3)))
     assert abs(float(per_draw_mean.mean())) < 4 * _mcse(per_draw_mean)
@@ -316,7 +284,7 @@ def test_icc_with_slopes_says_where(slopes_fit):
     assert at9.attrs["at"] == "evaluated at Days=9"
     assert at9.loc["Subject", "mean"] > at0.loc["Subject", "mean"]
     # the share at Days=x is z'Gz / (z'Gz + sigma^2) with z = (1, x), G from the posterior's SDs and correlation
-    G = _G_draws(slopes_fit)
+    G = g_draws(slopes_fit)
     s2 = slopes_fit.posterior["sigma"].transpose("chain", "draw").values ** 2
     for days, table in [(0.0, at0), (9.0, at9)]:
         z = np.array([1.0, days])

@@ -15,6 +15,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 import xarray as xr
+from conditional import standardized_b
 from scipy import stats
 
 import lmm_bayes as lb
@@ -157,30 +158,10 @@ def test_mixed_blocks_fit(mixed_fit, mixed):
     assert np.all(np.abs(z) < 3.5), z
     assert np.sum(z**2) < stats.chi2.ppf(0.999, len(z)), z
     # the drawn b given (beta, G, sigma) is exactly N(m, P^-1) with the block-diagonal G: standardised, N(0, I)
-    w = _standardized_b(mixed_fit)
+    w = standardized_b(mixed_fit)
     for stat, target in [(w.mean(axis=(2, 3)), 0.0), ((w**2).mean(axis=(2, 3)), 1.0)]:
         da = xr.DataArray(stat, dims=("chain", "draw"))
         assert abs(float(da.mean()) - target) < 4 * float(az.mcse(da, method="mean"))
-
-
-def _standardized_b(fit) -> np.ndarray:
-    """L'(b - m) with b | beta, G, sigma, y ~ N(m, P^-1), P = Z_j'Z_j / s^2 + G^-1 = L L' (one factor)."""
-    post = fit.posterior.transpose("chain", "draw", ...)
-    d = fit.design
-    (g,) = d.groups
-    sd = post[f"{g.name}_sd"].values
-    Ginv = np.linalg.inv(sd[..., :, None] * post[f"{g.name}_corr"].values * sd[..., None, :])
-    s2 = post["sigma"].values[..., None, None] ** 2
-    b = post[f"{g.name}_b"].values
-    r = d.y - np.einsum("cdp,np->cdn", post["beta"].values, d.X)
-    out = []
-    for j in range(g.n_levels):
-        rows = g.codes == j
-        Z = g.Z[rows]
-        P = Z.T @ Z / s2 + Ginv
-        m = np.linalg.solve(P, np.einsum("nq,cdn->cdq", Z, r[..., rows])[..., None] / s2)[..., 0]
-        out.append(np.einsum("cdqk,cdq->cdk", np.linalg.cholesky(P), b[:, :, j] - m))
-    return np.stack(out, axis=2)
 
 
 # ---------------------------------------------------------------- documented errors of the inference stage
