@@ -205,7 +205,7 @@ class LMM:
             "  random effects:",
         ]
         for g in d.groups:
-            kind = "correlated" if g.correlated else ("independent" if g.n_effects > 1 else "")
+            kind = _correlation_text(g.effects, g.blocks)
             nested = f", nested in {g.parent}" if g.parent else ""
             extra = f" ({kind})" if kind else ""
             lines.append(
@@ -215,3 +215,34 @@ class LMM:
             lines.append("    (none)")
         lines.append(f"  rows used:     {d.n}")
         return "\n".join(lines)
+
+
+def _correlation_text(effects: Sequence[str], blocks: Sequence[Sequence[int]]) -> str:
+    """Which of a factor's effects are correlated, block by block ("" for a single effect).
+
+    ``(1 + x | g) + (0 + z | g)`` correlates Intercept with x only, so "correlated" alone
+    would be wrong: it reads "Intercept and x correlated; z independent".
+
+    Examples
+    --------
+    >>> _correlation_text(["Intercept", "x"], [(0, 1)]), _correlation_text(["Intercept", "x"], [(0,), (1,)])
+    ('correlated', 'independent')
+    >>> _correlation_text(["Intercept", "x", "z"], [(0, 1), (2,)])
+    'Intercept and x correlated; z independent'
+    """
+    if len(effects) < 2:
+        return ""
+    correlated = [b for b in blocks if len(b) > 1]
+    if not correlated:
+        return "independent"
+    if len(blocks) == 1:
+        return "correlated"
+    parts = [f"{_and([effects[i] for i in b])} correlated" for b in correlated]
+    singles = [effects[b[0]] for b in blocks if len(b) == 1]
+    if singles:
+        parts.append(f"{_and(singles)} independent")
+    return "; ".join(parts)
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

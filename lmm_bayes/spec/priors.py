@@ -279,7 +279,32 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
         else:
             hint = validate.did_you_mean(str(key), known)
             raise ValueError(f"priors: unknown key {key!r}{hint}; known keys: {known}")
+    _check_block_families(design, groups)
     return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()))
+
+
+def _check_block_families(design: Design, groups: Mapping[str, GroupPriors]) -> None:
+    """The SD priors of one correlated block must be one family.
+
+    PyMC's ``LKJCholeskyCov`` takes the SDs of a block as one vector distribution, so
+    ``sd(Intercept)`` HalfNormal and ``sd(Days)`` Exponential in ``(Days | Subject)``
+    cannot be built; said here, at ``LMM(...)``, rather than when the graph is built.
+    Effects in different blocks (``||``, separate terms) are independent and may mix.
+    """
+    for g in design.groups:
+        sd = groups[g.name].sd_by_effect
+        for block in g.blocks:
+            effects = [g.effects[i] for i in block]
+            families = list(dict.fromkeys(sd[e].dist for e in effects))
+            if len(families) > 1:
+                given = ", ".join(f"sd({e}) {sd[e].dist}" for e in effects)
+                raise ValueError(
+                    f"priors[{g.name!r}]: the correlated effects {effects} of grouping factor {g.name!r} "
+                    "need SD priors of one distribution family (the LKJ prior draws their SDs as one "
+                    f"vector), got {given}; give them one family, e.g. "
+                    f"{{'sd': lb.Prior({families[0]!r}, ...)}} or the same 'dist' in every "
+                    "'sd(<effect>)', or make the effects independent with '||'"
+                )
 
 
 def _check_same_parameters(base: Priors, given: Priors) -> None:
