@@ -49,6 +49,8 @@ setup() {
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    # compile the collapsed sampler's kernel once for this machine (numba caches it on disk)
+    "$VENV/bin/python" -c "from lmm_bayes.inference.kernel_loader import warm_up; warm_up()"
     echo "$want" > "$stamp"
 }
 

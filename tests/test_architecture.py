@@ -10,6 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lmm_bayes"
 MAX_LINES = 500
+#: modules allowed to be longer, and why
+LONGER = {
+    # numba checks its on-disk cache against each function's own source file only: were the
+    # kernel split, an edited helper file could run under stale cached callers
+    "inference/kernel.py": 600,
+}
 
 
 def _modules():
@@ -71,4 +77,5 @@ def test_private_import_check_can_fail(tmp_path):
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_module_is_small(path):
     n = len(path.read_text().splitlines())
-    assert n <= MAX_LINES, f"{path.relative_to(ROOT)} has {n} lines; split it by concept below {MAX_LINES}"
+    limit = LONGER.get(str(path.relative_to(PACKAGE)), MAX_LINES)
+    assert n <= limit, f"{path.relative_to(ROOT)} has {n} lines; split it by concept below {limit}"

@@ -28,7 +28,12 @@ Crossed factors (subject x item) do not give an arrow structure; the collapsed
 method does not apply to them (``supports`` says so and ``method="auto"`` falls
 back to the full model).
 
-Choices, measured in ``benchmarks/README.md``: beta stays a NUTS parameter (the
+This module holds the numpy reference (:func:`marginal_loglik`), the PyMC graph of the
+collapsed model (the reference the tests compare against, and ``LMM.pymc_model``) and the
+exact draws of b. Fits sample the same density through the kernel compiled once per
+machine (:mod:`lmm_bayes.inference.kernel`), which runs the same elimination.
+
+Choices of the graph, measured in ``benchmarks/README.md``: beta stays a NUTS parameter (the
 covariance parameters already mix at ~1 effective draw per draw); the small q x q
 algebra is written out entry by entry (a batched LAPACK Cholesky compiles slower and
 evaluates ~200x slower); the data have static shapes (fit.py reuses a compiled model

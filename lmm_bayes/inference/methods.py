@@ -5,7 +5,9 @@ string:
 
 * ``structure_key(priors)``: what a compiled model depends on (shapes, factor layout,
   priors), so a model of the same structure is compiled once and gets new data;
-* ``build(priors)``: the PyMC model;
+* ``build(priors)``: the PyMC model (:class:`Collapsed` also has ``kernel_model(priors)``,
+  the same model for the kernel compiled once per machine, which nutpie samples without
+  compiling a graph);
 * ``data()``: the ``pm.Data`` values by name, swapped into a cached compiled model;
 * ``complete(posterior, seed)``: the raw draws turned into the posterior layout
   (:mod:`lmm_bayes.inference.layout`); the collapsed method draws every b exactly here.
@@ -28,6 +30,7 @@ import xarray as xr
 from lmm_bayes.inference import collapsed
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import codes_name, model_coords, posterior_vars, z_name
+from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, GroupDesign
@@ -102,6 +105,10 @@ class Collapsed:
 
     def data(self) -> dict[str, np.ndarray]:
         return collapsed.data_updates(self.stats)
+
+    def kernel_model(self, priors: Priors) -> KernelModel:
+        """The model packed for the kernel compiled once per machine (sampled with nutpie)."""
+        return pack(self.design, priors, self.stats)
 
     def complete(self, posterior: xr.Dataset, seed: Any) -> xr.Dataset:
         b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats)

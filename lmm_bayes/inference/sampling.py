@@ -1,5 +1,8 @@
 """Running a sampler: the compiled-model cache, and the posterior as an ArviZ DataTree.
 
+The collapsed method with nutpie (the default) runs on the kernel compiled once per
+machine (:mod:`lmm_bayes.inference.kernel_sampler`); everything else compiles a PyMC graph.
+
 The compiled nutpie model is cached by the model's structure (design shapes, factor
 layout, priors, method; see :mod:`lmm_bayes.inference.methods`): refitting the same
 structure with new data (simulation-based calibration, bootstraps, the CLI on a fresh
@@ -19,8 +22,14 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from lmm_bayes.inference.layout import constant_data, fitted_linear_predictor, pointwise_log_likelihood
-from lmm_bayes.inference.methods import Method
+from lmm_bayes.inference import kernel_loader, kernel_sampler
+from lmm_bayes.inference.layout import (
+    constant_data,
+    fitted_linear_predictor,
+    model_coords,
+    pointwise_log_likelihood,
+)
+from lmm_bayes.inference.methods import Collapsed, Method
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
@@ -36,6 +45,10 @@ MAX_LOGLIK_VALUES = 40_000_000
 MAX_SEED = 2**63 - 1
 #: nutpie adapts its step size and mass matrix during tuning and cannot start without it
 MIN_NUTPIE_TUNE = 1
+
+#: the collapsed method with nutpie runs on the compiled-once kernel; False samples its PyMC
+#: graph instead (compiled per model structure), which benchmarks and tests compare against
+USE_KERNEL = True
 
 _COMPILED: OrderedDict[str, Any] = OrderedDict()
 _CACHE_SIZE = 8
@@ -151,9 +164,15 @@ def sample_posterior(
     """
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
-    raw, stats, reused = run_sampler(
-        lambda: method.build(priors), method.structure_key(priors), method.data, settings
-    )
+    if USE_KERNEL and isinstance(method, Collapsed) and settings.sampler == "nutpie":
+        # no graph to compile: the kernel is compiled once per machine (kernel_sampler)
+        reused = kernel_loader.is_loaded()
+        coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
+        raw, stats = kernel_sampler.sample_kernel(method.kernel_model(priors), coords, settings)
+    else:
+        raw, stats, reused = run_sampler(
+            lambda: method.build(priors), method.structure_key(priors), method.data, settings
+        )
     posterior = method.complete(raw, settings.seed)
     obs = np.arange(design.n)
     groups: dict[str, xr.Dataset] = {

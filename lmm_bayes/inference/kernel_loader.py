@@ -1,0 +1,80 @@
+"""Loading the compiled kernel (:mod:`lmm_bayes.inference.kernel`), and saying so when it compiles.
+
+Importing the kernel loads it from numba's on-disk cache (about half a second) or, the first
+time on a machine or after the package changed, compiles it (about a minute on 2 cores).
+:func:`load` does that import once per process and prints one line when it takes longer
+than a few seconds, naming the folder where the result is cached for later processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+__all__ = ["cache_location", "is_loaded", "load", "warm_up"]
+
+#: loading from the cache takes under a second; longer than this means numba is compiling
+NOTICE_AFTER_S = 3.0
+_KERNEL = "lmm_bayes.inference.kernel"
+
+
+def is_loaded() -> bool:
+    """Whether this process has loaded the kernel already."""
+    return _KERNEL in sys.modules
+
+
+def cache_location() -> str:
+    """The folder numba caches the kernel in (``NUMBA_CACHE_DIR`` when set, else next to the source
+    or, where that is not writable, the user's cache folder)."""
+    import numba
+
+    if numba.config.CACHE_DIR:
+        return str(numba.config.CACHE_DIR)
+    here = Path(__file__).resolve().parent / "__pycache__"
+    return str(here) if here.parent.exists() and _writable(here.parent) else "the user's numba cache folder"
+
+
+def _writable(folder: Path) -> bool:
+    import os
+
+    return os.access(folder, os.W_OK)
+
+
+def load() -> ModuleType:
+    """The kernel module, imported once per process (with a notice while it compiles)."""
+    if is_loaded():
+        return sys.modules[_KERNEL]
+    done = threading.Event()
+
+    def notice() -> None:
+        if not done.wait(NOTICE_AFTER_S):
+            print(
+                "lmm-bayes: compiling the collapsed sampler's kernel once for this machine "
+                f"(about a minute); later models and processes load it from {cache_location()}",
+                file=sys.stderr, flush=True,
+            )
+
+    threading.Thread(target=notice, daemon=True).start()
+    try:
+        return importlib.import_module(_KERNEL)
+    finally:
+        done.set()
+
+
+def warm_up() -> float:
+    """Load (or compile) the kernel now; returns the seconds it took.
+
+    ``bash run.sh`` calls it when it sets a machine up, so that a user's first fit does not wait.
+
+    Examples
+    --------
+    >>> warm_up() >= 0
+    True
+    """
+    start = time.perf_counter()
+    load()
+    return time.perf_counter() - start

@@ -1,0 +1,186 @@
+"""A collapsed model as data for the compiled kernel (:mod:`lmm_bayes.inference.kernel`).
+
+:func:`pack` lays out the sufficient statistics, the nesting chain, the correlated
+blocks and the priors in two flat arrays (``ints``, ``floats``), so one compiled
+function serves every model; :class:`KernelModel` holds them with what is needed to
+turn an unconstrained point back into the named posterior variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lmm_bayes.inference.kernel_loader import load
+from lmm_bayes.inference.layout import BETA, SIGMA, bis, corr_name, sd_name
+from lmm_bayes.inference.sufficient import SufficientStats
+from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.priors import Prior, Priors
+
+__all__ = ["KernelModel", "pack"]
+
+
+def _prior_row(prior: Prior, kernel) -> tuple[int, tuple[float, float, float]]:
+    """(family code, (nu, mu, scale)) of one prior."""
+    kw = prior.kwargs
+    scale = kw.get("sigma", kw.get("lam", kw.get("beta", 1.0)))
+    return kernel.FAMILY_CODES[prior.dist], (kw.get("nu", 0.0), kw.get("mu", 0.0), scale)
+
+
+@dataclass(frozen=True, eq=False)
+class KernelModel:
+    """A collapsed model packed for :func:`lmm_bayes.inference.kernel.log_density`.
+
+    Attributes
+    ----------
+    ints, floats : ndarray
+        The structure and the data (layout in :mod:`lmm_bayes.inference.kernel`).
+    n_dim : int
+        Length of the unconstrained parameter vector.
+    start : ndarray
+        A central unconstrained point (prior locations), jittered for each chain.
+    """
+
+    design: Design
+    chain: tuple[GroupDesign, ...]
+    ints: np.ndarray
+    floats: np.ndarray
+    n_dim: int
+    start: np.ndarray
+
+    def log_density(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log posterior density (up to a constant) and its gradient at x."""
+        lp, grad = load().log_density(np.asarray(x, dtype=float), self.ints, self.floats)
+        return float(lp), grad
+
+    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The named posterior variables (``beta``, ``sigma``, ``{g}_sd``, ``{g}_corr``) at x."""
+        sigma, sd, R = load().constrain(np.asarray(x, dtype=float), self.ints, self.floats)
+        p = len(self.design.X_columns)
+        out: dict[str, np.ndarray] = {}
+        if p:
+            out[BETA] = np.array(x[:p], dtype=float)
+        out[SIGMA] = np.asarray(sigma)
+        for k, g in enumerate(self.chain):
+            q = g.n_effects
+            out[sd_name(g)] = sd[k, :q].copy()
+            if g.correlated:
+                out[corr_name(g)] = R[k, :q, :q].copy()
+        return out
+
+    def variables(self) -> tuple[list[str], list[tuple[int, ...]], dict[str, tuple[str, ...]]]:
+        """Names, shapes and dims of what :meth:`expand` returns."""
+        names, shapes, dims = [], [], {}
+        p = len(self.design.X_columns)
+        if p:
+            names.append(BETA), shapes.append((p,))
+            dims[BETA] = ("coef",)
+        names.append(SIGMA), shapes.append(())
+        for g in self.chain:
+            q = g.n_effects
+            names.append(sd_name(g)), shapes.append((q,))
+            dims[sd_name(g)] = (g.effect_dim,)
+            if g.correlated:
+                names.append(corr_name(g)), shapes.append((q, q))
+                dims[corr_name(g)] = (g.effect_dim, bis(g.effect_dim))
+        return names, shapes, dims
+
+
+def pack(design: Design, priors: Priors, stats: SufficientStats) -> KernelModel:
+    """Lay out a collapsed model for the compiled kernel.
+
+    The priors are those :func:`lmm_bayes.spec.priors.resolve_priors` accepted: every
+    family has a code in the kernel, and the SDs of one correlated block share a family.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> from lmm_bayes.inference.sufficient import sufficient_statistics
+    >>> m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
+    >>> km = pack(m.design, m.priors, sufficient_statistics(m.design))
+    >>> km.n_dim  # beta (2), log sigma, 2 log SDs, 1 correlation
+    6
+    """
+    kernel = load()
+    chain = stats.chain
+    p = stats.XtX.shape[0]
+    group_priors = priors.group_by_name
+    fams: list[int] = []
+    params: list[tuple[float, float, float]] = []
+    for prior in [priors.fixed_by_name[c] for c in design.X_columns] + [priors.sigma]:
+        code, row = _prior_row(prior, kernel)
+        fams.append(code), params.append(row)
+    blocks: list[list[int]] = []
+    effects: list[int] = []
+    etas: list[float] = []
+    start = [priors.fixed_by_name[c].kwargs.get("mu", 0.0) for c in design.X_columns]
+    start.append(np.log(_prior_scale(priors.sigma)))
+    x_at = p + 1
+    for k, g in enumerate(chain):
+        gp = group_priors[g.name]
+        for block in g.blocks:
+            sd_priors = [gp.sd_by_effect[g.effects[i]] for i in block]
+            m = len(block)
+            blocks.append([k, m, len(effects), x_at, len(fams)])
+            effects.extend(block)
+            for pr in sd_priors:
+                code, row = _prior_row(pr, kernel)
+                fams.append(code), params.append(row)
+                start.append(np.log(_prior_scale(pr)))
+            start.extend([0.0] * (m * (m - 1) // 2))
+            etas.append(float(gp.eta))
+            x_at += m + m * (m - 1) // 2
+    ints: list[int] = [0] * len(kernel.HEADER)
+    floats: list[np.ndarray] = []
+    n_floats = 0
+
+    def put(values) -> int:
+        nonlocal n_floats
+        arr = np.ascontiguousarray(values, dtype=float).ravel()
+        floats.append(arr)
+        n_floats += arr.size
+        return n_floats - arr.size
+
+    header = dict.fromkeys(kernel.HEADER, 0)
+    header.update(p=p, K=len(chain), n_blocks=len(blocks), n=stats.n)
+    header["yty"] = put([stats.yty])
+    header["XtX"] = put(stats.XtX)
+    header["Xty"] = put(stats.Xty)
+    header["priors"] = put(np.array(params, dtype=float).reshape(-1, 3))
+    header["eta"] = put(etas)
+    level_rows: list[int] = []
+    Q, first = 0, 0
+    for g, lev in zip(chain, stats.levels):
+        row = [lev.q, Q, lev.n_clusters, first, put(lev.ZtZ), put(lev.ZtA), put(lev.ZtX), put(lev.Zty),
+               int(g.correlated)]
+        level_rows.extend(row)
+        Q += lev.q
+        first += lev.n_clusters
+    header["levels"] = len(ints)
+    ints.extend(level_rows)
+    header["blocks"] = len(ints)
+    ints.extend(v for row in blocks for v in row)
+    header["effects"] = len(ints)
+    ints.extend(effects)
+    header["families"] = len(ints)
+    ints.extend(fams)
+    header["parents"] = len(ints)
+    ints[: len(kernel.HEADER)] = [header[name] for name in kernel.HEADER]
+    parents = [np.asarray(lev.parent, dtype=np.int64) for lev in stats.levels]
+    return KernelModel(
+        design=design,
+        chain=chain,
+        ints=np.concatenate([np.asarray(ints, dtype=np.int64), *parents]),
+        floats=np.concatenate(floats) if floats else np.zeros(0),
+        n_dim=x_at,
+        start=np.asarray(start, dtype=float),
+    )
+
+
+def _prior_scale(prior: Prior) -> float:
+    """A typical value of a positive parameter under its prior (its scale, or 1 / rate)."""
+    kw = prior.kwargs
+    if prior.dist == "Exponential":
+        return 1.0 / kw["lam"]
+    return kw.get("sigma", kw.get("beta", 1.0))
