@@ -154,15 +154,21 @@ def test_draws_of_b_have_the_exact_conditional_mean_and_covariance(key, sleepstu
     sizes = [g.n_levels * g.n_effects for g in chain]
     D = 1 + sum(sizes)
     z_flat = np.vstack([np.zeros(D - 1), np.eye(D - 1)])
-    z, start = [], 0
+    # the compiled kernel's draws (what fits use), fed the innovations directly
+    from lmm_bayes.inference.kernel_loader import load
+    from lmm_bayes.inference.packing import pack
+
+    packed = pack(design, None, stats)
+    qmax = max(g.n_effects for g in chain)
+    Gs = np.zeros((D, len(chain), qmax, qmax))
+    for k, g in enumerate(chain):
+        Gs[:, k, : g.n_effects, : g.n_effects] = G[g.name]
+    out = np.empty((D, D - 1))
+    load().draw_effects(np.tile(beta, (D, 1)), np.full(D, sigma), Gs, packed.ints, packed.floats, z_flat, out)
+    by_name, start = {}, 0
     for g, size in zip(chain, sizes):
-        z.append(z_flat[:, start : start + size].reshape(D, g.n_levels, g.n_effects))
+        by_name[g.name] = out[:, start : start + size]
         start += size
-    b = collapsed._draw_chunk(
-        collapsed._level_inputs(stats), np.tile(beta, (D, 1)), np.full(D, sigma),
-        [np.tile(G[g.name], (D, 1, 1)) for g in chain], stats.maps, z,
-    )
-    by_name = {g.name: bk.reshape(D, -1) for g, bk in zip(chain, b)}
     flat = np.hstack([by_name[g.name] for g in design.groups])  # Design.Z column order
     mean, cov = dense_conditional(design, beta, sigma, G)
     np.testing.assert_allclose(flat[0], mean, atol=1e-8, rtol=1e-8)

@@ -207,3 +207,25 @@ def test_log_density_is_minus_infinity_off_support():
     x = km.start.copy()
     x[2] = -800.0  # the SD underflows to 0
     assert km.log_density(x)[0] == -np.inf
+
+
+def test_balanced_neurons_are_grouped_and_still_exact():
+    """Equal-sized neurons share one group per subject: the lean path against the dense density."""
+    rng = np.random.default_rng(4)
+    subjects, neurons, trials = 4, 5, 3
+    n = subjects * neurons * trials
+    df = pd.DataFrame({"s": np.repeat(np.arange(subjects), neurons * trials),
+                       "n": np.tile(np.repeat(np.arange(neurons), trials), subjects), "x": rng.normal(size=n)})
+    df["y"] = rng.normal(size=n) + df["x"] + df["s"]
+    m = lb.LMM("y ~ x + (1 + x | s) + (1 | s:n)", df)
+    stats = sufficient_statistics(m.design)
+    km = pack(m.design, m.priors, stats)
+    row = int(km.ints[kernel.HEADER.index("levels")]) + kernel.LEVEL_WIDTH
+    assert km.ints[row + 9] == subjects  # 20 neurons, 4 groups
+    x = km.start + rng.normal(scale=0.5, size=km.n_dim)
+    ll, sigma, G = _marginal(km, stats, x)
+    assert ll == pytest.approx(_dense_loglik(m.design, x[:2], sigma, G), rel=1e-10)
+    _, grad = km.log_density(x)
+    fd = np.array([(km.log_density(x + 1e-6 * e)[0] - km.log_density(x - 1e-6 * e)[0]) / 2e-6
+                   for e in np.eye(km.n_dim)])
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(fd).max()))

@@ -52,14 +52,16 @@ import scipy.sparse as sp
 import xarray as xr
 
 from lmm_bayes.inference.graph import add_fixed_effects, add_group_covariance, add_sigma
+from lmm_bayes.inference.kernel_loader import load
 from lmm_bayes.inference.layout import b_name, covariance_values, model_coords
+from lmm_bayes.inference.packing import pack
 from lmm_bayes.inference.sufficient import (
     Level,
     SufficientStats,
     nesting_chain,
     sufficient_statistics,
 )
-from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
 
 __all__ = [
@@ -393,32 +395,6 @@ def build_collapsed_model(design: Design, priors: Priors, stats: SufficientStats
 # ---------------------------------------------------------------------------- exact draws of b
 
 
-def _covariances(g: GroupDesign, posterior: xr.Dataset) -> np.ndarray:
-    """G for every draw, (chain*draw, q, q)."""
-    return covariance_values(posterior, g).reshape(-1, g.n_effects, g.n_effects)
-
-
-def _draw_chunk(levels, beta, sigma, G, maps, z):
-    """b for a chunk of draws: per factor (D, L, q). ``z`` are the standard-normal innovations."""
-    s2 = sigma**2
-    prec = [s2[:, None, None] * np.linalg.inv(Gk) for Gk in G]
-    ztr = [
-        np.broadcast_to(lev["Zty"], (len(sigma),) + lev["Zty"].shape) if lev["ZtX"] is None
-        else lev["Zty"][None] - np.einsum("lqp,dp->dlq", lev["ZtX"], beta)
-        for lev in levels
-    ]
-    _, _, saved = _eliminate(levels, ztr, prec, _Numpy)
-    b: list[np.ndarray] = []
-    for k, (L, C) in enumerate(saved):
-        rhs = C[..., 0]
-        if k:  # condition on the ancestors' draws: rhs - (coupling) b_ancestors
-            anc = np.concatenate([b[j][:, maps[k][j], :] for j in range(k)], axis=-1)
-            rhs = rhs - np.einsum("dlqa,dla->dlq", C[..., 1:], anc)
-        v = _forward(L, rhs[..., None], _Numpy)[..., 0]
-        b.append(_backward(L, v + sigma[:, None, None] * z[k], _Numpy))
-    return b
-
-
 def draw_random_effects(
     design: Design, posterior: xr.Dataset, seed: Any = None, stats: SufficientStats | None = None
 ) -> dict[str, xr.DataArray]:
@@ -455,27 +431,33 @@ def draw_random_effects(
     chain = stats.chain
     if not chain:
         return {}
-    levels = _level_inputs(stats)
-    maps = stats.maps
+    packed = pack(design, None, stats)
     post = posterior.transpose("chain", "draw", ...)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    beta = post["beta"].values.reshape(n_chain * n_draw, -1) if "beta" in post else np.zeros((n_chain * n_draw, 0))
-    sigma = post["sigma"].values.reshape(-1)
-    G = [_covariances(g, post) for g in chain]
+    D = n_chain * n_draw
+    betas = post["beta"].values.reshape(D, -1) if "beta" in post else np.zeros((D, 0))
+    sigmas = np.ascontiguousarray(post["sigma"].values.reshape(-1), dtype=float)
+    qmax = max(g.n_effects for g in chain)
+    G = np.zeros((D, len(chain), qmax, qmax))
+    for k, g in enumerate(chain):
+        G[:, k, : g.n_effects, : g.n_effects] = covariance_values(post, g).reshape(D, g.n_effects, g.n_effects)
+    sizes = [g.n_levels * g.n_effects for g in chain]
+    values = np.empty((D, sum(sizes)))
     rng = np.random.default_rng(seed)
-    width = max(lev.n_clusters * (1 + sum(x.q for x in stats.levels)) ** 2 for lev in stats.levels)
-    chunk = max(1, _CHUNK_ELEMENTS // width)
-    out: list[list[np.ndarray]] = [[] for _ in chain]
-    for start in range(0, len(sigma), chunk):
-        sl = slice(start, start + chunk)
-        z = [rng.standard_normal((len(sigma[sl]), g.n_levels, g.n_effects)) for g in chain]
-        for k, bk in enumerate(_draw_chunk(levels, beta[sl], sigma[sl], [Gk[sl] for Gk in G], maps, z)):
-            out[k].append(bk)
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, values.shape[1]))  # bounds the innovations held at once
+    kernel = load()
+    for start in range(0, D, chunk):
+        sl = slice(start, min(D, start + chunk))
+        z = rng.standard_normal((sl.stop - sl.start, values.shape[1]))
+        kernel.draw_effects(np.ascontiguousarray(betas[sl], dtype=float), sigmas[sl], G[sl], packed.ints,
+                            packed.floats, z, values[sl])
     result = {}
-    for g, parts in zip(chain, out):
-        values = np.concatenate(parts).reshape(n_chain, n_draw, g.n_levels, g.n_effects)
+    at = 0
+    for g, size in zip(chain, sizes):
+        block = values[:, at : at + size].reshape(n_chain, n_draw, g.n_levels, g.n_effects)
+        at += size
         result[b_name(g)] = xr.DataArray(
-            values,
+            block,
             dims=("chain", "draw", g.name, g.effect_dim),
             coords={"chain": post["chain"].values, "draw": post["draw"].values,
                     g.name: list(g.levels), g.effect_dim: list(g.effects)},

@@ -45,7 +45,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["FAMILY_CODES", "HEADER", "constrain", "expand_cfunc", "expand_flat", "log_density", "logp_cfunc"]
+__all__ = ["FAMILY_CODES", "HEADER", "LEVEL_WIDTH", "constrain", "draw_effects", "expand_cfunc", "expand_flat", "log_density", "logp_cfunc"]
 
 #: prior family -> code in ``ints``; parameters are stored as (nu, mu, scale) in ``floats``
 FAMILY_CODES = {"Normal": 0, "StudentT": 1, "HalfNormal": 2, "Exponential": 3, "HalfStudentT": 4, "HalfCauchy": 5}
@@ -57,8 +57,11 @@ HEADER = (
 # numba reads module-level ints as compile-time constants (not a dict)
 (_P, _K, _NB, _N, _LEV, _BLK, _EFF, _PAR, _FAM, _YTY, _XTX, _XTY, _PRI, _ETA) = range(14)
 # level table: q, Q (effects above), clusters, first cluster, then offsets into floats of
-# ZtZ, ZtA, ZtX, Zty, then 1 when the factor has correlated effects
-_LEVEL_WIDTH = 9
+# ZtZ, ZtA, ZtX, Zty, then 1 when the factor has correlated effects, then for a finest
+# factor with one effect its groups (below): count, offset of their parents in ints, and
+# offset of their (count, Z'Z, W) records in floats
+_LEVEL_WIDTH = 12
+LEVEL_WIDTH = _LEVEL_WIDTH
 # block table: factor, size, first effect (in the effects list), first x, first prior
 _BLOCK_WIDTH = 5
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -229,6 +232,190 @@ def _solve_into(L, C, q, r, out):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _cluster_system(ints, floats, row, j, p, beta, s2, Ginv_k, delta, D, S, C, L):
+    """Cluster j of a level (table row ``row``): ``S = Z'Z + sigma^2 G^-1 - corrections``, its
+    Cholesky factor into L, and ``C = [Z'r, Z'A] - corrections``; False when S is not positive
+    definite. ``D`` is the offset of the cluster's corrections in ``delta``, -1 for none.
+    """
+    q, Q = ints[row], ints[row + 1]
+    zz, za, zx, zy = ints[row + 4], ints[row + 5], ints[row + 6], ints[row + 7]
+    d = 1 + Q + q
+    for a in range(q):
+        at = D + (1 + Q + a) * d
+        for c in range(q):
+            S[a, c] = floats[zz + (j * q + a) * q + c] + s2 * Ginv_k[a, c] - (delta[at + 1 + Q + c] if D >= 0 else 0.0)
+        acc = floats[zy + j * q + a]
+        for c in range(p):
+            acc -= floats[zx + (j * q + a) * p + c] * beta[c]
+        C[a, 0] = acc - (delta[at] if D >= 0 else 0.0)
+        for c in range(Q):
+            C[a, 1 + c] = floats[za + (j * q + a) * Q + c] - (delta[at + 1 + c] if D >= 0 else 0.0)
+    return _cholesky_into(S, q, L)
+
+
+# A finest factor with one effect (a random intercept of neurons in subjects) needs no loop
+# over its clusters: with S_j = z_j + lambda (z_j = Z_j'Z_j, lambda = sigma^2 / g) and
+# w_j = [Z_j'y, Z_j'X, Z_j'A], every sum the elimination needs is a quadratic form in
+# W = sum_j w_j w_j' over the clusters sharing a parent and z_j (their "group"), so a
+# balanced design costs one group per parent, whatever the number of clusters.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _groups_up(ints, floats, row, p, beta, lam, delta, parent_base, logdet_M, reduction):
+    """Up pass of a grouped finest factor: log|S| terms and the corrections sent to the parents."""
+    Q, n_groups, gpar, grec = ints[row + 1], ints[row + 9], ints[row + 10], ints[row + 11]
+    w, dc = 1 + p + Q, 1 + Q
+    We = np.empty(w)
+    for g in range(n_groups):
+        at = grec + g * (2 + w * w)
+        count, S = floats[at], floats[at + 1] + lam
+        if not S > 0.0:
+            return logdet_M, reduction, False
+        logdet_M += count * math.log(S)
+        W = floats[at + 2 : at + 2 + w * w]
+        for i in range(w):  # W e with e = [1, -beta, 0]: the residual part of w_j
+            acc = W[i * w]
+            for c in range(p):
+                acc -= W[i * w + 1 + c] * beta[c]
+            We[i] = acc
+        ee = We[0]
+        for c in range(p):
+            ee -= beta[c] * We[1 + c]
+        if parent_base < 0:
+            reduction += ee / S
+            continue
+        base = parent_base + ints[gpar + g] * dc * dc
+        delta[base] += ee / S
+        for a in range(Q):
+            v = We[1 + p + a] / S
+            delta[base + 1 + a] += v
+            delta[base + (1 + a) * dc] += v
+            for c in range(Q):
+                delta[base + (1 + a) * dc + 1 + c] += W[(1 + p + a) * w + 1 + p + c] / S
+    return logdet_M, reduction, True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _groups_down(ints, floats, row, p, beta, s2, lam, stack_m, stack_V, ztxm):
+    """Down pass of a grouped finest factor: adds to ``ztxm`` and returns ``sum_j E[b_j^2 | y]``."""
+    Q, n_groups, gpar, grec = ints[row + 1], ints[row + 9], ints[row + 10], ints[row + 11]
+    w = 1 + p + Q
+    f = np.empty(w)
+    Wf = np.empty(w)
+    total = 0.0
+    for g in range(n_groups):
+        at = grec + g * (2 + w * w)
+        count, S = floats[at], floats[at + 1] + lam
+        W = floats[at + 2 : at + 2 + w * w]
+        pj = ints[gpar + g] if Q else 0
+        f[0] = 1.0  # m_j = f . w_j / S with f = [1, -beta, -m_parent]
+        for c in range(p):
+            f[1 + c] = -beta[c]
+        for c in range(Q):
+            f[1 + p + c] = -stack_m[pj * Q + c]
+        fWf = 0.0
+        for i in range(w):
+            acc = 0.0
+            for c in range(w):
+                acc += W[i * w + c] * f[c]
+            Wf[i] = acc
+            fWf += f[i] * acc
+        for c in range(p):
+            ztxm[c] += Wf[1 + c] / S
+        spread = 0.0  # sum_j a_j' V_parent a_j with a_j = Z_j'A / S
+        for a in range(Q):
+            for c in range(Q):
+                spread += stack_V[pj * Q * Q + a * Q + c] * W[(1 + p + a) * w + 1 + p + c]
+        total += fWf / (S * S) + count * s2 / S + spread / (S * S)
+    return total
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _workspace(ints):
+    """Offsets of each level's saved factors, right-hand sides and corrections from its children.
+
+    The finest level has no children and recomputes its factors on the way down, so these
+    buffers scale with the clusters above the leaves, not with the leaves.
+    """
+    K, lev = ints[_K], ints[_LEV]
+    l_off = np.zeros(K + 1, dtype=np.int64)
+    c_off = np.zeros(K + 1, dtype=np.int64)
+    d_off = np.zeros(K + 1, dtype=np.int64)
+    dmax = 1
+    for k in range(K):
+        row = lev + k * _LEVEL_WIDTH
+        q, Q, nc = ints[row], ints[row + 1], ints[row + 2]
+        stored = nc if k < K - 1 else 0
+        l_off[k + 1] = l_off[k] + stored * q * q
+        c_off[k + 1] = c_off[k] + stored * q * (1 + Q)
+        d_off[k + 1] = d_off[k] + stored * (1 + Q + q) ** 2
+        dmax = max(dmax, 1 + Q + q)
+    return l_off, c_off, d_off, dmax
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _eliminate(ints, floats, p, beta, s2, Ginv, Ls, Cs, delta, l_off, c_off, d_off, dmax):
+    """Factorise M from the finest factor up; returns (log|M|, (W'r)'M^-1(W'r), ok).
+
+    Saves the Cholesky factor and right-hand side of every cluster above the finest factor
+    into ``Ls`` and ``Cs`` (the finest recomputes its own on the way down).
+    """
+    K, lev, par = ints[_K], ints[_LEV], ints[_PAR]
+    S = np.empty((dmax, dmax))
+    L = np.zeros((dmax, dmax))
+    C = np.empty((dmax, dmax))
+    U = np.empty((dmax, dmax))
+    logdet_M = 0.0
+    reduction = 0.0
+    for k in range(K - 1, -1, -1):
+        row = lev + k * _LEVEL_WIDTH
+        q, Q, nc, first = ints[row], ints[row + 1], ints[row + 2], ints[row + 3]
+        d, dc = 1 + Q + q, 1 + Q
+        leaf = k == K - 1
+        if ints[row + 9]:
+            logdet_M, reduction, ok = _groups_up(ints, floats, row, p, beta, s2 * Ginv[k, 0, 0], delta,
+                                                 d_off[k - 1] if k else -1, logdet_M, reduction)
+            if not ok:
+                return logdet_M, reduction, False
+            continue
+        for j in range(nc):
+            D = -1 if leaf else d_off[k] + j * d * d  # this cluster's correction, layout [r, ancestors, own]
+            if not _cluster_system(ints, floats, row, j, p, beta, s2, Ginv[k], delta, D, S, C, L):
+                return logdet_M, reduction, False
+            for c in range(dc):  # U = L^-1 C
+                for i in range(q):
+                    acc = C[i, c]
+                    for m in range(i):
+                        acc -= L[i, m] * U[m, c]
+                    U[i, c] = acc / L[i, i]
+            for a in range(q):
+                logdet_M += 2.0 * math.log(L[a, a])
+            if not leaf:
+                lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
+                for a in range(q):
+                    for c in range(a + 1):
+                        Ls[lo + a * q + c] = L[a, c]
+                    for c in range(dc):
+                        Cs[co + a * dc + c] = C[a, c]
+            if k == 0:
+                acc = 0.0 if leaf else delta[D]
+                for a in range(q):
+                    acc += U[a, 0] * U[a, 0]
+                reduction += acc
+            else:
+                base = d_off[k - 1] + ints[par + first + j] * dc * dc
+                for a in range(dc):
+                    for c in range(a + 1):
+                        acc = 0.0 if leaf else delta[D + a * d + c]
+                        for t in range(q):
+                            acc += U[t, a] * U[t, c]
+                        delta[base + a * dc + c] += acc
+                        if c != a:
+                            delta[base + c * dc + a] += acc
+    return logdet_M, reduction, True
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
     """Marginal log-likelihood and its gradient wrt beta, sigma and each G_k (module docstring).
 
@@ -245,73 +432,16 @@ def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
         for c in range(p):
             acc += floats[xtx + a * p + c] * beta[c]
         rtr += beta[a] * (acc - 2.0 * floats[xty + a])
-    # offsets of each level's saved factors, right-hand sides and corrections from the children
-    l_off = np.zeros(K + 1, dtype=np.int64)
-    c_off = np.zeros(K + 1, dtype=np.int64)
-    d_off = np.zeros(K + 1, dtype=np.int64)
-    dmax = 1
-    for k in range(K):
-        row = lev + k * _LEVEL_WIDTH
-        q, Q, nc = ints[row], ints[row + 1], ints[row + 2]
-        l_off[k + 1] = l_off[k] + nc * q * q
-        c_off[k + 1] = c_off[k] + nc * q * (1 + Q)
-        d_off[k + 1] = d_off[k] + nc * (1 + Q + q) ** 2
-        dmax = max(dmax, 1 + Q + q)
+    l_off, c_off, d_off, dmax = _workspace(ints)
     Ls = np.zeros(l_off[K])
     Cs = np.empty(c_off[K])
     delta = np.zeros(d_off[K])
+    logdet_M, reduction, ok = _eliminate(ints, floats, p, beta, s2, Ginv, Ls, Cs, delta, l_off, c_off, d_off, dmax)
+    if not ok:
+        return -np.inf, np.zeros(p), 0.0, np.zeros(Ginv.shape)
     S = np.empty((dmax, dmax))
     L = np.zeros((dmax, dmax))
     C = np.empty((dmax, dmax))
-    U = np.empty((dmax, dmax))
-    logdet_M = 0.0
-    reduction = 0.0
-    for k in range(K - 1, -1, -1):
-        row = lev + k * _LEVEL_WIDTH
-        q, Q, nc, first = ints[row], ints[row + 1], ints[row + 2], ints[row + 3]
-        zz, za, zx, zy = ints[row + 4], ints[row + 5], ints[row + 6], ints[row + 7]
-        d, dc = 1 + Q + q, 1 + Q
-        for j in range(nc):
-            D = d_off[k] + j * d * d  # this cluster's correction, layout [r, ancestors, own]
-            for a in range(q):
-                for c in range(q):
-                    S[a, c] = floats[zz + (j * q + a) * q + c] + s2 * Ginv[k, a, c] - delta[D + (1 + Q + a) * d + 1 + Q + c]
-                acc = floats[zy + j * q + a]
-                for c in range(p):
-                    acc -= floats[zx + (j * q + a) * p + c] * beta[c]
-                C[a, 0] = acc - delta[D + (1 + Q + a) * d]
-                for c in range(Q):
-                    C[a, 1 + c] = floats[za + (j * q + a) * Q + c] - delta[D + (1 + Q + a) * d + 1 + c]
-            if not _cholesky_into(S, q, L):
-                return -np.inf, np.zeros(p), 0.0, np.zeros(Ginv.shape)
-            for c in range(dc):  # U = L^-1 C
-                for i in range(q):
-                    acc = C[i, c]
-                    for m in range(i):
-                        acc -= L[i, m] * U[m, c]
-                    U[i, c] = acc / L[i, i]
-            lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
-            for a in range(q):
-                logdet_M += 2.0 * math.log(L[a, a])
-                for c in range(a + 1):
-                    Ls[lo + a * q + c] = L[a, c]
-                for c in range(dc):
-                    Cs[co + a * dc + c] = C[a, c]
-            if k == 0:
-                acc = delta[D]
-                for a in range(q):
-                    acc += U[a, 0] * U[a, 0]
-                reduction += acc
-            else:
-                base = d_off[k - 1] + ints[par + first + j] * dc * dc
-                for a in range(dc):
-                    for c in range(a + 1):
-                        acc = delta[D + a * d + c]
-                        for t in range(q):
-                            acc += U[t, a] * U[t, c]
-                        delta[base + a * dc + c] += acc
-                        if c != a:
-                            delta[base + c * dc + a] += acc
     # down the chain: posterior means and covariances of every cluster's b
     B = np.zeros(Ginv.shape)
     ztxm = np.zeros(p)
@@ -328,15 +458,21 @@ def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
         q, Q, nc, first, zx = ints[row], ints[row + 1], ints[row + 2], ints[row + 3], ints[row + 6]
         dc, s = 1 + Q, Q + q
         keep = k < K - 1
+        if ints[row + 9]:
+            B[k, 0, 0] += _groups_down(ints, floats, row, p, beta, s2, s2 * Ginv[k, 0, 0], stack_m, stack_V, ztxm)
+            continue
         new_m = np.empty(nc * s if keep else 0)
         new_V = np.empty(nc * s * s if keep else 0)
         for j in range(nc):
-            lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
-            for a in range(q):
-                for c in range(a + 1):
-                    L[a, c] = Ls[lo + a * q + c]
-                for c in range(dc):
-                    C[a, c] = Cs[co + a * dc + c]
+            if keep:
+                lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
+                for a in range(q):
+                    for c in range(a + 1):
+                        L[a, c] = Ls[lo + a * q + c]
+                    for c in range(dc):
+                        C[a, c] = Cs[co + a * dc + c]
+            else:  # the finest level: recompute (no correction from children)
+                _cluster_system(ints, floats, row, j, p, beta, s2, Ginv[k], delta, -1, S, C, L)
             _solve_into(L, C, q, dc, A)  # S^-1 [c, coupling]
             _solve_into(L, eye, q, q, Sinv)
             pj = ints[par + first + j] if k else 0
@@ -400,6 +536,90 @@ def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
     sigma = math.sqrt(s2)
     g_sigma = -n / sigma + (quad + s2 * (q_total - trace)) / (s2 * sigma)
     return ll, g_beta, g_sigma, gG
+
+
+@numba.njit(cache=True, error_model="numpy")
+def draw_effects(betas, sigmas, G, ints, floats, z, out):
+    """Exact draws of every cluster's b from ``b | beta, sigma, G, y``, one per posterior draw.
+
+    ``betas`` (D, p), ``sigmas`` (D,), ``G`` (D, K, qmax, qmax); ``z`` and ``out`` are (D, E)
+    with E the effects of all factors, top factor first, cluster by cluster. Top level first,
+    each cluster given its ancestors' draws: ``b = L^-T (L^-1 (c - coupling b_ancestors) + sigma z)``
+    with ``S = L L'`` its block of the eliminated system. A finest factor with one effect needs
+    no factorisation: ``b_j = (c_j - Z_j'A b_parent) / S_j + sigma z_j / sqrt(S_j)``.
+    """
+    p, K, lev, par = ints[_P], ints[_K], ints[_LEV], ints[_PAR]
+    l_off, c_off, d_off, dmax = _workspace(ints)
+    Ls = np.zeros(l_off[K])
+    Cs = np.empty(c_off[K])
+    delta = np.zeros(d_off[K])
+    S = np.empty((dmax, dmax))
+    L = np.zeros((dmax, dmax))
+    C = np.empty((dmax, dmax))
+    rhs = np.empty(dmax)
+    anc = np.empty(dmax)
+    e_off = np.zeros(K + 1, dtype=np.int64)
+    for k in range(K):
+        row = lev + k * _LEVEL_WIDTH
+        e_off[k + 1] = e_off[k] + ints[row + 2] * ints[row]
+    for d in range(betas.shape[0]):
+        beta, s2 = betas[d], sigmas[d] ** 2
+        Ginv = np.zeros(G.shape[1:])
+        for k in range(K):
+            q = ints[lev + k * _LEVEL_WIDTH]
+            LG = np.zeros((q, q))
+            _cholesky_into(G[d, k], q, LG)
+            Gi = np.empty((q, q))
+            _solve_into(LG, np.eye(q), q, q, Gi)
+            Ginv[k, :q, :q] = Gi
+        delta[:] = 0.0
+        _eliminate(ints, floats, p, beta, s2, Ginv, Ls, Cs, delta, l_off, c_off, d_off, dmax)
+        for k in range(K):
+            row = lev + k * _LEVEL_WIDTH
+            q, Q, nc = ints[row], ints[row + 1], ints[row + 2]
+            zz, za, zx, zy = ints[row + 4], ints[row + 5], ints[row + 6], ints[row + 7]
+            dc = 1 + Q
+            for j in range(nc):
+                # the ancestors' draws, top first (the layout of Z'A)
+                at, cluster = Q, j
+                for kk in range(k - 1, -1, -1):
+                    cluster = ints[par + ints[lev + (kk + 1) * _LEVEL_WIDTH + 3] + cluster]
+                    qk = ints[lev + kk * _LEVEL_WIDTH]
+                    at -= qk
+                    for a in range(qk):
+                        anc[at + a] = out[d, e_off[kk] + cluster * qk + a]
+                if k == K - 1 and q == 1:
+                    acc = floats[zy + j]
+                    for c in range(p):
+                        acc -= floats[zx + j * p + c] * beta[c]
+                    for c in range(Q):
+                        acc -= floats[za + j * Q + c] * anc[c]
+                    Sj = floats[zz + j] + s2 * Ginv[k, 0, 0]
+                    out[d, e_off[k] + j] = acc / Sj + math.sqrt(s2 / Sj) * z[d, e_off[k] + j]
+                    continue
+                if k < K - 1:
+                    lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
+                    for a in range(q):
+                        for c in range(a + 1):
+                            L[a, c] = Ls[lo + a * q + c]
+                        for c in range(dc):
+                            C[a, c] = Cs[co + a * dc + c]
+                else:
+                    _cluster_system(ints, floats, row, j, p, beta, s2, Ginv[k], delta, -1, S, C, L)
+                for a in range(q):  # rhs = c - coupling b_ancestors, then L^-1 rhs + sigma z
+                    acc = C[a, 0]
+                    for c in range(Q):
+                        acc -= C[a, 1 + c] * anc[c]
+                    for m in range(a):
+                        acc -= L[a, m] * rhs[m]
+                    rhs[a] = acc / L[a, a]
+                for a in range(q):
+                    rhs[a] += math.sqrt(s2) * z[d, e_off[k] + j * q + a]
+                for a in range(q - 1, -1, -1):  # L^-T
+                    acc = rhs[a]
+                    for m in range(a + 1, q):
+                        acc -= L[m, a] * out[d, e_off[k] + j * q + m]
+                    out[d, e_off[k] + j * q + a] = acc / L[a, a]
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -16,7 +16,7 @@ from lmm_bayes.inference.kernel_loader import load
 from lmm_bayes.inference.layout import BETA, SIGMA, bis, corr_name, sd_name
 from lmm_bayes.inference.sufficient import SufficientStats
 from lmm_bayes.spec.design import Design, GroupDesign
-from lmm_bayes.spec.priors import Prior, Priors
+from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 
 __all__ = ["KernelModel", "pack"]
 
@@ -87,11 +87,12 @@ class KernelModel:
         return names, shapes, dims
 
 
-def pack(design: Design, priors: Priors, stats: SufficientStats) -> KernelModel:
+def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> KernelModel:
     """Lay out a collapsed model for the compiled kernel.
 
     The priors are those :func:`lmm_bayes.spec.priors.resolve_priors` accepted: every
     family has a code in the kernel, and the SDs of one correlated block share a family.
+    ``None`` takes the defaults (for what needs only the structure, the draws of b).
 
     Examples
     --------
@@ -103,6 +104,7 @@ def pack(design: Design, priors: Priors, stats: SufficientStats) -> KernelModel:
     6
     """
     kernel = load()
+    priors = resolve_priors(design) if priors is None else priors
     chain = stats.chain
     p = stats.XtX.shape[0]
     group_priors = priors.group_by_name
@@ -150,14 +152,22 @@ def pack(design: Design, priors: Priors, stats: SufficientStats) -> KernelModel:
     header["priors"] = put(np.array(params, dtype=float).reshape(-1, 3))
     header["eta"] = put(etas)
     level_rows: list[int] = []
+    group_parents: list[np.ndarray] = []
+    n_group_parents = 0  # made absolute below, once the offsets of ints are known
     Q, first = 0, 0
-    for g, lev in zip(chain, stats.levels):
+    for k, (g, lev) in enumerate(zip(chain, stats.levels)):
         row = [lev.q, Q, lev.n_clusters, first, put(lev.ZtZ), put(lev.ZtA), put(lev.ZtX), put(lev.Zty),
-               int(g.correlated)]
+               int(g.correlated), 0, 0, 0]
+        if k == len(chain) - 1 and lev.q == 1:
+            parents, records = _leaf_groups(lev)
+            row[9:] = [len(parents), n_group_parents, put(records)]
+            group_parents.append(parents)
+            n_group_parents += len(parents)
         level_rows.extend(row)
         Q += lev.q
         first += lev.n_clusters
     header["levels"] = len(ints)
+    level_at = len(ints)
     ints.extend(level_rows)
     header["blocks"] = len(ints)
     ints.extend(v for row in blocks for v in row)
@@ -168,14 +178,38 @@ def pack(design: Design, priors: Priors, stats: SufficientStats) -> KernelModel:
     header["parents"] = len(ints)
     ints[: len(kernel.HEADER)] = [header[name] for name in kernel.HEADER]
     parents = [np.asarray(lev.parent, dtype=np.int64) for lev in stats.levels]
+    group_base = len(ints) + sum(len(a) for a in parents)
+    for k in range(len(stats.levels)):
+        if ints[level_at + k * kernel.LEVEL_WIDTH + 9]:
+            ints[level_at + k * kernel.LEVEL_WIDTH + 10] += group_base
     return KernelModel(
         design=design,
         chain=chain,
-        ints=np.concatenate([np.asarray(ints, dtype=np.int64), *parents]),
+        ints=np.concatenate([np.asarray(ints, dtype=np.int64), *parents, *group_parents]),
         floats=np.concatenate(floats) if floats else np.zeros(0),
         n_dim=x_at,
         start=np.asarray(start, dtype=float),
     )
+
+
+def _leaf_groups(lev) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters of a one-effect finest factor grouped by (parent, Z'Z): parents and records.
+
+    A record is ``(count, Z'Z, W)`` with ``W = sum_j w_j w_j'`` over the group's clusters and
+    ``w_j = [Z_j'y, Z_j'X, Z_j'A]`` (see the kernel): one pass of bincounts, no loop over clusters.
+    """
+    w = np.concatenate([lev.Zty[:, :1], lev.ZtX[:, 0, :], lev.ZtA[:, 0, :]], axis=1)
+    keys = np.column_stack([lev.parent.astype(float), lev.ZtZ[:, 0, 0]])
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    n_groups, width = len(uniq), w.shape[1]
+    W = np.empty((n_groups, width, width))
+    for a in range(width):
+        for b in range(a + 1):
+            W[:, a, b] = W[:, b, a] = np.bincount(inverse, weights=w[:, a] * w[:, b], minlength=n_groups)
+    count = np.bincount(inverse, minlength=n_groups).astype(float)
+    records = np.column_stack([count, uniq[:, 1], W.reshape(n_groups, -1)])
+    return uniq[:, 0].astype(np.int64), records
 
 
 def _prior_scale(prior: Prior) -> float:

@@ -178,11 +178,32 @@ def encode_levels(
         order = np.array(sorted(pd.unique(np.asarray(lab, dtype=object))), dtype=object)
         orders.append(order)
         ranks.append(pd.Index(order).get_indexer(lab))
-    uniq, codes = np.unique(np.stack(ranks, axis=1), axis=0, return_inverse=True)
+    uniq, codes = _unique_rows(ranks, [len(o) for o in orders])
     keys = tuple(tuple(str(orders[j][r]) for j, r in enumerate(row)) for row in uniq)
     names = join_labels([np.array([k[j] for k in keys], dtype=object) for j in range(len(factors))])
     _refuse_equal_names(factors, keys, names)
     return codes.ravel().astype(np.int64), tuple(str(n) for n in names), keys
+
+
+def _unique_rows(ranks: Sequence[np.ndarray], sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(np.stack(ranks, 1), axis=0, return_inverse=True)``, fast: one int64 key per row.
+
+    The ranks are digits of a mixed-radix number (first factor most significant), so sorting
+    the numbers sorts the rows lexicographically; sorting 10^6 int64 takes milliseconds where
+    ``axis=0`` sorts row records in seconds.
+    """
+    if np.prod([float(max(s, 1)) for s in sizes]) >= 2.0**62:  # the key would overflow
+        uniq, codes = np.unique(np.stack(ranks, axis=1), axis=0, return_inverse=True)
+        return uniq, codes.ravel()
+    key = np.zeros(len(ranks[0]), dtype=np.int64)
+    for r, size in zip(ranks, sizes):
+        key = key * max(size, 1) + np.asarray(r, dtype=np.int64)
+    uniq_keys, codes = np.unique(key, return_inverse=True)
+    uniq = np.empty((len(uniq_keys), len(ranks)), dtype=np.int64)
+    rest = uniq_keys
+    for j in range(len(ranks) - 1, -1, -1):
+        rest, uniq[:, j] = np.divmod(rest, max(sizes[j], 1))
+    return uniq, codes.ravel()
 
 
 def default_keys(levels: Sequence[str], n_factors: int) -> tuple[tuple[str, ...], ...] | None:
