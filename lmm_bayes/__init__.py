@@ -32,6 +32,7 @@ from lmm_bayes.errors import (
     ModelFileError,
     RowsDroppedWarning,
     SamplingWarning,
+    RandomEffectsNotKept,
 )
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import within_between

@@ -13,6 +13,7 @@ __all__ = [
     "ImplicitNestingWarning",
     "MethodNote",
     "ModelFileError",
+    "RandomEffectsNotKept",
     "RowsDroppedWarning",
     "SamplingWarning",
 ]
@@ -34,6 +35,10 @@ class ModelFileError(ValueError):
 
 class FitFileError(ValueError):
     """The file is not an lmm-bayes fit, was written by a newer version, or was altered."""
+
+
+class RandomEffectsNotKept(ValueError):
+    """A fit made with ``keep_b="none"`` was asked for something that needs the draws of b."""
 
 
 class RowsDroppedWarning(UserWarning):

@@ -396,7 +396,8 @@ def build_collapsed_model(design: Design, priors: Priors, stats: SufficientStats
 
 
 def draw_random_effects(
-    design: Design, posterior: xr.Dataset, seed: Any = None, stats: SufficientStats | None = None
+    design: Design, posterior: xr.Dataset, seed: Any = None, stats: SufficientStats | None = None,
+    dtype: Any = np.float64,
 ) -> dict[str, xr.DataArray]:
     """Draw every cluster's b exactly from ``b | beta, theta, y``, one draw per posterior draw.
 
@@ -409,6 +410,8 @@ def draw_random_effects(
         Seed of the innovations; the same seed gives the same b.
     stats : SufficientStats, optional
         The design's statistics, computed here unless given.
+    dtype : numpy dtype
+        Of the returned draws (drawn in float64; ``float32`` halves the memory kept).
 
     Returns
     -------
@@ -442,15 +445,17 @@ def draw_random_effects(
     for k, g in enumerate(chain):
         G[:, k, : g.n_effects, : g.n_effects] = covariance_values(post, g).reshape(D, g.n_effects, g.n_effects)
     sizes = [g.n_levels * g.n_effects for g in chain]
-    values = np.empty((D, sum(sizes)))
+    values = np.empty((D, sum(sizes)), dtype=dtype)
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, values.shape[1]))  # bounds the innovations held at once
     kernel = load()
     for start in range(0, D, chunk):
         sl = slice(start, min(D, start + chunk))
         z = rng.standard_normal((sl.stop - sl.start, values.shape[1]))
+        out = values[sl] if values.dtype == np.float64 else np.empty_like(z)
         kernel.draw_effects(np.ascontiguousarray(betas[sl], dtype=float), sigmas[sl], G[sl], packed.ints,
-                            packed.floats, z, values[sl])
+                            packed.floats, z, out)
+        values[sl] = out
     result = {}
     at = 0
     for g, size in zip(chain, sizes):

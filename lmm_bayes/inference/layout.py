@@ -27,13 +27,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from lmm_bayes.errors import RandomEffectsNotKept
+
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
 
 __all__ = [
     "BETA",
+    "KEEP_B",
     "SIGMA",
     "Hyperparameter",
+    "b_draws",
     "b_name",
     "bis",
     "codes_name",
@@ -299,9 +303,27 @@ def population_effects(posterior: xr.Dataset, g: GroupDesign) -> xr.DataArray:
     )
 
 
+#: what ``keep_b`` may be: every draw of b in float64, every draw in float32 (half the memory), or none
+KEEP_B = ("all", "float32", "none")
+
+
+def b_draws(posterior: xr.Dataset, g: GroupDesign, needed_by: str = "this") -> xr.DataArray:
+    """The draws of factor g's b, or :class:`~lmm_bayes.errors.RandomEffectsNotKept` saying how to get them."""
+    name = b_name(g)
+    if name not in posterior:
+        raise RandomEffectsNotKept(
+            f"{needed_by} needs the draws of the {g.name!r} random effects, and this fit kept none "
+            "(keep_b='none'); fit again with keep_b='all' (or keep_b='float32', half the memory)"
+        )
+    return posterior[name]
+
+
 def fitted_terms(design: Design, posterior: xr.Dataset) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The ``(Z, codes, b)`` of every factor on the fitted rows, b from the posterior (chain, draw, ...)."""
-    return [(g.Z, g.codes, posterior[b_name(g)].transpose("chain", "draw", ...).values) for g in design.groups]
+    return [
+        (g.Z, g.codes, b_draws(posterior, g, "the linear predictor").transpose("chain", "draw", ...).values)
+        for g in design.groups
+    ]
 
 
 def fitted_linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray:

@@ -9,8 +9,9 @@ string:
   the same model for the kernel compiled once per machine, which nutpie samples without
   compiling a graph);
 * ``data()``: the ``pm.Data`` values by name, swapped into a cached compiled model;
-* ``complete(posterior, seed)``: the raw draws turned into the posterior layout
-  (:mod:`lmm_bayes.inference.layout`); the collapsed method draws every b exactly here.
+* ``complete(posterior, seed, keep_b)``: the raw draws turned into the posterior layout
+  (:mod:`lmm_bayes.inference.layout`), keeping b as ``keep_b`` says; the collapsed method
+  draws every b exactly here.
 
 :class:`Collapsed` computes the design's sufficient statistics and nesting chain once,
 when it is made, and every step reuses them.
@@ -29,7 +30,7 @@ import xarray as xr
 
 from lmm_bayes.inference import collapsed
 from lmm_bayes.inference.graph import build_model
-from lmm_bayes.inference.layout import codes_name, model_coords, posterior_vars, z_name
+from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
 from lmm_bayes.spec import validate
@@ -51,6 +52,16 @@ def _in_layout(design: Design, post: xr.Dataset) -> xr.Dataset:
     out = post[[v for v in posterior_vars(design) if v in post]]
     coords = model_coords(design)
     return out.assign_coords({k: v for k, v in coords.items() if k in out.dims})
+
+
+def _kept(post: xr.Dataset, design: Design, keep_b: str) -> xr.Dataset:
+    """The posterior with the draws of b kept as ``keep_b`` says (:data:`~lmm_bayes.inference.layout.KEEP_B`)."""
+    names = [b_name(g) for g in design.groups if b_name(g) in post]
+    if keep_b == "none":
+        return post.drop_vars(names)
+    if keep_b == "float32":
+        return post.assign({n: post[n].astype(np.float32) for n in names})
+    return post
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +86,8 @@ class Full:
             updates[z_name(g)] = g.Z
         return updates
 
-    def complete(self, posterior: xr.Dataset, seed: Any) -> xr.Dataset:
-        return _in_layout(self.design, posterior)
+    def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
+        return _kept(_in_layout(self.design, posterior), self.design, keep_b)
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,8 +121,11 @@ class Collapsed:
         """The model packed for the kernel compiled once per machine (sampled with nutpie)."""
         return pack(self.design, priors, self.stats)
 
-    def complete(self, posterior: xr.Dataset, seed: Any) -> xr.Dataset:
-        b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats)
+    def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
+        if keep_b == "none":
+            return _in_layout(self.design, posterior)
+        dtype = np.float32 if keep_b == "float32" else np.float64
+        b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats, dtype=dtype)
         return _in_layout(self.design, posterior.assign(b))
 
 

@@ -153,12 +153,14 @@ def sample_posterior(
     *,
     log_likelihood: bool | Literal["auto"] = "auto",
     attrs: dict[str, Any] | None = None,
+    keep_b: str = "all",
 ) -> xr.DataTree:
     """Sample a model and return its draws as an ArviZ DataTree in the posterior layout.
 
     Groups: ``posterior`` (:func:`lmm_bayes.inference.layout.posterior_vars`),
     ``sample_stats``, ``observed_data``, ``constant_data`` and, when asked for or
-    when chains × draws × rows is at most :data:`MAX_LOGLIK_VALUES`, ``log_likelihood``.
+    when chains × draws × rows is at most :data:`MAX_LOGLIK_VALUES` and the draws of b are
+    kept (``keep_b``, :data:`~lmm_bayes.inference.layout.KEEP_B`), ``log_likelihood``.
     Root and posterior attributes carry the provenance (package version, method,
     sampler settings, ``attrs``).
     """
@@ -173,7 +175,7 @@ def sample_posterior(
         raw, stats, reused = run_sampler(
             lambda: method.build(priors), method.structure_key(priors), method.data, settings
         )
-    posterior = method.complete(raw, settings.seed)
+    posterior = method.complete(raw, settings.seed, keep_b)
     obs = np.arange(design.n)
     groups: dict[str, xr.Dataset] = {
         "posterior": posterior,
@@ -182,7 +184,8 @@ def sample_posterior(
         "constant_data": constant_data(design),
     }
     n_values = settings.chains * settings.draws * design.n
-    if log_likelihood is True or (log_likelihood == "auto" and n_values <= MAX_LOGLIK_VALUES):
+    has_b = keep_b != "none" or not design.groups
+    if has_b and (log_likelihood is True or (log_likelihood == "auto" and n_values <= MAX_LOGLIK_VALUES)):
         ll = pointwise_log_likelihood(design.y, posterior, lambda one: fitted_linear_predictor(design, one))
         groups["log_likelihood"] = ll.to_dataset()
     provenance = {
@@ -193,6 +196,7 @@ def sample_posterior(
         "centered": int(getattr(method, "centered", False)),
         **settings.attrs(),
         "compiled_model_reused": int(reused),
+        "keep_b": keep_b,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     idata = xr.DataTree.from_dict(groups)

@@ -19,7 +19,8 @@ import xarray as xr
 
 from lmm_bayes.errors import MethodNote
 from lmm_bayes.inference.layout import (
-    b_name,
+    KEEP_B,
+    b_draws,
     coef_name,
     covariance_values,
     hyperparameter_draws,
@@ -30,6 +31,7 @@ from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.summary import Summary, summarize_draws
+from lmm_bayes.spec import validate
 from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +98,7 @@ class Fit(FittedModel):
             Indexed by (``level``, ``effect``).
         """
         g = self._group(group)
-        table = summarize_draws(self.posterior[b_name(g)], hdi_prob=hdi_prob)
+        table = summarize_draws(b_draws(self.posterior, g, "ranef"), hdi_prob=hdi_prob)
         table.index = table.index.set_names(["level", "effect"])
         return table
 
@@ -104,7 +106,7 @@ class Fit(FittedModel):
         """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect)."""
         g = self._group(group)
         post = self.posterior
-        b = post[b_name(g)].transpose("chain", "draw", g.name, g.effect_dim)
+        b = b_draws(post, g, "coef").transpose("chain", "draw", g.name, g.effect_dim)
         return (b + population_effects(post, g)).transpose("chain", "draw", g.name, g.effect_dim).rename(coef_name(g))
 
     def variance_draws(self, *, at: Mapping[str, float] | None = None) -> xr.DataArray:
@@ -249,6 +251,7 @@ def fit_model(
     progressbar: bool = True,
     centered: bool = False,
     log_likelihood: bool | Literal["auto"] = "auto",
+    keep_b: str = "all",
 ) -> Fit:
     """Sample the posterior of an :class:`~lmm_bayes.LMM`.
 
@@ -273,6 +276,12 @@ def fit_model(
     log_likelihood : bool or "auto"
         Store the pointwise log-likelihood (needed by LOO); "auto" stores it when
         chains × draws × rows is at most 4e7.
+    keep_b : {"all", "float32", "none"}
+        The draws of every cluster's b: all in float64 (default), all in float32 (half the
+        memory, for 10^5 clusters), or none. Without them ``ranef``, ``coef``, ``coef_draws``,
+        ``shrinkage``, predictions for fitted clusters, posterior predictive checks and the
+        pointwise log-likelihood (LOO) are unavailable and say so; the fixed effects,
+        variance components, ICC and predictions for new clusters work as usual.
 
     Returns
     -------
@@ -292,11 +301,17 @@ def fit_model(
     )
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
+    validate.check_choice(keep_b, KEEP_B, "keep_b")
+    if keep_b == "none" and log_likelihood is True and model.design.groups:
+        raise ValueError(
+            "log_likelihood=True needs the draws of b, which keep_b='none' drops; "
+            "use keep_b='all' (or 'float32'), or log_likelihood=False"
+        )
     strategy, note = resolve_method(model.design, method, centered=centered)
     if note:
         warnings.warn(note, MethodNote, stacklevel=3)
     idata = sample_posterior(
-        model.design, model.priors, strategy, settings, log_likelihood=log_likelihood,
+        model.design, model.priors, strategy, settings, log_likelihood=log_likelihood, keep_b=keep_b,
         attrs={"formula": model.formula, "method_note": note},
     )
     fit = Fit(idata=idata, model=model)

@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import FitFileError
-from lmm_bayes.inference.layout import BETA, SIGMA, codes_name, coef_name, posterior_vars, z_name
+from lmm_bayes.inference.layout import BETA, SIGMA, b_name, codes_name, coef_name, posterior_vars, z_name
 from lmm_bayes.results.base import FittedModel, check_fitted
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -408,6 +408,9 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
     else:
         columns, factors = list(model.design.X_columns), [g.name for g in model.design.groups]
         needed = posterior_vars(model.design)
+        if tree.attrs.get("keep_b") == "none":  # fitted with keep_b="none": no draws of b, no level dims
+            needed = [v for v in needed if v not in {b_name(g) for g in model.design.groups}]
+            factors = []
     _check_design(model, tree, path, columns=columns, factors=factors, needed=needed)
     return fit
 

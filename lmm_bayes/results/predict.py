@@ -33,7 +33,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.inference.layout import BETA, SIGMA, b_name, bis, cov_name, covariance_values, linear_predictor
+from lmm_bayes.inference.layout import (
+    BETA,
+    SIGMA,
+    b_draws,
+    bis,
+    cov_name,
+    covariance_values,
+    linear_predictor,
+)
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.summary import summarize_draws
 from lmm_bayes.spec import validate
@@ -263,7 +271,7 @@ def predict(
             unseen = codes < 0
             if unseen.any() and levels == "existing":
                 raise _unseen_error(g, rows.labels[g.name][unseen])
-            b = post[b_name(g)].values  # (chain, draw, level, effect)
+            b = b_draws(post, g, "a prediction for fitted clusters").values  # (chain, draw, level, effect)
             if unseen.any():
                 b, codes = _with_new_clusters(post, g, b, codes, rows.labels[g.name], rng)
             terms.append((rows.Z[g.name], codes, b))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmm_bayes.inference.layout import BETA, SIGMA, b_name, linear_predictor
+from lmm_bayes.inference.layout import BETA, SIGMA, b_draws, linear_predictor
 from lmm_bayes.results.estimates import (
     ESTIMATE_COLUMNS,
     POOLINGS,
@@ -102,7 +102,8 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     # the cluster's own least squares, everything else held at the posterior means
     shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
     others = [
-        (h.Z, h.codes, post[b_name(h)].mean(("chain", "draw")).values) for h in design.groups if h.name != g.name
+        (h.Z, h.codes, b_draws(post, h, "shrinkage").mean(("chain", "draw")).values)
+        for h in design.groups if h.name != g.name
     ]
     offset = linear_predictor(design.X[:, shared], beta.iloc[shared].to_numpy(), others)
     r = design.y - offset
