@@ -141,8 +141,8 @@ def write(results, load_start, load_end) -> None:
         "Fit times run from `LMM.fit` to the finished `Fit` (sampling, exact b draws, diagnostics);",
         "*design* is `LMM()`. Peak memory is the process's maximum resident set size.",
         "",
-        "| runs | rows | neurons | design s | gradient ms | cold fit s | warm fit s | lme4 REML s "
-        "| min ESS | div. | max R-hat | peak MB |",
+        ("| runs | rows | neurons | design s | gradient ms | cold fit s | warm fit s | lme4 REML s "
+         "| min ESS | div. | max R-hat | peak MB |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for title, spec, r in results:

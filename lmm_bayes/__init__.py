@@ -30,9 +30,9 @@ from lmm_bayes.errors import (
     ImplicitNestingWarning,
     MethodNote,
     ModelFileError,
+    RandomEffectsNotKept,
     RowsDroppedWarning,
     SamplingWarning,
-    RandomEffectsNotKept,
 )
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import within_between
@@ -72,6 +72,7 @@ __all__ = [
     "FormulaError",
     "FitFileError",
     "ModelFileError",
+    "RandomEffectsNotKept",
     "SamplingWarning",
     "MethodNote",
     "ImplicitNestingWarning",
