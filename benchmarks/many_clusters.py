@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         for subjects, neurons, trials in sizes:
             spec = {"subjects": subjects, "neurons": neurons, "trials": trials}
             r = run_child(spec)
-            r["lme4_s"] = None if args.quick else lme4(spec)
+            # lme4 on the fixed-rows runs (the comparison the issue asks for); the others would add ~10 min
+            r["lme4_s"] = None if args.quick or title != "10^6 rows" else lme4(spec)
             results.append((title, spec, r))
     if not args.quick:
         s, n, t = TEN_MILLION
