@@ -139,32 +139,38 @@ def _params(prior):
     return kw.get("nu", 0.0), kw.get("mu", 0.0), kw.get("sigma", kw.get("lam", kw.get("beta", 1.0)))
 
 
-@pytest.mark.parametrize(("m", "eta"), [(2, 1.0), (3, 2.0), (4, 0.7)])
-def test_lkj_density_on_the_correlation_matrix(m, eta):
-    """exp(log density in y) = det(R)^(eta-1) |d r / d y| up to one constant, at random points.
+@pytest.mark.parametrize(("formula", "m", "eta"), [("y ~ 1 + (1 + x | s)", 2, 1.0), ("y ~ 1 + (1 + x + z | s)", 3, 2.0),
+                                               ("y ~ 1 + (1 + x + z | s)", 3, 0.7)])
+def test_lkj_density_on_the_correlation_matrix(formula, m, eta):
+    """The kernel's correlation prior is LKJ(eta): det(R)^(eta-1) |d r / d y|, up to one constant.
 
-    The kernel writes LKJ on the Cholesky factor plus the transform's Jacobian (Stan's
-    formulas); this recomputes it from the correlation matrix with a numerical Jacobian.
+    Moving only the correlation coordinates y of a fitted model's kernel, its log density
+    minus the marginal likelihood must follow (eta - 1) log det R plus the log-Jacobian from
+    y to R's free entries, recomputed here from the correlation matrix with a numerical
+    Jacobian (not from the kernel's Cholesky-factor formulas).
     """
+    model = lb.LMM(formula, _data(0), priors={"s": {"eta": eta}})
+    stats = sufficient_statistics(model.design)
+    km = pack(model.design, model.priors, stats)
     rng = np.random.default_rng(m)
     n_free = m * (m - 1) // 2
     lower = np.tril_indices(m, -1)
+    at = 2 + m  # after the intercept, log sigma and the m log SDs
 
     def corr(y):
         L, _ = kernel._corr_cholesky(y, m)
         return L @ L.T
 
-    def kernel_logp(y):
-        L, logjac = kernel._corr_cholesky(y, m)
-        return logjac + sum((m - i - 1 + 2 * eta - 2) * np.log(L[i, i]) for i in range(1, m))
-
     gaps = []
     for _ in range(5):
+        x = km.start.copy()
         y = rng.normal(scale=0.6, size=n_free)
+        x[at : at + n_free] = y
+        prior_part = km.log_density(x)[0] - _marginal(km, stats, x)[0]
         h = 1e-6
         J = np.column_stack([(corr(y + h * e)[lower] - corr(y - h * e)[lower]) / (2 * h) for e in np.eye(n_free)])
         reference = (eta - 1) * np.linalg.slogdet(corr(y))[1] + np.linalg.slogdet(J)[1]
-        gaps.append(kernel_logp(y) - reference)
+        gaps.append(prior_part - reference)
     assert np.ptp(gaps) < 1e-6
 
 
@@ -229,3 +235,57 @@ def test_balanced_neurons_are_grouped_and_still_exact():
     fd = np.array([(km.log_density(x + 1e-6 * e)[0] - km.log_density(x - 1e-6 * e)[0]) / 2e-6
                    for e in np.eye(km.n_dim)])
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * (1 + np.abs(fd).max()))
+
+
+def _kernel_point(sd: np.ndarray, corr: np.ndarray) -> list[float]:
+    """The kernel's unconstrained coordinates of one correlated block: log SDs, then atanh of the CPCs."""
+    L = np.linalg.cholesky(corr)
+    m = len(sd)
+    cpc = [L[i, j] / np.sqrt(1 - (L[i, :j] ** 2).sum()) for i in range(1, m) for j in range(i)]
+    return list(np.log(sd)) + list(np.arctanh(cpc))
+
+
+def test_beta_and_sigma_gradient_equal_the_pymc_graphs():
+    """At points the PyMC collapsed graph and the kernel share, d/d beta and d/d log sigma agree,
+    and so do log-density differences between points that differ in beta and sigma only.
+
+    (The covariance parameters have different unconstrained coordinates in the two, hence the
+    comparison along beta and sigma, G held at the graph's value.)
+    """
+    from lmm_bayes.inference import collapsed
+
+    m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
+    stats = sufficient_statistics(m.design)
+    km = pack(m.design, m.priors, stats)
+    graph = collapsed.build_collapsed_model(m.design, m.priors, stats)
+    logp, dlogp = graph.compile_logp(), graph.compile_dlogp()
+
+    def sd_corr(point):
+        # PyMC's CholeskyCovPacked: the lower triangle row by row, log on the diagonal
+        L = np.zeros((2, 2))
+        L[np.tril_indices(2)] = point["Subject_chol_cov_cholesky-cov-packed__"]
+        L[np.diag_indices(2)] = np.exp(np.diag(L))
+        cov = L @ L.T
+        sd = np.sqrt(np.diag(cov))
+        return sd, cov / np.outer(sd, sd)
+
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        point = graph.initial_point()
+        point["beta"] = point["beta"] + rng.normal(scale=[5.0, 1.0])
+        point["sigma_log__"] = np.asarray(np.log(25.0) + rng.normal(scale=0.2))
+        point["Subject_chol_cov_cholesky-cov-packed__"] = rng.normal(scale=0.5, size=3) + [3.0, 0.0, 1.5]
+        sd, corr = sd_corr(point)
+        x = np.array([*point["beta"], point["sigma_log__"], *_kernel_point(sd, corr)])
+        _, grad = km.log_density(x)
+        flat = dlogp(point)  # ordered as graph.value_vars: beta, chol_cov, sigma
+        np.testing.assert_allclose(grad[:2], flat[:2], rtol=1e-8)
+        np.testing.assert_allclose(grad[2], flat[-1], rtol=1e-8)
+    # G differs between the points, so only beta/sigma-only differences are comparable: redo at one G
+    point = graph.initial_point()
+    base = np.array([*point["beta"], point["sigma_log__"], *_kernel_point(*sd_corr(point))])
+    moved = dict(point, beta=point["beta"] + [3.0, -0.5], sigma_log__=point["sigma_log__"] + 0.1)
+    shift = base.copy()
+    shift[:3] += [3.0, -0.5, 0.1]
+    assert km.log_density(shift)[0] - km.log_density(base)[0] == pytest.approx(
+        float(logp(moved)) - float(logp(point)), rel=1e-9, abs=1e-9)
