@@ -24,8 +24,8 @@ __all__ = ["sample_kernel"]
 def _nutpie_model(model: KernelModel, coords: dict[str, Any]):
     """The packed model as a nutpie compiled model whose log density is the C kernel.
 
-    Falls back to nutpie's public Python-callback interface (same draws, slower per
-    gradient) when nutpie's numba-backend class is not what this module expects.
+    Falls back to nutpie's public Python-callback interface (the same model, one Python
+    call per gradient) when nutpie's numba-backend class is not what this module expects.
     """
     try:
         from nutpie.compile_pymc import CompiledPyMCModel
