@@ -8,6 +8,7 @@ share a family, and the model's description of which effects are correlated, liv
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import matplotlib
@@ -311,3 +312,23 @@ def test_damaged_and_altered_file_says_both(fit, tmp_path):
                                               r"the file was altered after it was saved \(.*"
                                               r"posterior/Subject is missing"):
         lb.load(path)
+
+
+@pytest.mark.parametrize(
+    ("formula", "message", "caret"),
+    [
+        ("y ~ 'abc", "cannot read the formula: unterminated string literal", 4),
+        ("y ~ 0b2", "cannot read the formula: invalid digit '2' in binary literal", 6),
+        ("y ~ (x + 1", "this parenthesis is never closed", 4),
+    ],
+)
+def test_a_malformed_literal_is_not_called_an_unclosed_parenthesis(formula, message, caret):
+    """Only a text that ends inside a parenthesis is told its parenthesis is never closed."""
+    with pytest.raises(lb.FormulaError, match=re.escape(message)) as info:
+        lb.parse_formula(formula)
+    assert info.value.position == caret  # the caret under the culprit
+
+
+def test_a_response_of_two_columns_gets_the_response_hint_without_fixed_terms():
+    with pytest.raises(lb.FormulaError, match="the response must be one column or a transformation of one"):
+        lb.LMM("Reaction + Days ~ 1 + (1 | Subject)", lb.datasets.load("sleepstudy"))

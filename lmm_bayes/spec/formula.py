@@ -61,9 +61,12 @@ def _tokens(formula: str) -> list[_Tok]:
                     raise FormulaError(formula, tok.start, f"unmatched {tok.text!r}")
                 depth.pop()
             toks.append(tok)
-    except tokenize.TokenError:
-        pos = depth[-1].start if depth else len(formula)
-        raise FormulaError(formula, pos, "this parenthesis is never closed") from None
+    except tokenize.TokenError as err:
+        if depth and "EOF" in str(err.args[0]):  # the text ended inside a parenthesis
+            raise FormulaError(formula, depth[-1].start, "this parenthesis is never closed") from None
+        # a malformed literal or a stray line continuation: Python's tokenizer says which
+        col = err.args[1][1] if len(err.args) > 1 and isinstance(err.args[1], tuple) else len(formula) + 1
+        raise FormulaError(formula, min(max(col - 1, 0), len(formula)), f"cannot read the formula: {err.args[0]}") from None
     except SyntaxError as err:  # e.g. an unterminated string
         raise FormulaError(formula, (err.offset or 1) - 1, f"cannot read the formula: {err.msg}") from None
     if depth:

@@ -141,7 +141,7 @@ def _failure(formula: str, data: pd.DataFrame, namespace: dict, parts: Sequence[
     if culprit is None:
         return FormulaError(formula, formula.find("~") + 2, f"the formula cannot be evaluated ({reason})")
     pos = max(formula.find(culprit), 0)
-    if parts and culprit == parts[0][0] and len(parts) > 1:
+    if parts and culprit == parts[0][0]:  # the response (alone, or the part that failed)
         hint = "the response must be one column or a transformation of one, e.g. y or log(y)"
     else:
         hint = "arithmetic on columns goes inside I(...), e.g. I(2 * x) or I(x ** 2), and a term cannot be a number"
