@@ -346,6 +346,37 @@ def _groups_down(ints, floats, row, p, beta, s2, lam, stack_m, stack_V, ztxm):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _invert_into(G, q, Ginv_k):
+    """``Ginv_k[:q, :q] = G^-1`` of the q x q covariance G; returns log|G| (NaN when not positive definite)."""
+    LG = np.zeros((q, q))
+    if not _cholesky_into(G, q, LG):
+        return np.nan
+    Gi = np.empty((q, q))
+    _solve_into(LG, np.eye(q), q, q, Gi)
+    Ginv_k[:q, :q] = Gi
+    logdet = 0.0
+    for a in range(q):
+        logdet += 2.0 * math.log(LG[a, a])
+    return logdet
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _stored_or_rebuilt(ints, floats, row, k, K, j, p, beta, s2, Ginv_k, delta, Ls, Cs, l_off, c_off, S, C, L):
+    """Cluster j's Cholesky factor and right-hand side into L and C: saved by :func:`_eliminate`
+    above the finest factor, recomputed for the finest (which has no corrections from children)."""
+    q, dc = ints[row], 1 + ints[row + 1]
+    if k == K - 1:
+        _cluster_system(ints, floats, row, j, p, beta, s2, Ginv_k, delta, -1, S, C, L)
+        return
+    lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
+    for a in range(q):
+        for c in range(a + 1):
+            L[a, c] = Ls[lo + a * q + c]
+        for c in range(dc):
+            C[a, c] = Cs[co + a * dc + c]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _workspace(ints):
     """Offsets of each level's saved factors, right-hand sides and corrections from its children.
 
@@ -479,15 +510,7 @@ def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
         new_m = np.empty(nc * s if keep else 0)
         new_V = np.empty(nc * s * s if keep else 0)
         for j in range(nc):
-            if keep:
-                lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
-                for a in range(q):
-                    for c in range(a + 1):
-                        L[a, c] = Ls[lo + a * q + c]
-                    for c in range(dc):
-                        C[a, c] = Cs[co + a * dc + c]
-            else:  # the finest level: recompute (no correction from children)
-                _cluster_system(ints, floats, row, j, p, beta, s2, Ginv[k], delta, -1, S, C, L)
+            _stored_or_rebuilt(ints, floats, row, k, K, j, p, beta, s2, Ginv[k], delta, Ls, Cs, l_off, c_off, S, C, L)
             _solve_into(L, C, q, dc, A)  # S^-1 [c, coupling]
             _solve_into(L, eye, q, q, Sinv)
             pj = ints[par + first + j] if k else 0
@@ -581,19 +604,13 @@ def draw_effects(betas, sigmas, G, ints, floats, z, out):
         beta, s2 = betas[d], sigmas[d] ** 2
         Ginv = np.zeros(G.shape[1:])
         for k in range(K):
-            q = ints[lev + k * _LEVEL_WIDTH]
-            LG = np.zeros((q, q))
-            _cholesky_into(G[d, k], q, LG)
-            Gi = np.empty((q, q))
-            _solve_into(LG, np.eye(q), q, q, Gi)
-            Ginv[k, :q, :q] = Gi
+            _invert_into(G[d, k], ints[lev + k * _LEVEL_WIDTH], Ginv[k])
         delta[:] = 0.0
         _eliminate(ints, floats, p, beta, s2, Ginv, Ls, Cs, delta, l_off, c_off, d_off, dmax)
         for k in range(K):
             row = lev + k * _LEVEL_WIDTH
             q, Q, nc = ints[row], ints[row + 1], ints[row + 2]
             zz, za, zx, zy = ints[row + 4], ints[row + 5], ints[row + 6], ints[row + 7]
-            dc = 1 + Q
             for j in range(nc):
                 # the ancestors' draws, top first (the layout of Z'A)
                 at, cluster = Q, j
@@ -612,15 +629,8 @@ def draw_effects(betas, sigmas, G, ints, floats, z, out):
                     Sj = floats[zz + j] + s2 * Ginv[k, 0, 0]
                     out[d, e_off[k] + j] = acc / Sj + math.sqrt(s2 / Sj) * z[d, e_off[k] + j]
                     continue
-                if k < K - 1:
-                    lo, co = l_off[k] + j * q * q, c_off[k] + j * q * dc
-                    for a in range(q):
-                        for c in range(a + 1):
-                            L[a, c] = Ls[lo + a * q + c]
-                        for c in range(dc):
-                            C[a, c] = Cs[co + a * dc + c]
-                else:
-                    _cluster_system(ints, floats, row, j, p, beta, s2, Ginv[k], delta, -1, S, C, L)
+                _stored_or_rebuilt(ints, floats, row, k, K, j, p, beta, s2, Ginv[k], delta, Ls, Cs, l_off, c_off,
+                                   S, C, L)
                 for a in range(q):  # rhs = c - coupling b_ancestors, then L^-1 rhs + sigma z
                     acc = C[a, 0]
                     for c in range(Q):
@@ -665,14 +675,9 @@ def log_density(x, ints, floats):
         for a in range(q):
             for c in range(q):
                 G[a, c] = sd[k, a] * sd[k, c] * R[k, a, c]
-        LG = np.zeros((q, q))
-        if not _cholesky_into(G, q, LG):
+        logdet_G[k] = _invert_into(G, q, Ginv[k])
+        if not np.isfinite(logdet_G[k]):
             return -np.inf, grad
-        for a in range(q):
-            logdet_G[k] += 2.0 * math.log(LG[a, a])
-        Gi = np.empty((q, q))
-        _solve_into(LG, np.eye(q), q, q, Gi)
-        Ginv[k, :q, :q] = Gi
     ll, g_beta, g_sigma, gG = _marginal(x[:p].copy(), sigma * sigma, Ginv, logdet_G, ints, floats)
     if not np.isfinite(ll):
         return -np.inf, grad
