@@ -54,7 +54,7 @@ import xarray as xr
 from lmm_bayes.inference.graph import add_fixed_effects, add_group_covariance, add_sigma
 from lmm_bayes.inference.kernel_loader import load
 from lmm_bayes.inference.layout import b_name, covariance_values, model_coords
-from lmm_bayes.inference.packing import pack
+from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import (
     Level,
     SufficientStats,
@@ -81,7 +81,7 @@ __all__ = [
 SCOPE = "the collapsed method handles one factor or a chain of nested factors"
 #: name of the marginal likelihood term in the PyMC model
 LIKELIHOOD_NAME = "y_marginal"
-# elements (draws x clusters x columns^2) held at once while drawing b
+# standard-normal innovations (draws x effects) held at once while drawing b
 _CHUNK_ELEMENTS = 4_000_000
 
 
@@ -212,18 +212,6 @@ def _forward(L: list[list[Any]], C, ops):
     return ops.stack(us, axis=-2)
 
 
-def _backward(L: list[list[Any]], w, ops):
-    """Solve ``L' b = w`` for w (..., q)."""
-    q = len(L)
-    bs: list[Any] = [None] * q
-    for i in reversed(range(q)):
-        acc = w[..., i]
-        for m in range(i + 1, q):
-            acc = acc - L[m][i] * bs[m]
-        bs[i] = acc / L[i][i]
-    return ops.stack(bs, axis=-1)
-
-
 def _gram(u):
     """``u'u`` over axis -2: (..., q, R) -> (..., R, R)."""
     return (u[..., :, :, None] * u[..., :, None, :]).sum(axis=-3)
@@ -241,13 +229,10 @@ def _eliminate(levels: Sequence[dict[str, Any]], ztr: Sequence[Any], prec: Seque
 
     ``levels[k]`` holds ``ZtZ``, ``ZtA``, ``parent``, ``n_parent``, ``q``, ``Q`` (effects
     above); ``ztr[k]`` is ``Z'r`` (..., L, q) and ``prec[k]`` ``sigma^2 G^-1`` (..., q, q).
-    Returns ``log|M|`` (...), the Woodbury reduction ``(W'r)' M^-1 (W'r)`` (...) and, per
-    factor, the Cholesky entries of its eliminated block and its right-hand side
-    ``[Z'r, coupling to ancestors]`` for drawing b.
+    Returns ``log|M|`` (...) and the Woodbury reduction ``(W'r)' M^-1 (W'r)`` (...).
     """
     delta = None  # corrections passed up from eliminated children, layout [r, ancestors, own]
     logdet = 0.0
-    saved: list[Any] = [None] * len(levels)
     for k in reversed(range(len(levels))):
         lev = levels[k]
         q, Q = lev["q"], lev["Q"]
@@ -261,14 +246,13 @@ def _eliminate(levels: Sequence[dict[str, Any]], ztr: Sequence[Any], prec: Seque
         up = _gram(_forward(L, C, ops))
         if delta is not None:
             up = up + delta[..., : 1 + Q, : 1 + Q]
-        saved[k] = (L, C)
         if k == 0:
             reduction = up[..., 0, 0].sum(axis=-1)
         else:
             delta = ops.segment_sum(up, lev["parent"], lev["n_parent"])
     if not levels:
         reduction = 0.0
-    return logdet, reduction, saved
+    return logdet, reduction
 
 
 def _level_inputs(stats: SufficientStats, arrays: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -315,7 +299,7 @@ def _loglik(n, XtX, Xty, yty, levels: list[dict[str, Any]], beta, sigma, chols: 
         ztr.append(lev["Zty"] if beta is None else lev["Zty"] - (lev["ZtX"] * beta).sum(axis=-1))
         n_clusters = lev["ZtZ"].shape[0]
         lam_term = lam_term + n_clusters * (_logdet(Lg, ops) - q * ops.log(s2))
-    logdet_m, reduction, _ = _eliminate(levels, ztr, prec, ops)
+    logdet_m, reduction = _eliminate(levels, ztr, prec, ops)
     logdet_v = n * ops.log(s2) + lam_term + logdet_m
     return -0.5 * (n * np.log(2 * np.pi) + logdet_v + (rtr - reduction) / s2)
 
@@ -397,7 +381,7 @@ def build_collapsed_model(design: Design, priors: Priors, stats: SufficientStats
 
 def draw_random_effects(
     design: Design, posterior: xr.Dataset, seed: Any = None, stats: SufficientStats | None = None,
-    dtype: Any = np.float64,
+    dtype: Any = np.float64, packed: KernelModel | None = None,
 ) -> dict[str, xr.DataArray]:
     """Draw every cluster's b exactly from ``b | beta, theta, y``, one draw per posterior draw.
 
@@ -412,6 +396,9 @@ def draw_random_effects(
         The design's statistics, computed here unless given.
     dtype : numpy dtype
         Of the returned draws (drawn in float64; ``float32`` halves the memory kept).
+    packed : KernelModel, optional
+        The design packed for the kernel (any priors: the draws use its structure only),
+        packed here unless given.
 
     Returns
     -------
@@ -434,7 +421,7 @@ def draw_random_effects(
     chain = stats.chain
     if not chain:
         return {}
-    packed = pack(design, None, stats)
+    packed = pack(design, None, stats) if packed is None else packed
     post = posterior.transpose("chain", "draw", ...)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     D = n_chain * n_draw
