@@ -95,8 +95,8 @@ def test_same_seed_same_draws_and_the_python_callback_path_samples_the_same_mode
     model = method.kernel_model(sleep.priors)
     coords = {"coef": list(sleep.design.X_columns), "Subject_effect": ["Intercept", "Days"],
               "Subject_effect_bis": ["Intercept", "Days"]}
-    first, _ = kernel_sampler.sample_kernel(model, coords, settings)
-    again, _ = kernel_sampler.sample_kernel(model, coords, settings)
+    first, _ = sampling.sample_nutpie(kernel_sampler.nutpie_model(model, coords), settings)
+    again, _ = sampling.sample_nutpie(kernel_sampler.nutpie_model(model, coords), settings)
     np.testing.assert_array_equal(first["beta"].values, again["beta"].values)
     trace = nutpie.sample(kernel_sampler._python_callback_model(model, coords), draws=300, tune=300, chains=2,
                           seed=6, progress_bar=False)

@@ -1,4 +1,4 @@
-"""Sampling a packed collapsed model with nutpie, through the kernel compiled once per machine.
+"""A packed collapsed model as a nutpie model, sampled through the kernel compiled once per machine.
 
 nutpie calls the kernel's C entry points (:mod:`lmm_bayes.inference.kernel`) for each
 gradient, from its own threads and without Python in between, so no PyMC graph is
@@ -13,15 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from lmm_bayes.inference.kernel_loader import load
 from lmm_bayes.inference.packing import KernelModel
 
-__all__ = ["sample_kernel"]
+__all__ = ["nutpie_model"]
 
 
-def _nutpie_model(model: KernelModel, coords: dict[str, Any]):
+def nutpie_model(model: KernelModel, coords: dict[str, Any]):
     """The packed model as a nutpie compiled model whose log density is the C kernel.
 
     Falls back to nutpie's public Python-callback interface (the same model, one Python
@@ -78,24 +77,3 @@ def _python_callback_model(model: KernelModel, coords: dict[str, Any]):
         [np.dtype("float64")] * len(names), shapes, names,
         coords={k: list(v) for k, v in coords.items()}, dims=dims, make_initial_point_fn=_initial_point(model),
     )
-
-
-def sample_kernel(
-    model: KernelModel, coords: dict[str, Any], settings: Any
-) -> tuple[xr.Dataset, xr.Dataset]:
-    """Sample ``model`` with nutpie; returns (posterior, sample_stats) with the layout's names.
-
-    ``settings`` is a :class:`~lmm_bayes.inference.sampling.SamplerSettings`; the seed
-    fixes the chains' starting points and the draws.
-    """
-    import nutpie
-
-    trace = nutpie.sample(
-        _nutpie_model(model, coords), draws=settings.draws, tune=settings.tune, chains=settings.chains,
-        seed=settings.seed, progress_bar=settings.progressbar, target_accept=settings.target_accept,
-        save_warmup=False,
-    )
-    post, stats = trace.posterior, trace.sample_stats
-    post = post.to_dataset() if hasattr(post, "to_dataset") else post
-    stats = stats.to_dataset() if hasattr(stats, "to_dataset") else stats
-    return post, stats

@@ -101,6 +101,8 @@ class Collapsed:
     design: Design
     chain: tuple[GroupDesign, ...]
     name: str = field(default="collapsed", init=False)
+    # the kernel model last made for sampling; the draws of b reuse its structure (they need no priors)
+    _packed: dict[str, KernelModel] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def stats(self) -> SufficientStats:
@@ -119,13 +121,15 @@ class Collapsed:
 
     def kernel_model(self, priors: Priors) -> KernelModel:
         """The model packed for the kernel compiled once per machine (sampled with nutpie)."""
-        return pack(self.design, priors, self.stats)
+        self._packed["last"] = pack(self.design, priors, self.stats)
+        return self._packed["last"]
 
     def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
         if keep_b == "none":
             return _in_layout(self.design, posterior)
         dtype = np.float32 if keep_b == "float32" else np.float64
-        b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats, dtype=dtype)
+        b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats, dtype=dtype,
+                                          packed=self._packed.get("last"))
         return _in_layout(self.design, posterior.assign(b))
 
 

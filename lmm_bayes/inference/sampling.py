@@ -35,7 +35,7 @@ from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
 from lmm_bayes.version import __version__
 
-__all__ = ["MAX_LOGLIK_VALUES", "SAMPLERS", "SamplerSettings", "run_sampler", "sample_posterior"]
+__all__ = ["MAX_LOGLIK_VALUES", "SAMPLERS", "SamplerSettings", "run_sampler", "sample_nutpie", "sample_posterior"]
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
@@ -120,11 +120,7 @@ def run_sampler(
         else:
             _COMPILED.move_to_end(key)
             compiled = compiled.with_data(**updates())
-        trace = nutpie.sample(
-            compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
-            progress_bar=s.progressbar, target_accept=s.target_accept, save_warmup=False,
-        )
-        return _dataset(trace.posterior), _dataset(trace.sample_stats), reused
+        return (*sample_nutpie(compiled, s), reused)
     if s.sampler in ("numpyro", "blackjax") and importlib.util.find_spec("jax") is None:
         raise ValueError(
             f"sampler={s.sampler!r} needs JAX, which is not installed; install it with "
@@ -138,6 +134,18 @@ def run_sampler(
             progressbar=s.progressbar, nuts_sampler=s.sampler, compute_convergence_checks=False,
         )
     return _dataset(trace.posterior), _dataset(trace.sample_stats), False
+
+
+def sample_nutpie(compiled: Any, settings: SamplerSettings) -> tuple[xr.Dataset, xr.Dataset]:
+    """Sample a nutpie compiled model (a PyMC graph's, or the kernel's); returns (posterior, sample_stats)."""
+    import nutpie
+
+    s = settings
+    trace = nutpie.sample(
+        compiled, draws=s.draws, tune=s.tune, chains=s.chains, seed=s.seed,
+        progress_bar=s.progressbar, target_accept=s.target_accept, save_warmup=False,
+    )
+    return _dataset(trace.posterior), _dataset(trace.sample_stats)
 
 
 def _dataset(group) -> xr.Dataset:
@@ -170,7 +178,7 @@ def sample_posterior(
         # no graph to compile: the kernel is compiled once per machine (kernel_sampler)
         reused = kernel_loader.is_loaded()
         coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
-        raw, stats = kernel_sampler.sample_kernel(method.kernel_model(priors), coords, settings)
+        raw, stats = sample_nutpie(kernel_sampler.nutpie_model(method.kernel_model(priors), coords), settings)
     else:
         raw, stats, reused = run_sampler(
             lambda: method.build(priors), method.structure_key(priors), method.data, settings
