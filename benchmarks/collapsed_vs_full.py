@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,25 @@ def simulate(trials: int, *, subjects: int = 20, neurons: int = 25, seed: int = 
     subject_labels = np.array([f"s{i + 1}" for i in range(subjects)])
     neuron_labels = np.array([f"n{j + 1}" for j in range(neurons)])
     return pd.DataFrame({"y": y, "x": x, "subject": subject_labels[s], "neuron": neuron_labels[nn]})
+
+
+def lme4_reml_seconds(df: pd.DataFrame, formula: str) -> dict:
+    """``lmer(formula, REML = TRUE)`` on ``df`` written to CSV, timed inside R (fit only).
+
+    ``{"fit_s": seconds}``, ``{"error": ...}`` when R fails, or ``{}`` without ``Rscript``
+    (lme4 from Debian: ``apt-get install r-cran-lme4``).
+    """
+    if shutil.which("Rscript") is None:
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "data.csv"
+        df.to_csv(csv, index=False)
+        script = ("suppressMessages(library(lme4)); d <- read.csv(commandArgs(TRUE)[1]); "
+                  f"t <- system.time(m <- lmer({formula}, data = d, REML = TRUE))[['elapsed']]; cat(t, '\\n')")
+        proc = subprocess.run(["Rscript", "-e", script, str(csv)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-200:]}
+    return {"fit_s": float(proc.stdout.split()[-1])}
 
 
 # ---------------------------------------------------------------------------- child: one run

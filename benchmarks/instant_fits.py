@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,11 +38,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from collapsed_vs_full import _machine, _versions, simulate
+from collapsed_vs_full import _machine, _versions, lme4_reml_seconds, simulate
 
 NESTED = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 SLEEP = "Reaction ~ Days + (Days | Subject)"
-LME4_FORMULA = {SLEEP: "Reaction ~ Days + (Days | Subject)", NESTED: "y ~ x + (1 + x | subject) + (1 | subject:neuron)"}
 
 
 def _data(case: str):
@@ -88,22 +86,8 @@ def run_child(spec: dict, env: dict | None = None) -> dict:
 
 
 def lme4(case: str) -> dict:
-    """lme4 REML on the same data, timed inside R (fit only), or an empty dict without R."""
-    if shutil.which("Rscript") is None:
-        return {}
-    formula, df = _data(case)
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "data.csv"
-        df.to_csv(csv, index=False)
-        script = (
-            "suppressMessages(library(lme4)); d <- read.csv(commandArgs(TRUE)[1]); "
-            f"t <- system.time(m <- lmer({LME4_FORMULA[formula]}, data = d, REML = TRUE))[['elapsed']]; "
-            "cat(t, '\\n')"
-        )
-        proc = subprocess.run(["Rscript", "-e", script, str(csv)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip()[-200:]}
-    return {"fit_s": float(proc.stdout.split()[-1])}
+    """lme4 REML on the same data (see :func:`collapsed_vs_full.lme4_reml_seconds`)."""
+    return lme4_reml_seconds(*reversed(_data(case)))
 
 
 def warm_up_cold() -> float:

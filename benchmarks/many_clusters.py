@@ -25,10 +25,8 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -36,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from collapsed_vs_full import _machine, _versions, simulate
+from collapsed_vs_full import _machine, _versions, lme4_reml_seconds, simulate
 
 FORMULA = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 #: (subjects, neurons per subject, trials per neuron)
@@ -91,17 +89,9 @@ def run_child(spec: dict) -> dict:
 
 
 def lme4(spec: dict) -> float | None:
-    """lme4 REML fit time (inside R) on the same data, or None without R."""
-    if shutil.which("Rscript") is None:
-        return None
+    """lme4 REML fit time on the same data, or None without R (or when R fails)."""
     df = simulate(spec["trials"], subjects=spec["subjects"], neurons=spec["neurons"], seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "data.csv"
-        df.to_csv(csv, index=False)
-        script = ("suppressMessages(library(lme4)); d <- read.csv(commandArgs(TRUE)[1]); "
-                  f"t <- system.time(m <- lmer({FORMULA}, data = d, REML = TRUE))[['elapsed']]; cat(t, '\\n')")
-        proc = subprocess.run(["Rscript", "-e", script, str(csv)], capture_output=True, text=True, check=False)
-    return float(proc.stdout.split()[-1]) if proc.returncode == 0 else None
+    return lme4_reml_seconds(df, FORMULA).get("fit_s")
 
 
 def main(argv: list[str] | None = None) -> None:
