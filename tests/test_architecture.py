@@ -14,7 +14,7 @@ MAX_LINES = 500
 LONGER = {
     # numba checks its on-disk cache against each function's own source file only: were the
     # kernel split, an edited helper file could run under stale cached callers
-    "inference/kernel.py": 800,
+    "inference/kernel.py": 820,
 }
 
 

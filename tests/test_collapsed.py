@@ -19,7 +19,7 @@ from scipy.stats import multivariate_normal
 
 import lmm_bayes as lb
 from lmm_bayes.inference import collapsed
-from lmm_bayes.inference.methods import choose_method
+from lmm_bayes.inference.methods import Collapsed, Crossed, choose_method, resolve_method
 
 NESTED = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -241,12 +241,11 @@ def test_supports(data, formula, ok, why, sleepstudy):
     assert got is ok
     assert why in reason
     assert ("\n" not in reason) and (ok or reason)
-    method, note = choose_method(design, "auto")
-    assert method == ("collapsed" if ok else "full")
+    # crossed designs go to the crossed collapsed method (tests/test_crossed.py), also without a note
+    method, note = resolve_method(design, "auto")
+    assert isinstance(method, Collapsed if ok else Crossed) and note == ""
+    assert choose_method(design, "auto") == ("collapsed", "")
     if not ok:
-        assert why in note
-        with pytest.raises(ValueError, match="cannot be used for this model"):
-            choose_method(design, "collapsed")
         with pytest.raises(ValueError, match="crossed"):
             collapsed.build_collapsed_model(design, model.priors)
 

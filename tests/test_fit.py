@@ -497,14 +497,15 @@ def test_fit_argument_errors(sleepstudy, kwargs, error, message):
         lb.LMM(INTERCEPT, sleepstudy).fit(**kwargs)
 
 
-def test_collapsed_on_crossed_factors_says_use_full():
+def test_collapsed_on_crossed_factors_with_another_sampler_says_use_nutpie_or_full():
     df = pd.DataFrame({"s": np.repeat([f"s{i}" for i in range(4)], 4), "item": np.tile([f"i{j}" for j in range(4)], 4),
                        "y": np.arange(16.0)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = lb.LMM("y ~ 1 + (1 | s) + (1 | item)", df)
-    with pytest.raises(ValueError, match=r"method='collapsed' cannot be used for this model: .*crossed.*use method='full'"):
-        model.fit(method="collapsed")
+    with pytest.raises(ValueError, match=r"method='collapsed' cannot be used for this model: .*crossed.*"
+                                         r"samples with nutpie only \(sampler='pymc'\); use method='full'"):
+        model.fit(method="collapsed", sampler="pymc")
 
 
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
@@ -552,9 +553,11 @@ def test_unknown_group(slopes_fit):
             slopes_fit.coef(1)
 
 
-def test_auto_falls_back_to_full_for_crossed_factors_with_a_note():
+def test_auto_falls_back_to_full_with_a_note_when_the_crossed_method_cannot_take_the_design(monkeypatch):
     from lmm_bayes.errors import MethodNote
     from lmm_bayes.spec.validate import ImplicitNestingWarning
+
+    monkeypatch.setattr("lmm_bayes.inference.methods.MAX_DENSE_EFFECTS", 5)  # 6 items: too many
 
     rng = np.random.default_rng(9)
     df = pd.DataFrame({"s": np.repeat([f"s{i}" for i in range(6)], 6), "item": np.tile([f"i{j}" for j in range(6)], 6)})
@@ -563,7 +566,7 @@ def test_auto_falls_back_to_full_for_crossed_factors_with_a_note():
         warnings.simplefilter("ignore", ImplicitNestingWarning)
         warnings.simplefilter("ignore", SamplingWarning)
         model = lb.LMM("y ~ 1 + (1 | s) + (1 | item)", df)
-        with pytest.warns(MethodNote, match="method='auto' chose 'full':.*crossed"):
+        with pytest.warns(MethodNote, match="method='auto' chose 'full':.*crossed.*dense block would hold 6"):
             fit = model.fit(draws=50, tune=50, chains=1, seed=1, progressbar=False)
     assert fit.method == "full"
     assert "crossed" in fit.idata.attrs["method_note"]

@@ -24,9 +24,9 @@ After sampling, ``b | beta, theta, y`` is drawn exactly, top level first, each
 level conditional on the levels above (the Schur complement gives the top
 level's marginal; the eliminated blocks give the conditionals).
 
-Crossed factors (subject x item) do not give an arrow structure; the collapsed
-method does not apply to them (``supports`` says so and ``method="auto"`` falls
-back to the full model).
+Crossed factors (subject x item) do not give an arrow structure; they are integrated
+out by the blocked Cholesky of :mod:`lmm_bayes.inference.crossed` instead (``supports``
+says whether this module's elimination applies).
 
 This module holds the numpy reference (:func:`marginal_loglik`), the PyMC graph of the
 collapsed model (the reference the tests compare against, and ``LMM.pymc_model``) and the
@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 #: what the collapsed method covers, for messages that say why it does not apply
-SCOPE = "the collapsed method handles one factor or a chain of nested factors"
+SCOPE = "the nested elimination handles one factor or a chain of nested factors"
 #: name of the marginal likelihood term in the PyMC model
 LIKELIHOOD_NAME = "y_marginal"
 # standard-normal innovations (draws x effects) held at once while drawing b
@@ -89,14 +89,14 @@ _CHUNK_ELEMENTS = 4_000_000
 
 
 def supports(design: Design) -> tuple[bool, str]:
-    """Whether the collapsed method applies to this design, and if not, why (one line).
+    """Whether this module's nested elimination applies to this design, and if not, why (one line).
 
     It applies to one grouping factor or a chain of nested factors
     (``(1 + x | subject) + (1 | subject:neuron)``), and to models without random
     terms (the likelihood then needs only ``X'X``, ``X'y`` and ``y'y``, so a
     regression on 10^6 rows samples as fast as one on 100). Crossed factors
     (subject x item) make ``M`` a general sparse matrix rather than an arrow; they
-    are left to the full model.
+    go to :mod:`lmm_bayes.inference.crossed`.
 
     Examples
     --------

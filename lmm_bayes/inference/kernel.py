@@ -31,8 +31,8 @@ down the chain:
 * ``d/d G_k = (G_k^-1 B_k G_k^-1 - L_k G_k^-1) / 2`` with ``B_k = sum_j (m_j m_j' + V_j)``;
 * ``d/d sigma = -n / sigma + (r'r - (W'r)'M^-1(W'r) + sigma^2 (sum_k L_k q_k - sum_k tr(G_k^-1 B_k))) / sigma^3``.
 
-The same identity holds for any factorisation that yields ``m_j`` and ``V_j``, which is what
-crossed designs will need.
+Crossed designs (:mod:`lmm_bayes.inference.crossed`) get ``m_j`` and ``V_j`` from another
+factorisation and share the rest: :func:`density_start` and :func:`density_finish`.
 
 Cost: a batch of tiny Choleskys per factor above the finest; the finest factor, when it has
 one effect (neurons in subjects), is summed per group of clusters sharing a parent and
@@ -55,6 +55,8 @@ __all__ = [
     "HEADER",
     "LEVEL_WIDTH",
     "constrain",
+    "density_finish",
+    "density_start",
     "draw_effects",
     "expand_cfunc",
     "expand_flat",
@@ -648,11 +650,16 @@ def draw_effects(betas, sigmas, G, ints, floats, z, out):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def log_density(x, ints, floats):
-    """Log posterior density (up to a constant) at unconstrained x, and its gradient."""
-    p, K, n_blocks = ints[_P], ints[_K], ints[_NB]
-    lev, blk, eff = ints[_LEV], ints[_BLK], ints[_EFF]
-    fam, pri, eta_at = ints[_FAM], ints[_PRI], ints[_ETA]
+def density_start(x, ints, floats):
+    """The parts of the log density that do not depend on how b is integrated out.
+
+    Returns ``(lp, grad, sigma, sd, R, Ginv, logdet_G)``: the priors of beta and sigma with
+    the log-sigma Jacobian, each factor's covariance inverted (``logdet_G`` NaN where it is
+    not positive definite). :func:`density_finish` adds the SD priors, the LKJ priors and the
+    chain rule from the marginal likelihood's gradient wrt each G.
+    """
+    p, K, lev = ints[_P], ints[_K], ints[_LEV]
+    fam, pri = ints[_FAM], ints[_PRI]
     grad = np.zeros(x.size)
     lp = 0.0
     # fixed effects, then sigma (log scale): prior entries 0..p
@@ -664,7 +671,6 @@ def log_density(x, ints, floats):
     v, g = _prior(ints[fam + p], floats[pri + 3 * p], floats[pri + 3 * p + 1], floats[pri + 3 * p + 2], sigma)
     lp += v + x[p]
     grad[p] += g * sigma + 1.0
-    # covariance matrices of the factors
     _, sd, R = constrain(x, ints, floats)
     qmax = sd.shape[1]
     Ginv = np.zeros((K, qmax, qmax))
@@ -676,15 +682,15 @@ def log_density(x, ints, floats):
             for c in range(q):
                 G[a, c] = sd[k, a] * sd[k, c] * R[k, a, c]
         logdet_G[k] = _invert_into(G, q, Ginv[k])
-        if not np.isfinite(logdet_G[k]):
-            return -np.inf, grad
-    ll, g_beta, g_sigma, gG = _marginal(x[:p].copy(), sigma * sigma, Ginv, logdet_G, ints, floats)
-    if not np.isfinite(ll):
-        return -np.inf, grad
-    lp += ll
-    grad[:p] += g_beta
-    grad[p] += g_sigma * sigma
-    # blocks: SD priors (log scale), LKJ on the correlations, and the chain rule from G
+    return lp, grad, sigma, sd, R, Ginv, logdet_G
+
+
+@numba.njit(cache=True, error_model="numpy")
+def density_finish(x, ints, floats, sd, R, gG, lp, grad):
+    """Add the SD priors (log scale), the LKJ priors and the chain rule from ``gG`` (the
+    marginal likelihood's gradient wrt each G) to ``lp`` and ``grad``; returns lp."""
+    n_blocks, blk, eff = ints[_NB], ints[_BLK], ints[_EFF]
+    fam, pri, eta_at = ints[_FAM], ints[_PRI], ints[_ETA]
     for b in range(n_blocks):
         row = blk + b * _BLOCK_WIDTH
         k, m, e0, x0, f0 = ints[row], ints[row + 1], ints[row + 2], ints[row + 3], ints[row + 4]
@@ -717,7 +723,23 @@ def log_density(x, ints, floats):
             lp += coef * math.log(LR[i, i])
             gL[i, i] += coef / LR[i, i]
         grad[x0 + m : x0 + m + m * (m - 1) // 2] += _corr_cholesky_grad(y, m, gL)
-    return lp, grad
+    return lp
+
+
+@numba.njit(cache=True, error_model="numpy")
+def log_density(x, ints, floats):
+    """Log posterior density (up to a constant) at unconstrained x, and its gradient."""
+    p = ints[_P]
+    lp, grad, sigma, sd, R, Ginv, logdet_G = density_start(x, ints, floats)
+    for k in range(logdet_G.size):
+        if not np.isfinite(logdet_G[k]):
+            return -np.inf, grad
+    ll, g_beta, g_sigma, gG = _marginal(x[:p].copy(), sigma * sigma, Ginv, logdet_G, ints, floats)
+    if not np.isfinite(ll):
+        return -np.inf, grad
+    grad[:p] += g_beta
+    grad[p] += g_sigma * sigma
+    return density_finish(x, ints, floats, sd, R, gG, lp + ll, grad), grad
 
 
 # ---------------------------------------------------------------------------- C entry points

@@ -1,4 +1,5 @@
-"""Loading the compiled kernel (:mod:`lmm_bayes.inference.kernel`), and saying so when it compiles.
+"""Loading the compiled kernels (:mod:`lmm_bayes.inference.kernel`, and
+:mod:`lmm_bayes.inference.crossed_kernel` for crossed designs), and saying so when they compile.
 
 Importing the kernel loads it from numba's on-disk cache (about half a second) or, the first
 time on a machine or after the package changed, compiles it (about a minute on 2 cores).
@@ -15,11 +16,12 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["cache_location", "is_loaded", "load", "warm_up"]
+__all__ = ["cache_location", "is_loaded", "load", "load_crossed", "warm_up"]
 
 #: loading from the cache takes under a second; longer than this means numba is compiling
 NOTICE_AFTER_S = 3.0
 _KERNEL = "lmm_bayes.inference.kernel"
+_CROSSED = "lmm_bayes.inference.crossed_kernel"
 
 
 def is_loaded() -> bool:
@@ -46,8 +48,17 @@ def _writable(folder: Path) -> bool:
 
 def load() -> ModuleType:
     """The kernel module, imported once per process (with a notice while it compiles)."""
-    if is_loaded():
-        return sys.modules[_KERNEL]
+    return _import_with_notice(_KERNEL)
+
+
+def load_crossed() -> ModuleType:
+    """The crossed method's compiled loops, imported once per process (with a notice while they compile)."""
+    return _import_with_notice(_CROSSED)
+
+
+def _import_with_notice(name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
     done = threading.Event()
 
     def notice() -> None:
@@ -60,7 +71,7 @@ def load() -> ModuleType:
 
     threading.Thread(target=notice, daemon=True).start()
     try:
-        return importlib.import_module(_KERNEL)
+        return importlib.import_module(name)
     finally:
         done.set()
 
@@ -77,4 +88,5 @@ def warm_up() -> float:
     """
     start = time.perf_counter()
     load()
+    load_crossed()
     return time.perf_counter() - start

@@ -24,8 +24,12 @@ def nutpie_model(model: KernelModel, coords: dict[str, Any]):
     """The packed model as a nutpie compiled model whose log density is the C kernel.
 
     Falls back to nutpie's public Python-callback interface (the same model, one Python
-    call per gradient) when nutpie's numba-backend class is not what this module expects.
+    call per gradient) when nutpie's numba-backend class is not what this module expects,
+    and takes it for a model with its own marginal likelihood (crossed designs, whose
+    blocked Cholesky runs in LAPACK through scipy: the Python call costs little next to it).
     """
+    if model.marginal is not None:
+        return _python_callback_model(model, coords)
     try:
         from nutpie.compile_pymc import CompiledPyMCModel
     except ImportError:

@@ -1,4 +1,4 @@
-"""How a model is sampled, as small strategy objects: :class:`Full` and :class:`Collapsed`.
+"""How a model is sampled, as small strategy objects: :class:`Full`, :class:`Collapsed` and :class:`Crossed`.
 
 A method knows four things, and the sampler asks it for each instead of branching on a
 string:
@@ -14,7 +14,8 @@ string:
   draws every b exactly here.
 
 :class:`Collapsed` computes the design's sufficient statistics and nesting chain once,
-when it is made, and every step reuses them.
+when it is made, and every step reuses them. :class:`Crossed` is the collapsed method for
+crossed factors (:mod:`lmm_bayes.inference.crossed`); a fit names both ``"collapsed"``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pymc as pm
 import xarray as xr
 
 from lmm_bayes.inference import collapsed
+from lmm_bayes.inference.crossed import MAX_DENSE_EFFECTS, CrossedSystem, crossed_model, dense_effects, draw_crossed_effects
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
@@ -37,7 +39,7 @@ from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["METHODS", "Collapsed", "Full", "Method", "choose_method", "resolve_method"]
+__all__ = ["METHODS", "Collapsed", "Crossed", "Full", "Method", "choose_method", "resolve_method"]
 
 METHODS = ("auto", "full", "collapsed")
 
@@ -133,14 +135,57 @@ class Collapsed:
         return _in_layout(self.design, posterior.assign(b))
 
 
-Method = Full | Collapsed
+@dataclass(frozen=True, eq=False)
+class Crossed:
+    """The collapsed method for crossed factors: b integrated out by a blocked Cholesky, then
+    drawn exactly (:mod:`lmm_bayes.inference.crossed`). Samples with nutpie only."""
+
+    design: Design
+    name: str = field(default="collapsed", init=False)
+    _packed: dict[str, KernelModel] = field(default_factory=dict, init=False, repr=False)
+
+    @cached_property
+    def system(self) -> CrossedSystem:
+        """The design's cross products, split for the blocked Cholesky (computed once)."""
+        return CrossedSystem.from_design(self.design)
+
+    def structure_key(self, priors: Priors) -> str:
+        return _key("crossed", self.design, priors, None, False)
+
+    def build(self, priors: Priors) -> pm.Model:
+        raise ValueError(
+            "the collapsed method for crossed factors has no PyMC graph: it samples with nutpie "
+            "(sampler='nutpie', the default); use method='full' for the PyMC graph or another sampler"
+        )
+
+    def data(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def kernel_model(self, priors: Priors) -> KernelModel:
+        """The model for nutpie: the kernel's priors with the blocked-Cholesky marginal likelihood."""
+        self._packed["last"] = crossed_model(self.design, priors, self.system)
+        return self._packed["last"]
+
+    def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
+        if keep_b == "none":
+            return _in_layout(self.design, posterior)
+        dtype = np.float32 if keep_b == "float32" else np.float64
+        b = draw_crossed_effects(self.design, posterior, seed=seed, system=self.system, dtype=dtype)
+        return _in_layout(self.design, posterior.assign(b))
 
 
-def resolve_method(design: Design, method: str, *, centered: bool = False) -> tuple[Method, str]:
+Method = Full | Collapsed | Crossed
+
+
+def resolve_method(
+    design: Design, method: str, *, centered: bool = False, sampler: str = "nutpie"
+) -> tuple[Method, str]:
     """The strategy for ``method`` (``"auto"`` resolved), and a note saying why auto fell back, or "".
 
     ``"auto"`` picks :class:`Collapsed` for one grouping factor or a chain of nested
-    factors and :class:`Full` otherwise (crossed factors).
+    factors, :class:`Crossed` for crossed factors (sampled with nutpie, with a dense block of
+    at most :data:`~lmm_bayes.inference.crossed.MAX_DENSE_EFFECTS` effects), and
+    :class:`Full` otherwise.
 
     Examples
     --------
@@ -156,13 +201,31 @@ def resolve_method(design: Design, method: str, *, centered: bool = False) -> tu
     try:
         chain = nesting_chain(design)
     except ValueError as err:
-        why = f"{err}; {collapsed.SCOPE}"
+        why = _crossed_obstacle(design, sampler)
+        if not why:
+            if centered:
+                raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
+            return Crossed(design), ""
+        why = f"{err}, and {why}"
         if method == "collapsed":
             raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use method='full'") from None
         return Full(design, centered=centered), f"method='auto' chose 'full': {why}"
     if centered:
         raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
     return Collapsed(design, chain), ""
+
+
+def _crossed_obstacle(design: Design, sampler: str) -> str:
+    """Why the crossed collapsed method cannot take this design, or ""."""
+    if sampler != "nutpie":
+        return f"the collapsed method for crossed factors samples with nutpie only (sampler={sampler!r})"
+    m = dense_effects(design)
+    if m > MAX_DENSE_EFFECTS:
+        return (
+            f"its dense block would hold {m:,} effects (all factors but the largest), above the "
+            f"{MAX_DENSE_EFFECTS:,} the crossed collapsed method factorises in reasonable time"
+        )
+    return ""
 
 
 def choose_method(design: Design, method: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ turn an unconstrained point back into the named posterior variables.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ from lmm_bayes.inference.sufficient import SufficientStats
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 
-__all__ = ["KernelModel", "pack"]
+__all__ = ["KernelModel", "pack", "pack_parameters"]
 
 
 def _prior_row(prior: Prior, kernel) -> tuple[int, tuple[float, float, float]]:
@@ -40,6 +41,10 @@ class KernelModel:
         Length of the unconstrained parameter vector.
     start : ndarray
         A central unconstrained point (prior locations), jittered for each chain.
+    marginal : callable or None
+        ``marginal(beta, sigma2, Ginv, logdet_G) -> (ll, d/dbeta, d/dsigma, d/dG)``: the
+        marginal log-likelihood when another factorisation than the kernel's nested one
+        integrates b out (crossed designs); None for the kernel's own.
     """
 
     design: Design
@@ -48,11 +53,25 @@ class KernelModel:
     floats: np.ndarray
     n_dim: int
     start: np.ndarray
+    marginal: Callable | None = None
 
     def log_density(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and its gradient at x."""
-        lp, grad = load().log_density(np.asarray(x, dtype=float), self.ints, self.floats)
-        return float(lp), grad
+        kernel = load()
+        x = np.asarray(x, dtype=float)
+        if self.marginal is None:
+            lp, grad = kernel.log_density(x, self.ints, self.floats)
+            return float(lp), grad
+        lp, grad, sigma, sd, R, Ginv, logdet_G = kernel.density_start(x, self.ints, self.floats)
+        if not np.all(np.isfinite(logdet_G)):
+            return -np.inf, grad
+        p = len(self.design.X_columns)
+        ll, g_beta, g_sigma, gG = self.marginal(x[:p], sigma * sigma, Ginv, logdet_G)
+        if not np.isfinite(ll):
+            return -np.inf, grad
+        grad[:p] += g_beta
+        grad[p] += g_sigma * sigma
+        return float(kernel.density_finish(x, self.ints, self.floats, sd, R, gG, lp + ll, grad)), grad
 
     def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """The named posterior variables (``beta``, ``sigma``, ``{g}_sd``, ``{g}_corr``) at x."""
@@ -87,6 +106,71 @@ class KernelModel:
         return names, shapes, dims
 
 
+def _parameters(design: Design, priors: Priors, groups: tuple[GroupDesign, ...], kernel) -> dict:
+    """The unconstrained layout of the parameters and their priors (module docstring of the kernel)."""
+    p = len(design.X_columns)
+    group_priors = priors.group_by_name
+    fams: list[int] = []
+    params: list[tuple[float, float, float]] = []
+    for prior in [priors.fixed_by_name[c] for c in design.X_columns] + [priors.sigma]:
+        code, row = _prior_row(prior, kernel)
+        fams.append(code), params.append(row)
+    blocks: list[list[int]] = []
+    effects: list[int] = []
+    etas: list[float] = []
+    start = [priors.fixed_by_name[c].kwargs.get("mu", 0.0) for c in design.X_columns]
+    start.append(np.log(_prior_scale(priors.sigma)))
+    x_at = p + 1
+    for k, g in enumerate(groups):
+        gp = group_priors[g.name]
+        for block in g.blocks:
+            sd_priors = [gp.sd_by_effect[g.effects[i]] for i in block]
+            m = len(block)
+            blocks.append([k, m, len(effects), x_at, len(fams)])
+            effects.extend(block)
+            for pr in sd_priors:
+                code, row = _prior_row(pr, kernel)
+                fams.append(code), params.append(row)
+                start.append(np.log(_prior_scale(pr)))
+            start.extend([0.0] * (m * (m - 1) // 2))
+            etas.append(float(gp.eta))
+            x_at += m + m * (m - 1) // 2
+    return dict(fams=fams, params=params, blocks=blocks, effects=effects, etas=etas, start=start, n_dim=x_at)
+
+
+class _Floats:
+    """The ``floats`` array, built piece by piece; :meth:`put` returns a piece's offset."""
+
+    def __init__(self) -> None:
+        self.pieces: list[np.ndarray] = []
+        self.size = 0
+
+    def put(self, values) -> int:
+        arr = np.ascontiguousarray(values, dtype=float).ravel()
+        self.pieces.append(arr)
+        self.size += arr.size
+        return self.size - arr.size
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.pieces) if self.pieces else np.zeros(0)
+
+
+def _tables(kernel, header: dict, level_rows: list[int], par: dict) -> list[int]:
+    """``ints`` up to the parents: header, level table, block table, effects, prior families."""
+    ints: list[int] = [0] * len(kernel.HEADER)
+    header["levels"] = len(ints)
+    ints.extend(level_rows)
+    header["blocks"] = len(ints)
+    ints.extend(v for row in par["blocks"] for v in row)
+    header["effects"] = len(ints)
+    ints.extend(par["effects"])
+    header["families"] = len(ints)
+    ints.extend(par["fams"])
+    header["parents"] = len(ints)
+    ints[: len(kernel.HEADER)] = [header.get(name, 0) for name in kernel.HEADER]
+    return ints
+
+
 def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> KernelModel:
     """Lay out a collapsed model for the compiled kernel.
 
@@ -106,51 +190,15 @@ def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> Kerne
     kernel = load()
     priors = resolve_priors(design) if priors is None else priors
     chain = stats.chain
-    p = stats.XtX.shape[0]
-    group_priors = priors.group_by_name
-    fams: list[int] = []
-    params: list[tuple[float, float, float]] = []
-    for prior in [priors.fixed_by_name[c] for c in design.X_columns] + [priors.sigma]:
-        code, row = _prior_row(prior, kernel)
-        fams.append(code), params.append(row)
-    blocks: list[list[int]] = []
-    effects: list[int] = []
-    etas: list[float] = []
-    start = [priors.fixed_by_name[c].kwargs.get("mu", 0.0) for c in design.X_columns]
-    start.append(np.log(_prior_scale(priors.sigma)))
-    x_at = p + 1
-    for k, g in enumerate(chain):
-        gp = group_priors[g.name]
-        for block in g.blocks:
-            sd_priors = [gp.sd_by_effect[g.effects[i]] for i in block]
-            m = len(block)
-            blocks.append([k, m, len(effects), x_at, len(fams)])
-            effects.extend(block)
-            for pr in sd_priors:
-                code, row = _prior_row(pr, kernel)
-                fams.append(code), params.append(row)
-                start.append(np.log(_prior_scale(pr)))
-            start.extend([0.0] * (m * (m - 1) // 2))
-            etas.append(float(gp.eta))
-            x_at += m + m * (m - 1) // 2
-    ints: list[int] = [0] * len(kernel.HEADER)
-    floats: list[np.ndarray] = []
-    n_floats = 0
-
-    def put(values) -> int:
-        nonlocal n_floats
-        arr = np.ascontiguousarray(values, dtype=float).ravel()
-        floats.append(arr)
-        n_floats += arr.size
-        return n_floats - arr.size
-
-    header = dict.fromkeys(kernel.HEADER, 0)
-    header.update(p=p, K=len(chain), n_blocks=len(blocks), n=stats.n)
+    par = _parameters(design, priors, chain, kernel)
+    floats = _Floats()
+    put = floats.put
+    header = dict(p=stats.XtX.shape[0], K=len(chain), n_blocks=len(par["blocks"]), n=stats.n)
     header["yty"] = put([stats.yty])
     header["XtX"] = put(stats.XtX)
     header["Xty"] = put(stats.Xty)
-    header["priors"] = put(np.array(params, dtype=float).reshape(-1, 3))
-    header["eta"] = put(etas)
+    header["priors"] = put(np.array(par["params"], dtype=float).reshape(-1, 3))
+    header["eta"] = put(par["etas"])
     level_rows: list[int] = []
     group_parents: list[np.ndarray] = []
     n_group_parents = 0  # made absolute below, once the offsets of ints are known
@@ -166,17 +214,8 @@ def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> Kerne
         level_rows.extend(row)
         Q += lev.q
         first += lev.n_clusters
-    header["levels"] = len(ints)
-    level_at = len(ints)
-    ints.extend(level_rows)
-    header["blocks"] = len(ints)
-    ints.extend(v for row in blocks for v in row)
-    header["effects"] = len(ints)
-    ints.extend(effects)
-    header["families"] = len(ints)
-    ints.extend(fams)
-    header["parents"] = len(ints)
-    ints[: len(kernel.HEADER)] = [header[name] for name in kernel.HEADER]
+    ints = _tables(kernel, header, level_rows, par)
+    level_at = header["levels"]
     parents = [np.asarray(lev.parent, dtype=np.int64) for lev in stats.levels]
     group_base = len(ints) + sum(len(a) for a in parents)
     for k in range(len(stats.levels)):
@@ -186,9 +225,40 @@ def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> Kerne
         design=design,
         chain=chain,
         ints=np.concatenate([np.asarray(ints, dtype=np.int64), *parents, *group_parents]),
-        floats=np.concatenate(floats) if floats else np.zeros(0),
-        n_dim=x_at,
-        start=np.asarray(start, dtype=float),
+        floats=floats.array(),
+        n_dim=par["n_dim"],
+        start=np.asarray(par["start"], dtype=float),
+    )
+
+
+def pack_parameters(design: Design, priors: Priors | None, groups: tuple[GroupDesign, ...]) -> KernelModel:
+    """The parameters and priors of a model with the factors ``groups`` (any structure), without data.
+
+    Enough for :func:`lmm_bayes.inference.kernel.density_start`, ``density_finish`` and
+    ``constrain``: the crossed method (:mod:`lmm_bayes.inference.crossed`) adds its own
+    marginal likelihood.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
+    >>> pack_parameters(m.design, m.priors, m.design.groups).n_dim
+    6
+    """
+    kernel = load()
+    priors = resolve_priors(design) if priors is None else priors
+    par = _parameters(design, priors, groups, kernel)
+    floats = _Floats()
+    header = dict(p=len(design.X_columns), K=len(groups), n_blocks=len(par["blocks"]), n=design.n)
+    header["priors"] = floats.put(np.array(par["params"], dtype=float).reshape(-1, 3))
+    header["eta"] = floats.put(par["etas"])
+    level_rows: list[int] = []
+    for g in groups:
+        level_rows.extend([g.n_effects, 0, g.n_levels, 0, 0, 0, 0, 0, int(g.correlated), 0, 0, 0])
+    ints = _tables(kernel, header, level_rows, par)
+    return KernelModel(
+        design=design, chain=tuple(groups), ints=np.asarray(ints, dtype=np.int64), floats=floats.array(),
+        n_dim=par["n_dim"], start=np.asarray(par["start"], dtype=float),
     )
 
 

@@ -1,7 +1,8 @@
 """Running a sampler: the compiled-model cache, and the posterior as an ArviZ DataTree.
 
 The collapsed method with nutpie (the default) runs on the kernel compiled once per
-machine (:mod:`lmm_bayes.inference.kernel_sampler`); everything else compiles a PyMC graph.
+machine (:mod:`lmm_bayes.inference.kernel_sampler`), for crossed designs with the blocked
+Cholesky of :mod:`lmm_bayes.inference.crossed`; everything else compiles a PyMC graph.
 
 The compiled nutpie model is cached by the model's structure (design shapes, factor
 layout, priors, method; see :mod:`lmm_bayes.inference.methods`): refitting the same
@@ -21,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pymc as pm
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from lmm_bayes.inference import kernel_loader, kernel_sampler
 from lmm_bayes.inference.layout import (
@@ -29,7 +31,7 @@ from lmm_bayes.inference.layout import (
     model_coords,
     pointwise_log_likelihood,
 )
-from lmm_bayes.inference.methods import Collapsed, Method
+from lmm_bayes.inference.methods import Collapsed, Crossed, Method
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
@@ -174,11 +176,16 @@ def sample_posterior(
     """
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
-    if USE_KERNEL and isinstance(method, Collapsed) and settings.sampler == "nutpie":
+    on_kernel = isinstance(method, Crossed) or (USE_KERNEL and isinstance(method, Collapsed))
+    if on_kernel and settings.sampler == "nutpie":
         # no graph to compile: the kernel is compiled once per machine (kernel_sampler)
         reused = kernel_loader.is_loaded()
         coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
-        raw, stats = sample_nutpie(kernel_sampler.nutpie_model(method.kernel_model(priors), coords), settings)
+        compiled = kernel_sampler.nutpie_model(method.kernel_model(priors), coords)
+        # chains already run on every core: a multi-threaded BLAS in each (the crossed method's
+        # LAPACK calls) would make its threads spin against the other chains' (measured 50x slower)
+        with threadpool_limits(1, user_api="blas"):
+            raw, stats = sample_nutpie(compiled, settings)
     else:
         raw, stats, reused = run_sampler(
             lambda: method.build(priors), method.structure_key(priors), method.data, settings

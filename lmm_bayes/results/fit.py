@@ -265,7 +265,8 @@ def fit_model(
     method : {"auto", "full", "collapsed"}
         ``"full"`` samples every cluster's b; ``"collapsed"`` integrates b out of the
         Gaussian likelihood and draws it exactly afterwards (no funnel, cost per
-        gradient independent of the rows); ``"auto"`` picks collapsed where it applies.
+        gradient independent of the rows), for nested and crossed factors (crossed ones
+        with nutpie); ``"auto"`` picks collapsed where it applies.
     target_accept : float
         NUTS target acceptance rate.
     seed : int, optional
@@ -307,7 +308,7 @@ def fit_model(
             "log_likelihood=True needs the draws of b, which keep_b='none' drops; "
             "use keep_b='all' (or 'float32'), or log_likelihood=False"
         )
-    strategy, note = resolve_method(model.design, method, centered=centered)
+    strategy, note = resolve_method(model.design, method, centered=centered, sampler=settings.sampler)
     if note:
         warnings.warn(note, MethodNote, stacklevel=3)
     idata = sample_posterior(

@@ -412,7 +412,7 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
     reference, categories = _reference_rows(
         frame, spec, [fixed.common, *(dm for dms in effects_dms.values() for dm in dms)]
     )
-    single = {g.factors[0]: g.codes for g in groups if len(g.factors) == 1}
+    single = {g.factors[0]: (g.codes, g.levels) for g in groups if len(g.factors) == 1}
     explicit = {g.name for g in groups}
     if len(single) > 1:
         validate.check_implicit_nesting(single, explicit)

@@ -39,6 +39,7 @@ __all__ = [
     "check_probability",
     "check_seed",
     "did_you_mean",
+    "restarted_labels",
 ]
 
 #: Names a grouping factor (a dim of the posterior, named after its column) cannot take:
@@ -193,24 +194,59 @@ def check_full_rank(X: np.ndarray, columns: Sequence[str]) -> None:
     )
 
 
-def check_implicit_nesting(factor_codes: dict[str, np.ndarray], explicit: set[str]) -> None:
-    """Warn when a factor's labels repeat across the levels of another factor.
+def _natural_key(label: str) -> tuple:
+    """Sort key that puts "n2" before "n10" (digits compared as numbers)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", label) if part)
 
-    ``(1 | neuron)`` with neuron labels 1..25 in every subject merges neuron 1 of
-    every subject into one cluster; ``(1 | subject:neuron)`` is almost always meant.
+
+def restarted_labels(inner: tuple[np.ndarray, Sequence[str]], outer: np.ndarray) -> bool:
+    """Whether the inner factor's labels restart inside each level of the outer factor.
+
+    The pitfall's signature: every outer level uses the first k of one sequence of labels
+    (neurons "1".."k" in each subject), k varying between outer levels, so equal labels
+    in different outer levels are different clusters. A crossed design (every subject sees
+    all items, or its own subset of them) does not have it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> subject = np.array([0, 0, 0, 1, 1])  # subject 0 has neurons 1-3, subject 1 neurons 1-2
+    >>> restarted_labels((np.array([0, 1, 2, 0, 1]), ["1", "2", "3"]), subject)
+    True
+    >>> restarted_labels((np.array([0, 1, 0, 1]), ["a", "b"]), np.array([0, 0, 1, 1]))  # fully crossed
+    False
     """
-    names = list(factor_codes)  # in formula order: the outer factor is written first
+    codes, labels = inner
+    pairs = pd.DataFrame({"i": codes, "o": outer}).drop_duplicates()
+    if not pairs["i"].duplicated().any():
+        return False  # no label shared across outer levels: nested, nothing merged
+    order = sorted(range(len(labels)), key=lambda k: _natural_key(str(labels[k])))
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels))
+    per_outer = pairs.assign(r=rank[pairs["i"].to_numpy()]).groupby("o")["r"].agg(["max", "size"])
+    prefixes = bool((per_outer["max"] == per_outer["size"] - 1).all())
+    return prefixes and per_outer["size"].nunique() > 1
+
+
+def check_implicit_nesting(factors: dict[str, tuple[np.ndarray, Sequence[str]]], explicit: set[str]) -> None:
+    """Warn when a factor's labels restart inside each level of another factor (:func:`restarted_labels`).
+
+    ``(1 | neuron)`` with neurons numbered from 1 in every subject merges neuron 1 of every
+    subject into one cluster; ``(1 | subject:neuron)`` is almost always meant. Crossed
+    factors (items seen by many subjects) are left alone.
+    """
+    names = list(factors)  # in formula order: the outer factor is written first
     for k, outer in enumerate(names):
         for inner in names[k + 1 :]:
             if f"{outer}:{inner}" in explicit:
                 continue
-            pairs = pd.DataFrame({"i": factor_codes[inner], "o": factor_codes[outer]}).drop_duplicates()
-            if pairs["i"].duplicated().any():
+            if restarted_labels(factors[inner], factors[outer][0]):
                 warnings.warn(
-                    f"labels of {inner!r} repeat across levels of {outer!r}: (1 | {inner}) treats "
-                    f"equal labels in different {outer} levels as one cluster. If each {outer} has its "
-                    f"own {inner}s, write (1 | {outer}:{inner}) (or (1 | {outer}/{inner})); if the "
-                    "factors are crossed on purpose, ignore this warning",
+                    f"labels of {inner!r} restart inside each level of {outer!r} (each {outer} has the "
+                    f"first few of the same {inner} labels): (1 | {inner}) treats equal labels in different "
+                    f"{outer} levels as one cluster. If each {outer} has its own {inner}s, write "
+                    f"(1 | {outer}:{inner}) (or (1 | {outer}/{inner})); if the factors are crossed on "
+                    "purpose, ignore this warning",
                     ImplicitNestingWarning,
                     stacklevel=4,
                 )
