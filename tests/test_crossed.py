@@ -90,14 +90,18 @@ def _parts(km, x):
     return sigma, Ginv, logdet_G
 
 
+@pytest.mark.parametrize("coupling", ["sparse", "dense"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_marginal_equals_dense_normal_density(case):
+def test_marginal_equals_dense_normal_density(case, coupling, monkeypatch):
+    """Both ways of eliminating the coupling: cluster by cluster (sparse) and as BLAS products (dense)."""
+    monkeypatch.setattr(crossed, "DENSE_COUPLING", 0.0 if coupling == "dense" else 2.0)
     formula, data = CASES[case]
     model = _model(formula, data())
     d = model.design
     with pytest.raises(ValueError):  # these are crossed: not a nesting chain
         nesting_chain(d)
     system = CrossedSystem.from_design(d)
+    assert (system.Bd is not None) == (coupling == "dense")
     km = crossed_model(d, model.priors, system)
     rng = np.random.default_rng(0)
     p = len(d.X_columns)
@@ -108,9 +112,11 @@ def test_marginal_equals_dense_normal_density(case):
         assert ll == pytest.approx(_dense_loglik(d, x[:p], sigma, Ginv), abs=1e-8, rel=1e-12)
 
 
+@pytest.mark.parametrize("coupling", ["sparse", "dense"])
 @pytest.mark.parametrize("case", ["slopes on both, balanced", "nested within crossed", "more items than subjects",
                                   "slopes on both, uncorrelated"])
-def test_gradient_matches_finite_differences(case):
+def test_gradient_matches_finite_differences(case, coupling, monkeypatch):
+    monkeypatch.setattr(crossed, "DENSE_COUPLING", 0.0 if coupling == "dense" else 2.0)
     formula, data = CASES[case]
     model = _model(formula, data())
     km = crossed_model(model.design, model.priors)
@@ -232,12 +238,11 @@ def test_other_samplers_and_huge_dense_blocks_fall_back_to_full_with_a_reason(mo
     assert isinstance(method, Full) and "crossed" in note and "nutpie" in note
     with pytest.raises(ValueError, match="method='collapsed' cannot be used.*nutpie.*use method='full'"):
         resolve_method(d, "collapsed", sampler="pymc")
+    with pytest.raises(ValueError, match="centered=True only applies"):
+        resolve_method(d, "collapsed", centered=True)
     monkeypatch.setattr("lmm_bayes.inference.methods.MAX_DENSE_EFFECTS", 3)
     method, note = resolve_method(d, "auto")
     assert isinstance(method, Full) and "dense block would hold 4 effects" in note
-    with pytest.raises(ValueError, match="centered=True only applies"):
-        monkeypatch.setattr("lmm_bayes.inference.methods.MAX_DENSE_EFFECTS", 2500)
-        resolve_method(d, "collapsed", centered=True)
 
 
 def test_the_crossed_method_has_no_pymc_graph():

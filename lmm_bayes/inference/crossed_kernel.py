@@ -46,13 +46,15 @@ def _small_cholesky(S, q, L):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def schur(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest):
+def schur(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest, dense):
     """Eliminate the block-diagonal factor.
 
     ``A_j = A0_j + Gs`` (``Gs = sigma^2 G^-1`` of that factor). Returns ``(ok, S, LA, Ainv,
     logdet_A, P, a_s, rhs)``: the Schur complement ``S = D0 + sigma^2 Lambda_dense^-1 - B'A^-1B``,
     each cluster's Cholesky factor and inverse, ``sum log|A_j|``, ``P = A^-1 B`` (rows as
-    ``Bv``), ``a_s = A^-1 c_s`` and ``rhs = c_r - B'a_s``.
+    ``Bv``), ``a_s = A^-1 c_s`` and ``rhs = c_r - B'a_s``. With ``dense`` the caller
+    subtracts ``B'A^-1 B`` itself (one BLAS product when most clusters couple to most
+    dense effects): S is returned without it.
     """
     L, q = A0.shape[0], A0.shape[1]
     m = D0.shape[0]
@@ -104,6 +106,8 @@ def schur(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest):
                 P[t, a] = v
                 acc += Bv[t, a] * a_s[j * q + a]
             rhs[col[t]] -= acc
+        if dense:
+            continue
         for t1 in range(ptr[j], ptr[j + 1]):
             c1 = col[t1]
             for t2 in range(ptr[j], ptr[j + 1]):
@@ -115,12 +119,13 @@ def schur(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def moments(Sinv, rhs, ptr, col, P, Ainv, a_s, rest, s2):
+def moments(Sinv, rhs, ptr, col, P, Ainv, a_s, rest, s2, dense):
     """Posterior means and summed second moments from ``Sinv`` (lower triangle of ``S^-1``).
 
     Returns ``(ur, us, B_s, B_rest)``: the dense and block-diagonal effects' means
     (``M^-1 c``), and ``sum_j E[b_j b_j' | y]`` for the block-diagonal factor (q x q) and for
-    each dense factor (``(R, qmax, qmax)``), with ``Cov(b | y) = sigma^2 M^-1``.
+    each dense factor (``(R, qmax, qmax)``), with ``Cov(b | y) = sigma^2 M^-1``. With
+    ``dense`` B_s leaves out ``sigma^2 sum_j P_j S^-1 P_j'``, which the caller adds (BLAS).
     """
     m = rhs.size
     L, q = Ainv.shape[0], Ainv.shape[1]
@@ -144,6 +149,11 @@ def moments(Sinv, rhs, ptr, col, P, Ainv, a_s, rest, s2):
             for t in range(t0, t1):
                 acc -= P[t, a] * ur[col[t]]
             us[j * q + a] = acc
+        if dense:
+            for a in range(q):
+                for c in range(q):
+                    B_s[a, c] += us[j * q + a] * us[j * q + c] + s2 * Ainv[j, a, c]
+            continue
         for u in range(t1 - t0):  # inner = S^-1[C_j, C_j] P_j', then P_j S^-1 P_j' = P_j inner
             row = full[col[t0 + u]]
             for c in range(q):
@@ -207,9 +217,9 @@ def _compile_now() -> None:
     Bv = np.ones((1, 1))
     rest = np.array([[0, 1, 1]], dtype=np.int64)
     ok, S, LA, Ainv, _, P, a_s, rhs = schur(A0, np.eye(1), ptr, col, Bv, np.ones(1), np.ones(1), np.eye(1) * 2,
-                                            rest, np.ones((1, 1, 1)))
-    moments(np.asfortranarray(S), rhs, ptr, col, P, Ainv, a_s, rest, 1.0)
-    moments(S, rhs, ptr, col, P, Ainv, a_s, rest, 1.0)
+                                            rest, np.ones((1, 1, 1)), False)
+    for dense in (False, True):
+        moments(np.asfortranarray(S), rhs, ptr, col, P, Ainv, a_s, rest, 1.0, dense)
     draw_block(np.ones(1), np.ones(1), ptr, col, Bv, LA, Ainv, 1.0, np.ones(1))
 
 

@@ -21,6 +21,7 @@ crossed factors (:mod:`lmm_bayes.inference.crossed`); a fit names both ``"collap
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -64,6 +65,13 @@ def _kept(post: xr.Dataset, design: Design, keep_b: str) -> xr.Dataset:
     if keep_b == "float32":
         return post.assign({n: post[n].astype(np.float32) for n in names})
     return post
+
+
+def _with_drawn_b(design: Design, post: xr.Dataset, keep_b: str, draw: Callable[[Any], dict]) -> xr.Dataset:
+    """The posterior in the layout, with b from ``draw(dtype)`` unless ``keep_b`` is "none"."""
+    if keep_b == "none":
+        return _in_layout(design, post)
+    return _in_layout(design, post.assign(draw(np.float32 if keep_b == "float32" else np.float64)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,12 +135,8 @@ class Collapsed:
         return self._packed["last"]
 
     def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
-        if keep_b == "none":
-            return _in_layout(self.design, posterior)
-        dtype = np.float32 if keep_b == "float32" else np.float64
-        b = collapsed.draw_random_effects(self.design, posterior, seed=seed, stats=self.stats, dtype=dtype,
-                                          packed=self._packed.get("last"))
-        return _in_layout(self.design, posterior.assign(b))
+        return _with_drawn_b(self.design, posterior, keep_b, lambda dtype: collapsed.draw_random_effects(
+            self.design, posterior, seed=seed, stats=self.stats, dtype=dtype, packed=self._packed.get("last")))
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,7 +146,6 @@ class Crossed:
 
     design: Design
     name: str = field(default="collapsed", init=False)
-    _packed: dict[str, KernelModel] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def system(self) -> CrossedSystem:
@@ -163,15 +166,11 @@ class Crossed:
 
     def kernel_model(self, priors: Priors) -> KernelModel:
         """The model for nutpie: the kernel's priors with the blocked-Cholesky marginal likelihood."""
-        self._packed["last"] = crossed_model(self.design, priors, self.system)
-        return self._packed["last"]
+        return crossed_model(self.design, priors, self.system)
 
     def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
-        if keep_b == "none":
-            return _in_layout(self.design, posterior)
-        dtype = np.float32 if keep_b == "float32" else np.float64
-        b = draw_crossed_effects(self.design, posterior, seed=seed, system=self.system, dtype=dtype)
-        return _in_layout(self.design, posterior.assign(b))
+        return _with_drawn_b(self.design, posterior, keep_b, lambda dtype: draw_crossed_effects(
+            self.design, posterior, seed=seed, system=self.system, dtype=dtype))
 
 
 Method = Full | Collapsed | Crossed
