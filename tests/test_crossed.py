@@ -90,11 +90,21 @@ def _parts(km, x):
     return sigma, Ginv, logdet_G
 
 
-@pytest.mark.parametrize("coupling", ["sparse", "dense"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_marginal_equals_dense_normal_density(case, coupling, monkeypatch):
-    """Both ways of eliminating the coupling: cluster by cluster (sparse) and as BLAS products (dense)."""
+def _paths(monkeypatch, coupling: str, lapack: str) -> None:
+    """Eliminate the coupling cluster by cluster ("sparse") or as BLAS products ("dense"); factorise
+    the dense block in compiled code ("compiled") or through scipy ("scipy")."""
     monkeypatch.setattr(crossed, "DENSE_COUPLING", 0.0 if coupling == "dense" else 2.0)
+    monkeypatch.setattr(crossed, "SMALL_DENSE_EFFECTS", 10**6 if lapack == "compiled" else 0)
+
+
+PATHS = pytest.mark.parametrize(("coupling", "lapack"), [(c, f) for c in ("sparse", "dense") for f in ("compiled", "scipy")])
+
+
+@PATHS
+@pytest.mark.parametrize("case", list(CASES))
+def test_marginal_equals_dense_normal_density(case, coupling, lapack, monkeypatch):
+    """Every way of eliminating the coupling and factorising the dense block."""
+    _paths(monkeypatch, coupling, lapack)
     formula, data = CASES[case]
     model = _model(formula, data())
     d = model.design
@@ -112,11 +122,11 @@ def test_marginal_equals_dense_normal_density(case, coupling, monkeypatch):
         assert ll == pytest.approx(_dense_loglik(d, x[:p], sigma, Ginv), abs=1e-8, rel=1e-12)
 
 
-@pytest.mark.parametrize("coupling", ["sparse", "dense"])
+@PATHS
 @pytest.mark.parametrize("case", ["slopes on both, balanced", "nested within crossed", "more items than subjects",
                                   "slopes on both, uncorrelated"])
-def test_gradient_matches_finite_differences(case, coupling, monkeypatch):
-    monkeypatch.setattr(crossed, "DENSE_COUPLING", 0.0 if coupling == "dense" else 2.0)
+def test_gradient_matches_finite_differences(case, coupling, lapack, monkeypatch):
+    _paths(monkeypatch, coupling, lapack)
     formula, data = CASES[case]
     model = _model(formula, data())
     km = crossed_model(model.design, model.priors)
@@ -127,7 +137,9 @@ def test_gradient_matches_finite_differences(case, coupling, monkeypatch):
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
 
 
-def test_log_density_is_minus_inf_off_support():
+@PATHS
+def test_log_density_is_minus_inf_off_support(coupling, lapack, monkeypatch):
+    _paths(monkeypatch, coupling, lapack)
     formula, data = CASES["slopes on both, balanced"]
     model = _model(formula, data())
     km = crossed_model(model.design, model.priors)

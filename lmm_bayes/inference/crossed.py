@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,9 @@ MAX_DENSE_EFFECTS = 1500
 #: filled (every subject saw most items) and it holds at most MAX_DENSE_COUPLING numbers
 DENSE_COUPLING = 0.25
 MAX_DENSE_COUPLING = 20_000_000
-_LOG_2PI = math.log(2.0 * math.pi)
+#: up to this many dense effects the whole elimination runs in compiled code (LAPACK without the
+#: GIL, so chains sample side by side); above it scipy's dpotri inverts S three times faster
+SMALL_DENSE_EFFECTS = 500
 # standard-normal innovations (draws x effects) held at once while drawing b
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -196,6 +199,11 @@ class CrossedSystem:
     def m(self) -> int:
         return self.D0.shape[0]
 
+    @cached_property
+    def shapes(self) -> np.ndarray:
+        """(levels, effects) of every factor, design order."""
+        return np.array([[g.n_levels, g.n_effects] for g in self.groups], dtype=np.int64)
+
     def _dense_ginv(self, s2: float, Ginv: np.ndarray) -> np.ndarray:
         return s2 * np.delete(Ginv, self.s, axis=0)
 
@@ -228,45 +236,37 @@ class CrossedSystem:
         definite.
         """
         beta = np.asarray(beta, dtype=float)
-        f = self._factor(beta, s2, Ginv)
+        kernel = load_crossed()
         failed = -np.inf, np.zeros_like(beta), 0.0, np.zeros_like(Ginv)
-        if f is None:
-            return failed
-        LS = f["LS"]
-        logdet_M = f["logdet_A"] + 2.0 * np.log(np.diag(LS)).sum()
-        Sinv, info = lapack.dpotri(LS, lower=1, overwrite_c=1)
-        if info != 0:
-            return failed
-        Pd = f["Pd"]
-        ur, us, B_s, B_rest = load_crossed().moments(Sinv, f["rhs"], self.ptr, self.col, f["P"], f["Ainv"],
-                                                    f["a_s"], self.rest, s2, Pd is not None)
-        B = np.zeros_like(Ginv)  # sum over levels of E[b b' | y], design order
-        q = self.A0.shape[1]
-        if Pd is not None:  # + sigma^2 sum_j P_j S^-1 P_j', as BLAS products
-            full = np.tril(Sinv) + np.tril(Sinv, -1).T
-            T = (Pd.reshape(-1, self.m) @ full).reshape(Pd.shape)
-            B_s = B_s + s2 * np.einsum("jat,jct->ac", T, Pd)
-        B[self.s, :q, :q] = B_s
-        dense = [k for k in range(len(self.groups)) if k != self.s]
-        for r, k in enumerate(dense):
-            B[k] = B_rest[r, : Ginv.shape[1], : Ginv.shape[2]]
-        reduction = f["cs"] @ f["a_s"] + f["rhs"] @ ur
-        rtr = self.yty - 2.0 * beta @ self.Xty + beta @ self.XtX @ beta
-        quad = rtr - reduction
-        q_total = trace = lam_term = 0.0
-        gG = np.zeros_like(Ginv)
-        for k, g in enumerate(self.groups):
-            q, L = g.n_effects, g.n_levels
-            Gi, Bk = Ginv[k, :q, :q], B[k, :q, :q]
-            q_total += L * q
-            lam_term += L * (logdet_G[k] - q * math.log(s2))
-            trace += np.sum(Gi * Bk.T)
-            gG[k, :q, :q] = 0.5 * (Gi @ Bk @ Gi - L * Gi)
-        ll = -0.5 * (self.n * _LOG_2PI + self.n * math.log(s2) + lam_term + logdet_M + quad / s2)
-        ztxm = self.ZsX.T @ us + self.ZrX.T @ ur
-        g_beta = (self.Xty - ztxm - self.XtX @ beta) / s2
-        sigma = math.sqrt(s2)
-        g_sigma = -self.n / sigma + (quad + s2 * (q_total - trace)) / (s2 * sigma)
+        if self.m <= SMALL_DENSE_EFFECTS:  # all in compiled code, GIL released: chains run side by side
+            q = self.A0.shape[1]
+            cs = self.Zsy - self.ZsX @ beta
+            Bd2 = self.Bd.reshape(-1, self.m) if self.Bd is not None else np.zeros((0, self.m))
+            ok, logdet_M, ur, us, B_s, B_rest, a_s, rhs = kernel.factor_small(
+                self.A0, s2 * Ginv[self.s, :q, :q], self.ptr, self.col, self.Bv, cs, self.Zry - self.ZrX @ beta,
+                self.D0, self.rest, self._dense_ginv(s2, Ginv), Bd2, s2)
+            if not ok:
+                return failed
+        else:  # LAPACK through scipy: dpotri inverts in a third of numba's LU-based time
+            f = self._factor(beta, s2, Ginv)
+            if f is None:
+                return failed
+            LS = f["LS"]
+            logdet_M = f["logdet_A"] + 2.0 * np.log(np.diag(LS)).sum()
+            Sinv, info = lapack.dpotri(LS, lower=1, overwrite_c=1)
+            if info != 0:
+                return failed
+            Pd = f["Pd"]
+            ur, us, B_s, B_rest = kernel.moments(Sinv, f["rhs"], self.ptr, self.col, f["P"], f["Ainv"], f["a_s"],
+                                                 self.rest, s2, Pd is not None)
+            if Pd is not None:  # + sigma^2 sum_j P_j S^-1 P_j', as BLAS products
+                full = np.tril(Sinv) + np.tril(Sinv, -1).T
+                T = (Pd.reshape(-1, self.m) @ full).reshape(Pd.shape)
+                B_s = B_s + s2 * np.einsum("jat,jct->ac", T, Pd)
+            cs, a_s, rhs = f["cs"], f["a_s"], f["rhs"]
+        ll, g_beta, g_sigma, gG = kernel.assemble(
+            beta, s2, Ginv, logdet_G, logdet_M, cs, a_s, rhs, ur, us, B_s, B_rest, self.s, self.shapes, self.XtX,
+            self.Xty, self.yty, self.ZsX, self.ZrX, self.n)
         return float(ll), g_beta, float(g_sigma), gG
 
     def draw(self, beta: np.ndarray, s2: float, Ginv: np.ndarray, z: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["draw_block", "moments", "schur"]
+__all__ = ["assemble", "draw_block", "factor_small", "moments", "schur"]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -210,6 +210,107 @@ def draw_block(ur, cs, ptr, col, Bv, LA, Ainv, sigma, z):
     return out
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def factor_small(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest, Bd2, s2):
+    """The whole elimination for a small dense block, LAPACK called from here (no GIL held).
+
+    ``Bd2`` is the coupling as a dense ``(L q, m)`` array, or ``(0, m)`` to eliminate it cluster
+    by cluster. Returns ``(ok, log|M|, ur, us, B_s, B_rest, a_s, rhs)`` (:func:`moments`).
+    """
+    L, q = A0.shape[0], A0.shape[1]
+    m = D0.shape[0]
+    dense = Bd2.shape[0] > 0
+    ok, S, LA, Ainv, logdet, P, a_s, rhs = schur(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest, dense)
+    failed = (False, 0.0, rhs, a_s, np.zeros((q, q)), np.zeros((1, 1, 1)), a_s, rhs)
+    if not ok:
+        return failed
+    Pd = np.zeros((L * q if dense else 0, m))
+    if dense:  # S -= B'A^-1 B as one BLAS product
+        for j in range(L):
+            for t in range(ptr[j], ptr[j + 1]):
+                for a in range(q):
+                    Pd[j * q + a, col[t]] = P[t, a]
+        S -= np.dot(Bd2.T, Pd)
+    try:
+        LS = np.linalg.cholesky(S)
+    except Exception:  # not positive definite
+        return failed
+    for i in range(m):
+        logdet += 2.0 * math.log(LS[i, i])
+    Sinv = np.linalg.inv(S)
+    ur, us, B_s, B_rest = moments(Sinv, rhs, ptr, col, P, Ainv, a_s, rest, s2, dense)
+    if dense:  # + sigma^2 sum_j P_j S^-1 P_j'
+        T = np.dot(Pd, Sinv)
+        for j in range(L):
+            for a in range(q):
+                for c in range(q):
+                    acc = 0.0
+                    for t in range(m):
+                        acc += T[j * q + a, t] * Pd[j * q + c, t]
+                    B_s[a, c] += s2 * acc
+    return True, logdet, ur, us, B_s, B_rest, a_s, rhs
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def assemble(beta, s2, Ginv, logdet_G, logdet_M, cs, a_s, rhs, ur, us, B_s, B_rest, s, shapes, XtX, Xty, yty,
+             ZsX, ZrX, n):
+    """The marginal log-likelihood and its gradient from the elimination's results (Fisher's
+    identity, as in the kernel). ``shapes`` holds (levels, effects) per factor in design order,
+    ``s`` the block-diagonal one. Returns ``(ll, d/dbeta, d/dsigma, d/dG)``."""
+    p = beta.size
+    reduction = 0.0
+    for i in range(cs.size):
+        reduction += cs[i] * a_s[i]
+    for i in range(rhs.size):
+        reduction += rhs[i] * ur[i]
+    rtr = yty
+    for a in range(p):
+        acc = 0.0
+        for c in range(p):
+            acc += XtX[a, c] * beta[c]
+        rtr += beta[a] * (acc - 2.0 * Xty[a])
+    quad = rtr - reduction
+    q_total = 0.0
+    trace = 0.0
+    lam_term = 0.0
+    gG = np.zeros(Ginv.shape)
+    r = 0
+    for k in range(shapes.shape[0]):
+        L, q = shapes[k, 0], shapes[k, 1]
+        Bk = B_s if k == s else B_rest[r, :q, :q]
+        if k != s:
+            r += 1
+        Gi = Ginv[k, :q, :q]
+        q_total += L * q
+        lam_term += L * (logdet_G[k] - q * math.log(s2))
+        GB = np.zeros((q, q))
+        for a in range(q):
+            for c in range(q):
+                trace += Gi[a, c] * Bk[c, a]
+                for t in range(q):
+                    GB[a, c] += Gi[a, t] * Bk[t, c]
+        for a in range(q):
+            for c in range(q):
+                acc = 0.0
+                for t in range(q):
+                    acc += GB[a, t] * Gi[t, c]
+                gG[k, a, c] = 0.5 * (acc - L * Gi[a, c])
+    ll = -0.5 * (n * math.log(2.0 * math.pi) + n * math.log(s2) + lam_term + logdet_M + quad / s2)
+    g_beta = np.empty(p)
+    for a in range(p):
+        acc = Xty[a]
+        for i in range(us.size):
+            acc -= ZsX[i, a] * us[i]
+        for i in range(ur.size):
+            acc -= ZrX[i, a] * ur[i]
+        for c in range(p):
+            acc -= XtX[a, c] * beta[c]
+        g_beta[a] = acc / s2
+    sigma = math.sqrt(s2)
+    g_sigma = -n / sigma + (quad + s2 * (q_total - trace)) / (s2 * sigma)
+    return ll, g_beta, g_sigma, gG
+
+
 def _compile_now() -> None:
     """Compile (or load from the cache) every function with the types a fit passes."""
     A0 = np.ones((1, 1, 1))
@@ -219,7 +320,11 @@ def _compile_now() -> None:
     ok, S, LA, Ainv, _, P, a_s, rhs = schur(A0, np.eye(1), ptr, col, Bv, np.ones(1), np.ones(1), np.eye(1) * 2,
                                             rest, np.ones((1, 1, 1)), False)
     for dense in (False, True):
-        moments(np.asfortranarray(S), rhs, ptr, col, P, Ainv, a_s, rest, 1.0, dense)
+        ur, us, B_s, B_rest = moments(np.asfortranarray(S), rhs, ptr, col, P, Ainv, a_s, rest, 1.0, dense)
+        factor_small(A0, np.eye(1), ptr, col, Bv, np.ones(1), np.ones(1), np.eye(1) * 2, rest, np.ones((1, 1, 1)),
+                     np.ones((1 if dense else 0, 1)), 1.0)
+    assemble(np.ones(1), 1.0, np.ones((2, 1, 1)), np.zeros(2), 0.0, np.ones(1), a_s, rhs, ur, us, B_s, B_rest, 0,
+             np.ones((2, 2), dtype=np.int64), np.eye(1), np.ones(1), 1.0, np.ones((1, 1)), np.ones((1, 1)), 1)
     draw_block(np.ones(1), np.ones(1), ptr, col, Bv, LA, Ainv, 1.0, np.ones(1))
 
 

@@ -183,14 +183,16 @@ def sample_posterior(
         coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
         compiled = kernel_sampler.nutpie_model(method.kernel_model(priors), coords)
         # chains already run on every core: a multi-threaded BLAS in each (the crossed method's
-        # LAPACK calls) would make its threads spin against the other chains' (measured 50x slower)
+        # LAPACK calls) would make its threads spin against the other chains' (measured 50x slower
+        # at 160 effects); the draws of b, one small factorisation each, gain nothing from threads either
         with threadpool_limits(1, user_api="blas"):
             raw, stats = sample_nutpie(compiled, settings)
+            posterior = method.complete(raw, settings.seed, keep_b)
     else:
         raw, stats, reused = run_sampler(
             lambda: method.build(priors), method.structure_key(priors), method.data, settings
         )
-    posterior = method.complete(raw, settings.seed, keep_b)
+        posterior = method.complete(raw, settings.seed, keep_b)
     obs = np.arange(design.n)
     groups: dict[str, xr.Dataset] = {
         "posterior": posterior,
