@@ -62,11 +62,14 @@ def nesting_chain(design: Design) -> tuple[GroupDesign, ...]:
 
 
 def require_chain(design: Design) -> tuple[GroupDesign, ...]:
-    """:func:`nesting_chain`, with an error that says to use ``method='full'``."""
+    """:func:`nesting_chain`, with an error that says where crossed designs go instead."""
     try:
         return nesting_chain(design)
     except ValueError as err:
-        raise ValueError(f"the collapsed method cannot be used for this model: {err}; use method='full'") from None
+        raise ValueError(
+            f"these statistics need one factor or a chain of nested factors: {err}; crossed designs are "
+            "integrated out by lmm_bayes.inference.crossed.CrossedSystem (fit with method='collapsed' or 'auto')"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- sufficient statistics
