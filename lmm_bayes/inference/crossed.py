@@ -20,7 +20,7 @@ The coupling ``B'A^-1 B`` is eliminated cluster by cluster (compiled loops,
 them (every subject saw every item): :data:`DENSE_COUPLING`.
 
 So a gradient costs no pass over the rows, only sparse products and ``O(m^3)`` LAPACK work.
-Measured on 2 cores, one BLAS thread (``python benchmarks/crossed.py``'s designs): 1.3 ms for
+Measured on one core, one BLAS thread (``python benchmarks/crossed.py``'s designs): 1.1 ms for
 60 subjects x 40 items with four correlated effects on both (m = 160), 50-70 ms for 3,000
 students x 1,100 lecturers x 14 departments (m = 1,114). Why not the alternatives: a sparse
 Cholesky with a fill-reducing ordering fills in the same dense block when most items share
@@ -32,9 +32,12 @@ marginal keeps NUTS, the package's priors and its diagnostics. It is the scheme 
 designs whose dense block is too big: above :data:`MAX_DENSE_EFFECTS` effects
 ``method="auto"`` takes the full method instead.
 
-nutpie calls this module through its Python-callback interface, and scipy's LAPACK wrappers
-hold the GIL, so chains share one core for the dense factorisation (moving it into the
-compiled loops would let them run side by side).
+nutpie calls this module through its Python-callback interface. Up to
+:data:`SMALL_DENSE_EFFECTS` dense effects the whole elimination runs in compiled code that calls
+LAPACK without the GIL, so chains sample side by side; above it scipy's ``dpotri`` inverts S
+three times faster than numba's LU-based inverse, but scipy's wrappers hold the GIL, so the
+chains take turns on the inversion (the Cholesky factor comes from numpy, which releases it;
+a GIL-free ``potri`` is the next speed-up there).
 
 The gradient is exact by Fisher's identity, as in the kernel: it needs the posterior means
 of every b and the diagonal ``q x q`` blocks of ``Cov(b | y) = sigma^2 M^-1``:
@@ -72,7 +75,7 @@ MAX_DENSE_EFFECTS = 1500
 #: the coupling is handled as a dense array (BLAS products) when at least this share of it is
 #: filled (every subject saw most items) and it holds at most MAX_DENSE_COUPLING numbers
 DENSE_COUPLING = 0.25
-MAX_DENSE_COUPLING = 20_000_000
+MAX_DENSE_COUPLING = 5_000_000
 #: up to this many dense effects the whole elimination runs in compiled code (LAPACK without the
 #: GIL, so chains sample side by side); above it scipy's dpotri inverts S three times faster
 SMALL_DENSE_EFFECTS = 500
@@ -223,9 +226,9 @@ class CrossedSystem:
             Pd = np.zeros(self.Bd.shape)
             Pd[np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr)), :, self.col] = P
             S -= np.tensordot(self.Bd, Pd, axes=([0, 1], [0, 1]))
-        # S is symmetric: its transpose is the Fortran-ordered matrix LAPACK factorises in place
-        LS, info = lapack.dpotrf(S.T, lower=1, clean=0, overwrite_a=1)
-        if info != 0:
+        try:  # numpy's LAPACK call releases the GIL (scipy's wrappers hold it): other chains keep going
+            LS = np.linalg.cholesky(S)
+        except np.linalg.LinAlgError:
             return None
         return dict(LS=LS, LA=LA, Ainv=Ainv, logdet_A=logdet_A, P=P, Pd=Pd, a_s=a_s, rhs=rhs, cs=cs)
 
@@ -253,9 +256,11 @@ class CrossedSystem:
                 return failed
             LS = f["LS"]
             logdet_M = f["logdet_A"] + 2.0 * np.log(np.diag(LS)).sum()
-            Sinv, info = lapack.dpotri(LS, lower=1, overwrite_c=1)
+            # L' is the Fortran-ordered upper factor; the inverse comes back in its upper triangle
+            Sinv, info = lapack.dpotri(LS.T, lower=0)
             if info != 0:
                 return failed
+            Sinv = Sinv.T  # lower triangle of S^-1, as moments reads it
             Pd = f["Pd"]
             ur, us, B_s, B_rest = kernel.moments(Sinv, f["rhs"], self.ptr, self.col, f["P"], f["Ainv"], f["a_s"],
                                                  self.rest, s2, Pd is not None)

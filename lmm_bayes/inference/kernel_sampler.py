@@ -26,7 +26,7 @@ def nutpie_model(model: KernelModel, coords: dict[str, Any]):
     Falls back to nutpie's public Python-callback interface (the same model, one Python
     call per gradient) when nutpie's numba-backend class is not what this module expects,
     and takes it for a model with its own marginal likelihood (crossed designs, whose
-    blocked Cholesky runs in LAPACK through scipy: the Python call costs little next to it).
+    blocked Cholesky costs far more than the Python call: :mod:`lmm_bayes.inference.crossed`).
     """
     if model.marginal is not None:
         return _python_callback_model(model, coords)

@@ -31,7 +31,13 @@ import pymc as pm
 import xarray as xr
 
 from lmm_bayes.inference import collapsed
-from lmm_bayes.inference.crossed import MAX_DENSE_EFFECTS, CrossedSystem, crossed_model, dense_effects, draw_crossed_effects
+from lmm_bayes.inference.crossed import (
+    MAX_DENSE_EFFECTS,
+    CrossedSystem,
+    crossed_model,
+    dense_effects,
+    draw_crossed_effects,
+)
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
@@ -198,20 +204,18 @@ def resolve_method(
     if method == "full":
         return Full(design, centered=centered), ""
     try:
-        chain = nesting_chain(design)
+        strategy: Method = Collapsed(design, nesting_chain(design))
     except ValueError as err:
         why = _crossed_obstacle(design, sampler)
-        if not why:
-            if centered:
-                raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
-            return Crossed(design), ""
-        why = f"{err}, and {why}"
-        if method == "collapsed":
-            raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use method='full'") from None
-        return Full(design, centered=centered), f"method='auto' chose 'full': {why}"
+        if why:
+            why = f"{err}, and {why}"
+            if method == "collapsed":
+                raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use method='full'") from None
+            return Full(design, centered=centered), f"method='auto' chose 'full': {why}"
+        strategy = Crossed(design)
     if centered:
         raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
-    return Collapsed(design, chain), ""
+    return strategy, ""
 
 
 def _crossed_obstacle(design: Design, sampler: str) -> str:
