@@ -8,8 +8,8 @@ stage         modules
 ============  =====================================================================
 bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
 spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``priors``, ``model`` (``LMM``)
-inference     ``layout`` (the posterior's names and algebra), ``graph``, ``sufficient``, ``collapsed``, ``methods``, ``sampling``
-results       ``summary``, ``base``, ``fit``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
+inference     ``layout`` (the posterior's names and algebra), ``graph``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
+results       ``summary``, ``base``, ``fit``, ``comparison``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
 teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
 calibration   ``simulate``, ``sbc``, ``workers``
 app           ``modelfile``, ``cli``, ``report``
@@ -35,6 +35,7 @@ from lmm_bayes.errors import (
     SamplingWarning,
 )
 from lmm_bayes.results.base import FittedModel
+from lmm_bayes.results.comparison import compare
 from lmm_bayes.results.contextual import within_between
 from lmm_bayes.results.fit import Fit
 from lmm_bayes.results.io import load
@@ -61,6 +62,7 @@ __all__ = [
     "PoolingComparison",
     "PoolingFit",
     "compare_pooling",
+    "compare",
     "within_between",
     "parse_formula",
     "build_design",

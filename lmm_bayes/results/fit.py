@@ -29,6 +29,7 @@ from lmm_bayes.inference.layout import (
 )
 from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
+from lmm_bayes.results import comparison
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.summary import Summary, summarize_draws
 from lmm_bayes.spec import validate
@@ -164,6 +165,14 @@ class Fit(FittedModel):
         return table
 
     # ---------------------------------------------------------------- summary
+    def loo(self) -> Any:
+        """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`)."""
+        return comparison.loo(self)
+
+    def r2(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`)."""
+        return comparison.r2(self, hdi_prob=hdi_prob)
+
     def summary(self, *, hdi_prob: float = 0.94) -> Summary:
         """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics."""
         a = self._idata.attrs
