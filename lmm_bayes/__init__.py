@@ -9,7 +9,7 @@ stage         modules
 bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
 spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``priors``, ``model`` (``LMM``)
 inference     ``layout`` (the posterior's names and algebra), ``graph``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
-results       ``summary``, ``base``, ``fit``, ``comparison``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
+results       ``summary``, ``base``, ``fit``, ``comparison``, ``hypothesis``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
 teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
 calibration   ``simulate``, ``sbc``, ``workers``
 app           ``modelfile``, ``cli``, ``report``

@@ -29,7 +29,7 @@ from lmm_bayes.inference.layout import (
 )
 from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
-from lmm_bayes.results import comparison
+from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.summary import Summary, summarize_draws
 from lmm_bayes.spec import validate
@@ -168,6 +168,10 @@ class Fit(FittedModel):
     def loo(self) -> Any:
         """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`)."""
         return comparison.loo(self)
+
+    def hypothesis(self, hypotheses: str | list[str], *, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`)."""
+        return hypothesis.hypothesis(self, hypotheses, hdi_prob=hdi_prob)
 
     def r2(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
         """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`)."""
