@@ -398,6 +398,15 @@ def test_crossed_fit_predicts_saves_and_keeps_b_as_asked(crossed_fit, sim, tmp_p
     assert "item_b" not in light.posterior and "item_sd" in light.posterior
 
 
+def test_ranef_and_coef_without_a_group_stack_every_factor(crossed_fit):
+    for table in ("ranef", "coef"):
+        every = getattr(crossed_fit, table)()
+        assert every.index.names == ["group", "level", "effect"]
+        assert list(every.index.unique("group")) == ["subject", "item"]
+        for g in ("subject", "item"):
+            pd.testing.assert_frame_equal(every.xs(g, level="group"), getattr(crossed_fit, table)(g))
+
+
 def test_crossed_draws_of_b_repeat_with_the_seed(sim):
     model = _model(SIM_FORMULA, sim)
     a = model.fit(seed=3, progressbar=False, draws=50, tune=100, chains=1)

@@ -80,3 +80,4 @@ def test_bad_hypotheses_say_what_is_wrong(fit, text, error, match):
         fit.hypothesis(text)
     with pytest.raises(ValueError, match="at least one"):
         fit.hypothesis([])
+

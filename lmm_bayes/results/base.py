@@ -90,6 +90,12 @@ class FittedModel:
     def _group(self, group: str) -> GroupDesign:
         return validate.check_group(self.design, group)
 
+    def _every_group(self, table: Any, hdi_prob: float) -> pd.DataFrame:
+        """``table(group)`` of every grouping factor, stacked under a ``group`` index level."""
+        if not self.design.groups:
+            raise ValueError("this model has no grouping factors, so it has no cluster effects")
+        return pd.concat({g.name: table(g.name, hdi_prob=hdi_prob) for g in self.design.groups}, names=["group"])
+
     # ---------------------------------------------------------------- tables
     def fixef(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
         """Fixed effects β (the coefficients shared by all clusters): one row per coefficient.
@@ -107,14 +113,17 @@ class FittedModel:
         """Draws of every cluster's own effects, dims (chain, draw, level, effect)."""
         raise NotImplementedError  # pragma: no cover - every kind of fit defines it
 
-    def coef(self, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Cluster-specific effects (β + b for the mixed model; an effect without a fixed part is b alone).
+    def coef(self, group: str | None = None, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Cluster-specific effects (β + b for the mixed model; an effect without a fixed part is b alone),
+        of one grouping factor or of every factor (``group=None``, as lme4).
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by (``level``, ``effect``).
+            Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
         """
+        if group is None:
+            return self._every_group(self.coef, hdi_prob)
         table = summarize_draws(self.coef_draws(group), hdi_prob=hdi_prob)
         table.index = table.index.set_names(["level", "effect"])
         return table

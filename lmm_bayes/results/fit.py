@@ -90,14 +90,16 @@ class Fit(FittedModel):
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
         return table
 
-    def ranef(self, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Cluster deviations b of one grouping factor.
+    def ranef(self, group: str | None = None, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+        """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
 
         Returns
         -------
         pandas.DataFrame
-            Indexed by (``level``, ``effect``).
+            Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
         """
+        if group is None:
+            return self._every_group(self.ranef, hdi_prob)
         g = self._group(group)
         table = summarize_draws(b_draws(self.posterior, g, "ranef"), hdi_prob=hdi_prob)
         table.index = table.index.set_names(["level", "effect"])
