@@ -22,6 +22,7 @@ __all__ = ["cache_location", "is_loaded", "load", "load_crossed", "warm_up"]
 NOTICE_AFTER_S = 3.0
 _KERNEL = "lmm_bayes.inference.kernel"
 _CROSSED = "lmm_bayes.inference.crossed_kernel"
+_NOTICED: list[str] = []
 
 
 def is_loaded() -> bool:
@@ -62,7 +63,8 @@ def _import_with_notice(name: str) -> ModuleType:
     done = threading.Event()
 
     def notice() -> None:
-        if not done.wait(NOTICE_AFTER_S):
+        if not done.wait(NOTICE_AFTER_S) and not _NOTICED:
+            _NOTICED.append(name)  # one notice a process, however many compiled files load
             print(
                 "lmm-bayes: compiling the collapsed sampler's kernel once for this machine "
                 f"(about a minute); later models and processes load it from {cache_location()}",
