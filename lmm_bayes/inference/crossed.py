@@ -125,6 +125,11 @@ def _coupling(gs: GroupDesign, rest: list[GroupDesign], offsets: list[int], m: i
     return ptr, (unique % m).astype(np.int64), np.ascontiguousarray(Bv)
 
 
+def _cluster_of(ptr: np.ndarray) -> np.ndarray:
+    """For row-compressed entries with pointers ``ptr``, the cluster of each entry."""
+    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+
+
 def _dense_z(rest: list[GroupDesign], offsets: list[int], m: int, n: int) -> sp.csr_matrix:
     """Z of the dense factors as one sparse n x m matrix."""
     rows = np.concatenate([np.repeat(np.arange(n), g.n_effects) for g in rest])
@@ -186,7 +191,7 @@ class CrossedSystem:
         Bd = None
         if col.size >= DENSE_COUPLING * L * m and L * q * m <= MAX_DENSE_COUPLING:
             Bd = np.zeros((L, q, m))
-            Bd[np.repeat(np.arange(L), np.diff(ptr)), :, col] = Bv
+            Bd[_cluster_of(ptr), :, col] = Bv
         sX = _per_cluster(gs, Xy)
         rX = np.asarray(Zr.T @ Xy)
         return cls(
@@ -201,6 +206,11 @@ class CrossedSystem:
     @property
     def m(self) -> int:
         return self.D0.shape[0]
+
+    @cached_property
+    def cluster_of(self) -> np.ndarray:
+        """The block-diagonal cluster of every coupling entry (rows of ``Bv``), computed once."""
+        return _cluster_of(self.ptr)
 
     @cached_property
     def shapes(self) -> np.ndarray:
@@ -224,7 +234,7 @@ class CrossedSystem:
         Pd = None
         if dense:  # S -= B'A^-1 B as one BLAS product
             Pd = np.zeros(self.Bd.shape)
-            Pd[np.repeat(np.arange(len(self.ptr) - 1), np.diff(self.ptr)), :, self.col] = P
+            Pd[self.cluster_of, :, self.col] = P
             S -= np.tensordot(self.Bd, Pd, axes=([0, 1], [0, 1]))
         try:  # numpy's LAPACK call releases the GIL (scipy's wrappers hold it): other chains keep going
             LS = np.linalg.cholesky(S)

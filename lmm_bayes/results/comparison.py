@@ -113,9 +113,9 @@ def compare(fits: Mapping[str, Any]) -> pd.DataFrame:
         raise ValueError("compare needs fits of the same response values, row for row; these fits saw different data")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Pareto.*")
-        table = az.compare({k: f.idata for k, f in fits.items()}, round_to="none")
-        bad = {k: int((np.asarray(az.loo(f.idata, pointwise=True).pareto_k) > HIGH_PARETO_K).sum())
-               for k, f in fits.items()}
+        loos = {k: az.loo(f.idata, pointwise=True) for k, f in fits.items()}  # once, for the table and the check
+        table = az.compare(loos, round_to="none")
+    bad = {k: int((np.asarray(res.pareto_k) > HIGH_PARETO_K).sum()) for k, res in loos.items()}
     if any(bad.values()):
         warnings.warn(_pareto_advice(bad), UserWarning, stacklevel=2)
     return table
