@@ -54,7 +54,8 @@ FORMULA_ERRORS = [
     ("y ~ x + True", r"'True' is not allowed in a formula"),
     ("y ~ C(f, lvls=['a', 'b'])",
      r"keyword argument lvls= is not allowed here; only C\(x, levels=\[\.\.\.\]\) takes one"),
-    ("y ~ C(f, g)", r"C\(\) takes one column name"),
+    ("y ~ C(f, g)", r"the second argument of C\(\) is a coding, one of Treatment, Sum"),
+    ("y ~ C(f, g, h)", r"C\(\) takes one column name and optionally a coding"),
     ("y ~ x + (1 | 1)", r"a grouping factor must be a column name, or names joined by ':' or '/'"),
     ("y ~ x + (1 | g:)", r"a grouping factor cannot end with an operator"),
     ("y ~ x + (C(f, levels=['a', 'b']) | g)", r"C\(x, levels=\.\.\.\) is only supported in the fixed part"),
@@ -204,7 +205,7 @@ def test_demo_without_its_model_file_says_to_run_from_a_clone(monkeypatch, capsy
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"hdi_prob": "0.9"}, r"hdi_prob must be a number between 0 and 1, got str"),
+    ({"prob": "0.9"}, r"prob must be a number between 0 and 1, got str"),
     ({"no_pooling_scale": "10"}, r"no_pooling_scale must be a positive number, got str"),
 ])
 def test_compare_pooling_argument_types(radon, kwargs, message):

@@ -47,7 +47,7 @@ def test_one_sided_hypothesis_is_the_share_of_draws(fit):
 def test_linear_combination_and_its_interval(fit):
     post = fit.posterior["beta"]
     combo = post.sel(coef="Intercept") + 10 * post.sel(coef="Days") - 355
-    row = fit.hypothesis("Intercept + 10 * Days = 355", hdi_prob=0.9).iloc[0]
+    row = fit.hypothesis("Intercept + 10 * Days = 355", prob=0.9).iloc[0]
     assert row["estimate"] == pytest.approx(float(combo.mean()), rel=1e-12)
     low, high = az.hdi(combo, prob=0.9).values
     assert (row["hdi_low"], row["hdi_high"]) == pytest.approx((low, high), rel=1e-12)

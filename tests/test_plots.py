@@ -113,7 +113,7 @@ def test_caterpillar(fit):
 
 
 def test_caterpillar_options(fit):
-    fig = plots.plot_caterpillar(fit, "Subject", effects="Days", values="coef", hdi_prob=0.8, sort=False)
+    fig = plots.plot_caterpillar(fit, "Subject", effects="Days", values="coef", prob=0.8, sort=False)
     assert len(fig.axes) == 1
     ax = fig.axes[0]
     assert ax.get_title() == "Days" and ax.get_xlabel() == "β + b (mean, 80% HDI)"

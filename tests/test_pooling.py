@@ -529,7 +529,7 @@ def test_arrows_need_two_effects(radon_cmp):
             ValueError,
             "no_pooling_scale must be a positive",
         ),
-        (RADON, {"group": "county", "hdi_prob": 2}, ValueError, "hdi_prob must be strictly between"),
+        (RADON, {"group": "county", "prob": 2}, ValueError, "prob must be strictly between"),
         (
             "log_radon ~ floor + log_uranium + (1 | county)",
             {"group": "county"},
@@ -550,8 +550,8 @@ def test_function_errors(slopes_fit, decomposed_fit, radon_cmp):
         slopes_fit.shrinkage("subject")
     with pytest.raises(TypeError, match="group must be"):
         slopes_fit.shrinkage(None)
-    with pytest.raises(ValueError, match="hdi_prob must be strictly between 0 and 1"):
-        slopes_fit.shrinkage("Subject", hdi_prob=94)
+    with pytest.raises(ValueError, match="prob must be strictly between 0 and 1"):
+        slopes_fit.shrinkage("Subject", prob=94)
     with pytest.raises(TypeError, match="within must be a fixed effect's name"):
         decomposed_fit.contextual_effect(1, "x_between")
     with pytest.raises(

@@ -39,7 +39,7 @@ def _mcse(values) -> float:
 def _hdi_width(da, prob=0.94):
     from lmm_bayes.results.summary import summarize_draws
 
-    t = summarize_draws(da, hdi_prob=prob, diagnostics=False)
+    t = summarize_draws(da, prob=prob, diagnostics=False)
     return (t["hdi_high"] - t["hdi_low"]).to_numpy()
 
 
@@ -72,7 +72,7 @@ def test_obs_coords_are_the_input_index(fit, index):
     table = fit.predict_summary(new, levels="new", seed=0)
     assert list(table.index) == list(index) and table.index.name == index.name
     assert list(table.columns) == ["mean", "sd", "hdi_low", "hdi_high"]
-    assert table.attrs == {"levels": "new", "kind": "mean", "hdi_prob": 0.94}
+    assert table.attrs == {"levels": "new", "kind": "mean", "interval": "94% HDI"}
 
 
 def test_existing_on_fitted_rows_is_x_beta_plus_z_b(fit, sleepstudy):
@@ -255,7 +255,7 @@ def test_missing_predictor_column_raises(fit):
         (lambda f: f.predict(seed="1"), TypeError, r"seed must be None, a non-negative integer"),
         (lambda f: f.predict(seed=-1), ValueError, r"seed must be a non-negative integer, got -1"),
         (lambda f: f.predict(pd.DataFrame({"Days": []})), ValueError, r"data has no rows"),
-        (lambda f: f.predict_summary(hdi_prob=94), ValueError, r"hdi_prob must be strictly between 0 and 1"),
+        (lambda f: f.predict_summary(prob=94), ValueError, r"prob must be strictly between 0 and 1"),
         (lambda f: covariance_draws(f, "Subjects"), ValueError, r"no grouping factor 'Subjects'"),
         (lambda f: cluster_stat_check(f, "Subject", stat="median"), ValueError, r"stat must be one of"),
         (lambda f: prior_predictive(f), TypeError, r"model must be an lmm_bayes.LMM, got Fit"),

@@ -247,7 +247,9 @@ def covariance_values(posterior: Any, g: GroupDesign) -> np.ndarray:
     sd = posterior[sd_name(g)].transpose("chain", "draw", ...).values
     name = corr_name(g)
     corr = posterior[name].transpose("chain", "draw", ...).values if name in posterior else np.eye(g.n_effects)
-    return sd[..., :, None] * corr * sd[..., None, :]
+    G = sd[..., :, None] * corr * sd[..., None, :]
+    # exactly symmetric (the stored correlations and the products can differ in the last bit)
+    return (G + np.swapaxes(G, -1, -2)) / 2
 
 
 def linear_predictor(

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import SamplingWarning
-from lmm_bayes.results.summary import diagnose, reliability_problems, summarize_draws
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, diagnose, reliability_problems, summarize_draws
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,14 +90,17 @@ class FittedModel:
     def _group(self, group: str) -> GroupDesign:
         return validate.check_group(self.design, group)
 
-    def _every_group(self, table: Any, hdi_prob: float) -> pd.DataFrame:
+    def _every_group(self, table: Any, **interval: Any) -> pd.DataFrame:
         """``table(group)`` of every grouping factor, stacked under a ``group`` index level."""
         if not self.design.groups:
             raise ValueError("this model has no grouping factors, so it has no cluster effects")
-        return pd.concat({g.name: table(g.name, hdi_prob=hdi_prob) for g in self.design.groups}, names=["group"])
+        parts = {g.name: table(g.name, **interval) for g in self.design.groups}
+        out = pd.concat(parts, names=["group"])
+        out.attrs = dict(next(iter(parts.values())).attrs)
+        return out
 
     # ---------------------------------------------------------------- tables
-    def fixef(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+    def fixef(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Fixed effects β (the coefficients shared by all clusters): one row per coefficient.
 
         Returns
@@ -105,7 +108,7 @@ class FittedModel:
         pandas.DataFrame
             Indexed by ``coef``; columns mean, sd, hdi_low, hdi_high, r_hat, ess_bulk, ess_tail.
         """
-        table = summarize_draws(self.posterior["beta"], hdi_prob=hdi_prob)
+        table = summarize_draws(self.posterior["beta"], ci=ci, prob=prob)
         table.index.name = "coef"
         return table
 
@@ -113,7 +116,7 @@ class FittedModel:
         """Draws of every cluster's own effects, dims (chain, draw, level, effect)."""
         raise NotImplementedError  # pragma: no cover - every kind of fit defines it
 
-    def coef(self, group: str | None = None, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+    def coef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster-specific effects (β + b for the mixed model; an effect without a fixed part is b alone),
         of one grouping factor or of every factor (``group=None``, as lme4).
 
@@ -123,8 +126,8 @@ class FittedModel:
             Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
         """
         if group is None:
-            return self._every_group(self.coef, hdi_prob)
-        table = summarize_draws(self.coef_draws(group), hdi_prob=hdi_prob)
+            return self._every_group(self.coef, ci=ci, prob=prob)
+        table = summarize_draws(self.coef_draws(group), ci=ci, prob=prob)
         table.index = table.index.set_names(["level", "effect"])
         return table
 

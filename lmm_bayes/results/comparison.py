@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.inference.layout import BETA, SIGMA, covariance_values
-from lmm_bayes.results.summary import summarize_draws
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, summarize_draws
 
 __all__ = ["HIGH_PARETO_K", "compare", "loo", "r2", "r2_draws"]
 
@@ -145,7 +145,7 @@ def r2_draws(fit: Any) -> xr.DataArray:
                                 "r2": ["marginal", "conditional"]})
 
 
-def r2(fit: Any, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+def r2(fit: Any, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     """Marginal R² (fixed effects) and conditional R² (fixed and random), with posterior intervals.
 
     Examples
@@ -157,4 +157,4 @@ def r2(fit: Any, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     >>> list(table.index), bool(table.loc["marginal", "mean"] < table.loc["conditional", "mean"])
     (['marginal', 'conditional'], True)
     """
-    return summarize_draws(r2_draws(fit), hdi_prob=hdi_prob)
+    return summarize_draws(r2_draws(fit), ci=ci, prob=prob)

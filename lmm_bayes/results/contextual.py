@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from lmm_bayes.inference.layout import BETA
-from lmm_bayes.results.estimates import mean_hdi
+from lmm_bayes.results.estimates import mean_interval
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, interval_label
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,7 +130,7 @@ def contextual_effect_draws(fit: Fit, within: str, between: str) -> xr.DataArray
     return draws.rename("contextual")
 
 
-def contextual_effect(fit: Fit, within: str, between: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+def contextual_effect(fit: Fit, within: str, between: str, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     """The contextual effect: how much more the cluster mean of x predicts than a within-cluster change.
 
     With ``x_within`` and ``x_between`` from :func:`within_between` in the model,
@@ -143,14 +144,17 @@ def contextual_effect(fit: Fit, within: str, between: str, *, hdi_prob: float = 
     fit : Fit
     within, between : str
         Fixed-effect names of the within and between parts, e.g. ``"x_within"``, ``"x_between"``.
-    hdi_prob : float
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
 
     Returns
     -------
     pandas.DataFrame
         Rows ``within``, ``between`` and ``contextual`` (between − within);
         columns ``coef`` (the coefficients involved), ``mean``, ``sd``,
-        ``hdi_low``, ``hdi_high``, ``prob_positive``. The draws are
+        ``{ci}_low``, ``{ci}_high``, ``prob_positive``. The draws are
         :func:`contextual_effect_draws`.
 
     Raises
@@ -177,22 +181,24 @@ def contextual_effect(fit: Fit, within: str, between: str, *, hdi_prob: float = 
     >>> bool(ce.loc["contextual", "hdi_low"] > 0)
     True
     """
-    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
+    ci, prob = check_interval(ci, prob)
     diff = contextual_effect_draws(fit, within, between)
     beta = fit.posterior[BETA]
     parts = [beta.sel(coef=within, drop=True), beta.sel(coef=between, drop=True), diff]
+    low, high = interval_columns(ci)
     rows = []
     for da in parts:
-        m, lo, hi = mean_hdi(da, hdi_prob)
+        m, lo, hi = mean_interval(da, ci=ci, prob=prob)
         rows.append(
             {
                 "mean": float(m),
                 "sd": float(da.std(("chain", "draw"), ddof=1)),
-                "hdi_low": float(lo),
-                "hdi_high": float(hi),
+                low: float(lo),
+                high: float(hi),
                 "prob_positive": float((da > 0).mean()),
             }
         )
     table = pd.DataFrame(rows, index=pd.Index(["within", "between", "contextual"], name="effect"))
     table.insert(0, "coef", [within, between, f"{between} - {within}"])
+    table.attrs["interval"] = interval_label(ci, prob)
     return table

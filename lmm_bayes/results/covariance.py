@@ -1,4 +1,8 @@
-"""The model-implied covariance of the observations: Var(y) = Z G Zᵀ + σ² I."""
+"""The model-implied covariance of the observations, Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I, and G itself.
+
+G is the q × q covariance of one cluster's effects; the covariance of all J clusters'
+effects stacked is the block diagonal I_J ⊗ G, which is what Z (n × Jq) multiplies.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from lmm_bayes.inference.layout import SIGMA, covariance_values
+from lmm_bayes.inference.layout import SIGMA, corr_name, covariance_values
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
@@ -25,23 +29,48 @@ _MAX_COV_ROWS = 10_000
 # ====================================================================== G and Var(y)
 
 
-def group_covariance(fit: Fit, group: str) -> pd.DataFrame:
-    """Posterior mean of G, the covariance of one factor's random effects (labelled by effect).
+def group_covariance(
+    fit: Fit, group: str, *, kind: Literal["covariance", "correlation"] = "covariance"
+) -> pd.DataFrame:
+    """Posterior mean of G, the covariance of one cluster's random effects, or of their correlation matrix.
 
-    The mean is taken of G = diag(sd) R diag(sd) draw by draw (not G built
-    from the mean SDs and correlations).
+    The mean is taken draw by draw: of G = diag(sd) R diag(sd) (not G built from the
+    mean SDs and correlations), or of R. Effects in different ``||`` blocks have a
+    correlation of exactly 0.
+
+    Parameters
+    ----------
+    fit : Fit
+    group : str
+        The grouping factor.
+    kind : {"covariance", "correlation"}
+
+    Returns
+    -------
+    pandas.DataFrame
+        Square, rows and columns labelled by the factor's effects.
 
     Examples
     --------
     >>> import lmm_bayes as lb
-    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
-    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-    >>> group_covariance(fit, "Subject").shape
-    (1, 1)
+    >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+    >>> G = fit.G("Subject")
+    >>> G.columns.tolist(), bool(G.loc["Intercept", "Days"] == G.loc["Days", "Intercept"])
+    (['Intercept', 'Days'], True)
+    >>> float(fit.G("Subject", kind="correlation").loc["Days", "Days"])
+    1.0
     """
     check_fit(fit)
     g = validate.check_group(fit.design, group)
-    return pd.DataFrame(_mean_G(fit, g), index=list(g.effects), columns=list(g.effects))
+    validate.check_choice(kind, ("covariance", "correlation"), "kind")
+    if kind == "covariance":
+        values = _mean_G(fit, g)
+    else:
+        name = corr_name(g)
+        post = fit.posterior
+        values = post[name].mean(("chain", "draw")).values if name in post else np.eye(g.n_effects)
+    return pd.DataFrame(values, index=list(g.effects), columns=list(g.effects))
 
 
 def _mean_G(fit: Fit, g: GroupDesign) -> np.ndarray:
@@ -55,7 +84,7 @@ def implied_covariance(
     *,
     kind: Literal["covariance", "correlation"] = "covariance",
 ) -> pd.DataFrame:
-    """The model-implied marginal covariance Var(y) = Z G Zᵀ + σ² I of some rows (posterior mean).
+    """The model-implied marginal covariance Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I of some rows (posterior mean).
 
     Two rows covary through every grouping factor they share a level of: for a
     random intercept and slope on x, two rows of the same cluster covary by

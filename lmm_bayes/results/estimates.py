@@ -5,7 +5,7 @@ least squares as no pooling) and :func:`lmm_bayes.compare_pooling` (three fitted
 both end in the same table, :func:`estimates_table`, with columns :data:`ESTIMATE_COLUMNS`.
 Both need to know which effects a cluster's own data identify (:func:`identified`, from
 the per-cluster normal equations :func:`normal_equations`), and both summarise draws
-as a posterior mean and an HDI (:func:`mean_hdi`).
+as a posterior mean and an interval (:func:`mean_interval`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
+
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, interval_bounds
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
@@ -27,7 +28,7 @@ __all__ = [
     "POOLINGS",
     "estimates_table",
     "identified",
-    "mean_hdi",
+    "mean_interval",
     "normal_equations",
     "population_values",
     "shrinkage_factor",
@@ -50,23 +51,19 @@ ESTIMATE_COLUMNS = [
 Interval = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def mean_hdi(da: xr.DataArray, prob: float) -> Interval:
-    """Posterior mean and HDI bounds over (chain, draw), as arrays of the remaining dims.
+def mean_interval(da: xr.DataArray, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Interval:
+    """Posterior mean and interval bounds (HDI or ETI) over (chain, draw), as arrays of the remaining dims.
 
     Examples
     --------
     >>> import numpy as np, xarray as xr
     >>> da = xr.DataArray(np.random.default_rng(0).normal(size=(2, 500, 3)), dims=("chain", "draw", "k"))
-    >>> m, low, high = mean_hdi(da, 0.9)
+    >>> m, low, high = mean_interval(da, ci="eti", prob=0.9)
     >>> m.shape, bool((low < m).all() and (m < high).all())
     ((3,), True)
     """
-    hdi = az.hdi(da, prob=prob, dim=["chain", "draw"])
-    return (
-        da.mean(("chain", "draw")).values,
-        hdi.sel(ci_bound="lower").values,
-        hdi.sel(ci_bound="upper").values,
-    )
+    low, high = interval_bounds(da, ci=ci, prob=prob)
+    return da.mean(("chain", "draw")).values, low.values, high.values
 
 
 def normal_equations(g: GroupDesign) -> np.ndarray:

@@ -31,7 +31,7 @@ from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
-from lmm_bayes.results.summary import Summary, summarize_draws
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.priors import Priors
 
@@ -74,23 +74,47 @@ class Fit(FittedModel):
         return ["method='collapsed' (no funnel)", *tips] if self.method == "full" else tips
 
     # ---------------------------------------------------------------- tables
-    def varcorr(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Variance components as SDs and correlations, plus the residual SD.
+    def varcorr(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Variance components as SDs and correlations, plus the residual SD, with the variances.
+
+        Each row summarises the posterior of one SD or correlation; the ``variance``
+        column is the posterior mean of the SD squared (the variance lme4 prints next
+        to the SD; not the mean SD squared), empty on correlation rows.
+
+        Parameters
+        ----------
+        ci : {"hdi", "eti"}
+            Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+        prob : float
+            Probability mass of every interval.
 
         Returns
         -------
         pandas.DataFrame
             Indexed by (``group``, ``term``): ``sd(Intercept)``, ``corr(Intercept,Days)``,
-            and (``Residual``, ``sigma``).
+            and (``Residual``, ``sigma``); columns mean, variance, sd, the interval, R-hat, ESS.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> vc = fit.varcorr(ci="eti", prob=0.95)
+        >>> vc.index.tolist(), vc.columns[:5].tolist()
+        ([('Subject', 'sd(Intercept)'), ('Residual', 'sigma')], ['mean', 'variance', 'sd', 'eti_low', 'eti_high'])
         """
         params = hyperparameters(self.design, fixed=False)
         # the residual last, as lme4 prints it
         params = (*params[1:], params[0])
-        table = summarize_draws(hyperparameter_draws(self.posterior, params), hdi_prob=hdi_prob)
+        draws = hyperparameter_draws(self.posterior, params)
+        table = summarize_draws(draws, ci=ci, prob=prob)
+        is_sd = np.array([p.term == "sigma" or p.term.startswith("sd(") for p in params])
+        variance = (draws**2).mean(("chain", "draw")).values
+        table.insert(1, "variance", np.where(is_sd, variance, np.nan))
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
         return table
 
-    def ranef(self, group: str | None = None, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+    def ranef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
 
         Returns
@@ -99,9 +123,9 @@ class Fit(FittedModel):
             Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
         """
         if group is None:
-            return self._every_group(self.ranef, hdi_prob)
+            return self._every_group(self.ranef, ci=ci, prob=prob)
         g = self._group(group)
-        table = summarize_draws(b_draws(self.posterior, g, "ranef"), hdi_prob=hdi_prob)
+        table = summarize_draws(b_draws(self.posterior, g, "ranef"), ci=ci, prob=prob)
         table.index = table.index.set_names(["level", "effect"])
         return table
 
@@ -130,7 +154,7 @@ class Fit(FittedModel):
             np.stack(parts, axis=-1), dims=("chain", "draw", "component"), coords={"component": names}
         )
 
-    def icc(self, *, at: Mapping[str, float] | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:
+    def icc(self, *, at: Mapping[str, float] | None = None, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Intraclass correlation / variance partition, per draw then summarised.
 
         Each row is a component's share of the total variance at predictor values
@@ -157,7 +181,7 @@ class Fit(FittedModel):
             raise ValueError(f"at names {sorted(unknown)}, which are not random slopes; slopes: {sorted(effects)}")
         v = self.variance_draws(at=at)
         share = (v / v.sum("component")).rename("share")
-        table = summarize_draws(share, hdi_prob=hdi_prob, diagnostics=False)
+        table = summarize_draws(share, ci=ci, prob=prob, diagnostics=False)
         table.index.name = "component"
         slopes = sorted(effects)
         where = {e: float((at or {}).get(e, 0.0)) for e in slopes}
@@ -171,25 +195,34 @@ class Fit(FittedModel):
         """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`)."""
         return comparison.loo(self)
 
-    def hypothesis(self, hypotheses: str | list[str], *, hdi_prob: float = 0.94) -> pd.DataFrame:
+    def hypothesis(self, hypotheses: str | list[str], *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`)."""
-        return hypothesis.hypothesis(self, hypotheses, hdi_prob=hdi_prob)
+        return hypothesis.hypothesis(self, hypotheses, ci=ci, prob=prob)
 
-    def r2(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+    def contrasts(self, variable: str, **kwargs: Any) -> pd.DataFrame:
+        """Population means of a categorical predictor's levels and their pairwise differences.
+
+        See :func:`lmm_bayes.results.contrasts.contrasts`.
+        """
+        from lmm_bayes.results.contrasts import contrasts
+
+        return contrasts(self, variable, **kwargs)
+
+    def r2(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`)."""
-        return comparison.r2(self, hdi_prob=hdi_prob)
+        return comparison.r2(self, ci=ci, prob=prob)
 
-    def summary(self, *, hdi_prob: float = 0.94) -> Summary:
+    def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:
         """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics."""
         a = self._idata.attrs
         d = self.design
         groups = ", ".join(f"{g.name} {g.n_levels}" for g in d.groups) or "none"
         diag = self.diagnostics()
-        pct = f"{hdi_prob:.0%}"
+        ci, prob = check_interval(ci, prob)
         header = (
             f"Bayesian linear mixed model fit by {a['sampler']} (method: {a['method']})\n"
             f"Formula: {a['formula']}\n"
-            f"Rows: {d.n}; groups: {groups}; intervals: {pct} HDI"
+            f"Rows: {d.n}; groups: {groups}; intervals: {interval_label(ci, prob)}"
         )
         footer = (
             f"{a['chains']} chains x {a['draws']} draws ({a['tune']} tuning); "
@@ -198,8 +231,8 @@ class Fit(FittedModel):
         )
         return Summary(
             header=header,
-            varcorr=self.varcorr(hdi_prob=hdi_prob),
-            fixef=self.fixef(hdi_prob=hdi_prob),
+            varcorr=self.varcorr(ci=ci, prob=prob),
+            fixef=self.fixef(ci=ci, prob=prob),
             diagnostics=diag,
             footer=footer,
         )
@@ -217,8 +250,14 @@ class Fit(FittedModel):
 
         return contextual_effect(self, within, between, **kwargs)
 
+    def G(self, group: str, **kwargs: Any) -> pd.DataFrame:  # noqa: N802 - the model's own symbol
+        """Posterior mean of one factor's G (or its correlations); see :func:`lmm_bayes.results.covariance.group_covariance`."""
+        from lmm_bayes.results.covariance import group_covariance
+
+        return group_covariance(self, group, **kwargs)
+
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
-        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`."""
+        """Model-implied Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`."""
         from lmm_bayes.results.covariance import implied_covariance
 
         return implied_covariance(self, rows, **kwargs)

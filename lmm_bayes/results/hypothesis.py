@@ -23,7 +23,7 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.inference.layout import BETA
-from lmm_bayes.results.summary import summarize_draws
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, interval_columns, summarize_draws
 from lmm_bayes.spec import validate
 
 __all__ = ["hypothesis", "hypothesis_draws"]
@@ -93,20 +93,23 @@ def hypothesis_draws(post: Any, text: str) -> tuple[xr.DataArray, str]:
     return draws.transpose("chain", "draw"), op
 
 
-def hypothesis(fit: Any, hypotheses: str | Sequence[str], *, hdi_prob: float = 0.94) -> pd.DataFrame:
+def hypothesis(fit: Any, hypotheses: str | Sequence[str], *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     """Test hypotheses about the fixed effects on their posterior draws.
 
     Parameters
     ----------
     hypotheses : str or list of str
         E.g. ``"Days > 5"``, ``"Intercept + 10 * Days > 350"``, ``"`cond[b]` = 0"``.
-    hdi_prob : float
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
 
     Returns
     -------
     pandas.DataFrame
         One row per hypothesis: ``estimate`` (posterior mean of left - right), ``sd``,
-        ``hdi_low``, ``hdi_high``, and for ``<`` / ``>`` the posterior probability that it
+        ``{ci}_low``, ``{ci}_high``, and for ``<`` / ``>`` the posterior probability that it
         holds (``post_prob``) and ``evidence_ratio`` = post_prob / (1 - post_prob) (NaN for
         ``=``, which needs a prior-based Bayes factor; read its interval instead).
 
@@ -127,12 +130,16 @@ def hypothesis(fit: Any, hypotheses: str | Sequence[str], *, hdi_prob: float = 0
         raise TypeError(f"a hypothesis must be a string like 'Days > 5' (or a list of them), got {hypotheses!r}")
     if not texts:
         raise ValueError("hypothesis needs at least one hypothesis, e.g. fit.hypothesis('Days > 5')")
+    low, high = interval_columns(ci)
     rows = []
     for text in texts:
         draws, op = hypothesis_draws(fit.posterior, text)
-        summary = summarize_draws(draws.rename(text), hdi_prob=hdi_prob, diagnostics=False).iloc[0]
-        prob = float((draws > 0).mean()) if op == ">" else float((draws < 0).mean()) if op == "<" else np.nan
-        ratio = prob / (1.0 - prob) if op != "=" and prob < 1.0 else (np.inf if op != "=" else np.nan)
-        rows.append({"estimate": summary["mean"], "sd": summary["sd"], "hdi_low": summary["hdi_low"],
-                     "hdi_high": summary["hdi_high"], "post_prob": prob, "evidence_ratio": ratio})
-    return pd.DataFrame(rows, index=pd.Index(texts, name="hypothesis"))
+        summary = summarize_draws(draws.rename(text), ci=ci, prob=prob, diagnostics=False)
+        row = summary.iloc[0]
+        post = float((draws > 0).mean()) if op == ">" else float((draws < 0).mean()) if op == "<" else np.nan
+        ratio = post / (1.0 - post) if op != "=" and post < 1.0 else (np.inf if op != "=" else np.nan)
+        rows.append({"estimate": row["mean"], "sd": row["sd"], low: row[low], high: row[high],
+                     "post_prob": post, "evidence_ratio": ratio})
+    table = pd.DataFrame(rows, index=pd.Index(texts, name="hypothesis"))
+    table.attrs["interval"] = summary.attrs["interval"]
+    return table

@@ -43,7 +43,7 @@ from lmm_bayes.inference.layout import (
     linear_predictor,
 )
 from lmm_bayes.results.fit import check_fit
-from lmm_bayes.results.summary import summarize_draws
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import NewRows
 
@@ -299,23 +299,25 @@ def predict_summary(
     levels: Levels = "existing",
     kind: Kind = "mean",
     seed: int | np.random.Generator | None = None,
-    hdi_prob: float = 0.94,
+    ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
 ) -> pd.DataFrame:
-    """Mean, SD and highest-density interval of the predictions, one row per input row.
+    """Mean, SD and interval (HDI or ETI) of the predictions, one row per input row.
 
     Parameters
     ----------
     fit, data, levels, kind, seed
         As for :func:`predict`.
-    hdi_prob : float
-        Probability mass of the interval.
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
 
     Returns
     -------
     pandas.DataFrame
         Indexed like ``data`` (the fitted rows when ``data`` is None); columns
-        ``mean``, ``sd``, ``hdi_low``, ``hdi_high``. ``df.attrs`` records
-        ``levels``, ``kind`` and ``hdi_prob``.
+        ``mean``, ``sd``, ``{ci}_low``, ``{ci}_high``. ``df.attrs`` records
+        ``levels``, ``kind`` and ``interval``.
 
     Examples
     --------
@@ -325,10 +327,10 @@ def predict_summary(
     >>> fit.predict_summary(pd.DataFrame({"Days": [5]}), levels="population").columns.tolist()
     ['mean', 'sd', 'hdi_low', 'hdi_high']
     """
-    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
+    ci, prob = check_interval(ci, prob)
     draws = predict(fit, data, levels=levels, kind=kind, seed=seed)
-    table = summarize_draws(draws, hdi_prob=hdi_prob, diagnostics=False)
+    table = summarize_draws(draws, ci=ci, prob=prob, diagnostics=False)
     index = fit.design.index if data is None else data.index
     table.index = index
-    table.attrs.update({"levels": levels, "kind": kind, "hdi_prob": hdi_prob})
+    table.attrs.update({"levels": levels, "kind": kind})
     return table

@@ -19,11 +19,12 @@ from lmm_bayes.results.estimates import (
     POOLINGS,
     estimates_table,
     identified,
-    mean_hdi,
+    mean_interval,
     normal_equations,
     population_values,
 )
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +37,7 @@ __all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "shrinkage"]
 # ====================================================================== shrinkage for one fit
 
 
-def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
+def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
     """No-, partial- and complete-pooling estimates of every cluster's effects, and the shrinkage.
 
     * **no pooling**: the cluster's own least-squares estimate of its effects,
@@ -63,8 +64,10 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     fit : Fit
     group : str
         The grouping factor, e.g. ``"Subject"``.
-    hdi_prob : float
-        Coverage of every interval.
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
 
     Returns
     -------
@@ -93,7 +96,7 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     True
     """
     check_fit(fit)
-    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
+    ci, prob = check_interval(ci, prob)
     design = fit.design
     g = validate.check_group(design, group)
     post = fit.posterior
@@ -113,13 +116,13 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
     Ainv, ok, notes = identified(g, A)
     est = np.einsum("jkl,jl->jk", Ainv, c)
     sigma = float(post[SIGMA].mean())
-    z = stats.norm.ppf(0.5 + hdi_prob / 2)
+    z = stats.norm.ppf(0.5 + prob / 2)
     se = sigma * np.sqrt(np.clip(np.diagonal(Ainv, axis1=1, axis2=2), 0, None))
     est = np.where(ok, est, np.nan)
     no = (est, np.where(ok, est - z * se, np.nan), np.where(ok, est + z * se, np.nan))
 
-    partial = mean_hdi(fit.coef_draws(g.name), hdi_prob)
-    complete = _ols_coefficients(design, g.effects, hdi_prob)
+    partial = mean_interval(fit.coef_draws(g.name), ci=ci, prob=prob)
+    complete = _ols_coefficients(design, g.effects, prob)
     return estimates_table(
         g,
         no=no,
@@ -128,7 +131,7 @@ def shrinkage(fit: Fit, group: str, *, hdi_prob: float = 0.94) -> pd.DataFrame:
         population=population_values(beta, g.effects),
         notes=notes,
         intervals=(
-            f"{hdi_prob:.0%}: no pooling normal interval with the fitted residual SD; partial pooling HDI; "
+            f"{100 * prob:.4g}%: no pooling normal interval with the fitted residual SD; partial pooling {ci.upper()}; "
             "complete pooling OLS t interval"
         ),
     )

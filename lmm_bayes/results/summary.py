@@ -1,8 +1,15 @@
 """Tables of draws and the sampler's health, written once for every kind of fit.
 
-:func:`summarize_draws` is arviz-stats' ``summary`` (mean, SD, HDI, R-hat, ESS) shaped
+:func:`summarize_draws` is arviz-stats' ``summary`` (mean, SD, interval, R-hat, ESS) shaped
 as one row per entry of a labelled DataArray; :func:`diagnose` is the health check
 (divergences, R-hat, ESS, BFMI, tree depth) over a list of scalar parameters.
+
+Intervals: every table of the package takes ``ci="hdi" | "eti"`` and ``prob=``; the default
+is stated once, here (:data:`DEFAULT_CI`, :data:`DEFAULT_PROB`: ArviZ's 94% highest density
+interval). brms and lme4 users, who read 95% equal-tailed intervals, pass
+``ci="eti", prob=0.95``. A table's interval columns are named after the kind
+(``hdi_low``/``hdi_high`` or ``eti_low``/``eti_high``), so two kinds can never be confused,
+and ``table.attrs["interval"]`` says e.g. ``"95% ETI"``.
 """
 
 from __future__ import annotations
@@ -19,17 +26,110 @@ import xarray as xr
 
 from lmm_bayes.spec import validate
 
-__all__ = ["STAT_COLUMNS", "Summary", "diagnose", "reliability_problems", "summarize_draws"]
+__all__ = [
+    "CI_KINDS",
+    "DEFAULT_CI",
+    "DEFAULT_PROB",
+    "STAT_COLUMNS",
+    "Summary",
+    "check_interval",
+    "diagnose",
+    "format_table",
+    "interval_bounds",
+    "interval_columns",
+    "interval_label",
+    "reliability_problems",
+    "summarize_draws",
+]
+
+#: The kinds of posterior interval: highest density (ArviZ's default) or equal-tailed (brms's).
+CI_KINDS = ("hdi", "eti")
+#: The interval every table reports unless told otherwise (the one place it is stated).
+DEFAULT_CI = "hdi"
+DEFAULT_PROB = 0.94
 
 STAT_COLUMNS = ["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk", "ess_tail"]
 _ROW = "__row__"
 
 
-def summarize_draws(draws: xr.DataArray, *, hdi_prob: float = 0.94, diagnostics: bool = True) -> pd.DataFrame:
-    """One row per entry of ``draws`` (dims chain, draw, ...): mean, sd, HDI, R-hat, ESS.
+def check_interval(ci: Any, prob: Any) -> tuple[str, float]:
+    """``ci`` must be one of :data:`CI_KINDS` and ``prob`` a probability; returns them.
 
-    The numbers are arviz-stats' ``summary`` (HDI intervals, rank-normalised R-hat,
-    bulk and tail ESS); the rows are indexed by the remaining dims' labels.
+    Examples
+    --------
+    >>> check_interval("eti", 0.95)
+    ('eti', 0.95)
+    >>> check_interval("95%", 0.95)
+    Traceback (most recent call last):
+    ...
+    ValueError: ci must be one of 'hdi', 'eti', got '95%'; the width goes in prob=, e.g. ci='eti', prob=0.95
+    """
+    if not isinstance(ci, str) or ci not in CI_KINDS:
+        raise ValueError(
+            f"ci must be one of {', '.join(map(repr, CI_KINDS))}, got {ci!r}; "
+            "the width goes in prob=, e.g. ci='eti', prob=0.95"
+        )
+    return ci, validate.check_probability(prob, "prob")
+
+
+def interval_columns(ci: str) -> tuple[str, str]:
+    """The names of a table's interval columns for interval kind ``ci``.
+
+    Examples
+    --------
+    >>> interval_columns("eti")
+    ('eti_low', 'eti_high')
+    """
+    return f"{ci}_low", f"{ci}_high"
+
+
+def interval_label(ci: str, prob: float) -> str:
+    """How a table describes its interval, e.g. ``"95% ETI"``.
+
+    Examples
+    --------
+    >>> interval_label("hdi", 0.94), interval_label("eti", 0.975)
+    ('94% HDI', '97.5% ETI')
+    """
+    return f"{100 * prob:.4g}% {ci.upper()}"
+
+
+def interval_bounds(
+    draws: xr.DataArray, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB, dim: Sequence[str] = ("chain", "draw")
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Lower and upper bounds of the ``prob`` interval of kind ``ci`` over ``dim``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.arange(1001.0).reshape(1, 1001), dims=("chain", "draw"))
+    >>> low, high = interval_bounds(da, ci="eti", prob=0.9)
+    >>> round(float(low), 6), round(float(high), 6)
+    (50.0, 950.0)
+    """
+    ci, prob = check_interval(ci, prob)
+    bounds = (azs.hdi if ci == "hdi" else azs.eti)(draws, prob=prob, dim=list(dim))
+    return bounds.sel(ci_bound="lower", drop=True), bounds.sel(ci_bound="upper", drop=True)
+
+
+def summarize_draws(
+    draws: xr.DataArray, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB, diagnostics: bool = True
+) -> pd.DataFrame:
+    """One row per entry of ``draws`` (dims chain, draw, ...): mean, sd, interval, R-hat, ESS.
+
+    The numbers are arviz-stats' ``summary`` (HDI or equal-tailed intervals,
+    rank-normalised R-hat, bulk and tail ESS); the rows are indexed by the remaining
+    dims' labels.
+
+    Parameters
+    ----------
+    draws : xarray.DataArray
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed interval; the columns are ``{ci}_low``, ``{ci}_high``.
+    prob : float
+        The interval's probability.
+    diagnostics : bool
+        Add R-hat and ESS.
 
     Examples
     --------
@@ -38,8 +138,11 @@ def summarize_draws(draws: xr.DataArray, *, hdi_prob: float = 0.94, diagnostics:
     ...                   coords={"k": ["a", "b"]})
     >>> summarize_draws(da).columns.tolist()
     ['mean', 'sd', 'hdi_low', 'hdi_high', 'r_hat', 'ess_bulk', 'ess_tail']
+    >>> t = summarize_draws(da, ci="eti", prob=0.95, diagnostics=False)
+    >>> t.columns.tolist(), t.attrs["interval"]
+    (['mean', 'sd', 'eti_low', 'eti_high'], '95% ETI')
     """
-    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
+    ci, prob = check_interval(ci, prob)
     extra = [d for d in draws.dims if d not in ("chain", "draw")]
     if len(extra) == 1:
         stacked = draws.rename({extra[0]: _ROW})
@@ -53,12 +156,13 @@ def summarize_draws(draws: xr.DataArray, *, hdi_prob: float = 0.94, diagnostics:
         warnings.simplefilter("ignore", RuntimeWarning)  # R-hat/ESS of a constant
         table = azs.summary(
             plain.to_dataset(), kind="all" if diagnostics else "stats", fmt="xarray",
-            ci_prob=hdi_prob, ci_kind="hdi", round_to="none",
+            ci_prob=prob, ci_kind=ci, round_to="none",
         )["x"]
     names = [str(s) for s in table["summary"].values]
     low = next(n for n in names if n.endswith("_lb"))
     high = next(n for n in names if n.endswith("_ub"))
-    columns = {"mean": "mean", "sd": "sd", "hdi_low": low, "hdi_high": high}
+    ours_low, ours_high = interval_columns(ci)
+    columns = {"mean": "mean", "sd": "sd", ours_low: low, ours_high: high}
     if diagnostics:
         columns.update(r_hat="r_hat", ess_bulk="ess_bulk", ess_tail="ess_tail")
     out = {ours: table.sel(summary=theirs).values for ours, theirs in columns.items()}
@@ -68,7 +172,9 @@ def summarize_draws(draws: xr.DataArray, *, hdi_prob: float = 0.94, diagnostics:
         index = stacked.indexes[_ROW]
     else:
         index = pd.Index([draws.name])
-    return pd.DataFrame(out, index=index)
+    table = pd.DataFrame(out, index=index)
+    table.attrs["interval"] = interval_label(ci, prob)
+    return table
 
 
 def diagnose(params: Sequence[xr.DataArray], sample_stats: xr.Dataset) -> dict[str, Any]:
@@ -125,17 +231,15 @@ class Summary:
     footer: str
 
     def __str__(self) -> str:
-        vc = self.varcorr[["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]]
-        fx = self.fixef[["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk"]]
         return "\n".join(
             [
                 self.header,
                 "",
-                "Random effects (posterior of SDs and correlations):",
-                vc.to_string(float_format=lambda v: f"{v:.4g}"),
+                "Random effects (posterior of SDs and correlations; variance = posterior mean of the SD squared):",
+                format_table(self.varcorr.drop(columns="ess_tail")).to_string(),
                 "",
                 "Fixed effects:",
-                fx.to_string(float_format=lambda v: f"{v:.4g}"),
+                format_table(self.fixef.drop(columns="ess_tail")).to_string(),
                 "",
                 self.footer,
             ]
@@ -146,6 +250,42 @@ class Summary:
     def _repr_html_(self) -> str:
         head = "<br>".join(self.header.splitlines())
         return (
-            f"<p><b>{head}</b></p><h4>Random effects</h4>{self.varcorr.to_html(float_format='%.4g')}"
-            f"<h4>Fixed effects</h4>{self.fixef.to_html(float_format='%.4g')}<p>{self.footer}</p>"
+            f"<p><b>{head}</b></p><h4>Random effects</h4>{format_table(self.varcorr).to_html()}"
+            f"<h4>Fixed effects</h4>{format_table(self.fixef).to_html()}<p>{self.footer}</p>"
         )
+
+
+def format_table(table: pd.DataFrame, *, digits: int | None = None) -> pd.DataFrame:
+    """A table of estimates as text with fixed decimals, for printing and the report.
+
+    Estimates share one number of decimals per table, enough for the smallest mean or
+    posterior SD to show two significant digits (2 to 6; ``digits`` overrides it), so
+    0.069 stands next to 251.600 rather than ``%.4g``'s 0.06913 next to 251.6; R-hat
+    always has 3 decimals and ESS none.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"mean": [251.6, 0.06913], "r_hat": [1.0, 0.9997], "ess_bulk": [812.4, 1500.0]})
+    >>> format_table(t).values.tolist()
+    [['251.600', '1.000', '812'], ['0.069', '1.000', '1500']]
+    """
+    out = pd.DataFrame(index=table.index)
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+    estimates = [c for c in numeric if c not in ("r_hat", "ess_bulk", "ess_tail") and not c.startswith("n_")]
+    if digits is None:
+        # enough decimals for the smallest estimate (or posterior SD) to show 2 significant digits
+        scale = [c for c in ("mean", "sd") if c in estimates] or estimates
+        values = np.abs(table[scale].to_numpy(dtype=float).ravel()) if scale else np.array([])
+        values = values[np.isfinite(values) & (values > 0)]
+        digits = int(np.clip(1 - np.floor(np.log10(values.min())), 2, 6)) if values.size else 2
+    for c in table.columns:
+        col = table[c]
+        if c == "r_hat":
+            out[c] = col.map(lambda v: f"{v:.3f}")
+        elif c in ("ess_bulk", "ess_tail") or c.startswith("n_"):
+            out[c] = col.map(lambda v: "nan" if not np.isfinite(v) else f"{v:.0f}")
+        elif c in estimates:
+            out[c] = col.map(lambda v: "" if not np.isfinite(v) else f"{v:.{digits}f}")
+        else:
+            out[c] = col.astype(str)
+    return out

@@ -8,6 +8,10 @@ coding follow formulae. What formulae does not know, this module adds:
 * random terms ``(expr | g)`` and ``(expr || g)`` (independent SDs), grouping
   factors ``a:b`` and ``a/b`` (= ``a`` and ``a:b``), several terms on one factor;
 * ``C(x, levels=[...])`` to choose the reference level;
+* ``C(x, Sum)`` (sum-to-zero, "deviation" coding: each coefficient is a level's
+  difference from the mean of the level means; ``Sum("c")`` omits level ``c``
+  instead of the last) and ``C(x, Treatment("b"))`` (reference ``b``), passed to
+  formulae as written (:data:`CODINGS`);
 * a closed list of transformations: nothing in the formula is evaluated except
   the names in :data:`ALLOWED_CALLS` and data columns.
 """
@@ -23,10 +27,14 @@ from dataclasses import dataclass
 from lmm_bayes.errors import FormulaError
 from lmm_bayes.spec.terms import LevelsCall, ModelSpec, RandomBlock, RandomTerm
 
-__all__ = ["ALLOWED_CALLS", "FormulaError", "ModelSpec", "parse_formula"]
+__all__ = ["ALLOWED_CALLS", "CODINGS", "FormulaError", "ModelSpec", "parse_formula"]
 
 #: The only calls a formula may contain.
 ALLOWED_CALLS = ("log", "exp", "sqrt", "center", "scale", "C", "I")
+
+#: Codings of a categorical predictor, the second argument of ``C(x, ...)``: treatment
+#: (dummy; the default, first level as reference) or sum-to-zero.
+CODINGS = ("Treatment", "Sum")
 
 
 # --------------------------------------------------------------------------
@@ -127,6 +135,8 @@ def _check_expression(formula: str, toks: list[_Tok], where: str) -> tuple[set[s
             if prev is not None and prev.text == ".":
                 continue  # reported at the dot
             is_call = nxt is not None and nxt.text == "("
+            if in_c and tok.text in CODINGS and calls_open[-1] == "C":
+                continue  # C(x, Sum) or C(x, Treatment("b")): checked in _levels_call
             if is_call:
                 if tok.text not in ALLOWED_CALLS:
                     raise FormulaError(
@@ -214,8 +224,16 @@ def _levels_call(formula: str, toks: list[_Tok], i: int) -> list[LevelsCall]:
     text = _text(formula, toks[i : j + 1])
     node = ast.parse(text.replace(":", "*"), mode="eval").body
     assert isinstance(node, ast.Call)  # guaranteed by the tokens; not user-facing
-    if not node.args or not isinstance(node.args[0], ast.Name) or len(node.args) > 1:
-        raise FormulaError(formula, toks[i].start, "C() takes one column name, e.g. C(x) or C(x, levels=['b', 'a'])")
+    if not node.args or not isinstance(node.args[0], ast.Name) or len(node.args) > 2:
+        raise FormulaError(formula, toks[i].start,
+                           "C() takes one column name and optionally a coding, e.g. C(x), C(x, Sum) or "
+                           "C(x, levels=['b', 'a'])")
+    if len(node.args) == 2:
+        _check_coding(formula, toks[i].start, node.args[1])
+        if node.keywords:
+            raise FormulaError(formula, toks[i].start,
+                               "C(x, coding, levels=[...]) is not supported: choose the reference with "
+                               "Treatment('b') or the omitted level with Sum('c')")
     if not node.keywords:
         return []
     try:
@@ -225,6 +243,19 @@ def _levels_call(formula: str, toks: list[_Tok], i: int) -> list[LevelsCall]:
     if not isinstance(levels, (list, tuple)) or len(levels) < 2:
         raise FormulaError(formula, toks[i].start, "levels= must list at least two levels, e.g. levels=['b', 'a']")
     return [LevelsCall(text=text, column=node.args[0].id, levels=tuple(levels))]
+
+
+def _check_coding(formula: str, at: int, node: ast.expr) -> None:
+    """The coding argument of ``C(x, coding)``: ``Sum``, ``Treatment``, or either called with one level."""
+    call = node if isinstance(node, ast.Call) else None
+    name = call.func if call is not None else node
+    if not isinstance(name, ast.Name) or name.id not in CODINGS:
+        raise FormulaError(formula, at,
+                           f"the second argument of C() is a coding, one of {', '.join(CODINGS)} "
+                           "(e.g. C(x, Sum) or C(x, Treatment('b')))")
+    if call is not None and (call.keywords or len(call.args) != 1 or not isinstance(call.args[0], ast.Constant)):
+        raise FormulaError(formula, at,
+                           f"{name.id}() takes one level in quotes, e.g. {name.id}('b'), or write {name.id} alone")
 
 
 # --------------------------------------------------------------------------

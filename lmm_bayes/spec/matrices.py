@@ -29,7 +29,8 @@ from lmm_bayes.errors import FormulaError
 from lmm_bayes.spec.terms import ModelSpec
 
 __all__ = [
-    "NAMESPACE", "check_finite", "check_powers", "fixed_formula", "for_formulae", "rename", "response_slices",
+    "NAMESPACE", "categorical_columns", "check_finite", "check_powers", "fixed_formula", "for_formulae", "rename",
+    "response_slices",
     "run_formulae",
 ]
 
@@ -85,8 +86,7 @@ def for_formulae(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     on float64 it cannot. Columns inside ``C(...)`` keep their type: they are categories,
     labelled as written (``C(k)[2]``, not ``C(k)[2.0]``).
     """
-    texts = [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]
-    categorical = {m.group(1) for text in texts for m in _C_COLUMN.finditer(text)}
+    categorical = set(categorical_columns(spec, frame))
     cast = [
         c for c in frame.columns
         if c not in categorical
@@ -96,6 +96,24 @@ def for_formulae(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     if not cast:
         return frame
     return frame.astype({c: "float64" for c in cast})
+
+
+def categorical_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
+    """The columns of ``frame`` that formulae codes as categories: text, Categorical, bool, or inside ``C(...)``.
+
+    Examples
+    --------
+    >>> from lmm_bayes.spec.formula import parse_formula
+    >>> frame = pd.DataFrame({"x": [1.0, 2.0], "k": [1, 2], "f": ["a", "b"]})
+    >>> categorical_columns(parse_formula("y ~ x + C(k) + f"), frame)
+    ['k', 'f']
+    """
+    texts = [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]
+    inside_c = {m.group(1) for text in texts for m in _C_COLUMN.finditer(text)}
+    return [
+        c for c in frame.columns
+        if c in inside_c or not pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype)
+    ]
 
 
 @contextlib.contextmanager
@@ -143,6 +161,8 @@ def _failure(formula: str, data: pd.DataFrame, namespace: dict, parts: Sequence[
     pos = max(formula.find(culprit), 0)
     if parts and culprit == parts[0][0]:  # the response (alone, or the part that failed)
         hint = "the response must be one column or a transformation of one, e.g. y or log(y)"
+    elif re.search(r"\b(Sum|Treatment)\(", culprit):
+        hint = "the level named in Treatment('...') or Sum('...') must be one of the column's values"
     else:
         hint = "arithmetic on columns goes inside I(...), e.g. I(2 * x) or I(x ** 2), and a term cannot be a number"
     return FormulaError(formula, pos, f"cannot evaluate {culprit!r} ({reason}); {hint}")

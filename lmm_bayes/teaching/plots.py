@@ -18,6 +18,7 @@ import xarray as xr
 from lmm_bayes.results.base import check_fitted
 from lmm_bayes.results.fit import Fit, check_fit
 from lmm_bayes.results.pooling_fit import PoolingFit
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, interval_label
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -271,7 +272,7 @@ def plot_caterpillar(
     *,
     effects: str | Sequence[str] | None = None,
     values: Literal["ranef", "coef"] = "ranef",
-    hdi_prob: float = 0.94,
+    ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     sort: bool = True,
 ) -> Figure:
     """Caterpillar plot: every cluster's effect with its HDI, one panel per effect.
@@ -290,7 +291,10 @@ def plot_caterpillar(
         ``"coef"``: the cluster-specific effects β + b (:meth:`Fit.coef`, a line
         marks the fixed effect's mean, or 0 for an effect without a fixed part;
         a no-pooling fit's own effects have no population value and no line).
-    hdi_prob : float
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
     sort : bool
         Order clusters by the first panel's mean (else in level order).
 
@@ -332,7 +336,7 @@ def plot_caterpillar(
         unknown = [e for e in chosen if e not in g.effects]
         if unknown:
             raise ValueError(f"effects {unknown} are not effects of {g.name!r}; it has {list(g.effects)}")
-    table = fit.ranef(group, hdi_prob=hdi_prob) if values == "ranef" else fit.coef(group, hdi_prob=hdi_prob)
+    table = fit.ranef(group, ci=ci, prob=prob) if values == "ranef" else fit.coef(group, ci=ci, prob=prob)
     first = table.xs(chosen[0], level="effect")
     levels = list(first.index)
     if sort:
@@ -344,13 +348,14 @@ def plot_caterpillar(
         layout="constrained",
     )
     y = np.arange(n)
-    pct = f"{hdi_prob:.0%}"
-    fixef = fit.fixef(hdi_prob=hdi_prob)["mean"] if values == "coef" else None
+    low_col, high_col = interval_columns(ci)
+    label = interval_label(*check_interval(ci, prob))
+    fixef = fit.fixef(ci=ci, prob=prob)["mean"] if values == "coef" else None
     pooling = fit.pooling.replace("_", " ") if isinstance(fit, PoolingFit) else None
     symbol = "b" if values == "ranef" else ("β + b" if pooling is None else "coefficient")
     for k, (ax, effect) in enumerate(zip(axes[0], chosen)):
         rows = table.xs(effect, level="effect").loc[levels]
-        ax.hlines(y, rows["hdi_low"].to_numpy(), rows["hdi_high"].to_numpy(), color=_PREDICTIVE, linewidth=1.5,
+        ax.hlines(y, rows[low_col].to_numpy(), rows[high_col].to_numpy(), color=_PREDICTIVE, linewidth=1.5,
                   alpha=0.8)
         ax.scatter(rows["mean"].to_numpy(), y, s=14, color=_OBSERVED, zorder=3)
         if values == "ranef":
@@ -362,7 +367,7 @@ def plot_caterpillar(
         if ref is not None:
             ax.axvline(ref, color="grey", linestyle="--", linewidth=1)
         ax.set_title(effect)
-        ax.set_xlabel(f"{symbol} (mean, {pct} HDI)")
+        ax.set_xlabel(f"{symbol} (mean, {label})")
         if k == 0:
             _level_axis(ax, [str(v) for v in levels], g.name)
     what = "deviations from the fixed effects" if values == "ranef" else "cluster-specific effects"
@@ -370,7 +375,7 @@ def plot_caterpillar(
     return fig
 
 
-def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, hdi_prob: float = 0.94) -> Figure:
+def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Figure:
     """Each level's share of the variance (the ICC table of :meth:`Fit.icc`) as a chart.
 
     One row per component (grouping factors, then the residual): the posterior mean share
@@ -390,13 +395,14 @@ def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, hdi
     >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
     ['Subject', 'Residual']
     """
-    table = check_fit(fit).icc(at=at, hdi_prob=hdi_prob)
+    table = check_fit(fit).icc(at=at, ci=ci, prob=prob)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.6 * len(table) + 1.4))
     y = np.arange(len(table))[::-1]
-    err = [table["mean"] - table["hdi_low"], table["hdi_high"] - table["mean"]]
+    low_col, high_col = interval_columns(ci)
+    err = [table["mean"] - table[low_col], table[high_col] - table["mean"]]
     ax.barh(y, table["mean"], color="C0", alpha=0.35)
-    ax.errorbar(table["mean"], y, xerr=err, fmt="o", color="C0", capsize=4, label=f"mean, {hdi_prob:.0%} HDI")
+    ax.errorbar(table["mean"], y, xerr=err, fmt="o", color="C0", capsize=4, label=f"mean, {interval_label(ci, prob)}")
     ax.set_yticks(y, list(table.index))
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of the total variance")

@@ -37,12 +37,13 @@ from lmm_bayes.results.estimates import (
     POOLINGS,
     estimates_table,
     identified,
-    mean_hdi,
+    mean_interval,
     normal_equations,
     population_values,
 )
 from lmm_bayes.results.fit import fit_model
 from lmm_bayes.results.pooling_fit import PoolingFit
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label
 from lmm_bayes.spec import validate
 from lmm_bayes.teaching.pooling_models import check_separable, fit_complete_pooling, fit_no_pooling
 
@@ -157,7 +158,7 @@ def compare_pooling(
     group: str,
     priors: Mapping[str, Any] | None = None,
     na_action: str = "raise",
-    hdi_prob: float = 0.94,
+    ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     no_pooling_scale: float = 10.0,
     **fit_kwargs: Any,
 ) -> PoolingComparison:
@@ -187,8 +188,10 @@ def compare_pooling(
         Prior overrides of the mixed model (:func:`lmm_bayes.spec.priors.resolve_priors`);
         complete and no pooling use its fixed-effect and residual priors.
     na_action : {"raise", "drop"}
-    hdi_prob : float
-        Coverage of the intervals in ``estimates``.
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
     no_pooling_scale : float
         Prior SD of each cluster's own coefficients in the no-pooling model, in
         units of s_y / s_x (10: nearly least squares).
@@ -227,7 +230,7 @@ def compare_pooling(
 
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
-    hdi_prob = validate.check_probability(hdi_prob, "hdi_prob")
+    ci, prob = check_interval(ci, prob)
     no_pooling_scale = validate.check_positive_number(no_pooling_scale, "no_pooling_scale")
     unknown = sorted(set(fit_kwargs) - set(_FIT_ARGS))
     if unknown:
@@ -255,18 +258,18 @@ def compare_pooling(
 
     loo = _loo_table(fits)
     _, ok, notes = identified(g, normal_equations(g))
-    np_m, np_lo, np_hi = mean_hdi(no.coef_draws(g.name), hdi_prob)
+    np_m, np_lo, np_hi = mean_interval(no.coef_draws(g.name), ci=ci, prob=prob)
     beta = pd.Series(
         partial.posterior[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
     )
     estimates = estimates_table(
         g,
         no=(np.where(ok, np_m, np.nan), np.where(ok, np_lo, np.nan), np.where(ok, np_hi, np.nan)),
-        partial=mean_hdi(partial.coef_draws(g.name), hdi_prob),
-        complete=mean_hdi(complete.coef_draws(g.name), hdi_prob),
+        partial=mean_interval(partial.coef_draws(g.name), ci=ci, prob=prob),
+        complete=mean_interval(complete.coef_draws(g.name), ci=ci, prob=prob),
         population=population_values(beta, g.effects),
         notes=notes,
-        intervals=f"{hdi_prob:.0%} HDI of each pooling's posterior",
+        intervals=f"{interval_label(ci, prob)} of each pooling's posterior",
     )
     sd_cp = complete.posterior[BETA].std(("chain", "draw"), ddof=1).values
     sd_pp = partial.posterior[BETA].std(("chain", "draw"), ddof=1).values
