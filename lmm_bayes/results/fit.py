@@ -189,7 +189,7 @@ class Fit(FittedModel):
         header = (
             f"Bayesian linear mixed model fit by {a['sampler']} (method: {a['method']})\n"
             f"Formula: {a['formula']}\n"
-            f"Rows: {d.n}; groups: {groups}; intervals: {pct} HDI"
+            f"Rows: {d.n_rows}; groups: {groups}; intervals: {pct} HDI"
         )
         footer = (
             f"{a['chains']} chains x {a['draws']} draws ({a['tune']} tuning); "
