@@ -186,6 +186,8 @@ class Fit(FittedModel):
         groups = ", ".join(f"{g.name} {g.n_levels}" for g in d.groups) or "none"
         diag = self.diagnostics()
         pct = f"{hdi_prob:.0%}"
+        if d.reduction is not None:  # built from Dask: the checks and LOO see a sample
+            groups += f"; a random sample of {d.n:,} rows kept for checks and LOO"
         header = (
             f"Bayesian linear mixed model fit by {a['sampler']} (method: {a['method']})\n"
             f"Formula: {a['formula']}\n"

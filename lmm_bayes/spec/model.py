@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.dask_data import DEFAULT_SAMPLE_ROWS, build_reduced_design, is_dask_frame, parquet_frame
+from lmm_bayes.spec.dask_data import (
+    DEFAULT_SAMPLE_ROWS,
+    build_reduced_design,
+    is_dask_frame,
+    parquet_frame,
+    reduced_design,
+)
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 
@@ -18,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.priors import Priors
+    from lmm_bayes.spec.reduction import Reduction
 
 __all__ = ["LMM"]
 
@@ -197,6 +204,32 @@ class LMM:
         model = cls.__new__(cls)
         model._build(formula, frame, priors, na_action,
                      dict(sample_rows=sample_rows, seed=sample_seed, progress=progress), files=files)
+        return model
+
+    @classmethod
+    def from_reduction(
+        cls, formula: str, reduction: Reduction, sample: pd.DataFrame, *, priors: Mapping[str, Any] | None = None
+    ) -> LMM:
+        """The model of data reduced from Dask, rebuilt from its sums and sample without the data.
+
+        :func:`lmm_bayes.load` uses it for a fit of a model built from a Dask DataFrame or Parquet
+        files (``model.design.reduction`` and ``model.design.data`` are what it takes).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd, lmm_bayes as lb
+        >>> ddf = dd.from_pandas(lb.datasets.load("sleepstudy"), npartitions=2)
+        >>> m = lb.LMM("Reaction ~ Days + (1 | Subject)", ddf, sample_rows=30, progress=False)
+        >>> again = lb.LMM.from_reduction(m.formula, m.design.reduction, m.design.data)
+        >>> again.design.n_rows, again.priors == m.priors
+        (180, True)
+        """
+        from lmm_bayes.spec.priors import resolve_priors
+
+        model = cls.__new__(cls)
+        model._spec = parse_formula(formula)
+        model._design = reduced_design(model._spec, reduction, sample)
+        model._priors = resolve_priors(model._design, priors)
         return model
 
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["Reduction", "crossproducts"]
 
@@ -60,13 +61,16 @@ class Reduction:
         Seed of the random sample of rows the design keeps (``Design.y``, ``X``, ...).
     dropped : int
         Rows dropped for missing or infinite values (``na_action="drop"``).
+    skeleton : pandas.DataFrame or None
+        The first row of every cluster and category (the used columns, as read): the design
+        built on it has the whole data's levels and codings (:mod:`lmm_bayes.spec.dask_data`).
 
     Examples
     --------
     >>> import numpy as np
     >>> F = np.array([[1.0, 2.0], [1.0, 4.0]])
-    >>> r = Reduction(n=2, leaf=None, products=crossproducts(F, np.zeros(2, int), 1), sums=F.sum(0),
-    ...               mins=F.min(0), maxs=F.max(0), source="two rows", sample_seed=0)
+    >>> r = Reduction(n=2, leaf=None, products=crossproducts(F, np.zeros(2, int), 1), sums=F.sum(axis=0),
+    ...               mins=F.min(axis=0), maxs=F.max(axis=0), source="two rows", sample_seed=0)
     >>> r.mean(1), r.sd(1), r.constant(0)
     (3.0, 1.0, True)
     """
@@ -80,6 +84,7 @@ class Reduction:
     source: str
     sample_seed: int
     dropped: int = 0
+    skeleton: pd.DataFrame | None = None
 
     def total(self) -> np.ndarray:
         """``F'F`` over every row, (D, D)."""
