@@ -19,7 +19,10 @@ collected on the client:
 
 The returned design holds the sample as its rows (``y``, ``X``, ``Z``, ``data``), so the
 posterior predictive check, LOO, R² and ``predict()`` without new data use the sample; the
-sums (:attr:`Design.reduction`) give the fit, the default priors and the row count.
+sums (:attr:`Design.reduction`) give the fit, the default priors and the row count. The
+sample depends only on the seed and the used rows (not on the formula), so two models of the
+same data with the same ``sample_seed`` and no rows dropped are checked, and compared by LOO,
+on the same rows; an elpd summed over the sample is about ``sample_rows / n`` of the whole data's.
 
 Not supported from Dask, each refused with a message: crossed grouping factors (their
 cross products between factors are not per-cluster sums of one factor), a transformed
@@ -131,6 +134,7 @@ class _Plan:
 
 
 _DESIGNS: dict[str, Design] = {}
+_KEEP_DESIGNS = 4
 _LOCK = threading.Lock()
 
 
@@ -141,6 +145,8 @@ def _skeleton_design(plan: _Plan) -> Design:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the client has shown them
                 _DESIGNS[plan.token] = build_design(plan.spec, plan.skeleton, n_rows=plan.n_rows)
+            while len(_DESIGNS) > _KEEP_DESIGNS:  # a long-lived worker keeps the latest few
+                del _DESIGNS[next(iter(_DESIGNS))]
         return _DESIGNS[plan.token]
 
 
