@@ -100,6 +100,22 @@ def test_statistics_and_priors_equal_the_in_memory_ones(df, ddf, formula):
             np.testing.assert_allclose(p2.kwargs["sigma"], p1.kwargs["sigma"], rtol=1e-10)
 
 
+@pytest.mark.parametrize("formula", ["y ~ x + cond + (1 | subject)", "y ~ x + C(k) + (1 + x | subject)"])
+def test_categories_seen_in_one_partition_only_are_coded_as_in_memory(df, formula):
+    # "c" (rows 99,995+) and k = 9 (rows 99,990+) occur only in the last partition, never in a cluster's first
+    # row: the skeleton must still give formulae every category
+    n = len(df)
+    data = df.assign(cond=np.where(np.arange(n) >= 99_995, "c", np.where(np.arange(n) % 2, "a", "b")),
+                     k=np.where(np.arange(n) >= 99_990, 9, np.arange(n) % 3))
+    memory = lb.LMM(formula, data)
+    reduced = lb.LMM(formula, partitioned(pieces(data)), progress=False)
+    assert reduced.design.X_columns == memory.design.X_columns
+    a, b = sufficient_statistics(memory.design), sufficient_statistics(reduced.design)
+    assert _relative(a.XtX, b.XtX) < 1e-12 and _relative(a.levels[0].ZtX, b.levels[0].ZtX) < 1e-12
+    new = data.iloc[[0, 99_999]]
+    np.testing.assert_array_equal(reduced.design.evaluate(new).X, memory.design.evaluate(new).X)
+
+
 def test_parquet_files_give_the_same_statistics(df, ddf, tmp_path):
     for k, part in enumerate(pieces(df)):
         part.to_parquet(tmp_path / f"part-{k}.parquet")
@@ -270,5 +286,11 @@ def test_non_numeric_response_and_bad_sample_size(df):
     with pytest.raises(ValueError, match="response"):
         lb.LMM("y ~ x + (1 | subject)", frame, progress=False)
     frame = dd.from_pandas(df, npartitions=2)
-    with pytest.raises(ValueError, match="sample_rows must be a positive whole number"):
+    with pytest.raises(ValueError, match="sample_rows must be at least 1, got 0"):
         lb.LMM("y ~ x + (1 | subject)", frame, sample_rows=0, progress=False)
+    with pytest.raises(TypeError, match="sample_rows must be an integer, got float"):
+        lb.LMM("y ~ x + (1 | subject)", frame, sample_rows=1e4, progress=False)
+    with pytest.raises(TypeError, match="progress must be True or False"):
+        lb.LMM("y ~ x + (1 | subject)", frame, progress="yes")
+    with pytest.raises(ValueError, match="sample_seed"):
+        lb.LMM("y ~ x + (1 | subject)", frame, sample_seed=-1, progress=False)

@@ -381,8 +381,10 @@ def build_reduced_design(
     if not is_dask_frame(frame):
         raise TypeError(f"frame must be a Dask DataFrame, got {type(frame).__name__}")
     validate.check_choice(na_action, ("raise", "drop"), "na_action")
-    if isinstance(sample_rows, bool) or not isinstance(sample_rows, (int, np.integer)) or sample_rows < 1:
-        raise ValueError(f"sample_rows must be a positive whole number of rows to keep, got {sample_rows!r}")
+    sample_rows = validate.check_positive_int(sample_rows, "sample_rows")
+    seed = validate.check_positive_int(seed, "sample_seed", minimum=0)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
     validate.check_names(spec)
     columns = tuple(spec.variables)
     missing = [c for c in columns if c not in frame.columns]
