@@ -223,6 +223,17 @@ def test_shrinkage_and_the_full_method_need_every_row(fits):
         reduced.model.fit(method="full", draws=10, tune=10, chains=1)
 
 
+def test_worker_processes_rebuild_the_design_from_the_skeleton(ddf):
+    """With worker processes the plan is pickled (a Design is not picklable) and every worker rebuilds it."""
+    threads = lb.LMM(FORMULA, ddf, progress=False).design.reduction
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        processes = lb.LMM(FORMULA, ddf, progress=False).design.reduction
+        assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_allclose(processes.products, threads.products, rtol=1e-13, atol=1e-9)
+    np.testing.assert_allclose(processes.sums, threads.sums, rtol=1e-13)
+
+
 def test_progress_is_shown_with_a_distributed_client(ddf, capsys):
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster):
