@@ -424,6 +424,9 @@ def sbc(
     validate.check_choice(method, METHODS, "method")
     SamplerSettings(sampler=sampler, draws=draws, tune=tune, chains=chains, progressbar=progressbar)
     design = model.design
+    if design.reduction is not None:  # its rows are a sample: SBC would calibrate another model
+        raise ValueError(f"SBC simulates a response for every row; this model was built from {design.reduction.source} "
+                         f"and keeps a sample of {design.n:,} rows: run SBC on an in-memory model of the formula")
     response = plain_response(model.spec)
     truth_priors = _sim_priors(model, sim_priors)
 

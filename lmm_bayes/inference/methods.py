@@ -201,6 +201,12 @@ def resolve_method(
     ('collapsed', ['Subject'], '')
     """
     validate.check_choice(method, METHODS, "method")
+    if design.reduction is not None and (method == "full" or centered):
+        raise ValueError(
+            f"a model built from Dask or Parquet keeps a sample of its rows, not all {design.n_rows:,}: it is "
+            "fitted from sufficient statistics with method='collapsed' (or 'auto'); method='full' and "
+            "centered=True need every row in memory (load it with pandas)"
+        )
     if method == "full":
         return Full(design, centered=centered), ""
     try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.reduction import crossproducts
 
 __all__ = ["Level", "SufficientStats", "ancestor_maps", "nesting_chain", "require_chain", "sufficient_statistics"]
 
@@ -124,18 +125,6 @@ class SufficientStats:
     maps: tuple[tuple[np.ndarray, ...], ...] = ()
 
 
-def _leaf_crossproducts(F: np.ndarray, codes: np.ndarray, n_leaves: int) -> np.ndarray:
-    """Per-leaf ``F'F`` (n_leaves, D, D): one bincount per column pair, no loop over rows."""
-    D = F.shape[1]
-    out = np.empty((n_leaves, D, D))
-    for a in range(D):
-        for b in range(a + 1):
-            s = np.bincount(codes, weights=F[:, a] * F[:, b], minlength=n_leaves)
-            out[:, a, b] = s
-            out[:, b, a] = s
-    return out
-
-
 def ancestor_maps(chain: Sequence[GroupDesign]) -> list[list[np.ndarray]]:
     """``maps[k][j]``: for each cluster of factor k, the index of its ancestor in factor j <= k."""
     maps: list[list[np.ndarray]] = []
@@ -173,14 +162,18 @@ def sufficient_statistics(design: Design, chain: Sequence[GroupDesign] | None = 
            [ 45., 285.]]))
     """
     chain = require_chain(design) if chain is None else tuple(chain)
-    X, y = design.X, design.y
-    p = X.shape[1]
-    F = np.asfortranarray(np.hstack([g.Z for g in chain] + [X, y[:, None]]))  # contiguous columns
-    leaf_codes = chain[-1].codes if chain else np.zeros(design.n, dtype=np.int64)
-    n_leaves = chain[-1].n_levels if chain else 1
-    leaf = _leaf_crossproducts(F, leaf_codes, n_leaves)
+    p = design.X.shape[1]
+    if design.reduction is not None:
+        leaf, n = _reduced_leaf(design, chain), design.reduction.n
+    else:
+        X, y = design.X, design.y
+        F = np.asfortranarray(np.hstack([g.Z for g in chain] + [X, y[:, None]]))  # contiguous columns
+        leaf_codes = chain[-1].codes if chain else np.zeros(design.n, dtype=np.int64)
+        leaf = crossproducts(F, leaf_codes, chain[-1].n_levels if chain else 1)
+        n = design.n
+    D = leaf.shape[1]
     total = leaf.sum(axis=0)
-    xcols = slice(F.shape[1] - 1 - p, F.shape[1] - 1)
+    xcols = slice(D - 1 - p, D - 1)
     maps = ancestor_maps(chain)
     levels = []
     start = 0
@@ -201,6 +194,24 @@ def sufficient_statistics(design: Design, chain: Sequence[GroupDesign] | None = 
         )
         start += q
     return SufficientStats(
-        n=design.n, XtX=total[xcols, xcols].copy(), Xty=total[xcols, -1].copy(), yty=float(total[-1, -1]),
+        n=n, XtX=total[xcols, xcols].copy(), Xty=total[xcols, -1].copy(), yty=float(total[-1, -1]),
         levels=tuple(levels), chain=chain, maps=tuple(tuple(m) for m in maps),
     )
+
+
+def _reduced_leaf(design: Design, chain: Sequence[GroupDesign]) -> np.ndarray:
+    """The reduction's per-cluster products (:mod:`lmm_bayes.spec.reduction`), columns in chain order."""
+    red = design.reduction
+    finest = chain[-1].name if chain else None
+    if red.leaf != finest:
+        raise ValueError(
+            f"the design's reduced statistics are indexed by {red.leaf!r}, not by the finest factor of the "
+            f"chain {finest!r}; build the model again"
+        )
+    offsets, start = {}, 0
+    for g in design.groups:
+        offsets[g.name] = start
+        start += g.n_effects
+    order = [offsets[g.name] + k for g in chain for k in range(g.n_effects)]
+    order += list(range(start, red.products.shape[1]))
+    return red.products[:, order][:, :, order]

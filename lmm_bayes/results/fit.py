@@ -219,10 +219,12 @@ class Fit(FittedModel):
         groups = ", ".join(f"{g.name} {g.n_levels}" for g in d.groups) or "none"
         diag = self.diagnostics()
         ci, prob = check_interval(ci, prob)
+        if d.reduction is not None:  # built from Dask: the checks and LOO see a sample
+            groups += f"; a random sample of {d.n:,} rows kept for checks and LOO"
         header = (
             f"Bayesian linear mixed model fit by {a['sampler']} (method: {a['method']})\n"
             f"Formula: {a['formula']}\n"
-            f"Rows: {d.n}; groups: {groups}; intervals: {interval_label(ci, prob)}"
+            f"Rows: {d.n_rows}; groups: {groups}; intervals: {interval_label(ci, prob)}"
         )
         footer = (
             f"{a['chains']} chains x {a['draws']} draws ({a['tune']} tuning); "

@@ -3,7 +3,8 @@
 The file is the fit's ArviZ DataTree (posterior, sample_stats, observed_data,
 constant_data, log_likelihood, posterior_predictive when present) written with
 the ``h5netcdf`` engine, plus a group ``lmm_bayes_data`` holding the training
-rows (the used columns of the used rows, with their row labels and dtypes). The
+rows (the used columns of the used rows, with their row labels and dtypes; a model
+built from Dask stores its sums and sample instead, :mod:`lmm_bayes.results.io_reduction`). The
 root attributes carry the formula, the mixed model's priors (JSON), the provenance,
 the kind of fit (``FittedModel.kind``; a pooling fit's ``pooling`` and ``group`` too),
 a format marker, a format version and the checksums. :func:`load` rebuilds
@@ -41,6 +42,7 @@ import xarray as xr
 from lmm_bayes.errors import FitFileError
 from lmm_bayes.inference.layout import BETA, SIGMA, b_name, codes_name, coef_name, posterior_vars, z_name
 from lmm_bayes.results.base import FittedModel, check_fitted
+from lmm_bayes.results.io_reduction import REDUCTION_GROUP, SKELETON_GROUP, rebuild_model, reduction_groups
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.model import LMM
@@ -59,7 +61,8 @@ KIND_ATTR = "lmm_bayes_kind"
 CHECKSUM_ATTR = "lmm_bayes_checksums"
 _UNCHECKED = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_by", CHECKSUM_ATTR)
 _FILE_ATTRS = (*_UNCHECKED, KIND_ATTR)
-_CHECKED_GROUPS = ("observed_data", "constant_data", DATA_GROUP)
+_OWN_GROUPS = (DATA_GROUP, REDUCTION_GROUP, SKELETON_GROUP)  # the model's data; the rest is the DataTree
+_CHECKED_GROUPS = ("observed_data", "constant_data", *_OWN_GROUPS)
 _ROW = "row"
 _KINDS = ("categorical", "bool", "numeric", "string")
 
@@ -293,6 +296,7 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
         f"/{name}": _clean(child.to_dataset()) for name, child in fit.idata.children.items() if name != DATA_GROUP
     }
     groups[f"/{DATA_GROUP}"] = _data_to_dataset(fit.design.data)
+    groups.update(reduction_groups(fit.design, _data_to_dataset))  # a model built from Dask: its sums
     tree = xr.DataTree.from_dict(groups)
     tree.attrs.update({k: v for k, v in fit.idata.attrs.items() if k not in _FILE_ATTRS})
     tree.attrs.update({"lmm_bayes_format": FORMAT, "lmm_bayes_format_version": FORMAT_VERSION,
@@ -395,7 +399,7 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
     from lmm_bayes.results.pooling_fit import PoolingFit
 
     model = _rebuild_model(tree, path)
-    groups = {f"/{name}": child.to_dataset() for name, child in tree.children.items() if name != DATA_GROUP}
+    groups = {f"/{name}": child.to_dataset() for name, child in tree.children.items() if name not in _OWN_GROUPS}
     idata = xr.DataTree.from_dict(groups)
     idata.attrs.update({k: v for k, v in tree.attrs.items() if k not in _FILE_ATTRS})
     try:
@@ -417,7 +421,6 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
 
 def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
     """``LMM(formula, data, priors=priors)`` from the stored attributes and training data."""
-    from lmm_bayes.spec.model import LMM
     from lmm_bayes.spec.priors import Priors
 
     for key in ("formula", "priors"):
@@ -436,7 +439,7 @@ def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
-            return LMM(tree.attrs["formula"], data, priors=priors)
+            return rebuild_model(tree, data, priors, _dataset_to_data)  # LMM(formula, data, priors=priors)
     except Exception as err:  # noqa: BLE001 - whatever the formula, data or priors did wrong, the file is damaged
         raise FitFileError(
             f"{str(path)!r}: cannot rebuild the model from the stored formula, priors and training data "

@@ -99,6 +99,12 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     ci, prob = check_interval(ci, prob)
     design = fit.design
     g = validate.check_group(design, group)
+    if design.reduction is not None:
+        raise ValueError(
+            f"shrinkage needs every cluster's own least-squares estimate from all its rows; this model was "
+            f"built from {design.reduction.source} and keeps a sample of {design.n:,} rows. Use fit.ranef({group!r}) "
+            "for the partial-pooling estimates, or fit the data in memory"
+        )
     post = fit.posterior
     beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
 

@@ -20,6 +20,7 @@ from lmm_bayes.spec import labels as lab
 from lmm_bayes.spec import matrices, validate
 from lmm_bayes.spec.formula import ModelSpec
 from lmm_bayes.spec.labels import group_labels
+from lmm_bayes.spec.reduction import Reduction
 
 __all__ = ["Design", "GroupDesign", "NewRows", "build_design", "group_labels"]
 
@@ -126,6 +127,11 @@ class Design:
         The data's row labels of the rows used.
     data : pandas.DataFrame
         The used columns of the used rows, as given (grouping columns as text).
+    reduction : Reduction or None
+        For data beyond memory (a Dask DataFrame, Parquet files; :mod:`lmm_bayes.spec.dask_data`):
+        the sums over every row the fit needs. ``y``, ``X``, the groups' ``codes`` and ``Z``,
+        ``index`` and ``data`` then hold a seeded random sample of the rows (for posterior
+        predictive checks, LOO and ``predict()`` without new data), and :attr:`n_rows` counts them all.
 
     Examples
     --------
@@ -143,6 +149,7 @@ class Design:
     groups: tuple[GroupDesign, ...]
     index: pd.Index
     data: pd.DataFrame
+    reduction: Reduction | None = field(default=None, repr=False)
     _fixed: Any = field(default=None, repr=False)
     _effects: dict = field(default_factory=dict, repr=False)
     _reference: pd.DataFrame | None = field(default=None, repr=False)
@@ -151,7 +158,13 @@ class Design:
 
     @property
     def n(self) -> int:
+        """Rows held in memory (``y``, ``X``): all of them, or the sample of a :attr:`reduction`."""
         return len(self.y)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows the model is fitted to: :attr:`n`, or every row of a :attr:`reduction`."""
+        return self.n if self.reduction is None else self.reduction.n
 
     def group(self, name: str) -> GroupDesign:
         """The :class:`GroupDesign` called ``name``; ``ValueError`` listing the names otherwise."""
@@ -314,7 +327,9 @@ def _reference_rows(used: pd.DataFrame, spec: ModelSpec, dms: list) -> tuple[pd.
     return used.loc[first, predictors].reset_index(drop=True), cols
 
 
-def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise") -> Design:
+def build_design(
+    spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise", n_rows: int | None = None
+) -> Design:
     """Evaluate a spec on data.
 
     Parameters
@@ -324,6 +339,10 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
         Must hold every column the formula names; other columns are ignored.
     na_action : {"raise", "drop"}
         What to do with rows holding NaN or inf in a used column.
+    n_rows : int, optional
+        The rows ``data`` stands for, when it holds one row per cluster of a larger data set
+        (:mod:`lmm_bayes.spec.dask_data`): fewer levels than rows is checked against it, and
+        the fixed effects' rank is left to the caller (on the whole data's ``X'X``).
 
     Returns
     -------
@@ -366,13 +385,14 @@ def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise
         X = np.asarray(fixed.common.design_matrix, dtype=float)
         matrices.check_finite(X, fixed.common.slices, renames)
         X_columns = tuple(matrices.rename(str(c), renames) for c in fixed.common.as_dataframe().columns)
-    validate.check_full_rank(X, X_columns)
+    if n_rows is None:
+        validate.check_full_rank(X, X_columns)
 
     groups = []
     effects_dms = {}
     for term in spec.random:
         codes, levels, keys = lab.encode_levels([factor_labels[f] for f in term.factors], term.factors)
-        validate.check_grouping(term.group, len(levels), len(used))
+        validate.check_grouping(term.group, len(levels), len(used) if n_rows is None else n_rows)
         parts, names, blocks = [], [], []
         dms = []
         for block in term.blocks:

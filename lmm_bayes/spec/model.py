@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.dask_data import (
+    DEFAULT_SAMPLE_ROWS,
+    build_reduced_design,
+    is_dask_frame,
+    parquet_frame,
+    reduced_design,
+)
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 
@@ -16,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.priors import Priors
+    from lmm_bayes.spec.reduction import Reduction
 
 __all__ = ["LMM"]
 
@@ -27,13 +36,19 @@ class LMM:
     ----------
     formula : str
         lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame
-        Holds every column the formula names; other columns are ignored.
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        Holds every column the formula names; other columns are ignored. A Dask DataFrame
+        (data beyond memory) is reduced partition by partition to the sums the collapsed
+        method needs, on the active Dask scheduler, and only a random sample of
+        ``sample_rows`` rows is kept (:mod:`lmm_bayes.spec.dask_data`); see also :meth:`from_parquet`.
     priors : mapping, optional
         Overrides of the default priors; see :func:`lmm_bayes.spec.priors.resolve_priors`.
     na_action : {"raise", "drop"}
         Rows with NaN/inf in a used column raise by default; ``"drop"`` drops them
         with a warning that says how many.
+    sample_rows, sample_seed, progress
+        Dask input only: the rows kept in memory (for posterior predictive checks, LOO, R² and
+        ``predict()`` without data), the seed that draws them, and whether to show progress.
 
     Attributes
     ----------
@@ -76,12 +91,22 @@ class LMM:
         *,
         priors: Mapping[str, Any] | None = None,
         na_action: str = "raise",
+        sample_rows: int = DEFAULT_SAMPLE_ROWS,
+        sample_seed: int = 0,
+        progress: bool = True,
     ):
+        self._build(formula, data, priors, na_action, dict(sample_rows=sample_rows, seed=sample_seed, progress=progress))
+
+    def _build(self, formula: str, data: Any, priors: Any, na_action: str, dask_options: dict,
+               files: list[str] | None = None) -> None:
         from lmm_bayes.spec.priors import resolve_priors
 
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
         self._spec = parse_formula(formula)
-        self._design = build_design(self._spec, data, na_action=na_action)
+        if is_dask_frame(data):
+            self._design = build_reduced_design(self._spec, data, na_action=na_action, files=files, **dask_options)
+        else:
+            self._design = build_design(self._spec, data, na_action=na_action)
         self._priors = resolve_priors(self._design, priors)
 
     # ---------------------------------------------------------------- stages
@@ -130,6 +155,83 @@ class LMM:
         return prior_predictive(self, draws=draws, seed=seed)
 
     # ---------------------------------------------------------------- builders
+    @classmethod
+    def from_parquet(
+        cls,
+        path: str | Path,
+        formula: str,
+        *,
+        priors: Mapping[str, Any] | None = None,
+        na_action: str = "raise",
+        sample_rows: int = DEFAULT_SAMPLE_ROWS,
+        sample_seed: int = 0,
+        progress: bool = True,
+    ) -> LMM:
+        """A model of Parquet files too large for memory: one Dask partition per file.
+
+        Only the formula's columns are read, twice (levels, then sums; see
+        :mod:`lmm_bayes.spec.dask_data`), on the active Dask scheduler: start a
+        ``distributed.Client`` first to use a cluster. The fit uses the collapsed method.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            A Parquet file, a folder of them, or a glob (``"data/part-*.parquet"``).
+        formula : str
+        priors, na_action, sample_rows, sample_seed, progress
+            As for :class:`LMM`.
+
+        Raises
+        ------
+        ValueError
+            No file matches; a file lacks a column (named); missing values (the partition and
+            file named); crossed factors, a transformed response, ``center()``/``scale()``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib, lmm_bayes as lb
+        >>> df = lb.datasets.load("sleepstudy")
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> for k in range(3):
+        ...     df.iloc[k * 60:(k + 1) * 60].to_parquet(folder / f"part-{k}.parquet")
+        >>> m = lb.LMM.from_parquet(folder / "part-*.parquet", "Reaction ~ Days + (1 | Subject)",
+        ...                         sample_rows=40, progress=False)
+        >>> m.design.n_rows, m.design.n, m.design.reduction.source
+        (180, 40, '3 Parquet files')
+        """
+        spec = parse_formula(formula)
+        frame, files = parquet_frame(path, list(spec.variables))
+        model = cls.__new__(cls)
+        model._build(formula, frame, priors, na_action,
+                     dict(sample_rows=sample_rows, seed=sample_seed, progress=progress), files=files)
+        return model
+
+    @classmethod
+    def from_reduction(
+        cls, formula: str, reduction: Reduction, sample: pd.DataFrame, *, priors: Mapping[str, Any] | None = None
+    ) -> LMM:
+        """The model of data reduced from Dask, rebuilt from its sums and sample without the data.
+
+        :func:`lmm_bayes.load` uses it for a fit of a model built from a Dask DataFrame or Parquet
+        files (``model.design.reduction`` and ``model.design.data`` are what it takes).
+
+        Examples
+        --------
+        >>> import dask.dataframe as dd, lmm_bayes as lb
+        >>> ddf = dd.from_pandas(lb.datasets.load("sleepstudy"), npartitions=2)
+        >>> m = lb.LMM("Reaction ~ Days + (1 | Subject)", ddf, sample_rows=30, progress=False)
+        >>> again = lb.LMM.from_reduction(m.formula, m.design.reduction, m.design.data)
+        >>> again.design.n_rows, again.priors == m.priors
+        (180, True)
+        """
+        from lmm_bayes.spec.priors import resolve_priors
+
+        model = cls.__new__(cls)
+        model._spec = parse_formula(formula)
+        model._design = reduced_design(model._spec, reduction, sample)
+        model._priors = resolve_priors(model._design, priors)
+        return model
+
     @classmethod
     def from_hierarchy(
         cls,
@@ -213,7 +315,10 @@ class LMM:
             )
         if not d.groups:
             lines.append("    (none)")
-        lines.append(f"  rows used:     {d.n}")
+        if d.reduction is None:
+            lines.append(f"  rows used:     {d.n}")
+        else:
+            lines.append(f"  rows used:     {d.n_rows:,} (from {d.reduction.source}; {d.n:,} kept as a random sample)")
         return "\n".join(lines)
 
 

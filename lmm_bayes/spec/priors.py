@@ -206,24 +206,41 @@ def _sd(x: np.ndarray) -> float:
     return s if s > 0 else 1.0
 
 
+def _scales(design: Design) -> tuple[float, float, list[float], dict[str, list[tuple[bool, float]]]]:
+    """Mean and SD of y, SD of each X column, and (constant?, SD) of each Z column of every factor.
+
+    From the rows in memory, or from a reduction's sums over every row (the same numbers
+    to rounding; :mod:`lmm_bayes.spec.reduction`).
+    """
+    red = design.reduction
+    if red is None:
+        y = design.y
+        z = {g.name: [(bool(np.allclose(g.Z[:, k], g.Z[0, k])), _sd(g.Z[:, k])) for k in range(g.n_effects)]
+             for g in design.groups}
+        return float(np.mean(y)), _sd(y), [_sd(design.X[:, j]) for j in range(design.X.shape[1])], z
+    z, start = {}, 0
+    for g in design.groups:
+        z[g.name] = [(red.constant(start + k), red.sd(start + k) or 1.0) for k in range(g.n_effects)]
+        start += g.n_effects
+    last = red.products.shape[1] - 1
+    x_sds = [red.sd(start + j) or 1.0 for j in range(last - start)]
+    return red.mean(last), red.sd(last) or 1.0, x_sds, z
+
+
 def default_priors(design: Design) -> Priors:
     """The data-scaled defaults described in the module docstring."""
-    y = design.y
-    s_y = _sd(y)
+    mean_y, s_y, x_sds, z = _scales(design)
     fixed = []
     for j, name in enumerate(design.X_columns):
-        col = design.X[:, j]
         if name == "Intercept":
-            fixed.append((name, Prior("Normal", mu=float(np.mean(y)), sigma=2.5 * s_y)))
+            fixed.append((name, Prior("Normal", mu=mean_y, sigma=2.5 * s_y)))
         else:
-            fixed.append((name, Prior("Normal", mu=0.0, sigma=2.5 * s_y / _sd(col))))
+            fixed.append((name, Prior("Normal", mu=0.0, sigma=2.5 * s_y / x_sds[j])))
     groups = []
     for g in design.groups:
         sds = []
-        for k, effect in enumerate(g.effects):
-            col = g.Z[:, k]
-            constant = np.allclose(col, col[0])
-            scale = s_y if constant else s_y / _sd(col)
+        for effect, (constant, sd) in zip(g.effects, z[g.name]):
+            scale = s_y if constant else s_y / sd
             sds.append((effect, Prior("HalfNormal", sigma=scale)))
         groups.append((g.name, GroupPriors(sd=tuple(sds), eta=DEFAULT_ETA)))
     return Priors(fixed=tuple(fixed), sigma=Prior("Exponential", lam=1.0 / s_y), groups=tuple(groups))
