@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
 
-__all__ = ["write_report", "report_html"]
+__all__ = ["format_table", "report_html", "write_report"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
@@ -35,28 +36,157 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+#: columns printed with a fixed number of decimals whatever the row (R-hat to 3, ESS and counts to 0)
+_FIXED_DECIMALS = {"r_hat": 3, "ess_bulk": 0, "ess_tail": 0, "n_rows": 0, "rank": 0}
+#: columns printed with the decimals their row's ``sd`` calls for
+_ESTIMATE_COLUMNS = ("mean", "median", "sd", "hdi_low", "hdi_high", "eti_low", "eti_high")
+
+
+def _decimals_for(scale: float) -> int:
+    """Decimals that show two significant digits of ``scale`` (0 to 6): 7.0 -> 1, 0.31 -> 2, 250 -> 0."""
+    if not np.isfinite(scale) or scale <= 0:
+        return 2
+    return int(np.clip(1 - np.floor(np.log10(scale)), 0, 6))
+
+
+def format_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as text with sensible fixed decimals, for display.
+
+    An estimate (mean, sd, interval ends) gets the decimals that show its row's posterior
+    SD to two significant digits, so a row's numbers line up and no digit is noise;
+    R-hat gets 3 decimals, ESS none, and any other numeric column the decimals of its
+    largest value to three significant digits. Text stays text.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"mean": [251.41, 0.0691], "sd": [6.97, 0.31], "r_hat": [1.0, 0.9997]},
+    ...                  index=["Intercept", "corr"])
+    >>> format_table(t).to_dict("index")
+    {'Intercept': {'mean': '251.4', 'sd': '7.0', 'r_hat': '1.000'}, 'corr': {'mean': '0.07', 'sd': '0.31', 'r_hat': '1.000'}}
+    """
+    out = pd.DataFrame(index=df.index)
+    row_decimals = (
+        np.array([_decimals_for(abs(float(v))) for v in df["sd"]]) if "sd" in df.columns else None
+    )
+    for col in df.columns:
+        values = df[col]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            out[col] = values.astype(str)
+            continue
+        numbers = values.to_numpy(dtype=float)
+        if col in _FIXED_DECIMALS:
+            decimals = np.full(len(numbers), _FIXED_DECIMALS[col])
+        elif row_decimals is not None and col in _ESTIMATE_COLUMNS:
+            decimals = row_decimals
+        else:
+            finite = np.abs(numbers[np.isfinite(numbers)])
+            top = float(finite.max()) if finite.size else 0.0
+            decimals = np.full(len(numbers), _decimals_for(top / 10) if top > 0 else 2)
+        out[col] = [("" if not np.isfinite(v) else f"{v:.{int(d)}f}") for v, d in zip(numbers, decimals)]
+    return out
+
+
 def _table(df: pd.DataFrame) -> str:
-    return df.to_html(float_format=lambda v: f"{v:.4g}", border=0)
+    return format_table(df).to_html(border=0)
 
 
-def _figures(fit: Fit, group: str) -> list[tuple[str, Callable[[], object]]]:
-    from lmm_bayes.teaching import plots, pooling_plots
+def _image(caption: str, fig) -> list[str]:
+    return [f"<h3>{html.escape(caption)}</h3>",
+            f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{_png(fig)}'>"]
 
-    return [
-        (f"Cluster effects by {group} (caterpillar)", lambda: plots.plot_caterpillar(fit, group)),
-        (f"Shrinkage of {group} estimates", lambda: pooling_plots.plot_shrinkage(fit.shrinkage(group))),
+
+def _effects_x(fit: Fit, g) -> str | None:
+    """The predictor an effects plot of factor ``g`` runs along: its first numeric random slope, else the first
+    numeric fixed predictor; None if there is none."""
+    data = fit.design.data
+    numeric = [c for c in data.columns if c != fit.design.response and pd.api.types.is_numeric_dtype(data[c])
+               and not pd.api.types.is_bool_dtype(data[c])]
+    factors = {f for h in fit.design.groups for f in h.factors}
+    for name in [*g.effects, *fit.design.X_columns]:
+        if name in numeric and name not in factors:
+            return name
+    return None
+
+
+def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
+    """Every figure of one grouping factor."""
+    from lmm_bayes.results.covariance import group_covariance
+    from lmm_bayes.teaching import check_plots, plots, pooling_plots
+
+    name = g.name
+    out: list[tuple[str, Callable[[], object]]] = []
+    x = _effects_x(fit, g)
+    if x is not None:
+        out.append((f"Effects of {x} by {name}: population line and band, every {name}'s line, data",
+                    lambda: fit.plot_effects(x, group=name)))
+    out.append((f"Cluster effects by {name} (caterpillar)", lambda: plots.plot_caterpillar(fit, name)))
+    counts = g.counts()
+    if g.n_effects >= 2 and np.all(counts == counts[0]):
+        # equal cluster sizes put every cluster at one n: the shrinkage-vs-n panel would be a stripe
+        out.append((f"Partial pooling of {name}: arrows from each cluster's own estimate to the model's",
+                    lambda: pooling_plots.plot_arrows(fit.shrinkage(name), group_covariance(fit, name))))
+    else:
+        out.append((f"Shrinkage of {name} estimates", lambda: pooling_plots.plot_shrinkage(fit.shrinkage(name))))
+    out.append((f"Pair plot of the {name} SDs and correlations", lambda: check_plots.plot_pair(fit, name)))
+    out.append((f"Posterior predictive check per {name} (mean)",
+                lambda: plots.plot_ppc(fit, kind="stat", stat="mean", group=name)))
+    out.append((f"Posterior predictive check per {name} (sd)",
+                lambda: plots.plot_ppc(fit, kind="stat", stat="sd", group=name)))
+    return out
+
+
+def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
+    from lmm_bayes.teaching import check_plots, plots
+
+    out: list[tuple[str, Callable[[], object]]] = [
+        ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)),
         ("Posterior predictive check", lambda: plots.plot_ppc(fit)),
-        ("Variance partition", lambda: plots.plot_variance_partition(fit)),
+        ("Residuals vs fitted; QQ plots of the residuals and of every b", lambda: check_plots.plot_residuals(fit)),
     ]
+    if "log_likelihood" in fit.idata.children:
+        out.append(("LOO-PIT calibration", lambda: check_plots.plot_loo_pit(fit)))
+    if fit.design.groups:
+        out.append(("Variance partition", lambda: plots.plot_variance_partition(fit)))
+    return out
+
+
+def _diagnostic_text(name: str, value: object) -> str:
+    """One diagnostic as text: R-hat to 3 decimals, BFMI to 2, ESS and counts whole."""
+    if isinstance(value, (int, np.integer)) or "ess" in name:
+        return f"{float(value):.0f}"
+    decimals = 3 if "r_hat" in name else 2
+    return f"{float(value):.{decimals}f}"
+
+
+def _loo_table(fit: Fit) -> pd.DataFrame | None:
+    from lmm_bayes.results.comparison import HIGH_PARETO_K
+
+    if "log_likelihood" not in fit.idata.children:
+        return None
+    res = fit.loo()
+    k = np.asarray(res.pareto_k)
+    return pd.DataFrame(
+        {"value": [f"{float(res.elpd):.1f}", f"{float(res.se):.1f}", f"{float(res.p):.1f}",
+                   str(int((k > HIGH_PARETO_K).sum()))]},
+        index=["elpd_loo", "se", "p_loo", f"Pareto k > {HIGH_PARETO_K}"],
+    )
 
 
 def report_html(fit: Fit, *, group: str | None = None, title: str | None = None) -> str:
     """The report as one HTML string (images inline as base64 PNG, no network needed).
 
+    Tables (fixed effects, variance components, ICC, R², PSIS-LOO, diagnostics), then the
+    model's figures (rank plots, posterior predictive check, residuals, LOO-PIT, variance
+    partition) and, for every grouping factor (``group`` first), its effects plot,
+    caterpillar, shrinkage (arrows in the intercept-slope plane when all clusters have the
+    same size), pair plot of its SDs and correlations and per-cluster predictive checks.
     Figures are drawn with whatever matplotlib backend is active (without a display
     matplotlib picks a non-interactive one itself); the backend is never changed here.
     """
-    group = group or (fit.design.groups[0].name if fit.design.groups else None)
+    groups = list(fit.design.groups)
+    if group is not None:
+        first = fit.design.group(group)
+        groups = [first, *(g for g in groups if g.name != first.name)]
     title = title or f"lmm-bayes report: {fit.model.formula}"
     summary = fit.summary()
     parts = [
@@ -66,15 +196,23 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
         f"<pre>{html.escape(summary.header)}</pre>",
         "<h2>Fixed effects</h2>", _table(summary.fixef),
         "<h2>Variance components</h2>", _table(summary.varcorr),
-        "<h2>Variance partition (ICC)</h2>", _table(fit.icc()),
-        "<h2>Diagnostics</h2>",
-        _table(pd.DataFrame([summary.diagnostics]).T.rename(columns={0: "value"})),
-        f"<p>{html.escape(summary.footer)}</p>",
     ]
-    if group is not None:
-        for caption, make in _figures(fit, group):
-            parts.append(f"<h2>{html.escape(caption)}</h2>")
-            parts.append(f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{_png(make())}'>")
+    if groups:
+        parts += ["<h2>Variance partition (ICC)</h2>", _table(fit.icc())]
+    parts += ["<h2>R²</h2>", _table(fit.r2())]
+    loo = _loo_table(fit)
+    if loo is not None:
+        parts += ["<h2>PSIS-LOO</h2>", _table(loo)]
+    diag = pd.DataFrame({"value": [_diagnostic_text(k, v) for k, v in summary.diagnostics.items()]},
+                        index=list(summary.diagnostics))
+    parts += ["<h2>Diagnostics</h2>", _table(diag), f"<p>{html.escape(summary.footer)}</p>"]
+    parts.append("<h2>Model checks</h2>")
+    for caption, make in _model_figures(fit):
+        parts += _image(caption, make())
+    for g in groups:
+        parts.append(f"<h2>Grouping factor {html.escape(g.name)}</h2>")
+        for caption, make in _group_figures(fit, g):
+            parts += _image(caption, make())
     parts.append("<h2>Priors</h2>")
     parts.append(f"<pre>{html.escape(str(fit.priors))}</pre></body></html>")
     return "\n".join(parts)
