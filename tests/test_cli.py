@@ -248,3 +248,29 @@ def test_force_writes_into_a_folder_that_holds_files(tmp_path):
     folder, created = _prepare_out(str(tmp_path), force=True)
     assert folder == tmp_path and created is False
     assert (tmp_path / "old.txt").is_file()
+
+
+def test_report_has_figures_for_every_grouping_factor(sleepstudy):
+    import warnings
+
+    import numpy as np
+
+    from lmm_bayes.app.report import report_html
+
+    halves = sleepstudy.assign(Half=np.where(sleepstudy["Days"] < 5, "early", "late"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.LMM("Reaction ~ Days + (1 | Subject/Half)", halves).fit(
+            draws=200, tune=200, chains=2, seed=3, progressbar=False
+        )
+        text = report_html(fit, group="Subject:Half")
+    headings = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", text)]
+    # the group asked for comes first, then the others; each with its own figures
+    assert [h for h in headings if h.startswith("Grouping factor")] == [
+        "Grouping factor Subject:Half", "Grouping factor Subject"]
+    for name in ("Subject:Half", "Subject"):
+        assert f"Cluster effects by {name} (caterpillar)" in headings
+        assert f"Posterior predictive check per {name} (mean)" in headings
+        # one effect per cluster: the shrinkage-vs-size panel, not the intercept-slope arrows
+        assert f"Shrinkage of {name} estimates" in headings
+        assert f"Effects of Days by {name}: population line and band, every {name}'s line, data" in headings

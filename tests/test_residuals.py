@@ -144,3 +144,24 @@ def test_fitted_errors(fit):
         fitted(fit, levels="new")
     with pytest.raises(TypeError, match="fit must be an lmm_bayes.Fit"):
         residuals("fit")
+
+
+@pytest.fixture(scope="module")
+def nested_fit(sleepstudy):
+    halves = sleepstudy.assign(Half=np.where(sleepstudy["Days"] < 5, "early", "late"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return lb.LMM("Reaction ~ Days + (1 | Subject/Half)", halves).fit(seed=4, **FAST)
+
+
+def test_effects_cluster_lines_hold_only_their_own_factor(nested_fit):
+    """With a second factor, a Subject's line is coef(Subject) along x, without any Subject:Half deviation."""
+    ce = nested_fit.conditional_effects("Days", group="Subject", n_points=4)
+    intercepts = nested_fit.coef("Subject")["mean"].xs("Intercept", level="effect")
+    slope = nested_fit.fixef()["mean"]["Days"]
+    grid = ce["Days"].values
+    np.testing.assert_allclose(ce["cluster"].values, intercepts.to_numpy()[:, None] + slope * grid, rtol=1e-10)
+    # a Subject:Half cluster's line covers only its half of the days
+    inner = nested_fit.conditional_effects("Days", group="Subject:Half", n_points=4)
+    line = inner["cluster"].sel({"Subject:Half": "308:early"}).values
+    assert np.isfinite(line[grid < 5]).all() and np.isnan(line[grid >= 5]).all()
