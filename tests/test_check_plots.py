@@ -194,3 +194,17 @@ def test_loo_pit_needs_the_log_likelihood(sleepstudy):
         bare = lb.LMM(SLOPES, sleepstudy).fit(seed=3, log_likelihood=False, **FAST)
     with pytest.raises(ValueError, match="needs the pointwise log-likelihood"):
         bare.plot_loo_pit()
+
+
+def test_a_model_without_groups_and_one_chain(sleepstudy):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = lb.LMM("Reaction ~ Days", sleepstudy).fit(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+    with pytest.raises(ValueError, match="this model has none"):
+        plain.plot_pair()
+    with pytest.raises(ValueError, match="rank plots compare chains, and this fit has one chain"):
+        plain.plot_rank()
+    assert [ax.get_title() for ax in plain.plot_residuals().axes] == ["Residuals vs fitted", "QQ: residuals"]
+    assert [ax.get_title() for ax in plain.plot_trace().axes] == ["beta[Intercept]", "beta[Days]", "sigma"]
+    with pytest.raises(TypeError, match="var_names must be a list"):
+        check_plots.hyperparameter_tree(plain, [])

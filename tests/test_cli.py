@@ -274,3 +274,17 @@ def test_report_has_figures_for_every_grouping_factor(sleepstudy):
         # one effect per cluster: the shrinkage-vs-size panel, not the intercept-slope arrows
         assert f"Shrinkage of {name} estimates" in headings
         assert f"Effects of Days by {name}: population line and band, every {name}'s line, data" in headings
+
+
+def test_report_of_one_chain_without_groups_shows_traces(sleepstudy):
+    import warnings
+
+    from lmm_bayes.app.report import report_html
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.LMM("Reaction ~ Days", sleepstudy).fit(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+        text = report_html(fit)
+    headings = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", text)]
+    assert "Trace plots of the hyperparameters (one chain: no rank plots)" in headings
+    assert not [h for h in headings if "Grouping factor" in h or "ICC" in h or h.startswith("Rank")]

@@ -138,8 +138,10 @@ def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
 def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
     from lmm_bayes.teaching import check_plots, plots
 
+    chains = fit.posterior.sizes["chain"]
     out: list[tuple[str, Callable[[], object]]] = [
-        ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)),
+        ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)) if chains > 1
+        else ("Trace plots of the hyperparameters (one chain: no rank plots)", lambda: check_plots.plot_trace(fit)),
         ("Posterior predictive check", lambda: plots.plot_ppc(fit)),
         ("Residuals vs fitted; QQ plots of the residuals and of every b", lambda: check_plots.plot_residuals(fit)),
     ]

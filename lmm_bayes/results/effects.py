@@ -67,8 +67,6 @@ def _check_x(fit: Fit, x: object) -> str:
     values = design.data[x]
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         raise ValueError(f"x={x!r} must be a numeric column to draw lines along it; it holds {values.dtype}")
-    if x in {f for g in design.groups for f in g.factors}:
-        raise ValueError(f"x={x!r} is a grouping factor; choose a numeric predictor")
     return x
 
 

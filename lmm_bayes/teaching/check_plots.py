@@ -140,6 +140,11 @@ def plot_rank(fit: Fit, *, var_names: Sequence[str] | None = None) -> Figure:
     matplotlib.figure.Figure
         One panel per hyperparameter, titled with its label.
 
+    Raises
+    ------
+    ValueError
+        The fit has a single chain.
+
     Examples
     --------
     >>> import lmm_bayes as lb
@@ -151,6 +156,11 @@ def plot_rank(fit: Fit, *, var_names: Sequence[str] | None = None) -> Figure:
     import arviz_plots as azp
 
     tree = hyperparameter_tree(fit, var_names)
+    chains = tree["posterior"].sizes["chain"]
+    if chains < 2:
+        raise ValueError(
+            "rank plots compare chains, and this fit has one chain; fit with chains=2 or more, or use plot_trace"
+        )
     n = len(tree["posterior"].data_vars)
     pc = azp.plot_rank(tree, backend="matplotlib", col_wrap=3, figure_kwargs={"figsize": _grid_size(n, 3)})
     return _figure(pc)
