@@ -90,6 +90,7 @@ def _figure(pc) -> Figure:
     for ax in list(fig.axes):
         if not ax.has_data() and not ax.get_title():
             fig.delaxes(ax)
+    fig.set_layout_engine("constrained")  # titles and labels clear of the panels around them
     return fig
 
 
