@@ -48,11 +48,7 @@ def fitted_draws(fit: Fit, *, levels: Literal["existing", "population"] = "exist
     """
     fit = check_fit(fit)
     validate.check_choice(levels, FITTED_LEVELS, "levels")
-    if levels == "population":
-        design = fit.design
-        # the fitted rows with the fixed part only: predict on the design's own data
-        return predict(fit, design.data, levels="population", kind="mean")
-    return predict(fit, None, levels="existing", kind="mean")
+    return predict(fit, None, levels=levels, kind="mean")  # the fitted rows: the design's own X and Z
 
 
 def fitted(
