@@ -288,3 +288,11 @@ def test_report_of_one_chain_without_groups_shows_traces(sleepstudy):
     headings = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", text)]
     assert "Trace plots of the hyperparameters (one chain: no rank plots)" in headings
     assert not [h for h in headings if "Grouping factor" in h or "ICC" in h or h.startswith("Rank")]
+
+
+def test_report_puts_the_pareto_k_advice_beneath_the_loo_table(run_dir):
+    text = (run_dir / "report.html").read_text()
+    loo = text.split("<h2>PSIS-LOO</h2>", 1)[1].split("<h2>", 1)[0]
+    count = int(re.search(r"<th>Pareto k &gt; 0.7</th>\s*<td>(\d+)</td>", loo).group(1))
+    # the advice is there exactly when some k is high (this 300-draw fit has a few outlying days)
+    assert ("Their elpd estimates are unreliable" in loo) == (count > 0)

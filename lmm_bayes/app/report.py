@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,18 +161,26 @@ def _diagnostic_text(name: str, value: object) -> str:
     return f"{float(value):.{decimals}f}"
 
 
-def _loo_table(fit: Fit) -> pd.DataFrame | None:
+def _loo_section(fit: Fit) -> list[str]:
+    """The PSIS-LOO table; its Pareto-k warning, if any, goes into the report beneath it, not to the screen."""
     from lmm_bayes.results.comparison import HIGH_PARETO_K
 
     if "log_likelihood" not in fit.idata.children:
-        return None
-    res = fit.loo()
+        return []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message="PSIS-LOO", category=UserWarning)
+        res = fit.loo()
     k = np.asarray(res.pareto_k)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {"value": [f"{float(res.elpd):.1f}", f"{float(res.se):.1f}", f"{float(res.p):.1f}",
                    str(int((k > HIGH_PARETO_K).sum()))]},
         index=["elpd_loo", "se", "p_loo", f"Pareto k > {HIGH_PARETO_K}"],
     )
+    notes = [f"<p>{html.escape(str(w.message))}</p>" for w in caught if str(w.message).startswith("PSIS-LOO")]
+    for w in caught:  # anything else is not ours to hide
+        if not str(w.message).startswith("PSIS-LOO"):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ["<h2>PSIS-LOO</h2>", _table(table), *notes]
 
 
 def report_html(fit: Fit, *, group: str | None = None, title: str | None = None) -> str:
@@ -202,9 +211,7 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
     if groups:
         parts += ["<h2>Variance partition (ICC)</h2>", _table(fit.icc())]
     parts += ["<h2>R²</h2>", _table(fit.r2())]
-    loo = _loo_table(fit)
-    if loo is not None:
-        parts += ["<h2>PSIS-LOO</h2>", _table(loo)]
+    parts += _loo_section(fit)
     diag = pd.DataFrame({"value": [_diagnostic_text(k, v) for k, v in summary.diagnostics.items()]},
                         index=list(summary.diagnostics))
     parts += ["<h2>Diagnostics</h2>", _table(diag), f"<p>{html.escape(summary.footer)}</p>"]
