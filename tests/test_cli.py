@@ -1,6 +1,8 @@
 """The lmm-bayes command end to end: fit a model file, write fit.nc, summary.txt, report.html."""
 
+import html
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,20 +58,90 @@ def test_saved_fit_loads_with_same_fixef(run_dir):
         assert f"{coef}  " in text and row["mean"] in text, coef
 
 
-def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+#: every section of the sleepstudy random-slopes report, in order (h2 and h3 headings)
+SECTIONS = [
+    "Fixed effects", "Variance components", "Variance partition (ICC)", "R²", "PSIS-LOO", "Diagnostics",
+    "Model checks", "Rank plots of the hyperparameters", "Posterior predictive check",
+    "Residuals vs fitted; QQ plots of the residuals and of every b", "LOO-PIT calibration", "Variance partition",
+    "Grouping factor Subject",
+    "Effects of Days by Subject: population line and band, every Subject's line, data",
+    "Cluster effects by Subject (caterpillar)",
+    "Partial pooling of Subject: arrows from each cluster's own estimate to the model's",
+    "Pair plot of the Subject SDs and correlations",
+    "Posterior predictive check per Subject (mean)", "Posterior predictive check per Subject (sd)",
+    "Priors",
+]
+#: the headings above a figure
+FIGURES = SECTIONS[7:12] + SECTIONS[13:19]
+
+#: after loading, records each image's decoded size and the SD of its grey levels (0 for a blank image)
+_PROBE = """<script>window.addEventListener('load', () => {
+  for (const im of document.images) {
+    const c = document.createElement('canvas'); c.width = im.naturalWidth; c.height = im.naturalHeight;
+    const g = c.getContext('2d'); g.drawImage(im, 0, 0);
+    let s = 0, s2 = 0, n = 0;
+    try {
+      const d = g.getImageData(0, 0, Math.max(c.width, 1), Math.max(c.height, 1)).data;
+      for (let i = 0; i < d.length; i += 4) { const v = (d[i] + d[i + 1] + d[i + 2]) / 765; s += v; s2 += v * v; n++; }
+      im.setAttribute('data-std', Math.sqrt(Math.max(s2 / n - (s / n) ** 2, 0)).toFixed(4));
+    } catch (e) { im.setAttribute('data-std', 'error'); }
+    im.setAttribute('data-size', im.naturalWidth + 'x' + im.naturalHeight);
+  }
+  document.body.setAttribute('data-probed', 'yes');
+});</script>"""
+
+
+def _browser() -> str:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         if os.environ.get("LMM_BAYES_REQUIRE_CHROMIUM") == "1":  # set by .ci/run: CI must not skip this
             pytest.fail("chromium is not installed, but .ci/run promised it (LMM_BAYES_REQUIRE_CHROMIUM=1)")
         pytest.skip("Debian's chromium package is not installed here (.ci/run installs it)")
-    shot = tmp_path / "report.png"
-    proc = subprocess.run(
+    return browser
+
+
+def _chromium(browser: str, profile, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1200,1600", f"--screenshot={shot}", (run_dir / "report.html").as_uri()],
+         f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args],
         capture_output=True, text=True, timeout=120,
     )
+
+
+def test_report_has_every_section_in_order(run_dir):
+    text = (run_dir / "report.html").read_text()
+    headings = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", text)]
+    assert headings == SECTIONS
+    alts = [html.unescape(a) for a in re.findall(r"<img alt='([^']*)'", text)]
+    assert alts == FIGURES
+    # fixed decimals: R-hat to three places, ESS whole, no 4-significant-digit mix
+    assert re.search(r"<td>1\.0\d\d</td>", text) and not re.search(r"<td>\d+\.\d+e", text)
+
+
+def test_report_in_headless_chromium_shows_every_figure_non_blank(run_dir, tmp_path):
+    browser = _browser()
+    page = tmp_path / "probed.html"
+    page.write_text((run_dir / "report.html").read_text().replace("</body>", _PROBE + "</body>"))
+    proc = _chromium(browser, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", page.as_uri())
+    dom = proc.stdout
+    assert 'data-probed="yes"' in dom, proc.stderr[-2000:]
+    images = re.findall(r"<img ([^>]*)>", dom)
+    assert len(images) == len(FIGURES)
+    for attrs in images:
+        alt = html.unescape(re.search(r'alt="([^"]*)"', attrs).group(1))
+        width, height = map(int, re.search(r'data-size="(\d+)x(\d+)"', attrs).groups())
+        assert width > 100 and height > 100, alt  # decoded by the browser
+        assert float(re.search(r'data-std="([^"]*)"', attrs).group(1)) > 0.02, alt  # not blank
+    rendered = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", dom)]
+    assert rendered == SECTIONS
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    browser = _browser()
+    shot = tmp_path / "report.png"
+    proc = _chromium(browser, tmp_path / "profile", "--window-size=1200,1600", f"--screenshot={shot}",
+                     (run_dir / "report.html").as_uri())
     console_errors = [l for l in proc.stderr.splitlines() if "CONSOLE" in l and ("ERROR" in l or "Uncaught" in l)]
     assert not console_errors
     assert shot.is_file()
@@ -178,3 +250,51 @@ def test_force_writes_into_a_folder_that_holds_files(tmp_path):
     folder, created = _prepare_out(str(tmp_path), force=True)
     assert folder == tmp_path and created is False
     assert (tmp_path / "old.txt").is_file()
+
+
+def test_report_has_figures_for_every_grouping_factor(sleepstudy):
+    import warnings
+
+    import numpy as np
+
+    from lmm_bayes.app.report import report_html
+
+    halves = sleepstudy.assign(Half=np.where(sleepstudy["Days"] < 5, "early", "late"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.LMM("Reaction ~ Days + (1 | Subject/Half)", halves).fit(
+            draws=200, tune=200, chains=2, seed=3, progressbar=False
+        )
+        text = report_html(fit, group="Subject:Half")
+    headings = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", text)]
+    # the group asked for comes first, then the others; each with its own figures
+    assert [h for h in headings if h.startswith("Grouping factor")] == [
+        "Grouping factor Subject:Half", "Grouping factor Subject"]
+    for name in ("Subject:Half", "Subject"):
+        assert f"Cluster effects by {name} (caterpillar)" in headings
+        assert f"Posterior predictive check per {name} (mean)" in headings
+        # one effect per cluster: the shrinkage-vs-size panel, not the intercept-slope arrows
+        assert f"Shrinkage of {name} estimates" in headings
+        assert f"Effects of Days by {name}: population line and band, every {name}'s line, data" in headings
+
+
+def test_report_of_one_chain_without_groups_shows_traces(sleepstudy):
+    import warnings
+
+    from lmm_bayes.app.report import report_html
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lb.LMM("Reaction ~ Days", sleepstudy).fit(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+        text = report_html(fit)
+    headings = [html.unescape(h) for h in re.findall(r"<h[23]>(.*?)</h[23]>", text)]
+    assert "Trace plots of the hyperparameters (one chain: no rank plots)" in headings
+    assert not [h for h in headings if "Grouping factor" in h or "ICC" in h or h.startswith("Rank")]
+
+
+def test_report_puts_the_pareto_k_advice_beneath_the_loo_table(run_dir):
+    text = (run_dir / "report.html").read_text()
+    loo = text.split("<h2>PSIS-LOO</h2>", 1)[1].split("<h2>", 1)[0]
+    count = int(re.search(r"<th>Pareto k &gt; 0.7</th>\s*<td>(\d+)</td>", loo).group(1))
+    # the advice is there exactly when some k is high (this 300-draw fit has a few outlying days)
+    assert ("Their elpd estimates are unreliable" in loo) == (count > 0)

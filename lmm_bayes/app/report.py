@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+
+from lmm_bayes.results.summary import format_table
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
 
-__all__ = ["write_report", "report_html"]
+__all__ = ["report_html", "write_report"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; color: #222; }
@@ -36,27 +40,116 @@ def _png(fig) -> str:
 
 
 def _table(df: pd.DataFrame) -> str:
-    return df.to_html(float_format=lambda v: f"{v:.4g}", border=0)
+    return format_table(df).to_html(border=0)
 
 
-def _figures(fit: Fit, group: str) -> list[tuple[str, Callable[[], object]]]:
-    from lmm_bayes.teaching import plots, pooling_plots
+def _image(caption: str, fig) -> list[str]:
+    return [f"<h3>{html.escape(caption)}</h3>",
+            f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{_png(fig)}'>"]
 
-    return [
-        (f"Cluster effects by {group} (caterpillar)", lambda: plots.plot_caterpillar(fit, group)),
-        (f"Shrinkage of {group} estimates", lambda: pooling_plots.plot_shrinkage(fit.shrinkage(group))),
+
+def _effects_x(fit: Fit, g) -> str | None:
+    """The predictor an effects plot of factor ``g`` runs along: its first numeric random slope, else the first
+    numeric fixed predictor; None if there is none."""
+    data = fit.design.data
+    numeric = [c for c in data.columns if c != fit.design.response and pd.api.types.is_numeric_dtype(data[c])
+               and not pd.api.types.is_bool_dtype(data[c])]
+    factors = {f for h in fit.design.groups for f in h.factors}
+    for name in [*g.effects, *fit.design.X_columns]:
+        if name in numeric and name not in factors:
+            return name
+    return None
+
+
+def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
+    """Every figure of one grouping factor."""
+    from lmm_bayes.results.covariance import group_covariance
+    from lmm_bayes.teaching import check_plots, plots, pooling_plots
+
+    name = g.name
+    out: list[tuple[str, Callable[[], object]]] = []
+    x = _effects_x(fit, g)
+    if x is not None:
+        out.append((f"Effects of {x} by {name}: population line and band, every {name}'s line, data",
+                    lambda: fit.plot_effects(x, group=name)))
+    out.append((f"Cluster effects by {name} (caterpillar)", lambda: plots.plot_caterpillar(fit, name)))
+    counts = g.counts()
+    if g.n_effects >= 2 and np.all(counts == counts[0]):
+        # equal cluster sizes put every cluster at one n: the shrinkage-vs-n panel would be a stripe
+        out.append((f"Partial pooling of {name}: arrows from each cluster's own estimate to the model's",
+                    lambda: pooling_plots.plot_arrows(fit.shrinkage(name), group_covariance(fit, name))))
+    else:
+        out.append((f"Shrinkage of {name} estimates", lambda: pooling_plots.plot_shrinkage(fit.shrinkage(name))))
+    out.append((f"Pair plot of the {name} SDs and correlations", lambda: check_plots.plot_pair(fit, name)))
+    out.append((f"Posterior predictive check per {name} (mean)",
+                lambda: plots.plot_ppc(fit, kind="stat", stat="mean", group=name)))
+    out.append((f"Posterior predictive check per {name} (sd)",
+                lambda: plots.plot_ppc(fit, kind="stat", stat="sd", group=name)))
+    return out
+
+
+def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
+    from lmm_bayes.teaching import check_plots, plots
+
+    chains = fit.posterior.sizes["chain"]
+    out: list[tuple[str, Callable[[], object]]] = [
+        ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)) if chains > 1
+        else ("Trace plots of the hyperparameters (one chain: no rank plots)", lambda: check_plots.plot_trace(fit)),
         ("Posterior predictive check", lambda: plots.plot_ppc(fit)),
-        ("Variance partition", lambda: plots.plot_variance_partition(fit)),
+        ("Residuals vs fitted; QQ plots of the residuals and of every b", lambda: check_plots.plot_residuals(fit)),
     ]
+    if "log_likelihood" in fit.idata.children:
+        out.append(("LOO-PIT calibration", lambda: check_plots.plot_loo_pit(fit)))
+    if fit.design.groups:
+        out.append(("Variance partition", lambda: plots.plot_variance_partition(fit)))
+    return out
+
+
+def _diagnostic_text(name: str, value: object) -> str:
+    """One diagnostic as text: R-hat to 3 decimals, BFMI to 2, ESS and counts whole."""
+    if isinstance(value, (int, np.integer)) or "ess" in name:
+        return f"{float(value):.0f}"
+    decimals = 3 if "r_hat" in name else 2
+    return f"{float(value):.{decimals}f}"
+
+
+def _loo_section(fit: Fit) -> list[str]:
+    """The PSIS-LOO table; its Pareto-k warning, if any, goes into the report beneath it, not to the screen."""
+    from lmm_bayes.results.comparison import HIGH_PARETO_K
+
+    if "log_likelihood" not in fit.idata.children:
+        return []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message="PSIS-LOO", category=UserWarning)
+        res = fit.loo()
+    k = np.asarray(res.pareto_k)
+    table = pd.DataFrame(
+        {"value": [f"{float(res.elpd):.1f}", f"{float(res.se):.1f}", f"{float(res.p):.1f}",
+                   str(int((k > HIGH_PARETO_K).sum()))]},
+        index=["elpd_loo", "se", "p_loo", f"Pareto k > {HIGH_PARETO_K}"],
+    )
+    notes = [f"<p>{html.escape(str(w.message))}</p>" for w in caught if str(w.message).startswith("PSIS-LOO")]
+    for w in caught:  # anything else is not ours to hide
+        if not str(w.message).startswith("PSIS-LOO"):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ["<h2>PSIS-LOO</h2>", _table(table), *notes]
 
 
 def report_html(fit: Fit, *, group: str | None = None, title: str | None = None) -> str:
     """The report as one HTML string (images inline as base64 PNG, no network needed).
 
+    Tables (fixed effects, variance components, ICC, R², PSIS-LOO, diagnostics), then the
+    model's figures (rank plots, posterior predictive check, residuals, LOO-PIT, variance
+    partition) and, for every grouping factor (``group`` first), its effects plot,
+    caterpillar, shrinkage (arrows in the intercept-slope plane when all clusters have the
+    same size), pair plot of its SDs and correlations and per-cluster predictive checks.
     Figures are drawn with whatever matplotlib backend is active (without a display
     matplotlib picks a non-interactive one itself); the backend is never changed here.
     """
-    group = group or (fit.design.groups[0].name if fit.design.groups else None)
+    groups = list(fit.design.groups)
+    if group is not None:
+        first = fit.design.group(group)
+        groups = [first, *(g for g in groups if g.name != first.name)]
     title = title or f"lmm-bayes report: {fit.model.formula}"
     summary = fit.summary()
     parts = [
@@ -66,15 +159,21 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
         f"<pre>{html.escape(summary.header)}</pre>",
         "<h2>Fixed effects</h2>", _table(summary.fixef),
         "<h2>Variance components</h2>", _table(summary.varcorr),
-        "<h2>Variance partition (ICC)</h2>", _table(fit.icc()),
-        "<h2>Diagnostics</h2>",
-        _table(pd.DataFrame([summary.diagnostics]).T.rename(columns={0: "value"})),
-        f"<p>{html.escape(summary.footer)}</p>",
     ]
-    if group is not None:
-        for caption, make in _figures(fit, group):
-            parts.append(f"<h2>{html.escape(caption)}</h2>")
-            parts.append(f"<img alt='{html.escape(caption)}' src='data:image/png;base64,{_png(make())}'>")
+    if groups:
+        parts += ["<h2>Variance partition (ICC)</h2>", _table(fit.icc())]
+    parts += ["<h2>R²</h2>", _table(fit.r2())]
+    parts += _loo_section(fit)
+    diag = pd.DataFrame({"value": [_diagnostic_text(k, v) for k, v in summary.diagnostics.items()]},
+                        index=list(summary.diagnostics))
+    parts += ["<h2>Diagnostics</h2>", _table(diag), f"<p>{html.escape(summary.footer)}</p>"]
+    parts.append("<h2>Model checks</h2>")
+    for caption, make in _model_figures(fit):
+        parts += _image(caption, make())
+    for g in groups:
+        parts.append(f"<h2>Grouping factor {html.escape(g.name)}</h2>")
+        for caption, make in _group_figures(fit, g):
+            parts += _image(caption, make())
     parts.append("<h2>Priors</h2>")
     parts.append(f"<pre>{html.escape(str(fit.priors))}</pre></body></html>")
     return "\n".join(parts)

@@ -288,6 +288,61 @@ class Fit(FittedModel):
 
         return plot_ppc(self, **kwargs)
 
+    # ------------------------------------------------ fitted, residuals, effects and checks (issue 15)
+    def fitted(self, **kwargs: Any) -> pd.DataFrame:
+        """Posterior mean and HDI of X β + Z b per fitted row; see :func:`lmm_bayes.results.residuals.fitted`."""
+        from lmm_bayes.results.residuals import fitted
+
+        return fitted(self, **kwargs)
+
+    def residuals(self, **kwargs: Any) -> pd.DataFrame:
+        """y − fitted per row; see :func:`lmm_bayes.results.residuals.residuals`."""
+        from lmm_bayes.results.residuals import residuals
+
+        return residuals(self, **kwargs)
+
+    def conditional_effects(self, x: str, **kwargs: Any) -> xr.Dataset:
+        """Population and per-cluster lines along ``x``; see :func:`lmm_bayes.results.effects.conditional_effects`."""
+        from lmm_bayes.results.effects import conditional_effects
+
+        return conditional_effects(self, x, **kwargs)
+
+    def plot_effects(self, x: str, **kwargs: Any):
+        """Effects plot (brms ``conditional_effects``); see :func:`lmm_bayes.teaching.effects_plot.plot_effects`."""
+        from lmm_bayes.teaching.effects_plot import plot_effects
+
+        return plot_effects(self, x, **kwargs)
+
+    def plot_residuals(self, **kwargs: Any):
+        """Residuals vs fitted, QQ of ε and of b; see :func:`lmm_bayes.teaching.check_plots.plot_residuals`."""
+        from lmm_bayes.teaching.check_plots import plot_residuals
+
+        return plot_residuals(self, **kwargs)
+
+    def plot_trace(self, **kwargs: Any):
+        """Trace plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_trace`."""
+        from lmm_bayes.teaching.check_plots import plot_trace
+
+        return plot_trace(self, **kwargs)
+
+    def plot_rank(self, **kwargs: Any):
+        """Rank plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_rank`."""
+        from lmm_bayes.teaching.check_plots import plot_rank
+
+        return plot_rank(self, **kwargs)
+
+    def plot_pair(self, group: str | None = None, **kwargs: Any):
+        """Pair plot of a factor's SDs and correlations; see :func:`lmm_bayes.teaching.check_plots.plot_pair`."""
+        from lmm_bayes.teaching.check_plots import plot_pair
+
+        return plot_pair(self, group, **kwargs)
+
+    def plot_loo_pit(self, **kwargs: Any):
+        """LOO-PIT calibration plot; see :func:`lmm_bayes.teaching.check_plots.plot_loo_pit`."""
+        from lmm_bayes.teaching.check_plots import plot_loo_pit
+
+        return plot_loo_pit(self, **kwargs)
+
 
 def check_fit(fit: Any) -> Fit:
     """``fit`` must be an :class:`lmm_bayes.Fit` (a fitted mixed model); returns it."""

@@ -255,37 +255,51 @@ class Summary:
         )
 
 
-def format_table(table: pd.DataFrame, *, digits: int | None = None) -> pd.DataFrame:
-    """A table of estimates as text with fixed decimals, for printing and the report.
+#: columns printed with a fixed number of decimals whatever the row (R-hat to 3, ESS and counts to 0)
+_FIXED_DECIMALS = {"r_hat": 3, "ess_bulk": 0, "ess_tail": 0, "n_rows": 0, "n_obs": 0, "rank": 0}
+#: columns printed with the decimals their row's ``sd`` calls for
+_ESTIMATE_COLUMNS = ("mean", "median", "sd", "hdi_low", "hdi_high", "eti_low", "eti_high")
 
-    Estimates share one number of decimals per table, enough for the smallest mean or
-    posterior SD to show two significant digits (2 to 6; ``digits`` overrides it), so
-    0.069 stands next to 251.600 rather than ``%.4g``'s 0.06913 next to 251.6; R-hat
-    always has 3 decimals and ESS none.
+
+def _decimals_for(scale: float) -> int:
+    """Decimals that show two significant digits of ``scale`` (0 to 6): 7.0 -> 1, 0.31 -> 2, 250 -> 0."""
+    if not np.isfinite(scale) or scale <= 0:
+        return 2
+    return int(np.clip(1 - np.floor(np.log10(scale)), 0, 6))
+
+
+def format_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table as text with sensible fixed decimals, for printing and the report.
+
+    An estimate (mean, sd, interval ends) gets the decimals that show its row's posterior
+    SD to two significant digits, so a row's numbers line up and no digit is noise;
+    R-hat gets 3 decimals, ESS none, and any other numeric column the decimals of its
+    largest value to three significant digits. Text stays text.
 
     Examples
     --------
-    >>> t = pd.DataFrame({"mean": [251.6, 0.06913], "r_hat": [1.0, 0.9997], "ess_bulk": [812.4, 1500.0]})
-    >>> format_table(t).values.tolist()
-    [['251.600', '1.000', '812'], ['0.069', '1.000', '1500']]
+    >>> t = pd.DataFrame({"mean": [251.41, 0.0691], "sd": [6.97, 0.31], "r_hat": [1.0, 0.9997]},
+    ...                  index=["Intercept", "corr"])
+    >>> format_table(t).to_dict("index")
+    {'Intercept': {'mean': '251.4', 'sd': '7.0', 'r_hat': '1.000'}, 'corr': {'mean': '0.07', 'sd': '0.31', 'r_hat': '1.000'}}
     """
-    out = pd.DataFrame(index=table.index)
-    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
-    estimates = [c for c in numeric if c not in ("r_hat", "ess_bulk", "ess_tail") and not c.startswith("n_")]
-    if digits is None:
-        # enough decimals for the smallest estimate (or posterior SD) to show 2 significant digits
-        scale = [c for c in ("mean", "sd") if c in estimates] or estimates
-        values = np.abs(table[scale].to_numpy(dtype=float).ravel()) if scale else np.array([])
-        values = values[np.isfinite(values) & (values > 0)]
-        digits = int(np.clip(1 - np.floor(np.log10(values.min())), 2, 6)) if values.size else 2
-    for c in table.columns:
-        col = table[c]
-        if c == "r_hat":
-            out[c] = col.map(lambda v: f"{v:.3f}")
-        elif c in ("ess_bulk", "ess_tail") or c.startswith("n_"):
-            out[c] = col.map(lambda v: "nan" if not np.isfinite(v) else f"{v:.0f}")
-        elif c in estimates:
-            out[c] = col.map(lambda v: "" if not np.isfinite(v) else f"{v:.{digits}f}")
+    out = pd.DataFrame(index=df.index)
+    row_decimals = (
+        np.array([_decimals_for(abs(float(v))) for v in df["sd"]]) if "sd" in df.columns else None
+    )
+    for col in df.columns:
+        values = df[col]
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            out[col] = values.astype(str)
+            continue
+        numbers = values.to_numpy(dtype=float)
+        if col in _FIXED_DECIMALS:
+            decimals = np.full(len(numbers), _FIXED_DECIMALS[col])
+        elif row_decimals is not None and col in _ESTIMATE_COLUMNS:
+            decimals = row_decimals
         else:
-            out[c] = col.astype(str)
+            finite = np.abs(numbers[np.isfinite(numbers)])
+            top = float(finite.max()) if finite.size else 0.0
+            decimals = np.full(len(numbers), _decimals_for(top / 10) if top > 0 else 2)
+        out[col] = [("" if not np.isfinite(v) else f"{v:.{int(d)}f}") for v, d in zip(numbers, decimals)]
     return out

@@ -1,0 +1,149 @@
+"""Fitted values and residuals of the fitted rows, as brms' ``fitted()`` and ``residuals()`` give them.
+
+* :func:`fitted_draws`: ``mu = X beta + Z b`` on every fitted row for every posterior
+  draw (the clusters' own b, or ``X beta`` alone with ``levels="population"``);
+* :func:`fitted`: its posterior mean, SD and HDI per row;
+* :func:`residuals`: ``y - mu`` per row: mean, SD and HDI over the draws, the fitted
+  mean beside it, and the residual divided by the posterior mean of sigma.
+
+The residual's mean is ``y`` minus the fitted mean (the mean is linear), so a
+residual-versus-fitted plot reads both columns from one table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import pandas as pd
+import xarray as xr
+
+from lmm_bayes.inference.layout import SIGMA
+from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.predict import predict
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, summarize_draws
+from lmm_bayes.spec import validate
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lmm_bayes.results.fit import Fit
+
+__all__ = ["FITTED_LEVELS", "fitted", "fitted_draws", "residuals"]
+
+#: what ``levels`` may be: the clusters' own effects, or the fixed effects alone
+FITTED_LEVELS = ("existing", "population")
+
+
+def fitted_draws(fit: Fit, *, levels: Literal["existing", "population"] = "existing") -> xr.DataArray:
+    """Draws of the expected response on every fitted row: dims (chain, draw, obs).
+
+    ``levels="existing"`` gives ``X beta + Z b`` (each row's own clusters);
+    ``"population"`` gives ``X beta``. ``obs`` holds the data's row labels.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> fitted_draws(fit).shape
+    (2, 500, 180)
+    """
+    fit = check_fit(fit)
+    validate.check_choice(levels, FITTED_LEVELS, "levels")
+    return predict(fit, None, levels=levels, kind="mean")  # the fitted rows: the design's own X and Z
+
+
+def fitted(
+    fit: Fit, *, levels: Literal["existing", "population"] = "existing", ci: str = DEFAULT_CI,
+    prob: float = DEFAULT_PROB,
+) -> pd.DataFrame:
+    """Posterior mean, SD and interval of the expected response on every fitted row (brms ``fitted``).
+
+    Parameters
+    ----------
+    fit : Fit
+    levels : {"existing", "population"}
+        With the clusters' own effects (``X beta + Z b``, default) or without them (``X beta``).
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like the fitted data; columns ``mean``, ``sd``, ``{ci}_low``, ``{ci}_high``.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> table = fit.fitted()
+    >>> table.shape, table.columns.tolist()
+    ((180, 4), ['mean', 'sd', 'hdi_low', 'hdi_high'])
+    """
+    ci, prob = check_interval(ci, prob)
+    draws = fitted_draws(fit, levels=levels)
+    table = summarize_draws(draws, ci=ci, prob=prob, diagnostics=False)
+    table.index = fit.design.index
+    table.attrs.update({"levels": levels})
+    return table
+
+
+def residuals(
+    fit: Fit, *, levels: Literal["existing", "population"] = "existing", ci: str = DEFAULT_CI,
+    prob: float = DEFAULT_PROB,
+) -> pd.DataFrame:
+    """Residuals ``y - mu`` of every fitted row, with the fitted value beside them (brms ``residuals``).
+
+    Parameters
+    ----------
+    fit : Fit
+    levels : {"existing", "population"}
+        Residuals from ``X beta + Z b`` (the conditional residuals, default) or from
+        ``X beta`` (the marginal residuals, which still hold the cluster effects).
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like the fitted data. ``observed`` (y), ``fitted`` (the posterior mean of
+        mu), ``residual`` (the posterior mean of y - mu, equal to observed - fitted),
+        ``sd``, ``{ci}_low``, ``{ci}_high`` (of y - mu over the draws) and ``standardized``
+        (``residual`` divided by the posterior mean of sigma).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> res = fit.residuals()
+    >>> res.columns.tolist()
+    ['observed', 'fitted', 'residual', 'sd', 'hdi_low', 'hdi_high', 'standardized']
+    >>> bool(abs(res["residual"].mean()) < 1)
+    True
+    """
+    ci, prob = check_interval(ci, prob)
+    mu = fitted_draws(fit, levels=levels)
+    y = fit.design.y
+    resid = (xr.DataArray(y, dims="obs", coords={"obs": mu["obs"].values}) - mu).transpose("chain", "draw", "obs")
+    spread = summarize_draws(resid, ci=ci, prob=prob, diagnostics=False)
+    low, high = interval_columns(ci)
+    mu_mean = mu.mean(("chain", "draw")).values
+    sigma = float(fit.posterior[SIGMA].mean())
+    table = pd.DataFrame(
+        {
+            "observed": y,
+            "fitted": mu_mean,
+            "residual": spread["mean"].to_numpy(),
+            "sd": spread["sd"].to_numpy(),
+            low: spread[low].to_numpy(),
+            high: spread[high].to_numpy(),
+        },
+        index=fit.design.index,
+    )
+    table["standardized"] = table["residual"] / sigma
+    table.attrs.update({"levels": levels, "interval": spread.attrs["interval"], "sigma": sigma, "response": fit.design.response})
+    return table
