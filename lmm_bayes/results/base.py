@@ -5,7 +5,8 @@ it came from, and gives every kind of fit (the mixed model's :class:`~lmm_bayes.
 the no- and complete-pooling fits of a pooling comparison) the same reading API:
 ``posterior``, ``fixef``, ``coef``, ``coef_draws``, ``diagnostics``, ``save`` and
 the caterpillar plot. A subclass says which draws are its clusters' effects
-(:meth:`coef_draws`) and which parameters its health is judged on (:meth:`health_parameters`).
+(:meth:`~FittedModel.coef_draws`) and which parameters its health is judged on
+(:meth:`~FittedModel.health_parameters`).
 """
 
 from __future__ import annotations
@@ -65,26 +66,32 @@ class FittedModel:
     # ---------------------------------------------------------------- basics
     @property
     def idata(self) -> xr.DataTree:
+        """The ArviZ ``DataTree``: posterior, sample stats, observed data, and provenance in its attributes."""
         return self._idata
 
     @property
     def model(self) -> LMM:
+        """The :class:`~lmm_bayes.LMM` that was fitted."""
         return self._model
 
     @property
     def design(self) -> Design:
+        """The model's :class:`~lmm_bayes.Design` (y, X and the random-effects design)."""
         return self._model.design
 
     @property
     def posterior(self) -> xr.Dataset:
+        """The posterior draws as an ``xarray.Dataset`` with dims (``chain``, ``draw``, ...)."""
         return self._idata["posterior"].to_dataset()
 
     @property
     def method(self) -> str:
+        """The method that sampled the fit: ``"full"`` or ``"collapsed"``."""
         return str(self._idata.attrs["method"])
 
     @property
     def sampler(self) -> str:
+        """The NUTS implementation that sampled the fit, e.g. ``"nutpie"``."""
         return str(self._idata.attrs["sampler"])
 
     def _group(self, group: str) -> GroupDesign:

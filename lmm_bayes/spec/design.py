@@ -1,4 +1,4 @@
-"""Data + :class:`~lmm_bayes.spec.formula.ModelSpec` → :class:`Design` (numpy arrays and Z).
+"""Data + :class:`~lmm_bayes.ModelSpec` → :class:`Design` (numpy arrays and Z).
 
 The design is everything a sampler needs and nothing more: the response ``y``,
 the fixed-effects matrix ``X`` with column names, and one :class:`GroupDesign`
@@ -75,10 +75,12 @@ class GroupDesign:
 
     @property
     def n_levels(self) -> int:
+        """Number of levels (clusters) of the factor."""
         return len(self.levels)
 
     @property
     def n_effects(self) -> int:
+        """Number of random effects per cluster."""
         return len(self.effects)
 
     @property
@@ -88,6 +90,7 @@ class GroupDesign:
 
     @property
     def effect_dim(self) -> str:
+        """Name of the posterior dim of the effects, ``"{name}_effect"``."""
         return f"{self.name}_effect"
 
     def counts(self) -> np.ndarray:
@@ -151,6 +154,7 @@ class Design:
 
     @property
     def n(self) -> int:
+        """Number of rows used."""
         return len(self.y)
 
     def group(self, name: str) -> GroupDesign:

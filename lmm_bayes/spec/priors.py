@@ -65,6 +65,7 @@ class Prior:
 
     @property
     def kwargs(self) -> dict[str, float]:
+        """The parameters as a dict, as PyMC takes them."""
         return dict(self.params)
 
     def __repr__(self) -> str:
@@ -72,6 +73,7 @@ class Prior:
         return f"{self.dist}({inner})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The prior as a JSON-able dict, ``{"dist": ..., **parameters}``."""
         return {"dist": self.dist, **self.kwargs}
 
     @classmethod
@@ -136,10 +138,12 @@ class Priors:
 
     @property
     def fixed_by_name(self) -> dict[str, Prior]:
+        """Fixed-effect name -> its :class:`Prior`."""
         return dict(self.fixed)
 
     @property
     def group_by_name(self) -> dict[str, GroupPriors]:
+        """Grouping factor -> its :class:`GroupPriors`."""
         return dict(self.groups)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,10 +157,12 @@ class Priors:
         }
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Priors:
+        """Rebuild priors from :meth:`to_dict`'s output."""
         def mk(v: Mapping[str, Any]) -> Prior:
             v = dict(v)
             return Prior(v.pop("dist"), **v)

@@ -11,7 +11,7 @@ Three ways to treat clustered data:
   little data borrows strength from the others.
 
 :func:`compare_pooling` fits all three on the same rows and puts them side by
-side; :func:`shrinkage` does the table for one fitted mixed model, with each
+side; :func:`~lmm_bayes.results.shrinkage.shrinkage` does the table for one fitted mixed model, with each
 cluster's own least-squares estimate as the no-pooling value.
 """
 
