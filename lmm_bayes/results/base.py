@@ -111,6 +111,16 @@ class FittedModel:
         -------
         pandas.DataFrame
             Indexed by ``coef``; columns mean, sd, hdi_low, hdi_high, r_hat, ess_bulk, ess_tail.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.fixef().index.tolist()
+        ['Intercept', 'Days']
+        >>> bool(9 < fit.fixef().loc["Days", "mean"] < 12)
+        True
         """
         table = summarize_draws(self.posterior["beta"], hdi_prob=hdi_prob)
         table.index.name = "coef"
@@ -128,6 +138,16 @@ class FittedModel:
         -------
         pandas.DataFrame
             Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.coef("Subject").loc["308"].index.tolist()
+        ['Intercept', 'Days']
+        >>> fit.coef().index.names  # every grouping factor, as lme4's coef()
+        FrozenList(['group', 'level', 'effect'])
         """
         if group is None:
             return self._every_group(self.coef, hdi_prob)
@@ -145,6 +165,17 @@ class FittedModel:
 
         R-hat and ESS are taken over :meth:`health_parameters` (for the mixed model β, σ,
         the SDs and the correlations, not the clusters' b).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> d = fit.diagnostics()
+        >>> sorted(d)
+        ['divergences', 'max_r_hat', 'min_bfmi', 'min_ess_bulk', 'min_ess_tail', 'treedepth_hits']
+        >>> d["divergences"]
+        0
         """
         return diagnose(self.health_parameters(), self._idata["sample_stats"].to_dataset())
 
@@ -152,7 +183,15 @@ class FittedModel:
         return ["more draws and tuning (draws=2000, tune=2000)", "target_accept=0.95"]
 
     def warn_if_unreliable(self, *, what: str = "the draws", stacklevel: int = 4) -> None:
-        """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400."""
+        """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.warn_if_unreliable()  # silent: no divergences, R-hat <= 1.01, bulk ESS >= 400
+        """
         problems = reliability_problems(self.diagnostics())
         if problems:
             warnings.warn(
@@ -164,13 +203,35 @@ class FittedModel:
 
     # ---------------------------------------------------------------- elsewhere (facade methods)
     def save(self, path: Any) -> None:
-        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`."""
+        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.nc"
+        >>> fit.save(path)
+        >>> lb.load(path).fixef().index.tolist()
+        ['Intercept', 'Days']
+        """
         from lmm_bayes.results.io import save
 
         save(self, path)
 
     def plot_caterpillar(self, group: str, **kwargs: Any):
-        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`."""
+        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fig = fit.plot_caterpillar("Subject")
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Intercept']
+        """
         from lmm_bayes.teaching.plots import plot_caterpillar
 
         return plot_caterpillar(self, group, **kwargs)

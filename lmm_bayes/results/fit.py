@@ -66,7 +66,16 @@ class Fit(FittedModel):
         )
 
     def health_parameters(self) -> list[xr.DataArray]:
-        """β, σ, the SDs and the within-block correlations (:func:`~lmm_bayes.inference.layout.hyperparameters`)."""
+        """β, σ, the SDs and the within-block correlations (:func:`~lmm_bayes.inference.layout.hyperparameters`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> [p.sizes["parameter"] for p in fit.health_parameters()]  # beta (2), sigma, sd(Intercept)
+        [4]
+        """
         return [hyperparameter_draws(self.posterior, hyperparameters(self.design))]
 
     def _reliability_tips(self) -> list[str]:
@@ -82,6 +91,14 @@ class Fit(FittedModel):
         pandas.DataFrame
             Indexed by (``group``, ``term``): ``sd(Intercept)``, ``corr(Intercept,Days)``,
             and (``Residual``, ``sigma``).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.varcorr().index.tolist()
+        [('Subject', 'sd(Intercept)'), ('Subject', 'sd(Days)'), ('Subject', 'corr(Intercept,Days)'), ('Residual', 'sigma')]
         """
         params = hyperparameters(self.design, fixed=False)
         # the residual last, as lme4 prints it
@@ -97,6 +114,16 @@ class Fit(FittedModel):
         -------
         pandas.DataFrame
             Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.ranef("Subject").shape  # 18 subjects x 2 effects; mean, sd, HDI, R-hat, ESS
+        (36, 7)
+        >>> fit.ranef().index.names
+        FrozenList(['group', 'level', 'effect'])
         """
         if group is None:
             return self._every_group(self.ranef, hdi_prob)
@@ -106,7 +133,16 @@ class Fit(FittedModel):
         return table
 
     def coef_draws(self, group: str) -> xr.DataArray:
-        """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect)."""
+        """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.coef_draws("Subject").dims
+        ('chain', 'draw', 'Subject', 'Subject_effect')
+        """
         g = self._group(group)
         post = self.posterior
         b = b_draws(post, g, "coef").transpose("chain", "draw", g.name, g.effect_dim)
@@ -116,6 +152,15 @@ class Fit(FittedModel):
         """Per-draw variance of each factor's contribution at predictor values ``at``, and σ².
 
         dims (chain, draw, component) with components the factor names and ``"Residual"``.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> v = fit.variance_draws(at={"Days": 5})
+        >>> v.dims, v.coords["component"].values.tolist()
+        (('chain', 'draw', 'component'), ['Subject', 'Residual'])
         """
         post = self.posterior
         at = dict(at or {})
@@ -148,6 +193,17 @@ class Fit(FittedModel):
         -------
         pandas.DataFrame
             Indexed by ``component`` (factors, then ``Residual``); mean, sd, hdi_low, hdi_high.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> table = fit.icc()
+        >>> table.index.tolist()
+        ['Subject', 'Residual']
+        >>> bool(0.4 < table.loc["Subject", "mean"] < 0.8)  # lme4's REML estimate: 0.59
+        True
         """
         if at is not None and not isinstance(at, Mapping):
             raise TypeError(f"at must be a dict of effect values like {{'Days': 5}}, got {type(at).__name__}")
@@ -168,19 +224,60 @@ class Fit(FittedModel):
 
     # ---------------------------------------------------------------- summary
     def loo(self) -> Any:
-        """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`)."""
+        """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # two observations with a high Pareto k are reported
+        ...     elpd = fit.loo()
+        >>> elpd.kind, bool(elpd.elpd < 0)
+        ('loo', True)
+        """
         return comparison.loo(self)
 
     def hypothesis(self, hypotheses: str | list[str], *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`)."""
+        """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> table = fit.hypothesis("Days > 5")
+        >>> table.index.tolist(), float(table.loc["Days > 5", "post_prob"])
+        (['Days > 5'], 1.0)
+        """
         return hypothesis.hypothesis(self, hypotheses, hdi_prob=hdi_prob)
 
     def r2(self, *, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`)."""
+        """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.r2().index.tolist()
+        ['marginal', 'conditional']
+        """
         return comparison.r2(self, hdi_prob=hdi_prob)
 
     def summary(self, *, hdi_prob: float = 0.94) -> Summary:
-        """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics."""
+        """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> print(str(fit.summary()).splitlines()[0])
+        Bayesian linear mixed model fit by nutpie (method: collapsed)
+        """
         a = self._idata.attrs
         d = self.design
         groups = ", ".join(f"{g.name} {g.n_levels}" for g in d.groups) or "none"
@@ -206,43 +303,114 @@ class Fit(FittedModel):
 
     # ---------------------------------------------------------------- elsewhere
     def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
-        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`."""
+        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> table = fit.shrinkage("Subject")
+        >>> table.shape, table.columns[:4].tolist()
+        ((18, 13), ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high'])
+        """
         from lmm_bayes.results.shrinkage import shrinkage
 
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
-        """Between-minus-within effect; see :func:`lmm_bayes.results.contextual.contextual_effect`."""
+        """Between-minus-within effect; see :func:`lmm_bayes.results.contextual.contextual_effect`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> radon = lb.within_between(lb.datasets.load("radon"), "floor", by="county")
+        >>> fit = lb.LMM("log_radon ~ floor_within + floor_between + (1 | county)", radon).fit(
+        ...     draws=1000, tune=1000, chains=2, seed=1, progressbar=False)
+        >>> fit.contextual_effect("floor_within", "floor_between").index.tolist()
+        ['within', 'between', 'contextual']
+        """
         from lmm_bayes.results.contextual import contextual_effect
 
         return contextual_effect(self, within, between, **kwargs)
 
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
-        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`."""
+        """Model-implied Var(y) = Z G Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> cov = fit.implied_covariance([0, 1, 10])  # rows 0 and 1: subject 308; row 10: subject 309
+        >>> cov.shape, bool(cov.iloc[0, 1] > 0), float(cov.iloc[0, 2])
+        ((3, 3), True, 0.0)
+        """
         from lmm_bayes.results.covariance import implied_covariance
 
         return implied_covariance(self, rows, **kwargs)
 
     def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
-        """Draws of predictions; see :func:`lmm_bayes.results.predict.predict`."""
+        """Draws of predictions; see :func:`lmm_bayes.results.predict.predict`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> import pandas as pd
+        >>> new = pd.DataFrame({"Days": [0, 9], "Subject": ["308", "a new subject"]})
+        >>> fit.predict(new, levels="new", seed=1).dims
+        ('chain', 'draw', 'obs')
+        """
         from lmm_bayes.results.predict import predict
 
         return predict(self, data, **kwargs)
 
     def predict_summary(self, data: pd.DataFrame | None = None, **kwargs: Any) -> pd.DataFrame:
-        """Mean and interval of predictions per row; see :func:`lmm_bayes.results.predict.predict_summary`."""
+        """Mean and interval of predictions per row; see :func:`lmm_bayes.results.predict.predict_summary`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> import pandas as pd
+        >>> new = pd.DataFrame({"Days": [0, 9], "Subject": ["308", "a new subject"]})
+        >>> fit.predict_summary(new, levels="new", seed=1).columns.tolist()
+        ['mean', 'sd', 'hdi_low', 'hdi_high']
+        """
         from lmm_bayes.results.predict import predict_summary
 
         return predict_summary(self, data, **kwargs)
 
     def posterior_predictive(self, **kwargs: Any) -> Fit:
-        """Add a posterior_predictive group; see :func:`lmm_bayes.results.predictive.posterior_predictive`."""
+        """Add a posterior_predictive group; see :func:`lmm_bayes.results.predictive.posterior_predictive`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> "posterior_predictive" in fit.posterior_predictive(seed=1).idata.children
+        True
+        """
         from lmm_bayes.results.predictive import posterior_predictive
 
         return posterior_predictive(self, **kwargs)
 
     def plot_ppc(self, **kwargs: Any):
-        """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`."""
+        """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fig = fit.plot_ppc()
+        >>> fig.axes[0].get_xlabel()
+        'Reaction'
+        """
         from lmm_bayes.teaching.plots import plot_ppc
 
         return plot_ppc(self, **kwargs)
