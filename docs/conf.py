@@ -283,5 +283,25 @@ def _defining_module(name: str, hint: str | None) -> str | None:
     return None
 
 
+def _numpydoc_warnings_as_sphinx_warnings() -> None:
+    """numpydoc reports a docstring it cannot parse (an unknown section, a bad underline) with
+    Python's ``warnings``, which Sphinx's ``-W`` does not see; pass them to Sphinx's logger,
+    so such a docstring fails the build like a broken reference."""
+    from sphinx.util import logging as sphinx_logging
+
+    logger = sphinx_logging.getLogger("lmm_bayes.docs")
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if "numpydoc" in str(filename):
+            logger.warning("numpydoc could not parse a docstring: %s", message)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.filterwarnings("always", category=UserWarning, module=r"numpydoc\.")
+    warnings.showwarning = show
+
+
 def setup(app):
+    _numpydoc_warnings_as_sphinx_warnings()
     app.connect("missing-reference", _resolve_short_reference)
