@@ -231,10 +231,7 @@ class Fit(FittedModel):
         >>> import lmm_bayes as lb
         >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
         ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> import warnings
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore")  # two observations with a high Pareto k are reported
-        ...     elpd = fit.loo()
+        >>> elpd = fit.loo()  # warns here: two observations have a Pareto k above 0.7
         >>> elpd.kind, bool(elpd.elpd < 0)
         ('loo', True)
         """
@@ -310,9 +307,8 @@ class Fit(FittedModel):
         >>> import lmm_bayes as lb
         >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
         ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> table = fit.shrinkage("Subject")
-        >>> table.shape, table.columns[:4].tolist()
-        ((18, 13), ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high'])
+        >>> fit.shrinkage("Subject").columns[:4].tolist()
+        ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high']
         """
         from lmm_bayes.results.shrinkage import shrinkage
 
