@@ -54,6 +54,14 @@ class FittedModel:
     idata : xarray.DataTree
         posterior, sample_stats, observed_data, and more by kind of fit.
     model : LMM
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> isinstance(fit, lb.FittedModel), fit.fixef().index.tolist()
+    (True, ['Intercept', 'Days'])
     """
 
     #: the fit's kind, stored in saved files so :func:`lmm_bayes.load` rebuilds it

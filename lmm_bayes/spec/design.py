@@ -56,6 +56,13 @@ class GroupDesign:
         Every level's identity: the label of each factor's value, ``("s1", "n3")``.
         New rows are matched to levels by these tuples, never by the joined name.
         Defaults to the level for one factor, or its parts split at ``":"``.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> g = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design.group("Subject")
+    >>> g.n_levels, g.effects, g.effect_dim, g.blocks
+    (18, ('Intercept', 'Days'), 'Subject_effect', ((0, 1),))
     """
 
     name: str

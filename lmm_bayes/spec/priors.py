@@ -130,6 +130,13 @@ class Priors:
     sigma : Prior
         The residual SD.
     groups : tuple of (group name, GroupPriors)
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> priors = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).priors
+    >>> [name for name, _ in priors.fixed], priors.sigma.dist, priors.group_by_name["Subject"].eta
+    (['Intercept', 'Days'], 'Exponential', 2.0)
     """
 
     fixed: tuple[tuple[str, Prior], ...]

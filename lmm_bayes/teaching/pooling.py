@@ -93,6 +93,15 @@ class PoolingComparison:
         of effects that vary between clusters or are measured at cluster level.
     group : str
     formula : str
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
+    ...                          group="Subject", draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> sorted(cmp.fits)
+    ['complete_pooling', 'no_pooling', 'partial_pooling']
+    >>> fig = cmp.plot(kind="shrinkage")
     """
 
     loo: pd.DataFrame
