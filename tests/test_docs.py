@@ -89,16 +89,18 @@ def test_every_public_name_and_method_has_an_api_page(site):
     assert not no_page, no_page
 
 
-def test_fit_and_model_method_pages_show_their_example(site):
+def _example_lacking(site: Path, inventory: dict, name: str) -> bool:
+    """No ``>>>`` prompt on the entry's page (the class, method or function page; the index for data)."""
+    return "&gt;&gt;&gt;" not in (site / inventory[name][1]).read_text()
+
+
+def test_public_names_and_fit_and_model_methods_show_an_example(site):
     inventory = read_inventory(site / "objects.inv")
-    lacking = []
+    names = [f"lmm_bayes.{n}" for n in lb.__all__]
     for cls in ("Fit", "LMM"):
-        for member in public_members(getattr(lb, cls)):
-            if not callable(getattr(getattr(lb, cls), member)):
-                continue
-            page = (site / inventory[f"lmm_bayes.{cls}.{member}"][1]).read_text()
-            if "Examples" not in page or "&gt;&gt;&gt;" not in page:
-                lacking.append(f"{cls}.{member}")
+        names += [f"lmm_bayes.{cls}.{m}" for m in public_members(getattr(lb, cls))
+                  if callable(getattr(getattr(lb, cls), m))]
+    lacking = [n for n in names if _example_lacking(site, inventory, n)]
     assert not lacking, f"API pages without a runnable example: {lacking}"
 
 
