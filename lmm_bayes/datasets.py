@@ -1,4 +1,11 @@
-"""Data sets shipped with the package (sources in ``lmm_bayes/data/SOURCE.md``)."""
+"""Data sets shipped with the package (sources in ``lmm_bayes/data/SOURCE.md``).
+
+>>> import lmm_bayes as lb
+>>> lb.datasets.names()
+('sleepstudy', 'radon')
+>>> lb.datasets.load("sleepstudy").columns.tolist()
+['Reaction', 'Days', 'Subject']
+"""
 
 from __future__ import annotations
 
@@ -17,7 +24,13 @@ _BUNDLED = {
 
 
 def names() -> tuple[str, ...]:
-    """Names of the bundled data sets."""
+    """Names of the bundled data sets.
+
+    Examples
+    --------
+    >>> names()
+    ('sleepstudy', 'radon')
+    """
     return tuple(_BUNDLED)
 
 

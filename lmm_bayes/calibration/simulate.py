@@ -59,6 +59,16 @@ class Simulation:
         and every cluster's ``{g}_b`` (``{g}``, ``{g}_effect``), labelled by level.
     formula : str
         The model the data follow.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> sim = lb.simulate_hierarchy(3, 2, 5, beta=[10.0, 2.0], G=[[1.0, 0.1], [0.1, 0.25]],
+    ...                             sigma_neuron=0.5, sigma=1.0, seed=1)
+    >>> sim.data.shape, sim.formula
+    ((30, 5), 'y ~ x + (1 + x | subject) + (1 | subject:neuron)')
+    >>> float(sim.truth["sigma"])
+    1.0
     """
 
     data: pd.DataFrame

@@ -1,6 +1,6 @@
 """Per-cluster sufficient statistics of a nested LMM, computed in one vectorised pass.
 
-The collapsed likelihood (:mod:`lmm_bayes.collapsed`) needs, per cluster of each factor
+The collapsed likelihood (:mod:`lmm_bayes.inference.collapsed`) needs, per cluster of each factor
 of a nesting chain (``subject > subject:neuron > ...``), ``Z'Z``, ``Z'X``, ``Z'y`` and the
 cross-products with the ancestors' effects, plus ``X'X``, ``X'y`` and ``y'y``. They are
 built with bincounts over the rows of the finest factor and summed up the chain: no
@@ -146,7 +146,7 @@ def _aggregate(x: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
 
 
 def sufficient_statistics(design: Design, chain: Sequence[GroupDesign] | None = None) -> SufficientStats:
-    """Per-cluster cross products of ``[Z_1 ... Z_K, X, y]`` in one vectorised pass.
+    """Per-cluster cross products of ``[Z_1, …, Z_K, X, y]`` in one vectorised pass.
 
     The products are summed per cluster of the finest factor (bincount over the
     rows) and then up the nesting chain (over clusters, not rows). ``chain`` is the

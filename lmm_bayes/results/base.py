@@ -5,7 +5,8 @@ it came from, and gives every kind of fit (the mixed model's :class:`~lmm_bayes.
 the no- and complete-pooling fits of a pooling comparison) the same reading API:
 ``posterior``, ``fixef``, ``coef``, ``coef_draws``, ``diagnostics``, ``save`` and
 the caterpillar plot. A subclass says which draws are its clusters' effects
-(:meth:`coef_draws`) and which parameters its health is judged on (:meth:`health_parameters`).
+(:meth:`~FittedModel.coef_draws`) and which parameters its health is judged on
+(:meth:`~FittedModel.health_parameters`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ class FittedModel:
     idata : xarray.DataTree
         posterior, sample_stats, observed_data, and more by kind of fit.
     model : LMM
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> isinstance(fit, lb.FittedModel), fit.fixef().index.tolist()
+    (True, ['Intercept', 'Days'])
     """
 
     #: the fit's kind, stored in saved files so :func:`lmm_bayes.load` rebuilds it
@@ -65,26 +74,32 @@ class FittedModel:
     # ---------------------------------------------------------------- basics
     @property
     def idata(self) -> xr.DataTree:
+        """The ArviZ ``DataTree``: posterior, sample stats, observed data, and provenance in its attributes."""
         return self._idata
 
     @property
     def model(self) -> LMM:
+        """The :class:`~lmm_bayes.LMM` that was fitted."""
         return self._model
 
     @property
     def design(self) -> Design:
+        """The model's :class:`~lmm_bayes.Design` (y, X and the random-effects design)."""
         return self._model.design
 
     @property
     def posterior(self) -> xr.Dataset:
+        """The posterior draws as an ``xarray.Dataset`` with dims (``chain``, ``draw``, ...)."""
         return self._idata["posterior"].to_dataset()
 
     @property
     def method(self) -> str:
+        """The method that sampled the fit: ``"full"`` or ``"collapsed"``."""
         return str(self._idata.attrs["method"])
 
     @property
     def sampler(self) -> str:
+        """The NUTS implementation that sampled the fit, e.g. ``"nutpie"``."""
         return str(self._idata.attrs["sampler"])
 
     def _group(self, group: str) -> GroupDesign:
@@ -107,6 +122,16 @@ class FittedModel:
         -------
         pandas.DataFrame
             Indexed by ``coef``; columns mean, sd, hdi_low, hdi_high, r_hat, ess_bulk, ess_tail.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.fixef().index.tolist()
+        ['Intercept', 'Days']
+        >>> bool(9 < fit.fixef().loc["Days", "mean"] < 12)
+        True
         """
         table = summarize_draws(self.posterior["beta"], ci=ci, prob=prob)
         table.index.name = "coef"
@@ -124,6 +149,16 @@ class FittedModel:
         -------
         pandas.DataFrame
             Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.coef("Subject").loc["308"].index.tolist()
+        ['Intercept', 'Days']
+        >>> fit.coef().index.names  # every grouping factor, as lme4's coef()
+        FrozenList(['group', 'level', 'effect'])
         """
         if group is None:
             return self._every_group(self.coef, ci=ci, prob=prob)
@@ -141,6 +176,17 @@ class FittedModel:
 
         R-hat and ESS are taken over :meth:`health_parameters` (for the mixed model β, σ,
         the SDs and the correlations, not the clusters' b).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> d = fit.diagnostics()
+        >>> sorted(d)
+        ['divergences', 'max_r_hat', 'min_bfmi', 'min_ess_bulk', 'min_ess_tail', 'treedepth_hits']
+        >>> d["divergences"]
+        0
         """
         return diagnose(self.health_parameters(), self._idata["sample_stats"].to_dataset())
 
@@ -148,7 +194,15 @@ class FittedModel:
         return ["more draws and tuning (draws=2000, tune=2000)", "target_accept=0.95"]
 
     def warn_if_unreliable(self, *, what: str = "the draws", stacklevel: int = 4) -> None:
-        """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400."""
+        """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.warn_if_unreliable()  # silent: no divergences, R-hat <= 1.01, bulk ESS >= 400
+        """
         problems = reliability_problems(self.diagnostics())
         if problems:
             warnings.warn(
@@ -160,13 +214,35 @@ class FittedModel:
 
     # ---------------------------------------------------------------- elsewhere (facade methods)
     def save(self, path: Any) -> None:
-        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`."""
+        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.nc"
+        >>> fit.save(path)
+        >>> lb.load(path).fixef().index.tolist()
+        ['Intercept', 'Days']
+        """
         from lmm_bayes.results.io import save
 
         save(self, path)
 
     def plot_caterpillar(self, group: str, **kwargs: Any):
-        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`."""
+        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fig = fit.plot_caterpillar("Subject")
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Intercept']
+        """
         from lmm_bayes.teaching.plots import plot_caterpillar
 
         return plot_caterpillar(self, group, **kwargs)

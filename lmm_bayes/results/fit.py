@@ -31,6 +31,7 @@ from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
+from lmm_bayes.results.fit_facades import FitFacades
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.priors import Priors
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Fit", "check_fit", "fit_model"]
 
 
-class Fit(FittedModel):
+class Fit(FitFacades, FittedModel):
     """A fitted mixed model: the draws (``idata``), the model, and readable summaries.
 
     Obtain one from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`.
@@ -51,6 +52,14 @@ class Fit(FittedModel):
     idata : xarray.DataTree
         posterior, sample_stats, observed_data, constant_data, log_likelihood.
     model : LMM
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> fit
+    <lmm_bayes.Fit 'Reaction ~ Days + (1 | Subject)': method=collapsed, sampler=nutpie, 2 chains x 500 draws>
     """
 
     @property
@@ -66,7 +75,16 @@ class Fit(FittedModel):
         )
 
     def health_parameters(self) -> list[xr.DataArray]:
-        """β, σ, the SDs and the within-block correlations (:func:`~lmm_bayes.inference.layout.hyperparameters`)."""
+        """β, σ, the SDs and the within-block correlations (:func:`~lmm_bayes.inference.layout.hyperparameters`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> [p.sizes["parameter"] for p in fit.health_parameters()]  # beta (2), sigma, sd(Intercept)
+        [4]
+        """
         return [hyperparameter_draws(self.posterior, hyperparameters(self.design))]
 
     def _reliability_tips(self) -> list[str]:
@@ -121,6 +139,16 @@ class Fit(FittedModel):
         -------
         pandas.DataFrame
             Indexed by (``level``, ``effect``); with ``group=None`` by (``group``, ``level``, ``effect``).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.ranef("Subject").shape  # 18 subjects x 2 effects; mean, sd, HDI, R-hat, ESS
+        (36, 7)
+        >>> fit.ranef().index.names
+        FrozenList(['group', 'level', 'effect'])
         """
         if group is None:
             return self._every_group(self.ranef, ci=ci, prob=prob)
@@ -130,7 +158,16 @@ class Fit(FittedModel):
         return table
 
     def coef_draws(self, group: str) -> xr.DataArray:
-        """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect)."""
+        """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.coef_draws("Subject").dims
+        ('chain', 'draw', 'Subject', 'Subject_effect')
+        """
         g = self._group(group)
         post = self.posterior
         b = b_draws(post, g, "coef").transpose("chain", "draw", g.name, g.effect_dim)
@@ -140,6 +177,14 @@ class Fit(FittedModel):
         """Per-draw variance of each factor's contribution at predictor values ``at``, and σ².
 
         dims (chain, draw, component) with components the factor names and ``"Residual"``.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.variance_draws(at={"Days": 5}).coords["component"].values.tolist()
+        ['Subject', 'Residual']
         """
         post = self.posterior
         at = dict(at or {})
@@ -172,6 +217,15 @@ class Fit(FittedModel):
         -------
         pandas.DataFrame
             Indexed by ``component`` (factors, then ``Residual``); mean, sd, hdi_low, hdi_high.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> table = fit.icc()  # lme4's REML estimate of the Subject share: 0.59
+        >>> table.index.tolist(), bool(0.4 < table.loc["Subject", "mean"] < 0.8)
+        (['Subject', 'Residual'], True)
         """
         if at is not None and not isinstance(at, Mapping):
             raise TypeError(f"at must be a dict of effect values like {{'Days': 5}}, got {type(at).__name__}")
@@ -192,28 +246,72 @@ class Fit(FittedModel):
 
     # ---------------------------------------------------------------- summary
     def loo(self) -> Any:
-        """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`)."""
+        """PSIS-LOO of this fit (:func:`lmm_bayes.results.comparison.loo`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.loo().kind  # warns here: two observations have a Pareto k above 0.7
+        'loo'
+        """
         return comparison.loo(self)
 
     def hypothesis(self, hypotheses: str | list[str], *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-        """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`)."""
+        """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> float(fit.hypothesis("Days > 5").loc["Days > 5", "post_prob"])
+        1.0
+        """
         return hypothesis.hypothesis(self, hypotheses, ci=ci, prob=prob)
 
     def contrasts(self, variable: str, **kwargs: Any) -> pd.DataFrame:
         """Population means of a categorical predictor's levels and their pairwise differences.
 
         See :func:`lmm_bayes.results.contrasts.contrasts`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("log_radon ~ C(floor) + (1 | county)", lb.datasets.load("radon")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.contrasts("floor").index.tolist()
+        [('mean', '0'), ('mean', '1'), ('difference', '1 - 0')]
         """
         from lmm_bayes.results.contrasts import contrasts
 
         return contrasts(self, variable, **kwargs)
 
     def r2(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-        """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`)."""
+        """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.r2().index.tolist()
+        ['marginal', 'conditional']
+        """
         return comparison.r2(self, ci=ci, prob=prob)
 
     def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:
-        """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics."""
+        """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> print(str(fit.summary()).splitlines()[0])
+        Bayesian linear mixed model fit by nutpie (method: collapsed)
+        """
         a = self._idata.attrs
         d = self.design
         groups = ", ".join(f"{g.name} {g.n_levels}" for g in d.groups) or "none"
@@ -238,110 +336,6 @@ class Fit(FittedModel):
             diagnostics=diag,
             footer=footer,
         )
-
-    # ---------------------------------------------------------------- elsewhere
-    def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
-        """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`."""
-        from lmm_bayes.results.shrinkage import shrinkage
-
-        return shrinkage(self, group, **kwargs)
-
-    def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
-        """Between-minus-within effect; see :func:`lmm_bayes.results.contextual.contextual_effect`."""
-        from lmm_bayes.results.contextual import contextual_effect
-
-        return contextual_effect(self, within, between, **kwargs)
-
-    def G(self, group: str, **kwargs: Any) -> pd.DataFrame:  # noqa: N802 - the model's own symbol
-        """Posterior mean of one factor's G (or its correlations); see :func:`lmm_bayes.results.covariance.group_covariance`."""
-        from lmm_bayes.results.covariance import group_covariance
-
-        return group_covariance(self, group, **kwargs)
-
-    def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
-        """Model-implied Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`."""
-        from lmm_bayes.results.covariance import implied_covariance
-
-        return implied_covariance(self, rows, **kwargs)
-
-    def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
-        """Draws of predictions; see :func:`lmm_bayes.results.predict.predict`."""
-        from lmm_bayes.results.predict import predict
-
-        return predict(self, data, **kwargs)
-
-    def predict_summary(self, data: pd.DataFrame | None = None, **kwargs: Any) -> pd.DataFrame:
-        """Mean and interval of predictions per row; see :func:`lmm_bayes.results.predict.predict_summary`."""
-        from lmm_bayes.results.predict import predict_summary
-
-        return predict_summary(self, data, **kwargs)
-
-    def posterior_predictive(self, **kwargs: Any) -> Fit:
-        """Add a posterior_predictive group; see :func:`lmm_bayes.results.predictive.posterior_predictive`."""
-        from lmm_bayes.results.predictive import posterior_predictive
-
-        return posterior_predictive(self, **kwargs)
-
-    def plot_ppc(self, **kwargs: Any):
-        """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`."""
-        from lmm_bayes.teaching.plots import plot_ppc
-
-        return plot_ppc(self, **kwargs)
-
-    # ------------------------------------------------ fitted, residuals, effects and checks (issue 15)
-    def fitted(self, **kwargs: Any) -> pd.DataFrame:
-        """Posterior mean and HDI of X β + Z b per fitted row; see :func:`lmm_bayes.results.residuals.fitted`."""
-        from lmm_bayes.results.residuals import fitted
-
-        return fitted(self, **kwargs)
-
-    def residuals(self, **kwargs: Any) -> pd.DataFrame:
-        """y − fitted per row; see :func:`lmm_bayes.results.residuals.residuals`."""
-        from lmm_bayes.results.residuals import residuals
-
-        return residuals(self, **kwargs)
-
-    def conditional_effects(self, x: str, **kwargs: Any) -> xr.Dataset:
-        """Population and per-cluster lines along ``x``; see :func:`lmm_bayes.results.effects.conditional_effects`."""
-        from lmm_bayes.results.effects import conditional_effects
-
-        return conditional_effects(self, x, **kwargs)
-
-    def plot_effects(self, x: str, **kwargs: Any):
-        """Effects plot (brms ``conditional_effects``); see :func:`lmm_bayes.teaching.effects_plot.plot_effects`."""
-        from lmm_bayes.teaching.effects_plot import plot_effects
-
-        return plot_effects(self, x, **kwargs)
-
-    def plot_residuals(self, **kwargs: Any):
-        """Residuals vs fitted, QQ of ε and of b; see :func:`lmm_bayes.teaching.check_plots.plot_residuals`."""
-        from lmm_bayes.teaching.check_plots import plot_residuals
-
-        return plot_residuals(self, **kwargs)
-
-    def plot_trace(self, **kwargs: Any):
-        """Trace plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_trace`."""
-        from lmm_bayes.teaching.check_plots import plot_trace
-
-        return plot_trace(self, **kwargs)
-
-    def plot_rank(self, **kwargs: Any):
-        """Rank plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_rank`."""
-        from lmm_bayes.teaching.check_plots import plot_rank
-
-        return plot_rank(self, **kwargs)
-
-    def plot_pair(self, group: str | None = None, **kwargs: Any):
-        """Pair plot of a factor's SDs and correlations; see :func:`lmm_bayes.teaching.check_plots.plot_pair`."""
-        from lmm_bayes.teaching.check_plots import plot_pair
-
-        return plot_pair(self, group, **kwargs)
-
-    def plot_loo_pit(self, **kwargs: Any):
-        """LOO-PIT calibration plot; see :func:`lmm_bayes.teaching.check_plots.plot_loo_pit`."""
-        from lmm_bayes.teaching.check_plots import plot_loo_pit
-
-        return plot_loo_pit(self, **kwargs)
 
 
 def check_fit(fit: Any) -> Fit:

@@ -312,7 +312,7 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> FittedModel:
-    """Read a fit written by :func:`save` (or ``fit.save``).
+    """Read a fit written by :func:`~lmm_bayes.results.io.save` (or ``fit.save``).
 
     Parameters
     ----------

@@ -58,6 +58,15 @@ class PoolingFit(FittedModel):
         and the ``group`` the poolings are compared over.
     model : LMM
         The mixed model whose rows were fitted.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
+    ...                          group="Subject", draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> fit = cmp.fits["no_pooling"]
+    >>> type(fit).__name__, fit.pooling, fit.coef("Subject").shape
+    ('PoolingFit', 'no_pooling', (18, 7))
     """
 
     kind = "pooling"

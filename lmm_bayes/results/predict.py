@@ -18,7 +18,7 @@ adds the residual noise ``N(0, sigma^2)`` (a new observation rather than its exp
 With nested factors a new neuron inside a known subject keeps the subject's fitted
 effect and draws only its own; two different new clusters get independent draws.
 
-New rows are coded by :meth:`~lmm_bayes.spec.design.Design.evaluate` (cost in the new
+New rows are coded by :meth:`~lmm_bayes.Design.evaluate` (cost in the new
 rows and the levels, not the fitted rows); ``X beta + Z b`` is
 :func:`~lmm_bayes.inference.layout.linear_predictor`. Replicated data sets (posterior
 and prior predictive, the per-cluster check) live in :mod:`lmm_bayes.results.predictive`.

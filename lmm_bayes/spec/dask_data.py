@@ -9,10 +9,10 @@ collected on the client:
 1. **scan**: per partition, the rows, the missing or infinite values per used column,
    and the first row of every cluster (combination of the grouping columns) and of every
    category of a categorical predictor. Those first rows, the *skeleton*, hold every level
-   and every category, so the design built on them (:func:`~lmm_bayes.spec.design.build_design`)
+   and every category, so the design built on them (:func:`~lmm_bayes.build_design`)
    has the same levels, level order, nesting and codings as the whole data in memory.
 2. **reduce**: every partition is evaluated with the skeleton's design
-   (:meth:`~lmm_bayes.spec.design.Design.evaluate`, the same code as predictions on new
+   (:meth:`~lmm_bayes.Design.evaluate`, the same code as predictions on new
    rows) and reduced to per-cluster cross products of ``[Z, X, y]``, summed pairwise in a
    tree on the workers. The same pass takes a seeded random sample of rows (``sample_rows``,
    5,000 by default; exact size, uniform over the used rows), the only rows the client sees.
@@ -364,7 +364,7 @@ def build_reduced_design(
     Returns
     -------
     Design
-        With :attr:`~lmm_bayes.spec.design.Design.reduction` set and the sample as its rows.
+        With :attr:`~lmm_bayes.Design.reduction` set and the sample as its rows.
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Data + :class:`~lmm_bayes.spec.formula.ModelSpec` → :class:`Design` (numpy arrays and Z).
+"""Data + :class:`~lmm_bayes.ModelSpec` → :class:`Design` (numpy arrays and Z).
 
 The design is everything a sampler needs and nothing more: the response ``y``,
 the fixed-effects matrix ``X`` with column names, and one :class:`GroupDesign`
@@ -57,6 +57,13 @@ class GroupDesign:
         Every level's identity: the label of each factor's value, ``("s1", "n3")``.
         New rows are matched to levels by these tuples, never by the joined name.
         Defaults to the level for one factor, or its parts split at ``":"``.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> g = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design.group("Subject")
+    >>> g.n_levels, g.effects, g.effect_dim, g.blocks
+    (18, ('Intercept', 'Days'), 'Subject_effect', ((0, 1),))
     """
 
     name: str
@@ -76,10 +83,12 @@ class GroupDesign:
 
     @property
     def n_levels(self) -> int:
+        """Number of levels (clusters) of the factor."""
         return len(self.levels)
 
     @property
     def n_effects(self) -> int:
+        """Number of random effects per cluster."""
         return len(self.effects)
 
     @property
@@ -89,6 +98,7 @@ class GroupDesign:
 
     @property
     def effect_dim(self) -> str:
+        """Name of the posterior dim of the effects, ``"{name}_effect"``."""
         return f"{self.name}_effect"
 
     def counts(self) -> np.ndarray:

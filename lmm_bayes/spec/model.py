@@ -136,6 +136,15 @@ class LMM:
         ``method="full"`` (default): every cluster's b is a parameter (non-centered
         unless ``centered``); ``"collapsed"``: b integrated out, the likelihood a
         potential on the sufficient statistics.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+        >>> sorted(rv.name for rv in model.pymc_model().free_RVs)  # non-centered: b = sd * z
+        ['Subject_sd_indep', 'Subject_z', 'beta', 'sigma']
+        >>> sorted(rv.name for rv in model.pymc_model(method="collapsed").free_RVs)  # b integrated out
+        ['Subject_sd_indep', 'beta', 'sigma']
         """
         from lmm_bayes.inference.methods import resolve_method
 
@@ -143,13 +152,31 @@ class LMM:
         return resolve_method(self._design, method, centered=centered)[0].build(self._priors)
 
     def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior; see :func:`lmm_bayes.results.fit.fit_model` for the arguments."""
+        """Sample the posterior; see :func:`lmm_bayes.results.fit.fit_model` for the arguments.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fit.method, fit.sampler
+        ('collapsed', 'nutpie')
+        """
         from lmm_bayes.results.fit import fit_model
 
         return fit_model(self, **kwargs)
 
     def prior_predictive(self, *, draws: int = 500, seed: int | None = None):
-        """Draw from the prior predictive; see :func:`lmm_bayes.results.predictive.prior_predictive`."""
+        """Draw from the prior predictive; see :func:`lmm_bayes.results.predictive.prior_predictive`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+        >>> prior = model.prior_predictive(draws=100, seed=1)
+        >>> list(prior.children), prior["prior_predictive"]["y"].shape
+        (['prior', 'prior_predictive', 'observed_data'], (1, 100, 180))
+        """
         from lmm_bayes.results.predictive import prior_predictive
 
         return prior_predictive(self, draws=draws, seed=seed)

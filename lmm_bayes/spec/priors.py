@@ -65,6 +65,7 @@ class Prior:
 
     @property
     def kwargs(self) -> dict[str, float]:
+        """The parameters as a dict, as PyMC takes them."""
         return dict(self.params)
 
     def __repr__(self) -> str:
@@ -72,6 +73,7 @@ class Prior:
         return f"{self.dist}({inner})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The prior as a JSON-able dict, ``{"dist": ..., **parameters}``."""
         return {"dist": self.dist, **self.kwargs}
 
     @classmethod
@@ -128,6 +130,13 @@ class Priors:
     sigma : Prior
         The residual SD.
     groups : tuple of (group name, GroupPriors)
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> priors = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).priors
+    >>> [name for name, _ in priors.fixed], priors.sigma.dist, priors.group_by_name["Subject"].eta
+    (['Intercept', 'Days'], 'Exponential', 2.0)
     """
 
     fixed: tuple[tuple[str, Prior], ...]
@@ -136,10 +145,12 @@ class Priors:
 
     @property
     def fixed_by_name(self) -> dict[str, Prior]:
+        """Fixed-effect name -> its :class:`Prior`."""
         return dict(self.fixed)
 
     @property
     def group_by_name(self) -> dict[str, GroupPriors]:
+        """Grouping factor -> its :class:`GroupPriors`."""
         return dict(self.groups)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,10 +164,12 @@ class Priors:
         }
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Priors:
+        """Rebuild priors from :meth:`to_dict`'s output."""
         def mk(v: Mapping[str, Any]) -> Prior:
             v = dict(v)
             return Prior(v.pop("dist"), **v)

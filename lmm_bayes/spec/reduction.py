@@ -6,7 +6,7 @@ A nested LMM needs its rows only through the per-cluster cross products of
 default priors, each column's mean, SD and whether it is constant. Both are sums over
 rows, so they are a map-reduce: :func:`crossproducts` is the map (one partition, or all
 rows in memory), ``+`` the reduce. :class:`Reduction` holds the result in the design
-(:attr:`lmm_bayes.spec.design.Design.reduction`).
+(:attr:`lmm_bayes.Design.reduction`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Three ways to treat clustered data:
   little data borrows strength from the others.
 
 :func:`compare_pooling` fits all three on the same rows and puts them side by
-side; :func:`shrinkage` does the table for one fitted mixed model, with each
+side; :func:`~lmm_bayes.results.shrinkage.shrinkage` does the table for one fitted mixed model, with each
 cluster's own least-squares estimate as the no-pooling value.
 """
 
@@ -94,6 +94,15 @@ class PoolingComparison:
         of effects that vary between clusters or are measured at cluster level.
     group : str
     formula : str
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
+    ...                          group="Subject", draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> sorted(cmp.fits)
+    ['complete_pooling', 'no_pooling', 'partial_pooling']
+    >>> fig = cmp.plot(kind="shrinkage")
     """
 
     loo: pd.DataFrame
