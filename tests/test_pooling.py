@@ -158,7 +158,7 @@ def test_estimates_layout(radon_cmp, radon):
     e = radon_cmp.estimates
     assert e.index.names == ["level", "effect"]
     assert list(e.columns) == ESTIMATE_COLUMNS
-    assert e.shape == (85, 13)
+    assert e.shape == (85, 14)
     assert e.index[0] == ("AITKIN", "Intercept")
     assert e["n_obs"].sum() == len(radon)
     assert e.loc[("AITKIN", "Intercept"), "n_obs"] == (radon["county"] == "AITKIN").sum()
@@ -197,13 +197,27 @@ def test_partial_pooling_lies_between_no_pooling_and_population(radon_cmp):
     hi = np.maximum(e["no_pooling"], e["population"]) + 3 * mcse
     inside = (e["partial_pooling"] >= lo) & (e["partial_pooling"] <= hi)
     assert inside.all(), e[~inside]
-    # shrinkage = (no - partial) / (no - population), by hand; in [0, 1] up to the same 3 MCSE
+    # fraction_moved = (no - partial) / (no - population), by hand; in [0, 1] up to the same 3 MCSE
     gap = e["no_pooling"] - e["population"]
-    np.testing.assert_allclose(e["shrinkage"], (e["no_pooling"] - e["partial_pooling"]) / gap, rtol=1e-12)
-    finite = e["shrinkage"].dropna()
+    np.testing.assert_allclose(e["fraction_moved"], (e["no_pooling"] - e["partial_pooling"]) / gap, rtol=1e-12)
+    finite = e["fraction_moved"].dropna()
     assert len(finite) == 85
     slack = 3 * mcse / np.abs(gap.to_numpy())
     assert (finite >= -slack).all() and (finite <= 1 + slack).all()
+
+
+def test_shrinkage_is_the_models_own_factor_by_hand(radon_cmp):
+    """B_j = sigma^2 / (sigma^2 + n_j tau^2), per draw, averaged: the DESIGN's shrinkage factor."""
+    e = radon_cmp.estimates
+    post = radon_cmp.fits["partial_pooling"].posterior
+    sigma2 = (post["sigma"] ** 2).values.ravel()
+    tau2 = (post["county_sd"].sel(county_effect="Intercept") ** 2).values.ravel()
+    n = e["n_obs"].to_numpy()
+    by_hand = (sigma2[:, None] / (sigma2[:, None] + n[None, :] * tau2[:, None])).mean(axis=0)
+    np.testing.assert_allclose(e["shrinkage"].to_numpy(), by_hand, rtol=1e-10)
+    assert ((e["shrinkage"] > 0) & (e["shrinkage"] < 1)).all()
+    # the realised fraction moved scatters around the model's factor (it is its noisy estimate)
+    assert abs(float((e["fraction_moved"] - e["shrinkage"]).median())) < 0.1
 
 
 def test_fixed_effect_se_shows_understated_uncertainty(radon_cmp, radon):
@@ -278,7 +292,7 @@ def test_pooling_fit_log_likelihood_is_the_gaussian_of_its_mean(radon_cmp, radon
 def test_random_slopes_comparison(radon_slopes_cmp, radon):
     cmp = radon_slopes_cmp
     e = cmp.estimates
-    assert e.shape == (170, 13)
+    assert e.shape == (170, 14)
     assert list(e.index[:2]) == [("AITKIN", "Intercept"), ("AITKIN", "floor")]
     assert cmp.loo.index[0] == "partial_pooling"
     # a county of houses all on one floor cannot estimate its own floor effect: NaN, with a note
@@ -318,7 +332,7 @@ def test_arrows_plot_of_a_comparison(radon_slopes_cmp):
 def test_fit_shrinkage_is_the_clusters_own_least_squares(radon_cmp, radon):
     partial = radon_cmp.fits["partial_pooling"]
     table = partial.shrinkage("county")
-    assert list(table.columns) == ESTIMATE_COLUMNS and table.shape == (85, 13)
+    assert list(table.columns) == ESTIMATE_COLUMNS and table.shape == (85, 14)
     floor = partial.fixef().loc["floor", "mean"]
     rows = radon[radon["county"] == "AITKIN"]
     by_hand = np.mean(rows["log_radon"] - floor * rows["floor"])
@@ -347,7 +361,7 @@ def test_unidentified_effects_are_nan_with_a_note(radon):
 
 def test_shrinkage_with_random_slopes(slopes_fit):
     table = slopes_fit.shrinkage("Subject")
-    assert table.shape == (36, 13)
+    assert table.shape == (36, 14)
     assert list(table.index.get_level_values("effect")[:2]) == ["Intercept", "Days"]
     assert table.attrs["group"] == "Subject"
     # every subject has 10 days: both effects identified, no-pooling = per-subject OLS

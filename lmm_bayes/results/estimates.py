@@ -3,6 +3,9 @@
 :func:`lmm_bayes.results.shrinkage.shrinkage` (one fitted mixed model, the clusters' own
 least squares as no pooling) and :func:`lmm_bayes.compare_pooling` (three fitted models)
 both end in the same table, :func:`estimates_table`, with columns :data:`ESTIMATE_COLUMNS`.
+Its ``shrinkage`` column is the model's own shrinkage factor (:func:`model_shrinkage`,
+B_j = σ²/(σ² + n_j τ²) for a random intercept); the empirical fraction an estimate moved
+(:func:`shrinkage_factor`) is only the secondary column ``fraction_moved``.
 Both need to know which effects a cluster's own data identify (:func:`identified`, from
 the per-cluster normal equations :func:`normal_equations`), and both summarise draws
 as a posterior mean and an interval (:func:`mean_interval`).
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.inference.layout import SIGMA, covariance_values
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, interval_bounds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,6 +33,8 @@ __all__ = [
     "estimates_table",
     "identified",
     "mean_interval",
+    "model_shrinkage",
+    "posterior_shrinkage",
     "normal_equations",
     "population_values",
     "shrinkage_factor",
@@ -44,6 +50,7 @@ ESTIMATE_COLUMNS = [
     *(f"{p}{suffix}" for p in POOLINGS for suffix in ("", "_low", "_high")),
     "population",
     "shrinkage",
+    "fraction_moved",
     "note",
 ]
 
@@ -128,8 +135,74 @@ def identified(g: GroupDesign, A: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return Ainv, ok, notes
 
 
+def model_shrinkage(A: np.ndarray, sigma: np.ndarray, G: np.ndarray, *, max_draws: int = 1000) -> np.ndarray:
+    """The model's shrinkage factor of every cluster's effects, averaged over the posterior.
+
+    For cluster j with normal equations ``A_j = Z_jᵀZ_j``, and given σ and G, the
+    cluster's effects have conditional covariance ``C_j = (A_j / σ² + G⁻¹)⁻¹`` (given the
+    other factors' effects), and ``B_j = C_j G⁻¹`` is the matrix that pulls the cluster's
+    own estimate toward the population value: ``E[b_j | y] = (I − B_j) b̂_j``. For a
+    random intercept it is ``σ² / (σ² + n_j τ²)``: 0 for a cluster that keeps its own
+    estimate, 1 for one pulled all the way; smooth in n_j and in τ²/σ², always in [0, 1].
+    The diagonal of ``B_j`` is returned, one factor per effect, averaged over (at most
+    ``max_draws`` evenly spaced) posterior draws.
+
+    Parameters
+    ----------
+    A : ndarray (levels, effects, effects)
+        :func:`normal_equations` of the factor.
+    sigma : ndarray (draws,)
+        Draws of the residual SD.
+    G : ndarray (draws, effects, effects)
+        Draws of the factor's covariance.
+
+    Returns
+    -------
+    ndarray (levels, effects)
+
+    Examples
+    --------
+    >>> A = np.array([[[1.0]], [[10.0]]])                   # clusters of 1 and 10 rows
+    >>> model_shrinkage(A, np.array([2.0]), np.array([[[1.0]]]))    # sigma^2 = 4, tau^2 = 1
+    array([[0.8       ],
+           [0.28571429]])
+    """
+    n = len(sigma)
+    keep = np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
+    q = A.shape[-1]
+    total = np.zeros(A.shape[:2])
+    for s in keep:
+        Ginv = np.linalg.inv(G[s])
+        C = np.linalg.inv(A / sigma[s] ** 2 + Ginv)          # (levels, q, q)
+        total += np.diagonal(C @ Ginv, axis1=1, axis2=2).reshape(-1, q)
+    return total / len(keep)
+
+
+def posterior_shrinkage(posterior: xr.Dataset, g: GroupDesign) -> np.ndarray:
+    """:func:`model_shrinkage` of factor ``g`` from a mixed model's posterior (its σ and G draws).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+    >>> B = posterior_shrinkage(fit.posterior, fit.design.group("Subject"))
+    >>> B.shape, bool(((0 < B) & (B < 1)).all())
+    ((18, 1), True)
+    """
+    q = g.n_effects
+    G = covariance_values(posterior, g).reshape(-1, q, q)
+    sigma = posterior[SIGMA].transpose("chain", "draw").values.reshape(-1)
+    return model_shrinkage(normal_equations(g), sigma, G)
+
+
 def shrinkage_factor(no: np.ndarray, partial: np.ndarray, population: np.ndarray) -> np.ndarray:
     """(no − partial) / (no − population); NaN where no pooling is missing or equals the population.
+
+    The *empirical* fraction the partial-pooling estimate moved toward the population
+    value: noisy and unbounded when a cluster's own estimate is near the population
+    value, so tables show it only as ``fraction_moved`` beside the model's
+    :func:`model_shrinkage`.
 
     Examples
     --------
@@ -161,6 +234,7 @@ def estimates_table(
     partial: Interval,
     complete: Interval,
     population: np.ndarray,
+    factor: np.ndarray,
     notes: np.ndarray,
     intervals: str,
 ) -> pd.DataFrame:
@@ -174,6 +248,8 @@ def estimates_table(
         Each pooling's estimate and interval bounds, arrays broadcastable to (levels, effects).
     population : ndarray (effects,)
         :func:`population_values`.
+    factor : ndarray (levels, effects)
+        The model's shrinkage factor, :func:`model_shrinkage`.
     notes : ndarray of str (levels, effects)
     intervals : str
         What the intervals are, stored in ``table.attrs["intervals"]``.
@@ -191,9 +267,9 @@ def estimates_table(
     >>> one = (np.full((18, 1), 3.0), np.full((18, 1), 2.0), np.full((18, 1), 4.0))
     >>> half = (np.full((18, 1), 2.0), np.full((18, 1), 1.0), np.full((18, 1), 3.0))
     >>> t = estimates_table(g, no=one, partial=half, complete=half, population=np.array([1.0]),
-    ...                     notes=np.full((18, 1), ""), intervals="made up")
-    >>> t.shape, float(t["shrinkage"].iloc[0])
-    ((18, 13), 0.5)
+    ...                     factor=np.full((18, 1), 0.4), notes=np.full((18, 1), ""), intervals="made up")
+    >>> t.shape, float(t["shrinkage"].iloc[0]), float(t["fraction_moved"].iloc[0])
+    ((18, 14), 0.4, 0.5)
     """
     J, q = g.n_levels, g.n_effects
     pop = np.broadcast_to(population, (J, q))
@@ -203,7 +279,8 @@ def estimates_table(
         cols[f"{name}_low"] = np.broadcast_to(lo, (J, q)).ravel().astype(float)
         cols[f"{name}_high"] = np.broadcast_to(hi, (J, q)).ravel().astype(float)
     cols["population"] = pop.ravel().astype(float)
-    cols["shrinkage"] = shrinkage_factor(cols["no_pooling"], cols["partial_pooling"], cols["population"])
+    cols["shrinkage"] = np.broadcast_to(factor, (J, q)).ravel().astype(float)
+    cols["fraction_moved"] = shrinkage_factor(cols["no_pooling"], cols["partial_pooling"], cols["population"])
     cols["note"] = notes.ravel().astype(str)
     index = pd.MultiIndex.from_product([list(g.levels), list(g.effects)], names=["level", "effect"])
     table = pd.DataFrame(cols, index=index)[ESTIMATE_COLUMNS]

@@ -22,6 +22,7 @@ from lmm_bayes.results.estimates import (
     mean_interval,
     normal_equations,
     population_values,
+    posterior_shrinkage,
 )
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
@@ -51,13 +52,15 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     * **complete pooling**: ordinary least squares of the fixed part on all rows
       ignoring the clusters (t interval); an effect without a fixed part is 0.
 
-    ``shrinkage`` is how far the partial-pooling estimate moved from the
-    no-pooling estimate toward the population value (the fixed effect):
-    ``(no_pooling − partial_pooling) / (no_pooling − population)``, 0 for none
-    and 1 for all. With one effect per cluster it lies in [0, 1] up to Monte
-    Carlo error (clusters whose own estimate is close to the population value
-    give unstable ratios); with correlated effects a matrix shrinks the vector,
-    so one coordinate can move outside [0, 1].
+    ``shrinkage`` is the model's own shrinkage factor B_j
+    (:func:`~lmm_bayes.results.estimates.model_shrinkage`): σ² / (σ² + n_j τ²) for a
+    random intercept, averaged over the posterior; 0 keeps the cluster's own
+    estimate, 1 pulls it all the way to the population value. It depends only on the
+    cluster's size and the variance ratio, so it is smooth and always in [0, 1].
+    ``fraction_moved`` is the empirical ratio ``(no_pooling − partial_pooling) /
+    (no_pooling − population)``: how far the estimate actually moved, which is noisy
+    and unbounded when a cluster's own estimate lies near the population value (a
+    secondary column, for teaching).
 
     Parameters
     ----------
@@ -75,7 +78,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
         Indexed by (``level``, ``effect``); columns :data:`ESTIMATE_COLUMNS`:
         ``n_obs``, ``no_pooling``, ``no_pooling_low``, ``no_pooling_high``, the
         same for ``partial_pooling`` and ``complete_pooling``, ``population``,
-        ``shrinkage``, ``note``.
+        ``shrinkage``, ``fraction_moved``, ``note``.
 
     Raises
     ------
@@ -135,6 +138,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
         partial=partial,
         complete=complete,
         population=population_values(beta, g.effects),
+        factor=posterior_shrinkage(post, g),
         notes=notes,
         intervals=(
             f"{100 * prob:.4g}%: no pooling normal interval with the fitted residual SD; partial pooling {ci.upper()}; "

@@ -40,6 +40,7 @@ from lmm_bayes.results.estimates import (
     mean_interval,
     normal_equations,
     population_values,
+    posterior_shrinkage,
 )
 from lmm_bayes.results.fit import fit_model
 from lmm_bayes.results.pooling_fit import PoolingFit
@@ -231,7 +232,7 @@ def compare_pooling(
     >>> sorted(cmp.loo.index)
     ['complete_pooling', 'no_pooling', 'partial_pooling']
     >>> cmp.estimates.shape
-    (18, 13)
+    (18, 14)
     >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
     True
     """
@@ -277,6 +278,7 @@ def compare_pooling(
         partial=mean_interval(partial.coef_draws(g.name), ci=ci, prob=prob),
         complete=mean_interval(complete.coef_draws(g.name), ci=ci, prob=prob),
         population=population_values(beta, g.effects),
+        factor=posterior_shrinkage(partial.posterior, g),
         notes=notes,
         intervals=f"{interval_label(ci, prob)} of each pooling's posterior",
     )
