@@ -44,7 +44,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["FAMILY_CODES", "run_chain"]
+__all__ = ["FAMILY_CODES", "factor_draws", "run_chain", "slice_chain", "slice_log_sd", "update_factor"]
 
 #: prior family -> code; parameters are passed as (nu, mu, scale), scale = lam for Exponential
 FAMILY_CODES = {"Normal": 0, "StudentT": 1, "HalfNormal": 2, "Exponential": 3, "HalfStudentT": 4, "HalfCauchy": 5}
@@ -144,7 +144,7 @@ def _draw_beta(Q, h, p):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _update_factor(k, y, X, codes, offsets, counts, sX, W, beta, b, eta, sigma, tau, prior_prec, prior_mean):
+def update_factor(k, y, X, codes, offsets, counts, sX, W, beta, b, eta, sigma, tau, prior_prec, prior_mean):
     """(beta, b_k) given everything else: beta with b_k integrated out, then b_k given beta."""
     n, p = X.shape
     lo, hi = offsets[k], offsets[k + 1]
@@ -272,7 +272,7 @@ def run_chain(y, X, codes, offsets, counts, sX, W, beta_fam, beta_par, sigma_fam
             prior_prec[a] = weight[a] / (beta_par[a, 2] * beta_par[a, 2])
             prior_mean[a] = beta_par[a, 1]
         for k in range(K):
-            _update_factor(k, y, X, codes, offsets, counts, sX, W, beta, b, eta, sigma, tau, prior_prec, prior_mean)
+            update_factor(k, y, X, codes, offsets, counts, sX, W, beta, b, eta, sigma, tau, prior_prec, prior_mean)
         e = _residuals(y, X, beta, eta)
         evals = 0
         for k in range(K):
@@ -302,6 +302,44 @@ def run_chain(y, X, codes, offsets, counts, sX, W, beta_fam, beta_par, sigma_fam
             evals_out[d] = evals
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def factor_draws(k, y, X, codes, offsets, counts, sX, W, b, sigma, tau, prior_prec, prior_mean, n_draws, seed):
+    """``n_draws`` independent draws of (beta, b_k) given the other factors' b in ``b``.
+
+    :func:`update_factor` again and again: its draw does not depend on the current beta and
+    b_k, so the draws are independent. For checking that step against its exact conditional.
+    Returns ``(betas (n_draws, p), bks (n_draws, levels of k))``.
+    """
+    np.random.seed(seed)
+    n, p = X.shape
+    b = b.copy()
+    eta = np.zeros(n)
+    for kk in range(codes.shape[0]):
+        for i in range(n):
+            eta[i] += b[codes[kk, i]]
+    beta = np.zeros(p)
+    lo, hi = offsets[k], offsets[k + 1]
+    betas = np.empty((n_draws, p))
+    bks = np.empty((n_draws, hi - lo))
+    for d in range(n_draws):
+        update_factor(k, y, X, codes, offsets, counts, sX, W, beta, b, eta, sigma, tau, prior_prec, prior_mean)
+        betas[d] = beta
+        bks[d] = b[lo:hi]
+    return betas, bks
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def slice_chain(u0, code, nu, scale, c0, c1, c2, c3, n_draws, seed):
+    """``n_draws`` successive :func:`slice_log_sd` updates from ``u0`` (a Markov chain on the log SD)."""
+    np.random.seed(seed)
+    out = np.empty(n_draws)
+    u = u0
+    for d in range(n_draws):
+        u, _ = slice_log_sd(u, code, nu, scale, c0, c1, c2, c3)
+        out[d] = u
+    return out
+
+
 def _warm_up() -> None:
     """A two-row chain: compiles (first import on a machine) or loads every function."""
     y = np.array([0.5, -0.5])
@@ -315,6 +353,8 @@ def _warm_up() -> None:
     run_chain(y, X, codes, offsets, counts, sX, W, np.array([1], dtype=np.int64), par, 2, par[0],
               np.array([3], dtype=np.int64), par, np.zeros(1), 1.0, np.ones(1), 1, 1, 1, True,
               np.empty((1, 1)), np.empty(1), np.empty((1, 1)), np.empty((1, 2)), np.empty(1, dtype=np.int64))
+    factor_draws(0, y, X, codes, offsets, counts, sX, W, np.zeros(2), 1.0, np.ones(1), np.ones(1), np.zeros(1), 1, 1)
+    slice_chain(0.0, 2, 0.0, 1.0, -2.0, 0.0, 0.0, -1.0, 1, 1)
 
 
 _warm_up()
