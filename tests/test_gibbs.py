@@ -275,7 +275,7 @@ def test_auto_picks_gibbs_for_crossed_intercepts_with_a_big_dense_block(sim, sle
     huge = _wide(3000, 1800)  # beyond MAX_DENSE_EFFECTS: Gibbs rather than the full method
     strategy, note = resolve_method(huge.design, "auto")
     assert isinstance(strategy, Gibbs) and note == ""
-    with pytest.raises(ValueError, match="use method='gibbs' or 'full'"):
+    with pytest.raises(ValueError, match=r"use method='full' \(or method='gibbs', a Gibbs sampler for random"):
         resolve_method(huge.design, "collapsed")
     # small crossed: the exact marginal with NUTS; slopes: never Gibbs; another sampler: NUTS
     assert isinstance(resolve_method(_model(SIM_FORMULA, sim).design, "auto")[0], Crossed)

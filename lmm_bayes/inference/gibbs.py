@@ -73,7 +73,7 @@ def gibbs_obstacle(design: Design) -> str:
     >>> gibbs_obstacle(lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).design)
     ''
     >>> gibbs_obstacle(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design)
-    "grouping factor 'Subject' has effects ['Intercept', 'Days'] and the Gibbs sampler takes random intercepts (1 | g) only"
+    "grouping factor 'Subject' has effects ['Intercept', 'Days'] and the Gibbs sampler takes random intercepts ..."
     """
     if not design.groups:
         return "the model has no grouping factor, so there is nothing for the Gibbs sampler to sweep"
@@ -122,7 +122,8 @@ class GibbsSystem:
 
 def _prior_row(prior: Prior, codes: dict[str, int]) -> tuple[int, list[float]]:
     kw = prior.kwargs
-    return codes[prior.dist], [kw.get("nu", 0.0), kw.get("mu", 0.0), kw.get("sigma", kw.get("lam", kw.get("beta", 1.0)))]
+    scale = kw.get("sigma", kw.get("lam", kw.get("beta", 1.0)))
+    return codes[prior.dist], [kw.get("nu", 0.0), kw.get("mu", 0.0), scale]
 
 
 def _prior_arrays(design: Design, priors: Priors, codes: dict[str, int]) -> dict[str, Any]:

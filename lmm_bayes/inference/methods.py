@@ -260,8 +260,10 @@ def resolve_method(
         if why:
             why = f"{err}, and {why}"
             if method == "collapsed":
-                alt = "method='gibbs' or 'full'" if not gibbs_obstacle(design) else "method='full'"
-                raise ValueError(f"method='collapsed' cannot be used for this model: {why}; use {alt}") from None
+                alt = "" if gibbs_obstacle(design) else " (or method='gibbs', a Gibbs sampler for random intercepts)"
+                raise ValueError(
+                    f"method='collapsed' cannot be used for this model: {why}; use method='full'{alt}"
+                ) from None
             if method == "auto" and not centered and _gibbs_wins(design, sampler):
                 return _gibbs(design, centered, sampler), ""
             return Full(design, centered=centered), f"method='auto' chose 'full': {why}"
