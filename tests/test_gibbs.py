@@ -241,6 +241,10 @@ def test_same_seed_same_draws_and_keep_b(sim):
     assert not np.array_equal(a["sigma"].isel(chain=0), a["sigma"].isel(chain=1))
     assert b["item_b"].dtype == np.float32 and "item_b" not in c
     np.testing.assert_allclose(a["item_b"], b["item_b"], rtol=1e-6)
+    with pytest.raises(TypeError, match="draws must be an integer, got float"):
+        sample_gibbs(model.design, model.priors, draws=10.0)
+    with pytest.raises(ValueError, match="keep_b"):
+        sample_gibbs(model.design, model.priors, keep_b="some")
 
 
 def test_refuses_slopes_other_samplers_and_centering(sim):

@@ -54,7 +54,8 @@ import numpy as np
 import xarray as xr
 
 from lmm_bayes.inference.kernel_loader import load_gibbs
-from lmm_bayes.inference.layout import BETA, SIGMA, b_name, sd_name
+from lmm_bayes.inference.layout import BETA, KEEP_B, SIGMA, b_name, sd_name
+from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Prior, Priors
 
@@ -155,6 +156,7 @@ def sample_gibbs(
     seed: int | None = None,
     keep_b: str = "all",
     interweave: bool = True,
+    workers: int | None = None,
     system: GibbsSystem | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Sample the posterior with the collapsed Gibbs sampler; returns (posterior, sample_stats).
@@ -176,6 +178,9 @@ def sample_gibbs(
         The draws of b to keep.
     interweave : bool
         Add the non-centred update of each SD (the default; ``False`` only for comparisons).
+    workers : int, optional
+        Threads running chains side by side; default one per core, up to ``chains``
+        (``benchmarks/gibbs_threads.py`` compares with one).
 
     Examples
     --------
@@ -187,6 +192,10 @@ def sample_gibbs(
     >>> bool(9 < float(post["beta"].sel(coef="Days").mean()) < 12), stats.attrs["sampler"]
     (True, 'gibbs')
     """
+    draws = validate.check_positive_int(draws, "draws")
+    tune = validate.check_positive_int(tune, "tune", minimum=0)
+    chains = validate.check_positive_int(chains, "chains")
+    validate.check_choice(keep_b, KEEP_B, "keep_b")
     kernel = load_gibbs()
     system = GibbsSystem.from_design(design) if system is None else system
     pa = _prior_arrays(design, priors, kernel.FAMILY_CODES)
@@ -209,7 +218,7 @@ def sample_gibbs(
                          taus * np.exp(jitter[c, 1:]), int(tune), 1, int(seeds[c]), bool(interweave),
                          o["beta"], o["sigma"], o["tau"], o["b"], o["evals"])
 
-    workers = max(1, min(chains, os.cpu_count() or 1))
+    workers = max(1, min(chains, os.cpu_count() or 1)) if workers is None else workers
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(run, range(chains)))
     coords = {"chain": np.arange(chains), "draw": np.arange(draws)}
