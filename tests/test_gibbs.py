@@ -151,7 +151,7 @@ def _hyper(fit):
 
 
 def test_posterior_agrees_with_collapsed_hmc(pair):
-    """Means within 4 combined MCSE; posterior SDs within 15% (measured: within 4%)."""
+    """Means within 4 combined MCSE (measured: largest 1.9); posterior SDs within 15% (measured: within 3.1%)."""
     _, hmc, gibbs = pair
     assert hmc.method == "collapsed" and gibbs.method == "gibbs"
     h, g = _hyper(hmc), _hyper(gibbs)
