@@ -1,4 +1,4 @@
-"""Benchmark: crossed designs, the collapsed method (blocked Cholesky) against the full method.
+"""Benchmark: crossed designs, the collapsed method (blocked Cholesky) and the Gibbs sampler against the full method.
 
 Two designs, each fitted with 4 chains x (1000 tuning + 1000 kept) draws by nutpie, in a
 fresh child process per (design, method) so that time (the full method's compile included)
@@ -10,7 +10,11 @@ and peak memory are each run's own:
 * (b) 3,000 students x 1,100 lecturers x 14 departments, crossed random intercepts, 75,000
   rows (the shape of lme4's InstEval): ``y ~ 1 + (1 | student) + (1 | lecturer) + (1 | dept)``.
 
-bambi runs too when it is installed, and lme4's REML fit when ``Rscript`` with lme4 is.
+Design (b) also runs ``method="gibbs"`` (:mod:`lmm_bayes.inference.gibbs`, the collapsed Gibbs
+sampler for random intercepts, what ``method="auto"`` picks there). A method named in ``--short``
+runs at ``--short-draws`` draws and tuning instead (the collapsed HMC on (b) takes ~40 minutes at
+1000 + 1000); the table gives each run's own draws. bambi runs too when it is installed, and lme4's
+REML fit when ``Rscript`` with lme4 is.
 The results table goes into ``benchmarks/RESULTS.md``, between the crossed-design markers
 (the rest of that file is ``collapsed_vs_full.py``'s).
 
@@ -19,6 +23,7 @@ Usage::
     python benchmarks/crossed.py                      # both designs, both methods
     python benchmarks/crossed.py --designs a          # one design
     python benchmarks/crossed.py --draws 200          # a quicker smoke run (not for the table)
+    python benchmarks/crossed.py --designs b --methods gibbs full collapsed --short collapsed
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -146,22 +152,29 @@ def run_child(spec: dict, timeout: float) -> dict:
 
 
 def _section(design: str, runs: dict, draws: int, tune: int) -> list[str]:
-    lines = [f"### {TITLES[design]}", "", f"`{FORMULAS[design]}`, 4 chains x {draws} draws ({tune} tuning).", "",
-             "| method | seconds | min bulk ESS | ESS / s | divergences | max R-hat | peak MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"### {TITLES[design]}", "", f"`{FORMULAS[design]}`, 4 chains x {draws} draws ({tune} tuning) "
+             "unless a row says otherwise.", "",
+             "| method | draws (tuning) per chain | seconds | min bulk ESS | ESS / s | divergences | max R-hat "
+             "| peak MB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for method, r in runs.items():
-        if method == "lme4":
+        if method in ("lme4", "load"):
             continue
         if "error" in r:
-            lines.append(f"| {method} | {r['error']} | | | | | |")
+            lines.append(f"| {method} | | {r['error']} | | | | | |")
             continue
-        lines.append(f"| {method} | {r['total_s']:.1f} | {r['min_ess_bulk']:.0f} | "
+        lines.append(f"| {method} | {r.get('draws', draws)} ({r.get('tune', tune)}) | {r['total_s']:.1f} | "
+                     f"{r['min_ess_bulk']:.0f} | "
                      f"{r['min_ess_bulk'] / r['total_s']:.2f} | {r['divergences']} | {r['max_r_hat']:.3f} | "
                      f"{r['peak_rss_mb']:.0f} |")
-    c, f = runs.get("collapsed", {}), runs.get("full", {})
-    if "total_s" in c and "total_s" in f:
-        ratio = (c["min_ess_bulk"] / c["total_s"]) / (f["min_ess_bulk"] / f["total_s"])
-        lines += ["", f"Collapsed / full, min-ESS per second: **{ratio:.1f}x**."]
+    f = runs.get("full", {})
+    for method in ("collapsed", "gibbs"):
+        c = runs.get(method, {})
+        if "total_s" in c and "total_s" in f:
+            ratio = (c["min_ess_bulk"] / c["total_s"]) / (f["min_ess_bulk"] / f["total_s"])
+            lines += ["", f"{method.capitalize()} / full, min-ESS per second: **{ratio:.1f}x**."]
+    if runs.get("load"):
+        lines += ["", f"Load average (1, 5, 15 min) when this design started: {runs['load']} on a shared machine."]
     if runs.get("lme4", {}).get("fit_s") is not None:
         lines += ["", f"lme4 REML point estimates (no posterior): {runs['lme4']['fit_s']:.1f} s."]
     return [*lines, ""]
@@ -179,8 +192,9 @@ def write(results: dict, draws: int, tune: int, path: Path = HERE / "RESULTS.md"
         sections[design] = "\n".join(_section(design, runs, draws, tune))
     head = [START, "", "## Crossed designs (`python benchmarks/crossed.py`)", "",
             f"Machine: {_machine()}.", f"Versions: {_versions()}.",
-            "nutpie; time from `LMM()` to `Fit` in a fresh process (the full method's compile included; the "
-            "collapsed kernel loaded from numba's cache; b drawn); min bulk ESS over the hyperparameters "
+            "nutpie (gibbs: its own compiled sweeps, chains in threads); time from `LMM()` to `Fit` in a fresh "
+            "process (the full method's compile included; the collapsed and Gibbs kernels loaded from numba's "
+            "cache, compiled once per machine; b drawn); min bulk ESS over the hyperparameters "
             "(beta, sigma, SDs, correlations).", ""]
     block = "\n".join(head) + "\n" + "\n".join(sections[k] for k in sorted(sections)) + "\n" + END
     if START in text and END in text:
@@ -194,9 +208,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child")
     ap.add_argument("--designs", nargs="+", default=["a", "b"], choices=["a", "b"])
-    ap.add_argument("--methods", nargs="+", default=["collapsed", "full"], choices=["collapsed", "full"])
+    ap.add_argument("--methods", nargs="+", default=["collapsed", "full", "gibbs"],
+                    choices=["collapsed", "full", "gibbs"], help="gibbs runs on design (b) only (intercepts)")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--short", nargs="*", default=[], choices=["collapsed", "full", "gibbs"],
+                    help="methods run at --short-draws draws and tuning")
+    ap.add_argument("--short-draws", type=int, default=250)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--no-write", action="store_true", help="print only (smoke runs)")
     args = ap.parse_args(argv)
@@ -206,11 +224,15 @@ def main(argv: list[str] | None = None) -> None:
     results: dict = {}
     for design in args.designs:
         runs = results.setdefault(design, {})
-        methods = list(args.methods) + (["bambi"] if importlib.util.find_spec("bambi") else [])
+        runs["load"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        methods = [m for m in args.methods if m != "gibbs" or design == "b"]
+        methods += ["bambi"] if importlib.util.find_spec("bambi") else []
         for method in methods:
-            runs[method] = run_child({"design": design, "method": method, "seed": 1, "draws": args.draws,
-                                      "tune": args.tune},
+            short = method in args.short
+            draws, tune = (args.short_draws, args.short_draws) if short else (args.draws, args.tune)
+            runs[method] = run_child({"design": design, "method": method, "seed": 1, "draws": draws, "tune": tune},
                                      args.timeout)
+            runs[method].update(draws=draws, tune=tune)
         runs["lme4"] = lme4_reml_seconds(SIMULATE[design](1), FORMULAS[design])
     print(json.dumps(results, indent=1))
     if not args.no_write:

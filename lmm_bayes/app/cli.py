@@ -55,7 +55,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", type=int, help="tuning steps per chain")
     p.add_argument("--chains", type=int, help="number of chains")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--method", choices=["auto", "full", "collapsed"], help="sampling method")
+    p.add_argument("--method", choices=["auto", "full", "collapsed", "gibbs"], help="sampling method")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

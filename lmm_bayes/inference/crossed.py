@@ -27,10 +27,11 @@ Cholesky with a fill-reducing ordering fills in the same dense block when most i
 subjects (each student couples all lecturers it rated, and lecturers share students), so it
 gives no saving there and needs CHOLMOD, which is not a wheel on every platform; a collapsed
 Gibbs scheme (Papaspiliopoulos, Roberts & Zanella 2020; Papaspiliopoulos, Stumpf-Fetizon &
-Zanella 2023) costs O(rows) per sweep but needs conjugate variance priors, whereas this exact
-marginal keeps NUTS, the package's priors and its diagnostics. It is the scheme to add for
-designs whose dense block is too big: above :data:`MAX_DENSE_EFFECTS` effects
-``method="auto"`` takes the full method instead.
+Zanella 2023) costs O(rows) per sweep but takes random intercepts only, whereas this exact
+marginal keeps NUTS for slopes and correlations too. For random intercepts with a big dense
+block that scheme is :mod:`lmm_bayes.inference.gibbs`, which ``method="auto"`` takes above
+:data:`SMALL_DENSE_EFFECTS` dense effects; with slopes, above :data:`MAX_DENSE_EFFECTS`
+effects ``method="auto"`` takes the full method instead.
 
 nutpie calls this module through its Python-callback interface. Up to
 :data:`SMALL_DENSE_EFFECTS` dense effects the whole elimination runs in compiled code that calls

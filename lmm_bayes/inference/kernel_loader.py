@@ -1,5 +1,6 @@
-"""Loading the compiled kernels (:mod:`lmm_bayes.inference.kernel`, and
-:mod:`lmm_bayes.inference.crossed_kernel` for crossed designs), and saying so when they compile.
+"""Loading the compiled kernels (:mod:`lmm_bayes.inference.kernel`,
+:mod:`lmm_bayes.inference.crossed_kernel` for crossed designs and
+:mod:`lmm_bayes.inference.gibbs_kernel` for the Gibbs sampler), and saying so when they compile.
 
 Importing the kernel loads it from numba's on-disk cache (about half a second) or, the first
 time on a machine or after the package changed, compiles it (about a minute on 2 cores).
@@ -16,12 +17,13 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["cache_location", "is_loaded", "load", "load_crossed", "warm_up"]
+__all__ = ["cache_location", "is_loaded", "load", "load_crossed", "load_gibbs", "warm_up"]
 
 #: loading from the cache takes under a second; longer than this means numba is compiling
 NOTICE_AFTER_S = 3.0
 _KERNEL = "lmm_bayes.inference.kernel"
 _CROSSED = "lmm_bayes.inference.crossed_kernel"
+_GIBBS = "lmm_bayes.inference.gibbs_kernel"
 _NOTICED: list[str] = []
 
 
@@ -55,6 +57,11 @@ def load() -> ModuleType:
 def load_crossed() -> ModuleType:
     """The crossed method's compiled loops, imported once per process (with a notice while they compile)."""
     return _import_with_notice(_CROSSED)
+
+
+def load_gibbs() -> ModuleType:
+    """The Gibbs sampler's compiled sweeps, imported once per process (with a notice while they compile)."""
+    return _import_with_notice(_GIBBS)
 
 
 def _import_with_notice(name: str) -> ModuleType:
@@ -91,4 +98,5 @@ def warm_up() -> float:
     start = time.perf_counter()
     load()
     load_crossed()
+    load_gibbs()
     return time.perf_counter() - start

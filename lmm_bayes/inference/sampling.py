@@ -31,7 +31,8 @@ from lmm_bayes.inference.layout import (
     model_coords,
     pointwise_log_likelihood,
 )
-from lmm_bayes.inference.methods import Collapsed, Crossed, Method
+from lmm_bayes.inference.gibbs import SAMPLER_NAME
+from lmm_bayes.inference.methods import Collapsed, Crossed, Gibbs, Method
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
@@ -177,7 +178,10 @@ def sample_posterior(
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
     on_kernel = isinstance(method, Crossed) or (USE_KERNEL and isinstance(method, Collapsed))
-    if on_kernel and settings.sampler == "nutpie":
+    if isinstance(method, Gibbs):  # its own sampler: no NUTS, no graph (the sweeps are compiled once per machine)
+        reused = True  # nothing is compiled per model: the sweeps are compiled once per machine
+        posterior, stats = method.sample(priors, settings, keep_b)
+    elif on_kernel and settings.sampler == "nutpie":
         # no graph to compile: the kernel is compiled once per machine (kernel_sampler)
         reused = kernel_loader.is_loaded()
         coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
@@ -212,6 +216,7 @@ def sample_posterior(
         "method": method.name,
         "centered": int(getattr(method, "centered", False)),
         **settings.attrs(),
+        **({"sampler": SAMPLER_NAME} if isinstance(method, Gibbs) else {}),
         "compiled_model_reused": int(reused),
         "keep_b": keep_b,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -89,6 +89,8 @@ class Fit(FitFacades, FittedModel):
 
     def _reliability_tips(self) -> list[str]:
         tips = super()._reliability_tips()
+        if self.method == "gibbs":  # no NUTS: target_accept does not apply
+            return ["more draws and tuning (draws=4000, tune=2000)", "method='collapsed' (NUTS on the exact marginal)"]
         return ["method='collapsed' (no funnel)", *tips] if self.method == "full" else tips
 
     # ---------------------------------------------------------------- tables
@@ -367,11 +369,16 @@ def fit_model(
         Draws kept per chain, tuning steps per chain, number of chains.
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         The NUTS implementation; numpyro and blackjax need JAX.
-    method : {"auto", "full", "collapsed"}
+    method : {"auto", "full", "collapsed", "gibbs"}
         ``"full"`` samples every cluster's b; ``"collapsed"`` integrates b out of the
         Gaussian likelihood and draws it exactly afterwards (no funnel, cost per
         gradient independent of the rows), for nested and crossed factors (crossed ones
-        with nutpie); ``"auto"`` picks collapsed where it applies.
+        with nutpie); ``"gibbs"`` is a collapsed Gibbs sampler (not NUTS; ``sampler`` and
+        ``target_accept`` do not apply, ``tune`` sweeps are discarded) for random
+        intercepts only, whose sweep is linear in rows and levels
+        (:mod:`lmm_bayes.inference.gibbs`); ``"auto"`` picks collapsed where it applies,
+        and gibbs for crossed random intercepts with many levels (see
+        :func:`~lmm_bayes.inference.methods.resolve_method`).
     target_accept : float
         NUTS target acceptance rate.
     seed : int, optional
