@@ -16,8 +16,10 @@ level, inverted by Sherman-Morrison), then b_k given beta (one normal per level)
 beta jointly with each factor is what makes it scale: the plain Gibbs sampler that updates
 beta and each b_k separately slows down as the levels grow, because the intercept and the
 mean of every factor's b are nearly confounded; the collapsed one has a relaxation time
-bounded as the design grows, under their balanced-or-random-missingness conditions. The
-compiled sweeps are in :mod:`lmm_bayes.inference.gibbs_kernel`.
+bounded as the design grows (PRZ 2020 prove it with the variances known and balanced
+designs, and show the hyperparameter-extended sampler outperforming alternatives
+empirically; PSZ 2023 analyse random, sparse designs on average). The compiled sweeps are
+in :mod:`lmm_bayes.inference.gibbs_kernel`.
 
 The SDs are not conjugate under the package's priors (half-normal, exponential,
 half-Student-t, half-Cauchy): each is updated exactly by slice sampling on its log scale,
