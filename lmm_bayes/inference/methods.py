@@ -38,12 +38,14 @@ from lmm_bayes.inference.crossed import (
     dense_effects,
     draw_crossed_effects,
 )
+from lmm_bayes.inference.glm import glm_data
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["METHODS", "Collapsed", "Crossed", "Full", "Method", "choose_method", "resolve_method"]
@@ -53,7 +55,9 @@ METHODS = ("auto", "full", "collapsed")
 
 def _key(name: str, design: Design, priors: Priors, rows: int | None, centered: bool) -> str:
     layout = [(g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups]
-    return json.dumps([name, centered, rows, design.X_columns, layout, priors.to_json()], default=str)
+    family = family_of(design)
+    glm = [family.name, family.link, sorted(glm_data(design))]
+    return json.dumps([name, centered, rows, design.X_columns, layout, priors.to_json(), glm], default=str)
 
 
 def _in_layout(design: Design, post: xr.Dataset) -> xr.Dataset:
@@ -96,7 +100,7 @@ class Full:
 
     def data(self) -> dict[str, np.ndarray]:
         d = self.design
-        updates = {"X": d.X, "y_obs": d.y}
+        updates = {"X": d.X, "y_obs": d.y, **glm_data(d)}
         for g in d.groups:
             updates[codes_name(g)] = g.codes
             updates[z_name(g)] = g.Z
@@ -201,7 +205,14 @@ def resolve_method(
     ('collapsed', ['Subject'], '')
     """
     validate.check_choice(method, METHODS, "method")
-    if method == "full":
+    family = family_of(design)
+    if method == "collapsed" and not family.is_gaussian:
+        raise ValueError(
+            f"method='collapsed' integrates b out exactly, which only a Gaussian response allows; "
+            f"family={family.name!r} has no exact collapsed likelihood (an approximate fast path, "
+            "Laplace per cluster with a check of its error, is planned); use method='full' or 'auto'"
+        )
+    if method == "full" or not family.is_gaussian:  # auto: a GLMM has one method, the full one
         return Full(design, centered=centered), ""
     try:
         strategy: Method = Collapsed(design, nesting_chain(design))
