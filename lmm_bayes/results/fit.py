@@ -31,8 +31,10 @@ from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
+from lmm_bayes.results.glm import describe, ratio_table, require_gaussian, residual_variance_draws
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,7 +73,23 @@ class Fit(FittedModel):
 
     def _reliability_tips(self) -> list[str]:
         tips = super()._reliability_tips()
-        return ["method='collapsed' (no funnel)", *tips] if self.method == "full" else tips
+        gaussian = family_of(self.design).is_gaussian
+        return ["method='collapsed' (no funnel)", *tips] if self.method == "full" and gaussian else tips
+
+    def fixef(self, *, exponentiate: bool = False, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Fixed effects β, on the link scale, or as rate / odds ratios (``exponentiate=True``).
+
+        Parameters
+        ----------
+        exponentiate : bool
+            ``exp(beta)`` draw by draw, then summarised (``df.attrs["scale"]`` says "rate ratio"
+            for a log link, "odds ratio" for a logit link; other links raise ``ValueError``).
+        ci, prob
+            As for every table.
+        """
+        if not isinstance(exponentiate, bool):
+            raise TypeError(f"exponentiate must be True or False, got {type(exponentiate).__name__}")
+        return ratio_table(self, ci=ci, prob=prob) if exponentiate else super().fixef(ci=ci, prob=prob)
 
     # ---------------------------------------------------------------- tables
     def varcorr(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
@@ -105,10 +123,10 @@ class Fit(FittedModel):
         """
         params = hyperparameters(self.design, fixed=False)
         # the residual last, as lme4 prints it
-        params = (*params[1:], params[0])
+        params = (*[p for p in params if p.group != "Residual"], *[p for p in params if p.group == "Residual"])
         draws = hyperparameter_draws(self.posterior, params)
         table = summarize_draws(draws, ci=ci, prob=prob)
-        is_sd = np.array([p.term == "sigma" or p.term.startswith("sd(") for p in params])
+        is_sd = np.array([p.term in ("sigma", "dispersion") or p.term.startswith("sd(") for p in params])
         variance = (draws**2).mean(("chain", "draw")).values
         table.insert(1, "variance", np.where(is_sd, variance, np.nan))
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
@@ -140,6 +158,9 @@ class Fit(FittedModel):
         """Per-draw variance of each factor's contribution at predictor values ``at``, and σ².
 
         dims (chain, draw, component) with components the factor names and ``"Residual"``.
+        For a generalized model every part is on the latent (link) scale and the residual is
+        the family's distribution-specific variance (:func:`lmm_bayes.results.glm.residual_variance_draws`:
+        π²/3 for logit, 1 for probit, log(1 + 1/lambda) for Poisson counts).
         """
         post = self.posterior
         at = dict(at or {})
@@ -148,7 +169,7 @@ class Fit(FittedModel):
             z = np.array([1.0 if e == "Intercept" else float(at.get(e, 0.0)) for e in g.effects])
             parts.append(np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z))
             names.append(g.name)
-        parts.append(post["sigma"].values ** 2)
+        parts.append(residual_variance_draws(self, at))
         names.append("Residual")
         return xr.DataArray(
             np.stack(parts, axis=-1), dims=("chain", "draw", "component"), coords={"component": names}
@@ -210,6 +231,7 @@ class Fit(FittedModel):
 
     def r2(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`)."""
+        require_gaussian(self, "R² (marginal and conditional)")
         return comparison.r2(self, ci=ci, prob=prob)
 
     def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:
@@ -220,7 +242,7 @@ class Fit(FittedModel):
         diag = self.diagnostics()
         ci, prob = check_interval(ci, prob)
         header = (
-            f"Bayesian linear mixed model fit by {a['sampler']} (method: {a['method']})\n"
+            f"{describe(self)} fit by {a['sampler']} (method: {a['method']})\n"
             f"Formula: {a['formula']}\n"
             f"Rows: {d.n}; groups: {groups}; intervals: {interval_label(ci, prob)}"
         )
@@ -242,6 +264,7 @@ class Fit(FittedModel):
         """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`."""
         from lmm_bayes.results.shrinkage import shrinkage
 
+        require_gaussian(self, "shrinkage (the no-pooling estimates and the model's shrinkage factor)")
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
@@ -260,6 +283,7 @@ class Fit(FittedModel):
         """Model-implied Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`."""
         from lmm_bayes.results.covariance import implied_covariance
 
+        require_gaussian(self, "the implied covariance of y")
         return implied_covariance(self, rows, **kwargs)
 
     def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
@@ -367,7 +391,7 @@ def fit_model(
         warnings.warn(note, MethodNote, stacklevel=3)
     idata = sample_posterior(
         model.design, model.priors, strategy, settings, log_likelihood=log_likelihood, keep_b=keep_b,
-        attrs={"formula": model.formula, "method_note": note},
+        attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
     )
     fit = Fit(idata=idata, model=model)
     fit.warn_if_unreliable(stacklevel=4)

@@ -436,12 +436,23 @@ def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
+            if "family" in tree.attrs:  # a GLMM (lmm_bayes.spec.glmm): family, link, trials as fitted
+                return _rebuild_glmm(tree.attrs, data, priors)
             return LMM(tree.attrs["formula"], data, priors=priors)
     except Exception as err:  # noqa: BLE001 - whatever the formula, data or priors did wrong, the file is damaged
         raise FitFileError(
             f"{str(path)!r}: cannot rebuild the model from the stored formula, priors and training data "
             f"({type(err).__name__}: {err}); the file may be damaged"
         ) from None
+
+
+def _rebuild_glmm(attrs: dict[str, Any], data: pd.DataFrame, priors: Any) -> LMM:
+    """``GLMM(formula, data, family=, link=, trials=, priors=)`` from a saved fit's attributes."""
+    from lmm_bayes.spec.glmm import GLMM
+
+    kind, value = attrs.get("trials_kind", "none"), attrs.get("trials", "")
+    trials = None if kind == "none" else value if kind == "column" else int(value)
+    return GLMM(attrs["formula"], data, family=attrs["family"], link=attrs["link"], trials=trials, priors=priors)
 
 
 def _check_design(

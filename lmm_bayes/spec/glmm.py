@@ -63,12 +63,25 @@ class GLMDesign(Design):
         The summed ``offset(...)`` terms per row, on the link scale.
     offset_terms : tuple of str
         The offsets' expressions, to evaluate them on new rows.
+    trials_terms : tuple of str
+        The expressions whose sum is the trials (``(successes, failures)`` from ``cbind``,
+        or the trials column); empty with one number of trials for every row.
     """
 
     family: Family = GAUSSIAN
     trials: np.ndarray | None = None
     offset: np.ndarray | None = None
     offset_terms: tuple[str, ...] = ()
+    trials_terms: tuple[str, ...] = ()
+
+    def trials_for(self, data: pd.DataFrame) -> np.ndarray | None:
+        """The trials of new rows (binomial only; None otherwise); their columns must be present."""
+        if self.trials is None:
+            return None
+        if not self.trials_terms:
+            return np.full(len(data), float(self.trials[0]))
+        return check_trials(_evaluate_sum(self.trials_terms, data, "trials"), " + ".join(self.trials_terms),
+                            index=data.index)
 
     def offset_for(self, data: pd.DataFrame) -> np.ndarray:
         """The offset of new rows (zeros for a model without one); their columns must be present."""
@@ -216,7 +229,9 @@ class GLMM(LMM):
         base = {f.name: getattr(design, f.name) for f in fields(Design)}
         base["data"] = rows
         self._spec = spec
-        self._design = GLMDesign(**base, family=fam, trials=n_trials, offset=offset, offset_terms=offsets)
+        trials_terms = tuple(binomial) if binomial else (trials,) if isinstance(trials, str) else ()
+        self._design = GLMDesign(**base, family=fam, trials=n_trials, offset=offset, offset_terms=offsets,
+                                 trials_terms=trials_terms)
         self._formula = formula
         self._trials_arg = trials
         self._priors = resolve_priors(self._design, priors)
