@@ -417,6 +417,7 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
 
 def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
     """``LMM(formula, data, priors=priors)`` from the stored attributes and training data."""
+    from lmm_bayes.spec.glmm import GLMM
     from lmm_bayes.spec.model import LMM
     from lmm_bayes.spec.priors import Priors
 
@@ -436,23 +437,14 @@ def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
-            if "family" in tree.attrs:  # a GLMM (lmm_bayes.spec.glmm): family, link, trials as fitted
-                return _rebuild_glmm(tree.attrs, data, priors)
+            if "family" in tree.attrs:  # a GLMM: family, link and trials as fitted
+                return GLMM.from_attrs(tree.attrs, data, priors=priors)
             return LMM(tree.attrs["formula"], data, priors=priors)
     except Exception as err:  # noqa: BLE001 - whatever the formula, data or priors did wrong, the file is damaged
         raise FitFileError(
             f"{str(path)!r}: cannot rebuild the model from the stored formula, priors and training data "
             f"({type(err).__name__}: {err}); the file may be damaged"
         ) from None
-
-
-def _rebuild_glmm(attrs: dict[str, Any], data: pd.DataFrame, priors: Any) -> LMM:
-    """``GLMM(formula, data, family=, link=, trials=, priors=)`` from a saved fit's attributes."""
-    from lmm_bayes.spec.glmm import GLMM
-
-    kind, value = attrs.get("trials_kind", "none"), attrs.get("trials", "")
-    trials = None if kind == "none" else value if kind == "column" else int(value)
-    return GLMM(attrs["formula"], data, family=attrs["family"], link=attrs["link"], trials=trials, priors=priors)
 
 
 def _check_design(

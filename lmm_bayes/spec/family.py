@@ -129,7 +129,7 @@ class Family:
         if self.counts or self.name == "binomial":
             bad = (y < 0) | (y != np.round(y))
             what = "counts (0, 1, 2, ...)" if self.counts else "numbers of successes (0, 1, 2, ...)"
-            fix = ("use family='gaussian' for a continuous response" if self.counts
+            fix = ("check the column, or use family='gaussian' for a continuous response" if self.counts
                    else "give the successes, with the trials as cbind(successes, failures) or trials=")
             _raise_if(bad, y, f"the response {name!r} must be {what} for family={self.name!r}", fix, index=index)
         if self.name == "bernoulli":

@@ -253,12 +253,12 @@ class GLMM(LMM):
         return {"family": self.family.name, "link": self.family.link, "trials": "" if t is None else str(t),
                 "trials_kind": "none" if t is None else ("column" if isinstance(t, str) else "number")}
 
-    def pymc_model(self, *, method: str = "full", centered: bool = False):
-        """The PyMC model (the full method: every cluster's b a parameter)."""
-        from lmm_bayes.inference.methods import resolve_method
-
-        validate.check_choice(method, ("full", "collapsed"), "method")
-        return resolve_method(self._design, "full", centered=centered)[0].build(self._priors)
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], data: pd.DataFrame, *, priors: Any = None) -> GLMM:
+        """The model again from :attr:`glm_attrs` and the formula (as a saved fit stores them)."""
+        kind, value = attrs.get("trials_kind", "none"), attrs.get("trials", "")
+        trials = None if kind == "none" else value if kind == "column" else int(value)
+        return cls(attrs["formula"], data, family=attrs["family"], link=attrs["link"], trials=trials, priors=priors)
 
     def __repr__(self) -> str:
         lines = super().__repr__().splitlines()
