@@ -345,5 +345,7 @@ def test_gaussian_only_summaries_say_so(choices_fit):
         choices_fit.r2()
     with pytest.raises(ValueError, match="shrinkage .* Gaussian models only"):
         choices_fit.shrinkage("who")
+    with pytest.raises(ValueError, match="sbc is built for Gaussian models only so far; this model is family='bernoulli'"):
+        lb.sbc(choices_fit.model, n_sims=2, draws=10, seed=1)
     probit = lb.GLMM("correct ~ x + (1 | who)", _simulate_choices(), family="bernoulli", link="probit")
     assert probit.family.ratio_name == ""

@@ -344,7 +344,9 @@ def fit_model(
         ``"full"`` samples every cluster's b; ``"collapsed"`` integrates b out of the
         Gaussian likelihood and draws it exactly afterwards (no funnel, cost per
         gradient independent of the rows), for nested and crossed factors (crossed ones
-        with nutpie); ``"auto"`` picks collapsed where it applies.
+        with nutpie); ``"auto"`` picks collapsed where it applies. A GLMM
+        (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian) has the full method
+        only: ``"auto"`` takes it and ``"collapsed"`` raises ``ValueError`` saying why.
     target_accept : float
         NUTS target acceptance rate.
     seed : int, optional
