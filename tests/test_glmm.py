@@ -341,7 +341,7 @@ def test_family_link_method_and_prior_errors():
 
 
 def test_gaussian_only_summaries_say_so(choices_fit):
-    with pytest.raises(ValueError, match="R² .* Gaussian models only; this fit is family='bernoulli'"):
+    with pytest.raises(ValueError, match="R² .* Gaussian models only so far; this model is family='bernoulli'"):
         choices_fit.r2()
     with pytest.raises(ValueError, match="shrinkage .* Gaussian models only"):
         choices_fit.shrinkage("who")

@@ -52,7 +52,7 @@ from lmm_bayes.inference.methods import METHODS
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.family import require_gaussian
 from lmm_bayes.spec.priors import Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -410,11 +410,7 @@ def sbc(
 
     if not isinstance(model, LMM):
         raise TypeError(f"model must be an lb.LMM, got {type(model).__name__}")
-    if not family_of(model.design).is_gaussian:
-        raise ValueError(
-            f"sbc is built for Gaussian models only so far; this model is family={family_of(model.design).name!r} "
-            "(simulating a GLMM's responses from its family is issue 20's next step)"
-        )
+    require_gaussian(model.design, "sbc")
     n_sims = validate.check_positive_int(n_sims, "n_sims")
     draws = validate.check_positive_int(draws, "draws")
     chains = validate.check_positive_int(chains, "chains")

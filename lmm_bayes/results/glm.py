@@ -20,6 +20,7 @@ import pandas as pd
 from lmm_bayes.inference.layout import BETA, SIGMA, covariance_values
 from lmm_bayes.results.summary import summarize_draws
 from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.family import require_gaussian as require_gaussian_design
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
@@ -31,13 +32,8 @@ KINDS = ("mean", "response", "link")
 
 
 def require_gaussian(fit: Fit, what: str) -> None:
-    """``ValueError`` when ``fit`` is not Gaussian: ``what`` is defined for Gaussian models only (so far)."""
-    family = family_of(fit.design)
-    if not family.is_gaussian:
-        raise ValueError(
-            f"{what} is defined here for Gaussian models only; this fit is family={family.name!r} "
-            "(not built yet for generalized models: issue 20)"
-        )
+    """``ValueError`` when ``fit`` is not Gaussian: ``what`` is built for Gaussian models only (so far)."""
+    require_gaussian_design(fit.design, what)
 
 
 def on_scale(fit: Fit, eta: np.ndarray, kind: str, rng: np.random.Generator,

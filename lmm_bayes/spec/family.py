@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["FAMILIES", "GAUSSIAN", "Family", "check_trials", "family_of", "get_family"]
+__all__ = ["FAMILIES", "GAUSSIAN", "Family", "check_trials", "family_of", "get_family", "require_gaussian"]
 
 #: family name → its links, the canonical (default) one first
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -248,6 +248,16 @@ def get_family(family: str | Family, link: str | None = None) -> Family:
 def family_of(design: object) -> Family:
     """The family of a design: a GLMM's own, Gaussian for an LMM's."""
     return getattr(design, "family", GAUSSIAN)
+
+
+def require_gaussian(design: object, what: str) -> None:
+    """``ValueError`` unless the design is Gaussian: ``what`` is built for Gaussian models only (so far)."""
+    family = family_of(design)
+    if not family.is_gaussian:
+        raise ValueError(
+            f"{what} is built for Gaussian models only so far; this model is family={family.name!r} "
+            "(not built yet for generalized models: issue 20)"
+        )
 
 
 def check_trials(trials: np.ndarray, name: str, index=None) -> np.ndarray:
