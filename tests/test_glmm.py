@@ -285,6 +285,35 @@ def test_binomial_fit_tables_save_and_load(cbpp_fit, tmp_path):
     np.testing.assert_allclose(ll, f.log_likelihood(cbpp_fit.design.y, eta, None, cbpp_fit.design.trials), rtol=1e-12)
 
 
+def test_rootogram_sums_the_familys_probabilities(counts_fit):
+    """Expected frequency of k = Σ_i Poisson(k | exp(eta_i)) per draw, averaged; observed = the data's counts."""
+    from scipy import stats
+
+    table = counts_fit.rootogram(max_count=5)
+    eta = counts_fit.predict(kind="link").values
+    want = np.array([stats.poisson.pmf(k, np.exp(eta)).sum(-1).mean() for k in range(6)])
+    np.testing.assert_allclose(table["mean"].values, want, rtol=1e-10)
+    y = counts_fit.design.y
+    np.testing.assert_array_equal(table["observed"].values, [(y == k).sum() for k in range(6)])
+    assert table.attrs["observed_above"] == (y > 5).sum()
+    assert table.attrs["expected_above"] == pytest.approx(len(y) - want.sum(), rel=1e-10)
+
+
+def test_binned_calibration(cbpp_fit):
+    """Bins of equal size by predicted probability; observed = successes / trials in the bin (by hand)."""
+    table = cbpp_fit.binned_calibration(bins=4, seed=1)
+    d = cbpp_fit.design
+    p = cbpp_fit.predict(kind="mean").mean(("chain", "draw")).values
+    order = np.argsort(p, kind="stable")
+    for b, rows in enumerate(np.array_split(order, 4)):
+        assert table.loc[b, "rows"] == len(rows)
+        assert table.loc[b, "observed"] == pytest.approx(d.y[rows].sum() / d.trials[rows].sum(), rel=1e-12)
+        assert table.loc[b, "predicted"] == pytest.approx((p[rows] * d.trials[rows]).sum() / d.trials[rows].sum())
+    # a well-specified model: the observed proportion inside the replicated 94% interval in most bins
+    inside = (table["observed"] >= table["hdi_low"]) & (table["observed"] <= table["hdi_high"])
+    assert inside.sum() >= 3, table
+
+
 # ---------------------------------------------------------------------------- bad input
 
 
@@ -338,6 +367,15 @@ def test_family_link_method_and_prior_errors():
         lb.GLMM("y ~ 1 + offset(log(t)) + (1 | g)", df, family="poisson")
     with pytest.raises(ValueError, match="offset.* with family='gaussian'"):
         lb.GLMM("y ~ 1 + offset(t) + (1 | g)", df, family="gaussian")
+
+
+def test_checks_refuse_the_wrong_family(choices_fit, counts_fit):
+    with pytest.raises(ValueError, match="rootogram compares frequencies of counts; this fit is family='bernoulli'"):
+        choices_fit.rootogram()
+    with pytest.raises(ValueError, match="binned calibration compares proportions .* family='poisson'; for counts use"):
+        counts_fit.binned_calibration()
+    with pytest.raises(ValueError, match="bins"):
+        choices_fit.binned_calibration(bins=0)
 
 
 def test_gaussian_only_summaries_say_so(choices_fit):

@@ -32,6 +32,7 @@ from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.glm import describe, ratio_table, require_gaussian, residual_variance_draws
+from lmm_bayes.results.glm_checks import binned_calibration, rootogram
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
@@ -303,6 +304,14 @@ class Fit(FittedModel):
         from lmm_bayes.results.predictive import posterior_predictive
 
         return posterior_predictive(self, **kwargs)
+
+    def rootogram(self, **kwargs: Any) -> pd.DataFrame:
+        """Observed and expected frequency of each count; see :func:`lmm_bayes.results.glm_checks.rootogram`."""
+        return rootogram(self, **kwargs)
+
+    def binned_calibration(self, **kwargs: Any) -> pd.DataFrame:
+        """Observed vs predicted proportions by bin; see :func:`lmm_bayes.results.glm_checks.binned_calibration`."""
+        return binned_calibration(self, **kwargs)
 
     def plot_ppc(self, **kwargs: Any):
         """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`."""
