@@ -314,6 +314,33 @@ def test_binned_calibration(cbpp_fit):
     assert inside.sum() >= 3, table
 
 
+def test_model_file_with_a_family(tmp_path, cbpp):
+    from lmm_bayes.app.modelfile import load_model_file
+
+    cbpp.to_csv(tmp_path / "cbpp.csv", index=False)
+    text = f'[data]\npath = "cbpp.csv"\n[model]\nformula = "{CBPP}"\nfamily = "binomial"\n'
+    (tmp_path / "m.toml").write_text(text)
+    model = load_model_file(tmp_path / "m.toml").model()
+    assert isinstance(model, lb.GLMM) and model.formula == CBPP and model.design.trials.sum() == cbpp["size"].sum()
+    (tmp_path / "bad.toml").write_text(text.replace('"binomial"', '"binomial"\nlink = "log"'))
+    with pytest.raises(lb.ModelFileError, match=r"\[model\] family: link='log' is not available for family='binomial'"):
+        load_model_file(tmp_path / "bad.toml")
+    (tmp_path / "nofam.toml").write_text(text.replace('family = "binomial"', 'trials = "size"'))
+    with pytest.raises(lb.ModelFileError, match="link and trials need a family"):
+        load_model_file(tmp_path / "nofam.toml")
+
+
+def test_gaussian_glmm_is_the_lmm(cbpp):
+    """family='gaussian' gives the LMM's priors and its exact collapsed method."""
+    from lmm_bayes.inference.methods import resolve_method
+
+    g = lb.GLMM("incidence ~ C(period) + (1 | herd)", cbpp, family="gaussian")
+    m = lb.LMM("incidence ~ C(period) + (1 | herd)", cbpp)
+    assert g.priors == m.priors
+    assert resolve_method(g.design, "auto")[0].name == "collapsed"
+    assert resolve_method(lb.GLMM(CBPP, cbpp, family="binomial").design, "auto")[0].name == "full"
+
+
 # ---------------------------------------------------------------------------- bad input
 
 
