@@ -27,5 +27,5 @@ def test_notebooks_are_stripped():
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has outputs"
 
 
-def test_there_are_six_notebooks():
-    assert [p.stem[:2] for p in sorted(NOTEBOOKS.glob("*.ipynb"))] == ["01", "02", "03", "04", "05", "06"]
+def test_there_are_seven_notebooks():
+    assert [p.stem[:2] for p in sorted(NOTEBOOKS.glob("*.ipynb"))] == ["01", "02", "03", "04", "05", "06", "07"]
