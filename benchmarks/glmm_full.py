@@ -52,18 +52,19 @@ def simulate(*, subjects: int = 20, neurons: int = 25, trials: int = 40, seed: i
                          "neuron": [f"n{i % neurons}" for i in nn]})
 
 
-def ours(df: pd.DataFrame, args) -> dict:
+def ours(df: pd.DataFrame, args, centered: bool) -> dict:
     import lmm_bayes as lb
 
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = lb.GLMM(FORMULA, df, family="poisson").fit(
-            method="full", draws=args.draws, tune=args.tune, chains=args.chains, seed=1, progressbar=False,
-            log_likelihood=False)
+            method="full", centered=centered, draws=args.draws, tune=args.tune, chains=args.chains, seed=1,
+            progressbar=False, log_likelihood=False)
     wall = time.perf_counter() - t
     d = fit.diagnostics()
-    return {"tool": "lmm-bayes full (nutpie)", "seconds": wall, "min_ess": d["min_ess_bulk"],
+    kind = "hierarchically centered, centered=True" if centered else "non-centered, the default"
+    return {"tool": f"lmm-bayes full, {kind} (nutpie)", "seconds": wall, "min_ess": d["min_ess_bulk"],
             "divergences": d["divergences"], "max_r_hat": d["max_r_hat"],
             "beta": fit.fixef()["mean"].round(3).to_dict()}
 
@@ -110,7 +111,7 @@ def main() -> None:
     p.add_argument("--chains", type=int, default=4)
     args = p.parse_args()
     df = simulate()
-    rows = [r for r in (ours(df, args), bambi(df, args), glmer(df)) if r is not None]
+    rows = [r for r in (ours(df, args, False), ours(df, args, True), bambi(df, args), glmer(df)) if r is not None]
     lines = [
         f"# GLMM, full method ({len(df):,} rows, `{FORMULA}`, Poisson)",
         "",

@@ -39,6 +39,7 @@ from lmm_bayes.inference.crossed import (
     draw_crossed_effects,
 )
 from lmm_bayes.inference.glm import glm_data
+from lmm_bayes.inference.glm_centered import build_hierarchical_model
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
@@ -96,6 +97,8 @@ class Full:
         return _key(self.name, self.design, priors, self.design.n, self.centered)
 
     def build(self, priors: Priors) -> pm.Model:
+        if self.centered and not family_of(self.design).is_gaussian:  # a GLMM: hierarchical centering
+            return build_hierarchical_model(self.design, priors)
         return build_model(self.design, priors, centered=self.centered)
 
     def data(self) -> dict[str, np.ndarray]:

@@ -74,8 +74,13 @@ class Fit(FittedModel):
 
     def _reliability_tips(self) -> list[str]:
         tips = super()._reliability_tips()
-        gaussian = family_of(self.design).is_gaussian
-        return ["method='collapsed' (no funnel)", *tips] if self.method == "full" and gaussian else tips
+        if self.method != "full":
+            return tips
+        if family_of(self.design).is_gaussian:
+            return ["method='collapsed' (no funnel)", *tips]
+        if not self._idata.attrs.get("centered", 0):  # a GLMM: clusters with much data mix better centred
+            return ["centered=True (hierarchical centering: for clusters that hold much data)", *tips]
+        return tips
 
     def fixef(self, *, exponentiate: bool = False, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Fixed effects β, on the link scale, or as rate / odds ratios (``exponentiate=True``).
@@ -362,7 +367,10 @@ def fit_model(
         Same seed, same draws.
     progressbar : bool
     centered : bool
-        Centered parameterization of the full model (for teaching the funnel).
+        Centered parameterization of the full model (for teaching the funnel). For a GLMM,
+        hierarchical centering (:mod:`lmm_bayes.inference.glm_centered`): every cluster's
+        effects sampled around β (a nested cluster's around its parent's), which mixes far
+        better when clusters hold much data (``benchmarks/RESULTS_glmm.md``).
     log_likelihood : bool or "auto"
         Store the pointwise log-likelihood (needed by LOO); "auto" stores it when
         chains × draws × rows is at most 4e7.
