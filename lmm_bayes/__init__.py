@@ -8,7 +8,7 @@ stage         modules
 ============  =====================================================================
 bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
 spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``family``, ``priors``, ``model`` (``LMM``), ``glmm`` (``GLMM``)
-inference     ``layout`` (the posterior's names and algebra), ``glm``, ``graph``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
+inference     ``layout`` (the posterior's names and algebra), ``glm``, ``graph``, ``glm_centered``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
 results       ``summary``, ``glm``, ``base``, ``fit``, ``comparison``, ``hypothesis``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
 teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
 calibration   ``simulate``, ``sbc``, ``workers``
