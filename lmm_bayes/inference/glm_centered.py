@@ -1,7 +1,7 @@
 """The full method of a GLMM with hierarchical centering: cluster means sampled around β (``centered=True``).
 
 Non-centered b (the default) mixes badly when every cluster holds much data (measured in
-``benchmarks/RESULTS_glmm.md``: min ESS 3 of 1000 draws at 1,000 trials per subject), and
+``benchmarks/RESULTS_glmm.md``: min ESS 3 to 8 of 1000 draws at 1,000 trials per subject), and
 plainly centered b trade off with β along a ridge instead. Hierarchical centering
 (Gelfand, Sahu & Carlin 1995) samples each cluster's own effect, ``c = β + b``, around its
 population value: ``c_j ~ N(β, G)``, and a nested factor's around its parent cluster's,
