@@ -7,9 +7,9 @@ only the stages below it:
 stage         modules
 ============  =====================================================================
 bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
-spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``priors``, ``model`` (``LMM``)
-inference     ``layout`` (the posterior's names and algebra), ``graph``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
-results       ``summary``, ``base``, ``fit``, ``comparison``, ``hypothesis``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
+spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``family``, ``priors``, ``model`` (``LMM``), ``glmm`` (``GLMM``)
+inference     ``layout`` (the posterior's names and algebra), ``glm``, ``graph``, ``glm_centered``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
+results       ``summary``, ``glm``, ``base``, ``fit``, ``comparison``, ``hypothesis``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
 teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
 calibration   ``simulate``, ``sbc``, ``workers``
 app           ``modelfile``, ``cli``, ``report``
@@ -41,7 +41,9 @@ from lmm_bayes.results.fit import Fit
 from lmm_bayes.results.io import load
 from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.spec.design import Design, GroupDesign, build_design
+from lmm_bayes.spec.family import Family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
+from lmm_bayes.spec.glmm import GLMM
 from lmm_bayes.spec.model import LMM
 from lmm_bayes.spec.priors import Prior, Priors
 from lmm_bayes.teaching.pooling import PoolingComparison, compare_pooling
@@ -51,6 +53,8 @@ __all__ = [
     "__version__",
     "datasets",
     "LMM",
+    "GLMM",
+    "Family",
     "ModelSpec",
     "Design",
     "GroupDesign",

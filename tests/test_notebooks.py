@@ -127,8 +127,8 @@ def test_notebooks_use_the_public_api_only(path):
     assert "tests/data" not in source
 
 
-def test_there_are_seven_notebooks():
-    assert [p.stem[:2] for p in PATHS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_there_are_eight_notebooks():
+    assert [p.stem[:2] for p in PATHS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 # ====================================================================== the concept tables

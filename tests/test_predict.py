@@ -251,7 +251,7 @@ def test_missing_predictor_column_raises(fit):
         (lambda f: f.predict([[1, "308"]]), TypeError, r"data must be a pandas DataFrame, got list"),
         (lambda f: f.predict(levels=["new"]), TypeError, r"levels must be a string"),
         (lambda f: f.predict(levels="nwe"), ValueError, r"levels must be one of .* \(did you mean 'new'\?\)"),
-        (lambda f: f.predict(kind="responses"), ValueError, r"kind must be one of \['mean', 'response'\]"),
+        (lambda f: f.predict(kind="responses"), ValueError, r"kind must be one of \['mean', 'response', 'link'\]"),
         (lambda f: f.predict(seed="1"), TypeError, r"seed must be None, a non-negative integer"),
         (lambda f: f.predict(seed=-1), ValueError, r"seed must be a non-negative integer, got -1"),
         (lambda f: f.predict(pd.DataFrame({"Days": []})), ValueError, r"data has no rows"),

@@ -20,6 +20,7 @@ error message ever quotes the data's contents beyond its column names.
     [model]
     formula = "Reaction ~ Days + (Days | Subject)"
     na_action = "raise"             # or "drop"
+    # family = "poisson"            # a GLMM (lb.GLMM): also link = "probit", trials = "n" or 20
 
     [priors]                        # optional; same keys as LMM(priors=...)
     Days = { dist = "Normal", mu = 0, sigma = 50 }
@@ -50,7 +51,7 @@ __all__ = ["ModelFile", "ModelFileError", "data_path", "load_model_file"]
 
 _SECTIONS = {
     "data": {"dataset": str, "path": str, "simulate": dict},
-    "model": {"formula": str, "na_action": str},
+    "model": {"formula": str, "na_action": str, "family": str, "link": str, "trials": (str, int)},
     "priors": None,  # free-form: checked by resolve_priors against the model
     "fit": {
         "method": str, "sampler": str, "draws": int, "tune": int, "chains": int,
@@ -78,6 +79,8 @@ class ModelFile:
     priors : dict
     fit_options : dict
     report : dict
+    glm : dict
+        ``family``, ``link`` and ``trials`` of a GLMM; empty for an LMM.
 
     Examples
     --------
@@ -97,6 +100,7 @@ class ModelFile:
     priors: dict[str, Any] = field(default_factory=dict)
     fit_options: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    glm: dict[str, Any] = field(default_factory=dict)
 
     def data(self) -> pd.DataFrame:
         """The data the file names."""
@@ -125,9 +129,12 @@ class ModelFile:
         return simulate_hierarchy(*args, **kwargs).data
 
     def model(self):
-        """The :class:`~lmm_bayes.LMM` the file describes."""
+        """The :class:`~lmm_bayes.LMM` the file describes (a :class:`~lmm_bayes.GLMM` with a ``family``)."""
+        from lmm_bayes.spec.glmm import GLMM
         from lmm_bayes.spec.model import LMM
 
+        if self.glm:
+            return GLMM(self.formula, self.data(), **self.glm, priors=self.priors or None, na_action=self.na_action)
         return LMM(self.formula, self.data(), priors=self.priors or None, na_action=self.na_action)
 
     def fit(self, **overrides: Any):
@@ -188,7 +195,9 @@ def load_model_file(path: str | Path) -> ModelFile:
     ModelFileError
         (a ValueError) bad TOML, unknown or missing keys, wrong types, a bad formula.
     """
+    from lmm_bayes.spec.family import get_family
     from lmm_bayes.spec.formula import parse_formula
+    from lmm_bayes.spec.glmm import split_glm_formula
 
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path must be a file path, got {type(path).__name__}")
@@ -217,8 +226,15 @@ def load_model_file(path: str | Path) -> ModelFile:
     model = raw.get("model", {})
     if "formula" not in model:
         raise ModelFileError(f"{path}: [model] formula is required, e.g. formula = \"y ~ x + (1 | g)\"")
+    glm = {k: model[k] for k in ("family", "link", "trials") if k in model}
+    if glm and "family" not in glm:
+        raise ModelFileError(f"{path}: [model] link and trials need a family, e.g. family = \"binomial\"")
     try:
-        parse_formula(model["formula"])
+        get_family(glm["family"], glm.get("link")) if glm else None
+    except ValueError as err:
+        raise ModelFileError(f"{path}: [model] family: {err}") from None
+    try:
+        parse_formula(split_glm_formula(model["formula"])[0] if glm else model["formula"])
     except ValueError as err:
         raise ModelFileError(f"{path}: [model] formula: {err}") from None
     na_action = model.get("na_action", "raise")
@@ -232,4 +248,5 @@ def load_model_file(path: str | Path) -> ModelFile:
         priors=dict(raw.get("priors", {})),
         fit_options=dict(raw.get("fit", {})),
         report=dict(raw.get("report", {})),
+        glm=glm,
     )

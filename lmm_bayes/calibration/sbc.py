@@ -52,6 +52,7 @@ from lmm_bayes.inference.methods import METHODS
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.family import require_gaussian
 from lmm_bayes.spec.priors import Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -409,6 +410,7 @@ def sbc(
 
     if not isinstance(model, LMM):
         raise TypeError(f"model must be an lb.LMM, got {type(model).__name__}")
+    require_gaussian(model.design, "sbc")
     n_sims = validate.check_positive_int(n_sims, "n_sims")
     draws = validate.check_positive_int(draws, "draws")
     chains = validate.check_positive_int(chains, "chains")
@@ -423,8 +425,7 @@ def sbc(
     # the fits' settings, checked once here rather than failing in every simulation
     validate.check_choice(method, METHODS, "method")
     SamplerSettings(sampler=sampler, draws=draws, tune=tune, chains=chains, progressbar=progressbar)
-    design = model.design
-    if design.reduction is not None:  # its rows are a sample: SBC would calibrate another model
+    if (design := model.design).reduction is not None:  # its rows are a sample: SBC would calibrate another model
         raise ValueError(f"SBC simulates a response for every row; this model was built from {design.reduction.source} "
                          f"and keeps a sample of {design.n:,} rows: run SBC on an in-memory model of the formula")
     response = plain_response(model.spec)

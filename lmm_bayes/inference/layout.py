@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from lmm_bayes.errors import RandomEffectsNotKept
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
@@ -121,7 +122,8 @@ def posterior_vars(design: Design) -> list[str]:
     >>> posterior_vars(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design)
     ['beta', 'sigma', 'Subject_sd', 'Subject_corr', 'Subject_b']
     """
-    names = [BETA, SIGMA]
+    aux = family_of(design).aux
+    names = [BETA, *([aux] if aux else [])]
     for g in design.groups:
         names.append(sd_name(g))
         if g.correlated:
@@ -203,7 +205,9 @@ def hyperparameters(design: Design, *, fixed: bool = True) -> tuple[Hyperparamet
     out = []
     if fixed:
         out += [Hyperparameter(BETA, (("coef", c),), "Fixed", c, "coef", c) for c in design.X_columns]
-    out.append(Hyperparameter(SIGMA, (), "Residual", "sigma", None, None))
+    aux = family_of(design).aux  # sigma (Gaussian), dispersion (negative binomial), or none
+    if aux:
+        out.append(Hyperparameter(aux, (), "Residual", aux, None, None))
     for g in design.groups:
         ed = g.effect_dim
         out += [Hyperparameter(sd_name(g), ((ed, e),), g.name, f"sd({e})", ed, e) for e in g.effects]
@@ -297,7 +301,8 @@ def population_effects(posterior: xr.Dataset, g: GroupDesign) -> xr.DataArray:
     ``β + b`` of a cluster is this plus its b; a complete-pooling fit gives every cluster this.
     """
     beta = posterior[BETA]
-    zero = xr.zeros_like(posterior[SIGMA])
+    # zeros per draw (a GLMM has no sigma to take the shape from)
+    zero = xr.zeros_like(posterior[SIGMA]) if SIGMA in posterior else xr.zeros_like(posterior["chain"] * 0.0 + posterior["draw"] * 0.0)
     columns = set(beta["coef"].values.tolist())
     parts = [beta.sel(coef=e, drop=True) if e in columns else zero for e in g.effects]
     return xr.concat(parts, dim=g.effect_dim).assign_coords({g.effect_dim: list(g.effects)}).transpose(
@@ -331,7 +336,9 @@ def fitted_terms(design: Design, posterior: xr.Dataset) -> list[tuple[np.ndarray
 def fitted_linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray:
     """``X beta + Z b`` on the fitted rows for every draw: (chain, draw, n)."""
     beta = posterior[BETA].transpose("chain", "draw", ...).values if BETA in posterior else None
-    return linear_predictor(design.X, beta, fitted_terms(design, posterior))
+    eta = linear_predictor(design.X, beta, fitted_terms(design, posterior))
+    offset = getattr(design, "offset", None)  # a GLMM's offset(...) terms
+    return eta if offset is None else eta + offset
 
 
 # ---------------------------------------------------------------------------- log-likelihood
@@ -342,8 +349,10 @@ def gaussian_log_likelihood(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) ->
     return -0.5 * ((y - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
 
 
-def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean) -> xr.DataArray:
-    """Pointwise Gaussian log-likelihood of ``y`` given every draw, dims (chain, draw, obs).
+def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design: Design | None = None) -> xr.DataArray:
+    """Pointwise log-likelihood of ``y`` given every draw, dims (chain, draw, obs).
+
+    Gaussian, or the family of ``design`` (a GLMM's, with its trials) when given.
 
     ``mean(one_chain_posterior)`` returns the linear predictor (1, draw, n) of one chain;
     the log-likelihood is computed one chain at a time, so the peak memory is about
@@ -353,6 +362,11 @@ def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean) -> xr.D
     ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(y)))
     for c in range(ll.shape[0]):
         one = posterior.isel(chain=[c])
-        ll[c] = gaussian_log_likelihood(y, mean(one)[0], one[SIGMA].values[0][:, None])
+        family = family_of(design)
+        if family.is_gaussian:
+            ll[c] = gaussian_log_likelihood(y, mean(one)[0], one[SIGMA].values[0][:, None])
+        else:
+            aux = one[family.aux].values[0][:, None] if family.aux else None
+            ll[c] = family.log_likelihood(y, mean(one)[0], aux, getattr(design, "trials", None))
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, "obs": np.arange(len(y))}
     return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")

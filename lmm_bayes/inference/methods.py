@@ -43,12 +43,15 @@ from lmm_bayes.inference.crossed import (
     draw_crossed_effects,
 )
 from lmm_bayes.inference.gibbs import GibbsSystem, gibbs_obstacle, sample_gibbs
+from lmm_bayes.inference.glm import glm_data
+from lmm_bayes.inference.glm_centered import build_hierarchical_model
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["METHODS", "Collapsed", "Crossed", "Full", "Gibbs", "Method", "choose_method", "resolve_method"]
@@ -58,7 +61,9 @@ METHODS = ("auto", "full", "collapsed", "gibbs")
 
 def _key(name: str, design: Design, priors: Priors, rows: int | None, centered: bool) -> str:
     layout = [(g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups]
-    return json.dumps([name, centered, rows, design.X_columns, layout, priors.to_json()], default=str)
+    family = family_of(design)
+    glm = [family.name, family.link, sorted(glm_data(design))]
+    return json.dumps([name, centered, rows, design.X_columns, layout, priors.to_json(), glm], default=str)
 
 
 def _in_layout(design: Design, post: xr.Dataset) -> xr.Dataset:
@@ -97,11 +102,13 @@ class Full:
         return _key(self.name, self.design, priors, self.design.n, self.centered)
 
     def build(self, priors: Priors) -> pm.Model:
+        if self.centered and not family_of(self.design).is_gaussian:  # a GLMM: hierarchical centering
+            return build_hierarchical_model(self.design, priors)
         return build_model(self.design, priors, centered=self.centered)
 
     def data(self) -> dict[str, np.ndarray]:
         d = self.design
-        updates = {"X": d.X, "y_obs": d.y}
+        updates = {"X": d.X, "y_obs": d.y, **glm_data(d)}
         for g in d.groups:
             updates[codes_name(g)] = g.codes
             updates[z_name(g)] = g.Z
@@ -255,7 +262,16 @@ def resolve_method(
             "fitted from sufficient statistics with method='collapsed' (or 'auto'); method='full' and "
             "centered=True need every row in memory (load it with pandas)"
         )
-    if method == "full":
+    family = family_of(design)
+    if method in ("collapsed", "gibbs") and not family.is_gaussian:
+        what = ("integrates b out exactly" if method == "collapsed"
+                else "draws b and β from their exact normal conditionals")
+        raise ValueError(
+            f"method={method!r} {what}, which only a Gaussian response allows; "
+            f"family={family.name!r} has no such closed form (an approximate fast path, "
+            "Laplace per cluster with a check of its error, is planned); use method='full' or 'auto'"
+        )
+    if method == "full" or not family.is_gaussian:  # auto: a GLMM has one method, the full one
         return Full(design, centered=centered), ""
     if method == "gibbs":
         return _gibbs(design, centered, sampler), ""

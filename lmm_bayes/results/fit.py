@@ -32,8 +32,11 @@ from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.fit_facades import FitFacades
+from lmm_bayes.results.glm import describe, ratio_table, require_gaussian, residual_variance_draws
+from lmm_bayes.results.glm_checks import binned_calibration, rootogram
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,7 +94,36 @@ class Fit(FitFacades, FittedModel):
         tips = super()._reliability_tips()
         if self.method == "gibbs":  # no NUTS: target_accept does not apply
             return ["more draws and tuning (draws=4000, tune=2000)", "method='collapsed' (NUTS on the exact marginal)"]
-        return ["method='collapsed' (no funnel)", *tips] if self.method == "full" else tips
+        if self.method != "full":
+            return tips
+        if family_of(self.design).is_gaussian:
+            return ["method='collapsed' (no funnel)", *tips]
+        if not self._idata.attrs.get("centered", 0):  # a GLMM: clusters with much data mix better centred
+            return ["centered=True (hierarchical centering: for clusters that hold much data)", *tips]
+        return tips
+
+    def fixef(self, *, exponentiate: bool = False, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """Fixed effects β, on the link scale, or as rate / odds ratios (``exponentiate=True``).
+
+        Parameters
+        ----------
+        exponentiate : bool
+            ``exp(beta)`` draw by draw, then summarised (``df.attrs["scale"]`` says "rate ratio"
+            for a log link, "odds ratio" for a logit link; other links raise ``ValueError``).
+        ci, prob
+            As for every table.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.fixef(ci="eti", prob=0.95).columns[:4].tolist()
+        ['mean', 'sd', 'eti_low', 'eti_high']
+        """
+        if not isinstance(exponentiate, bool):
+            raise TypeError(f"exponentiate must be True or False, got {type(exponentiate).__name__}")
+        return ratio_table(self, ci=ci, prob=prob) if exponentiate else super().fixef(ci=ci, prob=prob)
 
     # ---------------------------------------------------------------- tables
     def varcorr(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
@@ -125,10 +157,10 @@ class Fit(FitFacades, FittedModel):
         """
         params = hyperparameters(self.design, fixed=False)
         # the residual last, as lme4 prints it
-        params = (*params[1:], params[0])
+        params = (*[p for p in params if p.group != "Residual"], *[p for p in params if p.group == "Residual"])
         draws = hyperparameter_draws(self.posterior, params)
         table = summarize_draws(draws, ci=ci, prob=prob)
-        is_sd = np.array([p.term == "sigma" or p.term.startswith("sd(") for p in params])
+        is_sd = np.array([p.term in ("sigma", "dispersion") or p.term.startswith("sd(") for p in params])
         variance = (draws**2).mean(("chain", "draw")).values
         table.insert(1, "variance", np.where(is_sd, variance, np.nan))
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
@@ -179,6 +211,9 @@ class Fit(FitFacades, FittedModel):
         """Per-draw variance of each factor's contribution at predictor values ``at``, and σ².
 
         dims (chain, draw, component) with components the factor names and ``"Residual"``.
+        For a generalized model every part is on the latent (link) scale and the residual is
+        the family's distribution-specific variance (:func:`lmm_bayes.results.glm.residual_variance_draws`:
+        π²/3 for logit, 1 for probit, log(1 + 1/lambda) for Poisson counts).
 
         Examples
         --------
@@ -195,7 +230,7 @@ class Fit(FitFacades, FittedModel):
             z = np.array([1.0 if e == "Intercept" else float(at.get(e, 0.0)) for e in g.effects])
             parts.append(np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z))
             names.append(g.name)
-        parts.append(post["sigma"].values ** 2)
+        parts.append(residual_variance_draws(self, at))
         names.append("Residual")
         return xr.DataArray(
             np.stack(parts, axis=-1), dims=("chain", "draw", "component"), coords={"component": names}
@@ -301,6 +336,7 @@ class Fit(FitFacades, FittedModel):
         >>> fit.r2().index.tolist()
         ['marginal', 'conditional']
         """
+        require_gaussian(self, "R² (marginal and conditional)")
         return comparison.r2(self, ci=ci, prob=prob)
 
     def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:
@@ -322,7 +358,7 @@ class Fit(FitFacades, FittedModel):
         if d.reduction is not None:  # built from Dask: the checks and LOO see a sample
             groups += f"; a random sample of {d.n:,} rows kept for checks and LOO"
         header = (
-            f"Bayesian linear mixed model fit by {a['sampler']} (method: {a['method']})\n"
+            f"{describe(self)} fit by {a['sampler']} (method: {a['method']})\n"
             f"Formula: {a['formula']}\n"
             f"Rows: {d.n_rows}; groups: {groups}; intervals: {interval_label(ci, prob)}"
         )
@@ -378,14 +414,19 @@ def fit_model(
         intercepts only, whose sweep is linear in rows and levels
         (:mod:`lmm_bayes.inference.gibbs`); ``"auto"`` picks collapsed where it applies,
         and gibbs for crossed random intercepts with many levels (see
-        :func:`~lmm_bayes.inference.methods.resolve_method`).
+        :func:`~lmm_bayes.inference.methods.resolve_method`). A GLMM
+        (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian) has the full method
+        only: ``"auto"`` takes it and ``"collapsed"`` or ``"gibbs"`` raise ``ValueError`` saying why.
     target_accept : float
         NUTS target acceptance rate.
     seed : int, optional
         Same seed, same draws.
     progressbar : bool
     centered : bool
-        Centered parameterization of the full model (for teaching the funnel).
+        Centered parameterization of the full model (for teaching the funnel). For a GLMM,
+        hierarchical centering (:mod:`lmm_bayes.inference.glm_centered`): every cluster's
+        effects sampled around β (a nested cluster's around its parent's), which mixes far
+        better when clusters hold much data (``benchmarks/RESULTS_glmm.md``).
     log_likelihood : bool or "auto"
         Store the pointwise log-likelihood (needed by LOO); "auto" stores it when
         chains × draws × rows is at most 4e7.
@@ -425,7 +466,7 @@ def fit_model(
         warnings.warn(note, MethodNote, stacklevel=3)
     idata = sample_posterior(
         model.design, model.priors, strategy, settings, log_likelihood=log_likelihood, keep_b=keep_b,
-        attrs={"formula": model.formula, "method_note": note},
+        attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
     )
     fit = Fit(idata=idata, model=model)
     fit.warn_if_unreliable(stacklevel=4)

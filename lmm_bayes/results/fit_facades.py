@@ -34,8 +34,10 @@ class FitFacades:
         >>> fit.shrinkage("Subject").columns[:4].tolist()
         ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high']
         """
+        from lmm_bayes.results.glm import require_gaussian
         from lmm_bayes.results.shrinkage import shrinkage
 
+        require_gaussian(self, "shrinkage (the no-pooling estimates and the model's shrinkage factor)")
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
@@ -82,7 +84,9 @@ class FitFacades:
         ((3, 3), True, 0.0)
         """
         from lmm_bayes.results.covariance import implied_covariance
+        from lmm_bayes.results.glm import require_gaussian
 
+        require_gaussian(self, "the implied covariance of y")
         return implied_covariance(self, rows, **kwargs)
 
     def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
@@ -131,6 +135,44 @@ class FitFacades:
         from lmm_bayes.results.predictive import posterior_predictive
 
         return posterior_predictive(self, **kwargs)
+
+    def rootogram(self, **kwargs: Any) -> pd.DataFrame:
+        """Observed and expected frequency of each count (a GLMM of counts); see :func:`lmm_bayes.results.glm_checks.rootogram`.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, lmm_bayes as lb
+        >>> rng = np.random.default_rng(1)
+        >>> df = pd.DataFrame({"g": np.repeat(np.arange(20), 10)})
+        >>> df["y"] = rng.poisson(np.exp(1 + rng.normal(0, 0.3, 20)[df["g"]]))
+        >>> fit = lb.GLMM("y ~ 1 + (1 | g)", df, family="poisson").fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False, centered=True)
+        >>> table = fit.rootogram(max_count=6)
+        >>> int(table["observed"].sum()) <= 200
+        True
+        """
+        from lmm_bayes.results.glm_checks import rootogram
+
+        return rootogram(self, **kwargs)
+
+    def binned_calibration(self, **kwargs: Any) -> pd.DataFrame:
+        """Observed vs predicted proportions by bin (a Bernoulli or binomial GLMM); see
+        :func:`lmm_bayes.results.glm_checks.binned_calibration`.
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd, lmm_bayes as lb
+        >>> rng = np.random.default_rng(2)
+        >>> df = pd.DataFrame({"g": np.repeat(np.arange(20), 10), "x": rng.normal(size=200)})
+        >>> df["y"] = rng.binomial(1, 1 / (1 + np.exp(-(df["x"] + rng.normal(0, 0.5, 20)[df["g"]]))))
+        >>> fit = lb.GLMM("y ~ x + (1 | g)", df, family="bernoulli").fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> len(fit.binned_calibration(bins=5))
+        5
+        """
+        from lmm_bayes.results.glm_checks import binned_calibration
+
+        return binned_calibration(self, **kwargs)
 
     def plot_ppc(self, **kwargs: Any):
         """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`.

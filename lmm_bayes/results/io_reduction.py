@@ -60,8 +60,13 @@ def reduction_from_tree(tree: xr.DataTree, to_frame: Callable[[xr.Dataset], pd.D
 
 
 def rebuild_model(tree: xr.DataTree, data: pd.DataFrame, priors: Any, to_frame: Callable[[xr.Dataset], pd.DataFrame]) -> LMM:
-    """The fit's model: ``LMM(formula, data, priors=priors)``, or from the stored reduction, ``data`` its sample."""
+    """The fit's model: ``LMM(formula, data, priors=priors)``, a GLMM with its stored family, link and
+    trials, or from the stored reduction (``data`` its sample)."""
+    from lmm_bayes.spec.glmm import GLMM
     from lmm_bayes.spec.model import LMM
+
+    if "family" in tree.attrs:  # a GLMM: family, link and trials as fitted
+        return GLMM.from_attrs(tree.attrs, data, priors=priors)
 
     reduction = reduction_from_tree(tree, to_frame)
     if reduction is None:

@@ -43,9 +43,11 @@ from lmm_bayes.inference.layout import (
     linear_predictor,
 )
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.glm import on_scale
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import NewRows
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
@@ -54,9 +56,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["KINDS", "LEVELS", "covariance_draws", "predict", "predict_summary"]
 
 Levels = Literal["existing", "population", "new"]
-Kind = Literal["mean", "response"]
+Kind = Literal["mean", "response", "link"]
 LEVELS = ("existing", "population", "new")
-KINDS = ("mean", "response")
+KINDS = ("mean", "response", "link")
 
 
 # ---------------------------------------------------------------------------- checks
@@ -216,9 +218,14 @@ def predict(
         alone. ``"new"``: seen clusters keep their b; every unseen cluster gets, per
         posterior draw, its own ``b ~ N(0, G)`` (shared by its rows, independent of
         other new clusters).
-    kind : {"mean", "response"}
-        ``"mean"``: the linear predictor (the expected value); ``"response"``: a new
-        observation, adding ``N(0, sigma^2)`` noise.
+    kind : {"mean", "response", "link"}
+        ``"mean"``: the expected value (for a Gaussian model the linear predictor; for a
+        GLMM the inverse link of it: the expected count of the row, offset included, or
+        the probability per trial); ``"response"``: a new observation (adding
+        ``N(0, sigma^2)`` noise, or drawn from the family: a count, a 0/1, the successes
+        of the row's trials); ``"link"``: the linear predictor on the link scale (log
+        rate, log odds; for a Gaussian model the same as ``"mean"``). A GLMM's new rows
+        need the columns of its offsets, and for ``"response"`` of its trials.
     seed : int or numpy.random.Generator, optional
         Seeds the draws of new clusters' effects and of the noise; the same seed
         gives the same array. Not used by ``levels="existing"``/``"population"``
@@ -276,7 +283,11 @@ def predict(
                 b, codes = _with_new_clusters(post, g, b, codes, rows.labels[g.name], rng)
             terms.append((rows.Z[g.name], codes, b))
     mu = linear_predictor(rows.X, beta, terms)
-    if kind == "response":
+    if not family_of(design).is_gaussian:  # a GLMM: offset, the link, the family's draws (results/glm.py)
+        offset = design.offset if data is None else design.offset_for(data)
+        trials = design.trials if data is None else design.trials_for(data)
+        mu = on_scale(fit, mu, kind, rng, offset, trials)
+    elif kind == "response":
         mu += post[SIGMA].values[:, :, None] * rng.standard_normal(mu.shape)
     return xr.DataArray(
         mu,

@@ -18,6 +18,27 @@ correlations (LKJ)          eta = 2
 
 ``eta = 2`` rather than 1: with few clusters, eta = 1 puts real mass on
 correlations near ±1.
+
+For a generalized model (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian)
+every prior is on the link scale and ``s_y`` is taken as 1, as rstanarm's GLM defaults do
+(a log rate or log odds of ±2.5 is already a large effect; the response's own SD says
+nothing about the link scale):
+
+==========================  ==============================================
+parameter                   default (link scale)
+==========================  ==============================================
+Intercept                   Normal(g(overall mean), 2.5)
+slope of column x           Normal(0, 2.5 / s_x)
+SD of a random intercept    HalfNormal(1)
+SD of a random slope on z   HalfNormal(1 / s_z)
+dispersion = 1/√alpha       HalfNormal(1)   (negative binomial only)
+==========================  ==============================================
+
+``g(overall mean)`` is the link of the pooled mean: log(total count / total exposure) with
+an offset, logit of the pooled proportion, clipped away from 0 and 1. The negative
+binomial's prior is on ``1/√alpha`` rather than on ``alpha`` (the Stan prior-choice
+recommendation): it puts the most mass on little overdispersion, so a Poisson-like data
+set is not pushed to overdispersion by the prior, as ``alpha ~ Exponential(1)`` would be.
 """
 
 from __future__ import annotations
@@ -31,6 +52,7 @@ import numpy as np
 
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.family import family_of
 
 __all__ = ["Prior", "GroupPriors", "Priors", "resolve_priors", "DEFAULT_ETA"]
 
@@ -127,9 +149,11 @@ class Priors:
     ----------
     fixed : tuple of (name, Prior)
         One per column of X.
-    sigma : Prior
-        The residual SD.
+    sigma : Prior or None
+        The residual SD (None for a family without one: Poisson, Bernoulli, binomial, ...).
     groups : tuple of (group name, GroupPriors)
+    dispersion : Prior or None
+        The negative binomial's ``1/√alpha``; None for every other family.
 
     Examples
     --------
@@ -140,8 +164,9 @@ class Priors:
     """
 
     fixed: tuple[tuple[str, Prior], ...]
-    sigma: Prior
+    sigma: Prior | None
     groups: tuple[tuple[str, GroupPriors], ...] = field(default=())
+    dispersion: Prior | None = None
 
     @property
     def fixed_by_name(self) -> dict[str, Prior]:
@@ -155,13 +180,16 @@ class Priors:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able description (for provenance and saved fits)."""
-        return {
+        out = {
             "fixed": {k: p.to_dict() for k, p in self.fixed},
-            "sigma": self.sigma.to_dict(),
+            "sigma": None if self.sigma is None else self.sigma.to_dict(),
             "groups": {
                 g: {"sd": {e: p.to_dict() for e, p in gp.sd}, "eta": gp.eta} for g, gp in self.groups
             },
         }
+        if self.dispersion is not None:
+            out["dispersion"] = self.dispersion.to_dict()
+        return out
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text."""
@@ -176,16 +204,18 @@ class Priors:
 
         return cls(
             fixed=tuple((k, mk(v)) for k, v in d["fixed"].items()),
-            sigma=mk(d["sigma"]),
+            sigma=None if d["sigma"] is None else mk(d["sigma"]),
             groups=tuple(
                 (g, GroupPriors(sd=tuple((e, mk(p)) for e, p in gp["sd"].items()), eta=float(gp["eta"])))
                 for g, gp in d["groups"].items()
             ),
+            dispersion=mk(d["dispersion"]) if d.get("dispersion") is not None else None,
         )
 
     def as_overrides(self) -> dict[str, Any]:
         """The same priors as a dict of overrides, so they pass the checks a dict gets."""
-        out: dict[str, Any] = {**dict(self.fixed), "sigma": self.sigma}
+        out: dict[str, Any] = dict(self.fixed)
+        out.update({k: p for k, p in (("sigma", self.sigma), ("dispersion", self.dispersion)) if p is not None})
         for g, gp in self.groups:
             out[g] = {**{f"sd({e})": p for e, p in gp.sd}, "eta": gp.eta}
         return out
@@ -193,7 +223,7 @@ class Priors:
     def table(self) -> list[tuple[str, str, str]]:
         """Rows of (parameter, prior, where it came from)."""
         rows = [(f"beta[{k}]", repr(p), "") for k, p in self.fixed]
-        rows.append(("sigma", repr(self.sigma), ""))
+        rows += [(k, repr(p), "") for k, p in (("sigma", self.sigma), ("dispersion", self.dispersion)) if p is not None]
         for g, gp in self.groups:
             rows += [(f"sd({e} | {g})", repr(p), "") for e, p in gp.sd]
             if len(gp.sd) > 1:
@@ -242,6 +272,8 @@ def _scales(design: Design) -> tuple[float, float, list[float], dict[str, list[t
 
 def default_priors(design: Design) -> Priors:
     """The data-scaled defaults described in the module docstring."""
+    if not family_of(design).is_gaussian:
+        return _link_scale_priors(design)
     mean_y, s_y, x_sds, z = _scales(design)
     fixed = []
     for j, name in enumerate(design.X_columns):
@@ -257,6 +289,37 @@ def default_priors(design: Design) -> Priors:
             sds.append((effect, Prior("HalfNormal", sigma=scale)))
         groups.append((g.name, GroupPriors(sd=tuple(sds), eta=DEFAULT_ETA)))
     return Priors(fixed=tuple(fixed), sigma=Prior("Exponential", lam=1.0 / s_y), groups=tuple(groups))
+
+
+def _link_scale_priors(design: Design) -> Priors:
+    """The defaults of a generalized model: rstanarm's GLM autoscaling with s_y = 1 on the link scale."""
+    family = family_of(design)
+    y = design.y
+    trials = getattr(design, "trials", None)
+    offset = getattr(design, "offset", None)
+    if family.counts:
+        exposure = 1.0 if offset is None else float(np.mean(np.exp(offset)))
+        center = float(np.log(max(np.mean(y), 0.5 / design.n) / exposure))
+    else:
+        n = np.ones_like(y) if trials is None else trials
+        total = float(np.sum(n))
+        p = float(np.clip(np.sum(y) / total, 0.5 / total, 1 - 0.5 / total))
+        center = float(family.link_function(p))
+    fixed = []
+    for j, name in enumerate(design.X_columns):
+        if name == "Intercept":
+            fixed.append((name, Prior("Normal", mu=center, sigma=2.5)))
+        else:
+            fixed.append((name, Prior("Normal", mu=0.0, sigma=2.5 / _sd(design.X[:, j]))))
+    groups = []
+    for g in design.groups:
+        sds = []
+        for k, effect in enumerate(g.effects):
+            col = g.Z[:, k]
+            sds.append((effect, Prior("HalfNormal", sigma=1.0 if np.allclose(col, col[0]) else 1.0 / _sd(col))))
+        groups.append((g.name, GroupPriors(sd=tuple(sds), eta=DEFAULT_ETA)))
+    dispersion = Prior("HalfNormal", sigma=1.0) if family.aux == "dispersion" else None
+    return Priors(fixed=tuple(fixed), sigma=None, groups=tuple(groups), dispersion=dispersion)
 
 
 def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None = None) -> Priors:
@@ -297,20 +360,28 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
         raise TypeError(f"priors must be a dict keyed by parameter, got {type(overrides).__name__}")
     fixed = base.fixed_by_name
     groups = base.group_by_name
-    sigma = base.sigma
-    known = [*fixed, "sigma", *groups]
+    sigma, dispersion = base.sigma, base.dispersion
+    aux = [k for k, p in (("sigma", sigma), ("dispersion", dispersion)) if p is not None]
+    known = [*fixed, *aux, *groups]
     for key, value in overrides.items():
         if key in fixed:
             fixed[key] = Prior.from_value(value, where=key, scale=False)
-        elif key == "sigma":
+        elif key in aux and key == "sigma":
             sigma = Prior.from_value(value, where="sigma", scale=True)
+        elif key in aux:
+            dispersion = Prior.from_value(value, where="dispersion", scale=True)
+        elif key in ("sigma", "dispersion"):
+            raise ValueError(
+                f"priors: family={family_of(design).name!r} has no {key!r} parameter; "
+                f"its parameters are {known}"
+            )
         elif key in groups:
             groups[key] = _group_override(key, groups[key], value)
         else:
             hint = validate.did_you_mean(str(key), known)
             raise ValueError(f"priors: unknown key {key!r}{hint}; known keys: {known}")
     _check_block_families(design, groups)
-    return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()))
+    return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()), dispersion=dispersion)
 
 
 def _check_block_families(design: Design, groups: Mapping[str, GroupPriors]) -> None:

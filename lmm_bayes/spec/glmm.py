@@ -1,0 +1,308 @@
+"""The :class:`GLMM` facade: counts and choices with the formulas, designs, priors and results of :class:`LMM`.
+
+The API: ``lb.GLMM(formula, data, family="poisson")``, a subclass of :class:`~lmm_bayes.LMM`
+sharing everything (formula syntax, designs, priors and their overrides, ``fit``, every
+table, ``predict``, ``save``/``load``). Why a class of its own rather than ``family=`` on
+``LMM``:
+
+* lme4 users know the split: ``lmer`` for Gaussian responses, ``glmer(family=...)`` for the
+  rest, and the methods differ in the same way here: a Gaussian model has an exact
+  collapsed likelihood (b integrated out in closed form), a GLMM has none, so its fast
+  path is an approximation that has to be checked. One class per kind keeps that
+  difference visible where the model is made, not hidden behind a keyword.
+* brms and bambi users write ``family=`` as they do there: ``GLMM`` takes the same family
+  names (``"poisson"``, ``"negativebinomial"``, ``"bernoulli"``, ``"binomial"``, and
+  ``"gaussian"``, which gives the LMM's likelihood through the GLMM code path), and
+  ``link=`` (canonical by default; ``"probit"`` for binary and binomial data).
+* ``isinstance(model, lb.LMM)`` stays true, so everything that takes a model takes a GLMM.
+
+Formula additions, read here and nowhere else (nothing is evaluated beyond the
+formula's own list of transformations):
+
+* ``cbind(successes, failures) ~ ...`` (lme4) for binomial data; or ``trials="n"`` (a
+  column) or ``trials=20`` (every row) with the successes as the response;
+* ``offset(expr)`` terms, e.g. ``+ offset(log(duration))``: added to the linear predictor
+  with coefficient 1 (rates per unit of exposure); new rows given to ``predict`` need
+  the offset's columns too.
+
+Responses are checked against the family (:meth:`~lmm_bayes.spec.family.Family.check_response`):
+negative or fractional counts, values other than 0/1 for Bernoulli, successes above
+trials raise a ``ValueError`` that names the column and the first bad rows. A boolean
+response column is read as 0/1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lmm_bayes.errors import FormulaError
+from lmm_bayes.spec import validate
+from lmm_bayes.spec.design import Design, build_design
+from lmm_bayes.spec.family import GAUSSIAN, Family, check_trials, get_family
+from lmm_bayes.spec.formula import parse_formula
+from lmm_bayes.spec.model import LMM
+
+__all__ = ["GLMDesign", "GLMM", "split_glm_formula"]
+
+
+@dataclass(frozen=True, eq=False)
+class GLMDesign(Design):
+    """A :class:`~lmm_bayes.spec.design.Design` with a family, trials and an offset.
+
+    Attributes
+    ----------
+    family : Family
+    trials : ndarray or None
+        Trials per row (binomial only).
+    offset : ndarray or None
+        The summed ``offset(...)`` terms per row, on the link scale.
+    offset_terms : tuple of str
+        The offsets' expressions, to evaluate them on new rows.
+    trials_terms : tuple of str
+        The expressions whose sum is the trials (``(successes, failures)`` from ``cbind``,
+        or the trials column); empty with one number of trials for every row.
+    """
+
+    family: Family = GAUSSIAN
+    trials: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    offset_terms: tuple[str, ...] = ()
+    trials_terms: tuple[str, ...] = ()
+
+    def trials_for(self, data: pd.DataFrame) -> np.ndarray | None:
+        """The trials of new rows (binomial only; None otherwise); their columns must be present."""
+        if self.trials is None:
+            return None
+        if not self.trials_terms:
+            return np.full(len(data), float(self.trials[0]))
+        return check_trials(_evaluate_sum(self.trials_terms, data, "trials"), " + ".join(self.trials_terms),
+                            index=data.index)
+
+    def offset_for(self, data: pd.DataFrame) -> np.ndarray:
+        """The offset of new rows (zeros for a model without one); their columns must be present."""
+        if not self.offset_terms:
+            return np.zeros(len(data))
+        return _evaluate_sum(self.offset_terms, data, "offset")
+
+
+def split_glm_formula(formula: str) -> tuple[str, tuple[str, str] | None, tuple[str, ...]]:
+    """Split ``cbind(s, f)`` off the response and ``offset(...)`` terms off the predictors.
+
+    Returns ``(formula for the design, (successes, failures) or None, offset expressions)``.
+
+    Examples
+    --------
+    >>> split_glm_formula("cbind(k, n - k) ~ x + offset(log(t)) + (1 | g)")
+    ('k ~ x + (1 | g)', ('k', 'n - k'), ('log(t)',))
+    """
+    if not isinstance(formula, str):
+        raise TypeError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    parts = _top_level(formula, "~")
+    if len(parts) != 2:
+        raise FormulaError(formula, 0, "a formula needs one '~' between the response and the predictors")
+    lhs, rhs = parts[0].strip(), parts[1]
+    binomial = None
+    if lhs.startswith("cbind(") and lhs.endswith(")"):
+        args = [a.strip() for a in _top_level(lhs[len("cbind("):-1], ",")]
+        if len(args) != 2 or not all(args):
+            raise FormulaError(formula, 0, "cbind() takes two arguments: cbind(successes, failures)")
+        binomial = (args[0], args[1])
+        lhs = args[0] if args[0].isidentifier() else f"I({args[0]})"
+    terms = [t.strip() for t in _top_level(rhs, "+")]
+    offsets = tuple(t[len("offset("):-1].strip() for t in terms if t.startswith("offset(") and t.endswith(")"))
+    kept = [t for t in terms if not (t.startswith("offset(") and t.endswith(")"))]
+    if offsets and not kept:
+        kept = ["1"]
+    return f"{lhs} ~ {' + '.join(kept)}", binomial, offsets
+
+
+class GLMM(LMM):
+    """A Bayesian generalized linear mixed model ``g(E[y]) = X beta + Z b + offset``.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, plus ``cbind(successes, failures)`` as the response and ``offset(...)`` terms.
+    data : pandas.DataFrame
+    family : {"poisson", "negativebinomial", "bernoulli", "binomial", "gaussian"} or Family
+    link : str, optional
+        The family's canonical link by default; ``"probit"`` for Bernoulli and binomial.
+    trials : str or int, optional
+        Binomial only, when the response is the successes: the column of trials, or one
+        number for every row.
+    priors : mapping, optional
+        Overrides of the link-scale defaults (:mod:`lmm_bayes.spec.priors`); the
+        negative binomial's ``"dispersion"`` (1/√alpha) among them.
+    na_action : {"raise", "drop"}
+        Also covers the trials' and offsets' columns.
+
+    Raises
+    ------
+    TypeError, ValueError, FormulaError
+        As :class:`~lmm_bayes.LMM`; a response the family cannot take (the column and the
+        first bad rows named); ``trials`` with a family other than binomial, or binomial
+        without trials.
+
+    Examples
+    --------
+    >>> import pandas as pd, lmm_bayes as lb
+    >>> df = pd.DataFrame({"k": [2, 3, 4, 0, 1, 3], "n": [5, 6, 8, 4, 5, 6], "g": list("aabbcc")})
+    >>> m = lb.GLMM("cbind(k, n - k) ~ 1 + (1 | g)", df, family="binomial")
+    >>> m.family, m.design.trials.tolist()
+    (Family(name='binomial', link='logit'), [5.0, 6.0, 8.0, 4.0, 5.0, 6.0])
+    >>> lb.GLMM("k ~ 1 + (1 | g)", df.assign(k=[1, 0, 2, 0, 1, 1]), family="bernoulli")
+    Traceback (most recent call last):
+    ...
+    ValueError: the response 'k' must be 0 or 1 for family='bernoulli', but 1 of 6 rows are not (first: row 2 = 2); recode it (e.g. correct = 1, incorrect = 0), or use family='binomial' for k of n trials
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        family: str | Family,
+        link: str | None = None,
+        trials: str | int | None = None,
+        priors: Mapping[str, Any] | None = None,
+        na_action: str = "raise",
+    ):
+        from lmm_bayes.spec.priors import resolve_priors
+
+        fam = get_family(family, link)
+        validate.check_dataframe(data)
+        validate.check_choice(na_action, ("raise", "drop"), "na_action")
+        design_formula, binomial, offsets = split_glm_formula(formula)
+        if binomial is not None and trials is not None:
+            raise ValueError("give the trials once: either cbind(successes, failures) or trials=, not both")
+        if fam.name != "binomial" and (binomial is not None or trials is not None):
+            raise ValueError(
+                f"cbind(...) and trials= are for family='binomial', not family={fam.name!r}; "
+                "use family='binomial', or give the response alone"
+            )
+        if fam.name == "binomial" and binomial is None and trials is None:
+            raise ValueError(
+                "family='binomial' needs the number of trials per row: write the response as "
+                "cbind(successes, failures) or give trials='<column>' (or a number); "
+                "for one trial per row use family='bernoulli'"
+            )
+        if trials is not None and not isinstance(trials, str) and (
+            isinstance(trials, bool) or not isinstance(trials, (int, np.integer))
+        ):
+            raise TypeError(f"trials must be a column name or a whole number, got {type(trials).__name__}")
+        if fam.is_gaussian and offsets:
+            raise ValueError(
+                "offset(...) with family='gaussian': subtract the offset from the response and use lb.LMM "
+                "(its exact collapsed method then applies)"
+            )
+        spec = parse_formula(design_formula)
+        extra_exprs = [*offsets, *(binomial or ()), *([trials] if isinstance(trials, str) else [])]
+        extra_cols = _columns_of(extra_exprs)
+        validate.check_columns(data, [*spec.variables, *extra_cols], context="GLMM")
+        used = validate.check_missing(data[list(dict.fromkeys([*spec.variables, *extra_cols]))],
+                                      [*spec.variables, *extra_cols], na_action)
+        used = used.assign(**{c: used[c].astype(int) for c in spec.response_variables
+                              if pd.api.types.is_bool_dtype(used[c])})
+        design = build_design(spec, used, na_action="raise")
+        rows = used.loc[design.index]
+        n_trials = None
+        if binomial is not None:
+            failures = _evaluate_sum((binomial[1],), rows, "failures")
+            n_trials = design.y + failures
+        elif isinstance(trials, str):
+            n_trials = _evaluate_sum((trials,), rows, "trials")
+        elif trials is not None:
+            if trials < 1:
+                raise ValueError(f"trials must be at least 1, got {trials}")
+            n_trials = np.full(design.n, float(trials))
+        if n_trials is not None:
+            name = trials if isinstance(trials, str) else "trials" if binomial is None else (
+                f"{binomial[0]} + {binomial[1]}")
+            n_trials = check_trials(n_trials, name, index=design.index)
+        fam.check_response(design.y, binomial[0] if binomial else design.response, n_trials, index=design.index)
+        offset = _evaluate_sum(offsets, rows, "offset") if offsets else None
+        base = {f.name: getattr(design, f.name) for f in fields(Design)}
+        base["data"] = rows
+        self._spec = spec
+        trials_terms = tuple(binomial) if binomial else (trials,) if isinstance(trials, str) else ()
+        self._design = GLMDesign(**base, family=fam, trials=n_trials, offset=offset, offset_terms=offsets,
+                                 trials_terms=trials_terms)
+        self._formula = formula
+        self._trials_arg = trials
+        self._priors = resolve_priors(self._design, priors)
+
+    @property
+    def family(self) -> Family:
+        """The response family and its link."""
+        return self._design.family
+
+    @property
+    def formula(self) -> str:
+        """The formula as given (with ``cbind`` and ``offset`` terms)."""
+        return self._formula
+
+    @property
+    def glm_attrs(self) -> dict[str, Any]:
+        """What a saved fit needs to rebuild this model: family, link, trials argument."""
+        t = self._trials_arg
+        return {"family": self.family.name, "link": self.family.link, "trials": "" if t is None else str(t),
+                "trials_kind": "none" if t is None else ("column" if isinstance(t, str) else "number")}
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], data: pd.DataFrame, *, priors: Any = None) -> GLMM:
+        """The model again from :attr:`glm_attrs` and the formula (as a saved fit stores them)."""
+        kind, value = attrs.get("trials_kind", "none"), attrs.get("trials", "")
+        trials = None if kind == "none" else value if kind == "column" else int(value)
+        return cls(attrs["formula"], data, family=attrs["family"], link=attrs["link"], trials=trials, priors=priors)
+
+    def __repr__(self) -> str:
+        lines = super().__repr__().splitlines()
+        lines[0] = f"GLMM: {self._formula}"
+        lines.insert(1, f"  family:        {self.family.name} (link: {self.family.link})")
+        return "\n".join(lines)
+
+
+def _columns_of(exprs: list[str]) -> list[str]:
+    cols: list[str] = []
+    for e in exprs:
+        cols += list(parse_formula(f"{_wrapped(e)} ~ 1").response_variables)
+    return list(dict.fromkeys(cols))
+
+
+def _wrapped(expr: str) -> str:
+    return expr if expr.isidentifier() else f"I({expr})"
+
+
+def _evaluate_sum(exprs: tuple[str, ...], data: pd.DataFrame, what: str) -> np.ndarray:
+    """The sum of expressions on data, each evaluated with the formula's own transformations."""
+    total = np.zeros(len(data))
+    for e in exprs:
+        spec = parse_formula(f"{_wrapped(e)} ~ 1")
+        validate.check_columns(data, spec.response_variables, context=what)
+        frame = data[list(spec.response_variables)].reset_index(drop=True)
+        values = build_design(spec, frame).y
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"the {what} {e!r} is not finite on {int((~np.isfinite(values)).sum())} rows; "
+                             "check its columns (log of 0 or of a negative number?)")
+        total = total + values
+    return total
+
+
+def _top_level(text: str, sep: str) -> list[str]:
+    """``text`` split at ``sep`` outside parentheses and brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
