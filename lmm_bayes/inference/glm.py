@@ -3,7 +3,7 @@
 :func:`~lmm_bayes.inference.graph.build_model` builds the same fixed effects and
 non-centered random effects for every family; this module adds the part that differs,
 ``y ~ family(g⁻¹(X beta + Z b + offset))``, with the family's extra parameter
-(:attr:`~lmm_bayes.spec.family.Family.aux`) named as in the posterior layout.
+(:attr:`~lmm_bayes.Family.aux`) named as in the posterior layout.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ A family says how the linear predictor ``eta = X beta + Z b + offset`` meets the
 the mean is ``g⁻¹(eta)`` for the link ``g``, and the response is drawn from the family's
 distribution around that mean.
 
-================  ====================  =========================  ==============================
-family            links (first: default)  response                 extra parameter
-================  ====================  =========================  ==============================
-gaussian          identity              any real number            ``sigma`` (residual SD)
-poisson           log                   counts 0, 1, 2, ...        —
-negativebinomial  log                   counts 0, 1, 2, ...        ``dispersion`` = 1/√alpha
-bernoulli         logit, probit         0 or 1                     —
-binomial          logit, probit         successes 0..n of n trials —
-================  ====================  =========================  ==============================
+================  ======================  ==========================  ==============================
+family            links (first: default)  response                    extra parameter
+================  ======================  ==========================  ==============================
+gaussian          identity                any real number             ``sigma`` (residual SD)
+poisson           log                     counts 0, 1, 2, ...         —
+negativebinomial  log                     counts 0, 1, 2, ...         ``dispersion`` = 1/√alpha
+bernoulli         logit, probit           0 or 1                      —
+binomial          logit, probit           successes 0..n of n trials  —
+================  ======================  ==========================  ==============================
 
 The negative binomial is NB2 (lme4's ``glmer.nb``, brms's ``negbinomial``):
 ``Var(y) = mu + mu² / alpha``. Its extra parameter is reported as ``dispersion = 1/√alpha``,
@@ -75,6 +75,7 @@ class Family:
 
     @property
     def is_gaussian(self) -> bool:
+        """True for the Gaussian family (the linear mixed model)."""
         return self.name == "gaussian"
 
     @property

@@ -25,7 +25,7 @@ formula's own list of transformations):
   with coefficient 1 (rates per unit of exposure); new rows given to ``predict`` need
   the offset's columns too.
 
-Responses are checked against the family (:meth:`~lmm_bayes.spec.family.Family.check_response`):
+Responses are checked against the family (:meth:`~lmm_bayes.Family.check_response`):
 negative or fractional counts, values other than 0/1 for Bernoulli, successes above
 trials raise a ``ValueError`` that names the column and the first bad rows. A boolean
 response column is read as 0/1.
