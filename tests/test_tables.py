@@ -237,6 +237,7 @@ def test_contrasts_recover_the_simulated_differences(treatment_fit):
     (("cond",), {"at": {"site": "east"}}, ValueError, r"at\['site'\] = 'east' is not a level of 'site'"),
     (("cond",), {"at": {"cond": "a"}}, ValueError, r"at names \['cond'\]"),
     ((3,), {}, TypeError, r"variable must be a column name"),
+    (("cond",), {"at": [("x", 1.0)]}, TypeError, r"at must be a dict like \{'x': 1.5\}, got list"),
 ])
 def test_contrasts_refuse_what_they_cannot_answer(treatment_fit, args, kwargs, error, message):
     with pytest.raises(error, match=message):

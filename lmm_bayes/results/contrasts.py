@@ -97,9 +97,9 @@ def reference_grid(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
             f"predictors (write C({variable}) in the formula to treat it as one), or use "
             f"fit.hypothesis(...) for a slope"
         )
-    at = dict(at or {})
-    if not isinstance(at, dict):
+    if at is not None and not isinstance(at, Mapping):
         raise TypeError(f"at must be a dict like {{'x': 1.5}}, got {type(at).__name__}")
+    at = dict(at or {})
     unknown = set(at) - set(predictors) | ({variable} & set(at))
     if unknown:
         raise ValueError(
