@@ -136,7 +136,8 @@ def contrast_draws(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
     xarray.DataArray
         dims (``chain``, ``draw``, ``contrast``); ``contrast`` holds the level labels
         (as text), then ``"b - a"`` for every pair with ``b`` after ``a``; coordinate
-        ``kind`` on ``contrast`` says ``"mean"`` or ``"difference"``.
+        ``kind`` on ``contrast`` says ``"mean"`` or ``"difference"``; ``attrs["grid"]``
+        says where the other predictors were held.
 
     Examples
     --------
@@ -160,9 +161,17 @@ def contrast_draws(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
     names = order + [f"{order[j]} - {order[i]}" for i, j in pairs]
     kinds = ["mean"] * len(order) + ["difference"] * len(pairs)
     out = xr.concat(parts, dim="contrast", coords="minimal", compat="override")
-    return out.assign_coords(contrast=names, kind=("contrast", kinds)).transpose("chain", "draw", "contrast").rename(
-        f"contrasts of {variable}"
-    )
+    out = out.assign_coords(contrast=names, kind=("contrast", kinds)).transpose("chain", "draw", "contrast")
+    out.attrs = {"grid": _grid_note(grid, variable)}
+    return out.rename(f"contrasts of {variable}")
+
+
+def _grid_note(grid: pd.DataFrame, variable: str) -> str:
+    """Where the reference grid holds the predictors other than ``variable``."""
+    return "; ".join(
+        f"{c} averaged over {grid[c].nunique()} levels" if grid[c].nunique() > 1 else f"{c} = {_show(grid[c].iloc[0])}"
+        for c in grid.columns if c != variable
+    ) or "no other predictors"
 
 
 def contrasts(
@@ -217,14 +226,6 @@ def contrasts(
     kinds = draws["kind"].values
     table["prob_positive"] = np.where(kinds == "difference", (draws > 0).mean(("chain", "draw")).values, np.nan)
     table.index = pd.MultiIndex.from_arrays([kinds, draws["contrast"].values], names=["kind", "contrast"])
-    grid = reference_grid(fit, variable, at=at)
-    others = [c for c in grid.columns if c != variable]
     table.attrs["interval"] = interval_label(ci, prob)
-    table.attrs["grid"] = (
-        "; ".join(
-            f"{c} averaged over {grid[c].nunique()} levels" if grid[c].nunique() > 1 else f"{c} = {_show(grid[c].iloc[0])}"
-            for c in others
-        )
-        or "no other predictors"
-    )
+    table.attrs["grid"] = draws.attrs["grid"]
     return table

@@ -169,31 +169,33 @@ def model_shrinkage(A: np.ndarray, sigma: np.ndarray, G: np.ndarray, *, max_draw
     """
     n = len(sigma)
     keep = np.unique(np.linspace(0, n - 1, min(n, max_draws)).round().astype(int))
-    q = A.shape[-1]
     total = np.zeros(A.shape[:2])
     for s in keep:
         Ginv = np.linalg.inv(G[s])
         C = np.linalg.inv(A / sigma[s] ** 2 + Ginv)          # (levels, q, q)
-        total += np.diagonal(C @ Ginv, axis1=1, axis2=2).reshape(-1, q)
+        total += np.diagonal(C @ Ginv, axis1=1, axis2=2)
     return total / len(keep)
 
 
-def posterior_shrinkage(posterior: xr.Dataset, g: GroupDesign) -> np.ndarray:
+def posterior_shrinkage(posterior: xr.Dataset, g: GroupDesign, A: np.ndarray) -> np.ndarray:
     """:func:`model_shrinkage` of factor ``g`` from a mixed model's posterior (its σ and G draws).
+
+    ``A`` is the factor's :func:`normal_equations`, which the callers already hold.
 
     Examples
     --------
     >>> import lmm_bayes as lb
     >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
     ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-    >>> B = posterior_shrinkage(fit.posterior, fit.design.group("Subject"))
+    >>> g = fit.design.group("Subject")
+    >>> B = posterior_shrinkage(fit.posterior, g, normal_equations(g))
     >>> B.shape, bool(((0 < B) & (B < 1)).all())
     ((18, 1), True)
     """
     q = g.n_effects
     G = covariance_values(posterior, g).reshape(-1, q, q)
     sigma = posterior[SIGMA].transpose("chain", "draw").values.reshape(-1)
-    return model_shrinkage(normal_equations(g), sigma, G)
+    return model_shrinkage(A, sigma, G)
 
 
 def shrinkage_factor(no: np.ndarray, partial: np.ndarray, population: np.ndarray) -> np.ndarray:

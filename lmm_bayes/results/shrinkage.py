@@ -138,7 +138,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
         partial=partial,
         complete=complete,
         population=population_values(beta, g.effects),
-        factor=posterior_shrinkage(post, g),
+        factor=posterior_shrinkage(post, g, A),
         notes=notes,
         intervals=(
             f"{100 * prob:.4g}%: no pooling normal interval with the fitted residual SD; partial pooling {ci.upper()}; "

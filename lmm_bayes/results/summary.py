@@ -257,8 +257,8 @@ class Summary:
 
 #: columns printed with a fixed number of decimals whatever the row (R-hat to 3, ESS and counts to 0)
 _FIXED_DECIMALS = {"r_hat": 3, "ess_bulk": 0, "ess_tail": 0, "n_rows": 0, "n_obs": 0, "rank": 0}
-#: columns printed with the decimals their row's ``sd`` calls for
-_ESTIMATE_COLUMNS = ("mean", "median", "sd", "hdi_low", "hdi_high", "eti_low", "eti_high")
+#: columns printed with the decimals their row's ``sd`` calls for (every kind's interval columns)
+_ESTIMATE_COLUMNS = ("mean", "median", "sd", *(c for kind in CI_KINDS for c in interval_columns(kind)))
 
 
 def _decimals_for(scale: float) -> int:

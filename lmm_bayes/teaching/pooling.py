@@ -267,7 +267,8 @@ def compare_pooling(
     fits = {"no_pooling": no, "partial_pooling": partial, "complete_pooling": complete}
 
     loo = _loo_table(fits)
-    _, ok, notes = identified(g, normal_equations(g))
+    A = normal_equations(g)
+    _, ok, notes = identified(g, A)
     np_m, np_lo, np_hi = mean_interval(no.coef_draws(g.name), ci=ci, prob=prob)
     beta = pd.Series(
         partial.posterior[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
@@ -278,7 +279,7 @@ def compare_pooling(
         partial=mean_interval(partial.coef_draws(g.name), ci=ci, prob=prob),
         complete=mean_interval(complete.coef_draws(g.name), ci=ci, prob=prob),
         population=population_values(beta, g.effects),
-        factor=posterior_shrinkage(partial.posterior, g),
+        factor=posterior_shrinkage(partial.posterior, g, A),
         notes=notes,
         intervals=f"{interval_label(ci, prob)} of each pooling's posterior",
     )
