@@ -34,9 +34,11 @@ TICKS_NAMES = {"Intercept": "(Intercept)", "C(YEAR)[96]": "YEAR96", "C(YEAR)[97]
 
 
 def _fit(model, **kw):
+    """The full method (this file's subject; the Laplace method's tests are tests/test_laplace.py)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # ESS warnings of short test chains
-        return model.fit(progressbar=False, **{"draws": 500, "tune": 500, "chains": 2, "seed": 1, **kw})
+        return model.fit(progressbar=False, **{"draws": 500, "tune": 500, "chains": 2, "seed": 1, "method": "full",
+                                                **kw})
 
 
 @pytest.fixture(scope="module")
@@ -381,7 +383,7 @@ def test_gaussian_glmm_is_the_lmm(cbpp):
     m = lb.LMM("incidence ~ C(period) + (1 | herd)", cbpp)
     assert g.priors == m.priors
     assert resolve_method(g.design, "auto")[0].name == "collapsed"
-    assert resolve_method(lb.GLMM(CBPP, cbpp, family="binomial").design, "auto")[0].name == "full"
+    assert resolve_method(lb.GLMM(CBPP, cbpp, family="binomial").design, "auto")[0].name == "laplace"
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -77,7 +77,7 @@ def _python_callback_model(model: KernelModel, coords: dict[str, Any]):
 
     names, shapes, dims = model.variables()
     return from_pyfunc(
-        model.n_dim, lambda: model.log_density, lambda seed1, seed2, chain: model.expand,
+        model.n_dim, model.chain_log_density, lambda seed1, seed2, chain: model.expand,
         [np.dtype("float64")] * len(names), shapes, names,
         coords={k: list(v) for k, v in coords.items()}, dims=dims, make_initial_point_fn=_initial_point(model),
     )

@@ -46,6 +46,8 @@ from lmm_bayes.inference.gibbs import GibbsSystem, gibbs_obstacle, sample_gibbs
 from lmm_bayes.inference.glm import glm_data
 from lmm_bayes.inference.glm_centered import build_hierarchical_model
 from lmm_bayes.inference.graph import build_model
+from lmm_bayes.inference.laplace import LaplaceCheck, LaplaceSystem, draw_laplace_effects, laplace_model, \
+    laplace_obstacle, rename_slot
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, posterior_vars, z_name
 from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
@@ -54,9 +56,9 @@ from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["METHODS", "Collapsed", "Crossed", "Full", "Gibbs", "Method", "choose_method", "resolve_method"]
+__all__ = ["METHODS", "Collapsed", "Crossed", "Full", "Gibbs", "Laplace", "Method", "choose_method", "resolve_method"]
 
-METHODS = ("auto", "full", "collapsed", "gibbs")
+METHODS = ("auto", "full", "collapsed", "gibbs", "laplace")
 
 
 def _key(name: str, design: Design, priors: Priors, rows: int | None, centered: bool) -> str:
@@ -226,7 +228,53 @@ class Gibbs:
         return _kept(_in_layout(self.design, posterior), self.design, keep_b)
 
 
-Method = Full | Collapsed | Crossed | Gibbs
+@dataclass(frozen=True, eq=False)
+class Laplace:
+    """A nested GLMM with b integrated out by Laplace's approximation per top-level cluster, then
+    b drawn by importance resampling and the approximation checked (:mod:`lmm_bayes.inference.laplace`).
+    Samples with nutpie only; :attr:`check` holds the last check."""
+
+    design: Design
+    name: str = field(default="laplace", init=False)
+    _checks: list = field(default_factory=list, init=False, repr=False)
+
+    @cached_property
+    def system(self) -> LaplaceSystem:
+        """The design laid out in blocks (computed once)."""
+        return LaplaceSystem.from_design(self.design)
+
+    @property
+    def check(self) -> LaplaceCheck | None:
+        """The importance-weight check of the last completed posterior, or None."""
+        return self._checks[-1] if self._checks else None
+
+    def structure_key(self, priors: Priors) -> str:
+        return _key(self.name, self.design, priors, None, False)
+
+    def build(self, priors: Priors) -> pm.Model:
+        raise ValueError(
+            "method='laplace' has no PyMC graph: it samples with nutpie (sampler='nutpie', the default); "
+            "use method='full' for the PyMC graph or another sampler"
+        )
+
+    def data(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def kernel_model(self, priors: Priors) -> KernelModel:
+        """The model for nutpie: the kernel's priors with the Laplace marginal likelihood."""
+        return laplace_model(self.design, priors, self.system)
+
+    def complete(self, posterior: xr.Dataset, seed: Any, keep_b: str = "all") -> xr.Dataset:
+        posterior = rename_slot(posterior, self.system)
+        dtype = np.float32 if keep_b == "float32" else np.float64
+        b, check = draw_laplace_effects(self.design, posterior, seed=seed, system=self.system, dtype=dtype)
+        self._checks.append(check)
+        out = _in_layout(self.design, posterior.assign(b) if keep_b != "none" else posterior)
+        out.attrs.update(check.attrs())
+        return out
+
+
+Method = Full | Collapsed | Crossed | Gibbs | Laplace
 
 
 def resolve_method(
@@ -268,10 +316,17 @@ def resolve_method(
                 else "draws b and β from their exact normal conditionals")
         raise ValueError(
             f"method={method!r} {what}, which only a Gaussian response allows; "
-            f"family={family.name!r} has no such closed form (an approximate fast path, "
-            "Laplace per cluster with a check of its error, is planned); use method='full' or 'auto'"
+            f"family={family.name!r} has no such closed form: use method='laplace' (b integrated out "
+            "approximately per cluster, then checked), 'full' or 'auto'"
         )
-    if method == "full" or not family.is_gaussian:  # auto: a GLMM has one method, the full one
+    if method == "laplace":
+        return _laplace(design, centered, sampler), ""
+    if method == "auto" and not family.is_gaussian and not centered:
+        why = _laplace_obstacle(design, sampler)
+        if not why:
+            return Laplace(design), ""
+        return Full(design), f"method='auto' chose 'full': {why}"
+    if method == "full" or not family.is_gaussian:
         return Full(design, centered=centered), ""
     if method == "gibbs":
         return _gibbs(design, centered, sampler), ""
@@ -293,6 +348,22 @@ def resolve_method(
     if centered:
         raise ValueError("centered=True only applies to method='full'; the collapsed method has no b to center")
     return strategy, ""
+
+
+def _laplace_obstacle(design: Design, sampler: str) -> str:
+    """Why the Laplace method cannot take this GLMM, or ""."""
+    if sampler != "nutpie":
+        return f"the Laplace method samples with nutpie only (sampler={sampler!r})"
+    return laplace_obstacle(design)
+
+
+def _laplace(design: Design, centered: bool, sampler: str) -> Laplace:
+    why = _laplace_obstacle(design, sampler)
+    if why:
+        raise ValueError(f"method='laplace' cannot be used for this model: {why}; use method='full'")
+    if centered:
+        raise ValueError("centered=True only applies to method='full'; the Laplace method has no b to center")
+    return Laplace(design)
 
 
 def _gibbs_wins(design: Design, sampler: str) -> bool:

@@ -9,7 +9,7 @@ turn an unconstrained point back into the named posterior variables.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class KernelModel:
         ``marginal(beta, sigma2, Ginv, logdet_G) -> (ll, d/dbeta, d/dsigma, d/dG)``: the
         marginal log-likelihood when another factorisation than the kernel's nested one
         integrates b out (crossed designs); None for the kernel's own.
+    chain_marginal : callable or None
+        Makes a fresh ``marginal`` for each chain, for one that keeps state between calls
+        (the Laplace method's warm start: :mod:`lmm_bayes.inference.laplace`); None shares ``marginal``.
     """
 
     design: Design
@@ -54,6 +57,13 @@ class KernelModel:
     n_dim: int
     start: np.ndarray
     marginal: Callable | None = None
+    chain_marginal: Callable[[], Callable] | None = None
+
+    def chain_log_density(self) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+        """:meth:`log_density` for one chain (with its own :attr:`chain_marginal`, if any)."""
+        if self.chain_marginal is None:
+            return self.log_density
+        return replace(self, marginal=self.chain_marginal(), chain_marginal=None).log_density
 
     def log_density(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Log posterior density (up to a constant) and its gradient at x."""

@@ -32,7 +32,7 @@ from lmm_bayes.inference.layout import (
     pointwise_log_likelihood,
 )
 from lmm_bayes.inference.gibbs import SAMPLER_NAME
-from lmm_bayes.inference.methods import Collapsed, Crossed, Gibbs, Method
+from lmm_bayes.inference.methods import Collapsed, Crossed, Gibbs, Laplace, Method
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
@@ -177,10 +177,13 @@ def sample_posterior(
     """
     if log_likelihood not in (True, False, "auto"):
         raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
-    on_kernel = isinstance(method, Crossed) or (USE_KERNEL and isinstance(method, Collapsed))
+    on_kernel = isinstance(method, (Crossed, Laplace)) or (USE_KERNEL and isinstance(method, Collapsed))
     if isinstance(method, Gibbs):  # its own sampler: no NUTS, no graph (the sweeps are compiled once per machine)
         reused = True  # nothing is compiled per model: the sweeps are compiled once per machine
         posterior, stats = method.sample(priors, settings, keep_b)
+    elif isinstance(method, Laplace) and settings.sampler != "nutpie":
+        raise ValueError(f"method='laplace' samples with nutpie only, not sampler={settings.sampler!r}; "
+                         "use method='full' with that sampler")
     elif on_kernel and settings.sampler == "nutpie":
         # no graph to compile: the kernel is compiled once per machine (kernel_sampler)
         reused = kernel_loader.is_loaded()
@@ -219,6 +222,7 @@ def sample_posterior(
         **({"sampler": SAMPLER_NAME} if isinstance(method, Gibbs) else {}),
         "compiled_model_reused": int(reused),
         "keep_b": keep_b,
+        **(method.check.attrs() if isinstance(method, Laplace) and method.check else {}),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     idata = xr.DataTree.from_dict(groups)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.errors import MethodNote
+from lmm_bayes.errors import MethodNote, SamplingWarning
 from lmm_bayes.inference.layout import (
     KEEP_B,
     b_draws,
@@ -27,7 +27,7 @@ from lmm_bayes.inference.layout import (
     hyperparameters,
     population_effects,
 )
-from lmm_bayes.inference.methods import resolve_method
+from lmm_bayes.inference.methods import Full, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
@@ -464,10 +464,24 @@ def fit_model(
     strategy, note = resolve_method(model.design, method, centered=centered, sampler=settings.sampler)
     if note:
         warnings.warn(note, MethodNote, stacklevel=3)
-    idata = sample_posterior(
-        model.design, model.priors, strategy, settings, log_likelihood=log_likelihood, keep_b=keep_b,
-        attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
-    )
-    fit = Fit(idata=idata, model=model)
+
+    def sample(strategy, note: str) -> Fit:
+        idata = sample_posterior(
+            model.design, model.priors, strategy, settings, log_likelihood=log_likelihood, keep_b=keep_b,
+            attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
+        )
+        return Fit(idata=idata, model=model)
+
+    fit = sample(strategy, note)
+    check = getattr(strategy, "check", None)  # the Laplace method's importance check
+    if check is not None and not check.passed:
+        if method == "auto":
+            note = f"method='auto' chose 'full': {check.reason()}"
+            warnings.warn(note, MethodNote, stacklevel=3)
+            fit = sample(Full(model.design), note)
+        else:
+            warnings.warn(
+                f"{check.reason()}, so this posterior may differ from the exact one: refit with method='full' "
+                "(method='auto' does so by itself)", SamplingWarning, stacklevel=3)
     fit.warn_if_unreliable(stacklevel=4)
     return fit

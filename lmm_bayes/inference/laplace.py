@@ -1,0 +1,411 @@
+"""The Laplace method of a GLMM: b integrated out approximately per cluster, then checked and drawn.
+
+A generalized model has no closed-form marginal likelihood, but in a nested design every
+top-level cluster (a subject, with its neurons) is a block of effects that no other rows
+touch. Per block, the integral over b is replaced by Laplace's approximation at the mode,
+found by damped Newton steps with the exact Hessian ``Z'WZ + G^-1`` (as glmer and INLA do);
+NUTS samples β, the SDs and correlations (and the negative binomial's dispersion) on that
+marginal, with its exact gradient (:mod:`lmm_bayes.inference.laplace_kernel`).
+
+An approximation must not pass silently for the posterior. After sampling, every draw's
+blocks get ``n_proposals`` draws from their Laplace normal ``N(b_hat, H^-1)``, weighted by
+``p(y, b | beta, theta) / q(b)``:
+
+* the mean weight of a block estimates the ratio of its true marginal likelihood to the
+  Laplace value, so the product over blocks, ``w``, is the importance weight of the draw
+  of (β, θ) against the exact posterior. Pareto-smoothed (PSIS, Vehtari et al. 2024), its
+  shape ``k`` says whether the weights can be trusted, and the weighted means of the
+  hyperparameters estimate the exact posterior's: :func:`check_laplace` compares each
+  with the unweighted mean in units of its Monte Carlo standard error;
+* b is resampled among a block's proposals by its weights (sampling importance
+  resampling), so the draws of b are corrected too.
+
+The check passes when ``k <= 0.7`` and no hyperparameter moves by more than
+:data:`MAX_SHIFT` MCSE under the weights. ``method="auto"`` uses this method only for a
+nested design whose family it covers, and keeps its result only when the check passes
+(otherwise it samples the full model and says why); ``method="laplace"`` keeps the result
+and warns. The check's numbers are stored in the posterior's attributes (``laplace_*``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import special
+
+from lmm_bayes.inference import laplace_kernel as lk
+from lmm_bayes.inference.layout import BETA, SIGMA, b_name, covariance_values
+from lmm_bayes.inference.packing import KernelModel, pack_parameters
+from lmm_bayes.inference.sufficient import nesting_chain
+from lmm_bayes.spec.design import Design, GroupDesign
+from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
+
+__all__ = ["MAX_BLOCK", "MAX_PARETO_K", "MAX_SHIFT", "LaplaceCheck", "LaplaceSystem", "check_laplace",
+           "draw_laplace_effects", "laplace_model", "laplace_obstacle", "proposals_for", "rename_slot"]
+
+#: the largest block (a top-level cluster's effects and its nested clusters') factorised densely
+MAX_BLOCK = 400
+#: the largest Pareto k of the importance weights for which the check passes (Vehtari et al. 2024)
+MAX_PARETO_K = 0.7
+#: the largest move of a hyperparameter's mean under the weights, in its Monte Carlo standard errors
+MAX_SHIFT = 2.0
+#: proposals per block and draw (fewer on large data: see :func:`proposals_for`)
+PROPOSALS = 16
+#: rows x draws x proposals evaluated after sampling, at most (sets the proposals on large data)
+ROW_BUDGET = 2e9
+# the prior of the unused residual-scale slot of families without an extra parameter
+_UNUSED = Prior("HalfNormal", sigma=1.0)
+
+
+def laplace_obstacle(design: Design) -> str:
+    """Why the Laplace method cannot take this design, or "".
+
+    Examples
+    --------
+    >>> import pandas as pd, lmm_bayes as lb
+    >>> df = pd.DataFrame({"k": [1, 0, 1, 1, 0, 1], "g": list("aabbcc")})
+    >>> laplace_obstacle(lb.GLMM("k ~ 1 + (1 | g)", df, family="bernoulli").design)
+    ''
+    >>> laplace_obstacle(lb.GLMM("k ~ 1 + (1 | g)", df, family="bernoulli", link="probit").design)
+    "the Laplace method covers the canonical links (log for counts, logit for choices), not link='probit'"
+    """
+    family = family_of(design)
+    if family.is_gaussian:
+        return "a Gaussian response has an exact collapsed method (lb.LMM), which the Laplace method would only approximate"
+    if family.name not in ("poisson", "negativebinomial") and family.link != "logit":
+        return (f"the Laplace method covers the canonical links (log for counts, logit for choices), "
+                f"not link={family.link!r}")
+    if design.reduction is not None:
+        return "a model built from Dask or Parquet keeps a sample of its rows, and the Laplace method needs them all"
+    if not design.groups:
+        return "the model has no random effects to integrate out"
+    try:
+        chain = nesting_chain(design)
+    except ValueError as err:
+        return f"{err}; the Laplace method takes one factor or a chain of nested factors"
+    sizes = _block_sizes(chain)
+    if sizes.max() > MAX_BLOCK:
+        return (f"a top-level cluster holds {int(sizes.max())} effects with its nested clusters, above the "
+                f"{MAX_BLOCK} the Laplace method factorises densely")
+    return ""
+
+
+def _ancestors(chain: tuple[GroupDesign, ...]) -> list[np.ndarray]:
+    """For each factor of the chain, the top-level cluster of each of its clusters."""
+    out = [np.arange(chain[0].n_levels)]
+    for g in chain[1:]:
+        out.append(out[-1][np.asarray(g.parent_codes, dtype=np.int64)])
+    return out
+
+
+def _block_sizes(chain: tuple[GroupDesign, ...]) -> np.ndarray:
+    anc = _ancestors(chain)
+    n_top = chain[0].n_levels
+    return sum((np.bincount(a, minlength=n_top) * g.n_effects for g, a in zip(chain, anc)), np.zeros(n_top, int))
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceSystem:
+    """A nested GLMM laid out for the compiled loops: rows by top-level cluster, blocks of effects.
+
+    Attributes
+    ----------
+    chain : tuple of GroupDesign
+        The factors, top first.
+    starts : list of ndarray
+        Per factor, where each cluster's effects start in the flat vector of all blocks.
+    """
+
+    design: Design
+    chain: tuple[GroupDesign, ...]
+    fam: int
+    arrays: tuple  # X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs
+    starts: list[np.ndarray]
+    counts: tuple[np.ndarray, np.ndarray]  # the distinct responses and how often each occurs
+    constant: float  # the rows' normalising constants that depend on the data alone
+
+    @classmethod
+    def from_design(cls, design: Design) -> LaplaceSystem:
+        """Lay out a design :func:`laplace_obstacle` accepts (``ValueError`` otherwise)."""
+        why = laplace_obstacle(design)
+        if why:
+            raise ValueError(f"method='laplace' cannot be used for this model: {why}; use method='full'")
+        family = family_of(design)
+        chain = nesting_chain(design)
+        anc = _ancestors(chain)
+        n_top = chain[0].n_levels
+        qs = np.array([g.n_effects for g in chain], dtype=np.int64)
+        # position of each cluster's effects inside its top-level block: the top cluster's own
+        # effects first, then every nested factor's clusters in order
+        local = [np.zeros(n_top, dtype=np.int64)]
+        base = np.full(n_top, qs[0], dtype=np.int64)
+        for k in range(1, len(chain)):
+            a = anc[k]
+            order = np.lexsort((np.arange(a.size), a))
+            first = np.searchsorted(a[order], np.arange(n_top))
+            rank = np.empty(a.size, dtype=np.int64)
+            rank[order] = np.arange(a.size) - first[a[order]]
+            local.append(base[a] + rank * qs[k])
+            base = base + np.bincount(a, minlength=n_top) * qs[k]
+        bptr = np.concatenate([[0], np.cumsum(base)]).astype(np.int64)
+        starts = [bptr[a] + loc for a, loc in zip(anc, local)]
+        slots = np.concatenate([np.column_stack([a, np.full(a.size, k), loc]) for k, (a, loc) in
+                                enumerate(zip(anc, local))]).astype(np.int64)
+        slots = slots[np.lexsort((slots[:, 2], slots[:, 0]))]
+        slot_ptr = np.searchsorted(slots[:, 0], np.arange(n_top + 1)).astype(np.int64)
+        rows = np.argsort(chain[0].codes, kind="stable")
+        ptr = np.searchsorted(chain[0].codes[rows], np.arange(n_top + 1)).astype(np.int64)
+        cols = np.concatenate([loc[g.codes][:, None] + np.arange(g.n_effects) for g, loc in zip(chain, local)],
+                              axis=1)[rows]
+        zv = np.concatenate([g.Z for g in chain], axis=1)[rows]
+        offset = getattr(design, "offset", None)
+        trials = getattr(design, "trials", None)
+        arrays = (
+            np.ascontiguousarray(design.X[rows], dtype=float), np.ascontiguousarray(design.y[rows], dtype=float),
+            np.zeros(design.n) if offset is None else np.ascontiguousarray(offset[rows], dtype=float),
+            np.ones(design.n) if trials is None else np.ascontiguousarray(trials[rows], dtype=float),
+            np.ascontiguousarray(cols, dtype=np.int64), np.ascontiguousarray(zv, dtype=float), ptr, bptr,
+            slot_ptr, np.ascontiguousarray(slots[:, 1]), np.ascontiguousarray(slots[:, 2]), qs,
+        )
+        code = lk.FAMILY_CODE[family.name if family.counts else "logit"]
+        y, n = arrays[1], arrays[3]
+        constant = float(np.sum(-special.gammaln(y + 1)))
+        if family.name in ("binomial", "bernoulli"):
+            constant += float(np.sum(special.gammaln(n + 1) - special.gammaln(n - y + 1)))
+        counts = np.unique(y, return_counts=True)
+        return cls(design=design, chain=chain, fam=code, arrays=arrays, starts=starts, counts=counts,
+                   constant=constant)
+
+    def _alpha_terms(self, alpha: float) -> tuple[float, float]:
+        """The negative binomial's constants that depend on alpha, and their derivative in alpha:
+        ``sum_i log Gamma(y_i + alpha) - log Gamma(alpha) + alpha log alpha`` over the distinct y."""
+        values, counts = self.counts
+        n = counts.sum()
+        value = np.sum(counts * special.gammaln(values + alpha)) + n * (alpha * np.log(alpha) - special.gammaln(alpha))
+        slope = np.sum(counts * special.digamma(values + alpha)) + n * (np.log(alpha) + 1.0 - special.digamma(alpha))
+        return float(value), float(slope)
+
+    @property
+    def negative_binomial(self) -> bool:
+        """Whether the model has the negative binomial's dispersion (in the residual-scale slot)."""
+        return self.fam == lk.FAMILY_CODE["negativebinomial"]
+
+    def marginal(self, beta: np.ndarray, s2: float, Ginv: np.ndarray, logdet_G: np.ndarray,
+                 start: np.ndarray | None = None):
+        """``(ll, d/dbeta, d/dsigma, d/dG)``: :attr:`KernelModel.marginal`'s contract, the slot
+        ``sigma`` holding the negative binomial's dispersion ``1/sqrt(alpha)`` (unused otherwise).
+
+        The modes' Newton iterations start from ``start`` (zero by default) and write the modes
+        back into it; the result does not depend on the start (to rounding: the iteration ends
+        with a full Newton step taken in its quadratic phase).
+        """
+        alpha = 1.0 / s2 if self.negative_binomial else 1.0
+        bhat = np.zeros(self.n_effects) if start is None else start
+        ll, gbeta, galpha, S, ok = lk.marginal(np.asarray(beta, dtype=float), Ginv, self.fam, alpha, *self.arrays,
+                                               bhat, True)
+        if not ok or not np.isfinite(ll):
+            return -np.inf, np.zeros_like(beta), 0.0, np.zeros_like(Ginv)
+        ll += self.constant
+        if self.negative_binomial:
+            value, slope = self._alpha_terms(alpha)
+            ll += value
+            galpha += slope
+        gG = np.zeros_like(Ginv)
+        for k, g in enumerate(self.chain):
+            q = g.n_effects
+            Gi = Ginv[k, :q, :q]
+            ll -= 0.5 * g.n_levels * logdet_G[k]
+            gG[k, :q, :q] = 0.5 * Gi @ S[k, :q, :q] @ Gi - 0.5 * g.n_levels * Gi
+        g_sigma = galpha * (-2.0 / s2 ** 1.5) if self.negative_binomial else 0.0
+        return float(ll), gbeta, float(g_sigma), gG
+
+    @property
+    def n_effects(self) -> int:
+        """The length of the flat vector of all blocks' effects."""
+        return int(self.arrays[7][-1])
+
+    def chain_marginal(self):
+        """A :meth:`marginal` for one chain: it starts each mode search from the chain's last modes.
+
+        nutpie asks for one log density per chain and calls it from that chain alone, so the
+        warm start follows one chain's path and the draws stay reproducible from the seed.
+        """
+        start = np.zeros(self.n_effects)
+
+        def marginal(beta, s2, Ginv, logdet_G):
+            return self.marginal(beta, s2, Ginv, logdet_G, start=start)
+
+        return marginal
+
+    def modes(self, beta: np.ndarray, Ginv: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+        """Every block's mode ``b_hat`` (flat; :attr:`starts` says where each cluster's are)."""
+        return lk.cluster_modes(np.asarray(beta, dtype=float), Ginv, self.fam, alpha, *self.arrays)
+
+    def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Per factor, its clusters' effects ``(..., levels, q)`` from flat vectors ``(..., total)``."""
+        out = {}
+        for g, st in zip(self.chain, self.starts):
+            idx = st[:, None] + np.arange(g.n_effects)
+            out[g.name] = flat[..., idx]
+        return out
+
+
+def laplace_model(design: Design, priors: Priors | None, system: LaplaceSystem | None = None) -> KernelModel:
+    """The Laplace-integrated GLMM for nutpie: the kernel's priors with :meth:`LaplaceSystem.marginal`.
+
+    The kernel's residual-scale slot carries the negative binomial's dispersion (with its
+    prior); other families leave it unused, under a HalfNormal(1) prior, and drop it from the
+    posterior.
+
+    Examples
+    --------
+    >>> import pandas as pd, lmm_bayes as lb
+    >>> df = pd.DataFrame({"k": [1, 0, 2, 5, 0, 1], "g": list("aabbcc")})
+    >>> laplace_model(lb.GLMM("k ~ 1 + (1 | g)", df, family="poisson").design, None).n_dim  # beta, slot, SD
+    3
+    """
+    system = LaplaceSystem.from_design(design) if system is None else system
+    priors = resolve_priors(design) if priors is None else priors
+    slot = priors.dispersion if system.negative_binomial else _UNUSED
+    km = pack_parameters(design, replace(priors, sigma=slot), system.chain)
+    return KernelModel(design=km.design, chain=km.chain, ints=km.ints, floats=km.floats, n_dim=km.n_dim,
+                       start=km.start, marginal=system.marginal, chain_marginal=system.chain_marginal)
+
+
+def proposals_for(rows: int, draws: int) -> int:
+    """Proposals per block and draw: :data:`PROPOSALS`, fewer (at least 4) when rows x draws is large."""
+    return int(np.clip(ROW_BUDGET // max(1, rows * draws), 4, PROPOSALS))
+
+
+@dataclass(frozen=True)
+class LaplaceCheck:
+    """The importance-weight check of a Laplace posterior (module docstring).
+
+    Attributes
+    ----------
+    pareto_k : float
+        PSIS shape of the draws' importance weights; above :data:`MAX_PARETO_K` the weights,
+        and the approximation, cannot be trusted.
+    max_shift : float
+        The largest move of a hyperparameter's posterior mean under the weights, in MCSE.
+    worst : str
+        The hyperparameter that moved most.
+    ess_fraction : float
+        The weights' effective sample size as a fraction of the draws.
+    proposals : int
+        Proposals per block and draw.
+    """
+
+    pareto_k: float
+    max_shift: float
+    worst: str
+    ess_fraction: float
+    proposals: int
+
+    @property
+    def passed(self) -> bool:
+        """Whether the approximation is close enough to the exact posterior to keep."""
+        return bool(np.isfinite(self.pareto_k) and self.pareto_k <= MAX_PARETO_K and self.max_shift <= MAX_SHIFT)
+
+    def reason(self) -> str:
+        """One line saying what the check found."""
+        verdict = "passed" if self.passed else "failed"
+        return (f"the Laplace approximation's importance check {verdict}: Pareto k = {self.pareto_k:.2f} "
+                f"(at most {MAX_PARETO_K}), the largest shift of a posterior mean under the weights = "
+                f"{self.max_shift:.1f} MCSE ({self.worst}; at most {MAX_SHIFT}), weights' ESS "
+                f"{self.ess_fraction:.0%} of the draws")
+
+    def attrs(self) -> dict[str, Any]:
+        """The check as posterior attributes."""
+        return {"laplace_pareto_k": self.pareto_k, "laplace_max_shift": self.max_shift, "laplace_worst": self.worst,
+                "laplace_ess_fraction": self.ess_fraction, "laplace_proposals": self.proposals,
+                "laplace_check_passed": int(self.passed)}
+
+
+def _hyper_draws(post: xr.Dataset) -> dict[str, np.ndarray]:
+    """Every scalar hyperparameter as (chain, draw), named as a table would name it."""
+    out = {}
+    for name, da in post.data_vars.items():
+        da = da.transpose("chain", "draw", ...)
+        flat = da.values.reshape(da.sizes["chain"], da.sizes["draw"], -1)
+        for i in range(flat.shape[-1]):
+            out[f"{name}[{i}]" if flat.shape[-1] > 1 else name] = flat[..., i]
+    return out
+
+
+def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> LaplaceCheck:
+    """Pareto-smooth the importance weights ``log_w`` (chain, draw) and compare weighted and plain means.
+
+    A correlation's diagonal and other constant draws are skipped.
+    """
+    from arviz_stats.base import array_stats
+
+    flat = np.asarray(log_w, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(flat)):
+        return LaplaceCheck(np.inf, np.inf, "a block without a mode", 0.0, proposals)
+    smoothed, k = array_stats.psislw(flat)
+    w = np.exp(smoothed - smoothed.max())
+    w /= w.sum()
+    ess_fraction = float(1.0 / np.sum(w**2) / flat.size)
+    worst, max_shift = "", 0.0
+    for name, draws in _hyper_draws(post).items():
+        values = draws.reshape(-1)
+        if np.ptp(values) == 0:
+            continue
+        mcse = float(array_stats.mcse(draws, method="mean", chain_axis=0, draw_axis=1))
+        shift = abs(float(np.sum(w * values)) - float(values.mean())) / mcse if mcse > 0 else 0.0
+        if shift > max_shift:
+            worst, max_shift = name, shift
+    return LaplaceCheck(float(k), float(max_shift), worst, ess_fraction, proposals)
+
+
+def draw_laplace_effects(
+    design: Design, posterior: xr.Dataset, seed: Any = None, system: LaplaceSystem | None = None,
+    dtype: Any = np.float64,
+) -> tuple[dict[str, xr.DataArray], LaplaceCheck]:
+    """Every b by importance resampling from the Laplace normals, and the check (module docstring).
+
+    ``posterior`` holds ``beta``, the SDs and correlations, and ``dispersion`` for the
+    negative binomial. Returns ``({g}_b per factor, check)``.
+    """
+    system = LaplaceSystem.from_design(design) if system is None else system
+    post = posterior.transpose("chain", "draw", ...)
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    D = n_chain * n_draw
+    betas = post[BETA].values.reshape(D, -1) if BETA in post else np.zeros((D, 0))
+    qmax = max(g.n_effects for g in system.chain)
+    Ginv = np.zeros((D, len(system.chain), qmax, qmax))
+    for k, g in enumerate(system.chain):
+        q = g.n_effects
+        Ginv[:, k, :q, :q] = np.linalg.inv(covariance_values(post, g).reshape(D, q, q))
+    alphas = (1.0 / post["dispersion"].values.reshape(D) ** 2 if system.negative_binomial else np.ones(D))
+    n_prop = proposals_for(design.n, D)
+    seed_int = int(np.random.default_rng(seed).integers(0, 2**31 - D - 1))
+    flat = np.empty((D, system.n_effects))
+    log_w, _ = lk.draw_effects(np.ascontiguousarray(betas, dtype=float), Ginv, alphas, system.fam, *system.arrays,
+                               n_prop, seed_int, flat)
+    hyper = post[[v for v in post.data_vars if v == BETA or v == "dispersion" or v.endswith("_sd")
+                  or v.endswith("_corr")]]
+    check = check_laplace(hyper, log_w.reshape(n_chain, n_draw), n_prop)
+    result = {}
+    for g in system.chain:
+        values = system.unflatten(flat)[g.name].reshape(n_chain, n_draw, g.n_levels, g.n_effects).astype(dtype)
+        result[b_name(g)] = xr.DataArray(
+            values, dims=("chain", "draw", g.name, g.effect_dim),
+            coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                    g.name: list(g.levels), g.effect_dim: list(g.effects)}, name=b_name(g))
+    return result, check
+
+
+def rename_slot(posterior: xr.Dataset, system: LaplaceSystem) -> xr.Dataset:
+    """The kernel's residual-scale slot as the family's parameter: ``dispersion``, or dropped."""
+    if SIGMA not in posterior:
+        return posterior
+    if system.negative_binomial:
+        return posterior.rename({SIGMA: "dispersion"})
+    return posterior.drop_vars(SIGMA)
+
