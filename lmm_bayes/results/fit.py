@@ -367,6 +367,10 @@ class Fit(FitFacades, FittedModel):
             f"divergences {diag['divergences']}; max R-hat {diag['max_r_hat']:.3f}; "
             f"min bulk ESS {diag['min_ess_bulk']:.0f}; min tail ESS {diag['min_ess_tail']:.0f}"
         )
+        if "laplace_pareto_k" in a:  # the Laplace method's importance check (inference/laplace.py)
+            verdict = "passed" if a["laplace_check_passed"] else "FAILED: refit with method='full'"
+            footer += (f"\nLaplace check {verdict}: Pareto k {a['laplace_pareto_k']:.2f}, largest shift of a "
+                       f"mean under the weights {a['laplace_max_shift']:.1f} MCSE")
         return Summary(
             header=header,
             varcorr=self.varcorr(ci=ci, prob=prob),
@@ -405,7 +409,7 @@ def fit_model(
         Draws kept per chain, tuning steps per chain, number of chains.
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         The NUTS implementation; numpyro and blackjax need JAX.
-    method : {"auto", "full", "collapsed", "gibbs"}
+    method : {"auto", "full", "collapsed", "gibbs", "laplace"}
         ``"full"`` samples every cluster's b; ``"collapsed"`` integrates b out of the
         Gaussian likelihood and draws it exactly afterwards (no funnel, cost per
         gradient independent of the rows), for nested and crossed factors (crossed ones
@@ -415,8 +419,14 @@ def fit_model(
         (:mod:`lmm_bayes.inference.gibbs`); ``"auto"`` picks collapsed where it applies,
         and gibbs for crossed random intercepts with many levels (see
         :func:`~lmm_bayes.inference.methods.resolve_method`). A GLMM
-        (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian) has the full method
-        only: ``"auto"`` takes it and ``"collapsed"`` or ``"gibbs"`` raise ``ValueError`` saying why.
+        (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian) has ``"laplace"``: b
+        integrated out per top-level cluster by Laplace's approximation, NUTS on β and the
+        variance parameters, b drawn by importance resampling, and the approximation checked
+        by the importance weights' Pareto k (:mod:`lmm_bayes.inference.laplace`); for nested
+        designs with a log or logit link ``"auto"`` takes it and keeps the result only when
+        the check passes, else it samples the full model and says why (``"laplace"`` itself
+        warns instead). Other GLMMs get the full method; ``"collapsed"`` and ``"gibbs"`` raise
+        ``ValueError`` saying why.
     target_accept : float
         NUTS target acceptance rate.
     seed : int, optional
