@@ -1,0 +1,128 @@
+"""Benchmark: how the GLMM Laplace method scales with rows (issue 20's 10^6-row target).
+
+The data of ``benchmarks/glmm_full.py`` (nested spike counts, ``spikes ~ x + (1 + x | subject) +
+(1 | subject:neuron)``, Poisson, x continuous per trial) at growing sizes. Per size:
+
+* the model and the Laplace layout, built once (seconds);
+* one gradient of the Laplace marginal from zero modes (cold) and from the modes of nearby
+  parameters (warm, as inside a chain), mean of five;
+* with ``--fit``: a whole ``method="laplace"`` fit (``--chains`` x (``--tune`` + ``--draws``)),
+  wall seconds, gradient evaluations, min bulk ESS, the check's Pareto k.
+
+Usage::
+
+    python benchmarks/glmm_laplace_scale.py                       # gradients at 2e4, 1e5, 1e6 rows
+    python benchmarks/glmm_laplace_scale.py --fit --sizes 20000 1000000 --draws 300 --tune 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from glmm_full import FORMULA, simulate
+
+HERE = Path(__file__).resolve().parent
+# (subjects, neurons per subject, trials per neuron) per size
+SHAPES = {20_000: (20, 25, 40), 100_000: (40, 50, 50), 1_000_000: (100, 100, 100)}
+
+
+def gradients(model) -> dict:
+    from lmm_bayes.inference.laplace import LaplaceSystem
+
+    t = time.perf_counter()
+    system = LaplaceSystem.from_design(model.design)
+    layout = time.perf_counter() - t
+    G = np.array([[0.25, -0.03], [-0.03, 0.04]])
+    Ginv = np.zeros((2, 2, 2))
+    Ginv[0], Ginv[1, 0, 0] = np.linalg.inv(G), 1 / 0.09
+    logdet = np.array([np.linalg.slogdet(G)[1], np.log(0.09)])
+    beta = np.array([1.5, 0.3])
+    system.marginal(beta, 1.0, Ginv, logdet)  # loads the compiled loops
+    t = time.perf_counter()
+    system.marginal(beta, 1.0, Ginv, logdet)
+    cold = time.perf_counter() - t
+    near = system.modes(beta * 1.02, Ginv * 1.05)
+    t = time.perf_counter()
+    for _ in range(5):
+        system.marginal(beta, 1.0, Ginv, logdet, start=near.copy())
+    warm = (time.perf_counter() - t) / 5
+    return {"layout_s": layout, "cold_ms": cold * 1e3, "warm_ms": warm * 1e3,
+            "largest_block": int(np.diff(system.arrays[7]).max())}
+
+
+def fit(model, args) -> dict:
+    from lmm_bayes.inference import laplace
+
+    calls = [0]
+    marginal = laplace.LaplaceSystem.marginal
+
+    def counted(self, *a, **k):
+        calls[0] += 1
+        return marginal(self, *a, **k)
+
+    laplace.LaplaceSystem.marginal = counted
+    try:
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f = model.fit(method="laplace", draws=args.draws, tune=args.tune, chains=args.chains, seed=1,
+                          progressbar=False, log_likelihood=False)
+        wall = time.perf_counter() - t
+    finally:
+        laplace.LaplaceSystem.marginal = marginal
+    d = f.diagnostics()
+    return {"fit_s": wall, "gradients": calls[0], "min_ess": d["min_ess_bulk"], "divergences": d["divergences"],
+            "pareto_k": f.idata.attrs["laplace_pareto_k"], "passed": f.idata.attrs["laplace_check_passed"]}
+
+
+def main() -> None:
+    import lmm_bayes as lb
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=sorted(SHAPES))
+    ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--draws", type=int, default=300)
+    ap.add_argument("--tune", type=int, default=300)
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--out", default=str(HERE / "RESULTS_glmm_scale.md"))
+    args = ap.parse_args()
+    rows = []
+    load0 = os.getloadavg()
+    for size in args.sizes:
+        s, n, t = SHAPES[size]
+        df = simulate(subjects=s, neurons=n, trials=t)
+        t0 = time.perf_counter()
+        model = lb.GLMM(FORMULA, df, family="poisson")
+        row = {"rows": len(df), "model_s": time.perf_counter() - t0, **gradients(model)}
+        if args.fit:
+            row.update(fit(model, args))
+        print(row, flush=True)
+        rows.append(row)
+    keys = list(rows[0])
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    lines = [
+        "# GLMM Laplace method: scaling with rows",
+        "",
+        f"`python benchmarks/glmm_laplace_scale.py {' '.join(os.sys.argv[1:])}` on {platform.machine()}, "
+        f"{os.cpu_count()} CPUs; load average at start {load0[0]:.1f}, at end {os.getloadavg()[0]:.1f}.",
+        f"Fits: {args.chains} chains x ({args.tune} + {args.draws}) draws, nutpie." if args.fit else "",
+        "",
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r.get(k, ''):.3g}" if isinstance(r.get(k), float) else str(r.get(k, ''))
+                                       for k in keys) + " |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
