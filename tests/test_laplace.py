@@ -284,3 +284,26 @@ def test_the_check_catches_a_laplace_posterior_that_is_off():
     assert any(n.startswith("method='auto' chose 'full': the Laplace approximation's importance check failed")
                for n in notes)
     assert auto.idata.attrs["method_note"].startswith("method='auto' chose 'full'")
+
+
+def test_offset_and_trials_enter_the_linear_predictor():
+    """A constant offset c is an intercept shift: the marginal at β0 with the offset is the one at β0 + c
+    without it; binomial trials given as a column and as cbind are one model."""
+    sim = _frames()["laplace_sim"].assign(t=np.exp(0.4), five=5)
+    G = {"s": np.array([[0.3]])}
+    plain = LaplaceSystem.from_design(lb.GLMM("spikes ~ x + (1 | s)", sim, family="poisson").design)
+    shifted = LaplaceSystem.from_design(lb.GLMM("spikes ~ x + offset(log(t)) + (1 | s)", sim,
+                                                family="poisson").design)
+    assert _marginal(shifted, [0.5, 0.3], G)[0] == pytest.approx(_marginal(plain, [0.9, 0.3], G)[0], abs=1e-9)
+    column = LaplaceSystem.from_design(lb.GLMM("k ~ x + (1 | s)", sim, family="binomial", trials="five").design)
+    cbind = LaplaceSystem.from_design(lb.GLMM("cbind(k, 5 - k) ~ x + (1 | s)", sim, family="binomial").design)
+    assert _marginal(column, [-0.5, 0.3], G)[0] == pytest.approx(_marginal(cbind, [-0.5, 0.3], G)[0], abs=1e-9)
+
+
+def test_independent_effects_and_dropped_draws():
+    """``(1 + x || s)``: G block diagonal, no correlation in the posterior; keep_b='none' keeps the rest."""
+    sim = _frames()["laplace_sim"]
+    fit = _fit(lb.GLMM("spikes ~ x + (1 + x || s)", sim, family="poisson"), method="laplace", draws=200, tune=200,
+               keep_b="none")
+    assert "s_corr" not in fit.posterior and "s_b" not in fit.posterior
+    assert fit.posterior["s_sd"].shape[-1] == 2 and fit.idata.attrs["laplace_check_passed"] in (0, 1)
