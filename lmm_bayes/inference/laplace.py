@@ -47,8 +47,8 @@ from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 __all__ = ["MAX_BLOCK", "MAX_PARETO_K", "MAX_SHIFT", "LaplaceCheck", "LaplaceSystem", "check_laplace",
            "draw_laplace_effects", "laplace_model", "laplace_obstacle", "proposals_for", "rename_slot"]
 
-#: the largest block (a top-level cluster's effects and its nested clusters') factorised densely
-MAX_BLOCK = 400
+#: the largest block (a top-level cluster's effects and its nested clusters'): its work arrays are d x d
+MAX_BLOCK = 1000
 #: the largest Pareto k of the importance weights for which the check passes (Vehtari et al. 2024)
 MAX_PARETO_K = 0.7
 #: the largest move of a hyperparameter's mean under the weights, in its Monte Carlo standard errors
@@ -90,7 +90,7 @@ def laplace_obstacle(design: Design) -> str:
     sizes = _block_sizes(chain)
     if sizes.max() > MAX_BLOCK:
         return (f"a top-level cluster holds {int(sizes.max())} effects with its nested clusters, above the "
-                f"{MAX_BLOCK} the Laplace method factorises densely")
+                f"{MAX_BLOCK} the Laplace method holds in its d x d work arrays")
     return ""
 
 
@@ -102,10 +102,41 @@ def _ancestors(chain: tuple[GroupDesign, ...]) -> list[np.ndarray]:
     return out
 
 
+def _subtree_sizes(chain: tuple[GroupDesign, ...]) -> list[np.ndarray]:
+    """For each factor, each cluster's effects together with those of every cluster nested in it."""
+    sizes = [np.full(chain[-1].n_levels, chain[-1].n_effects, dtype=np.int64)]
+    for k in range(len(chain) - 2, -1, -1):
+        below = np.bincount(np.asarray(chain[k + 1].parent_codes, dtype=np.int64), weights=sizes[0],
+                            minlength=chain[k].n_levels)
+        sizes.insert(0, chain[k].n_effects + below.astype(np.int64))
+    return sizes
+
+
 def _block_sizes(chain: tuple[GroupDesign, ...]) -> np.ndarray:
-    anc = _ancestors(chain)
-    n_top = chain[0].n_levels
-    return sum((np.bincount(a, minlength=n_top) * g.n_effects for g, a in zip(chain, anc)), np.zeros(n_top, int))
+    return _subtree_sizes(chain)[0]
+
+
+def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Where each cluster's subtree starts inside its top-level block, and where its own effects sit.
+
+    Post-order: a cluster's nested clusters first (in code order), its own effects last. Then
+    ``H`` is an arrow inside every subtree and its Cholesky factor fills in nothing outside the
+    envelope (each row's nonzeros start at its cluster's subtree), so the factorisation costs
+    the envelope instead of the block's size cubed.
+    """
+    sizes = _subtree_sizes(chain)
+    starts = [np.zeros(chain[0].n_levels, dtype=np.int64)]
+    for k in range(1, len(chain)):
+        parent = np.asarray(chain[k].parent_codes, dtype=np.int64)
+        order = np.lexsort((np.arange(parent.size), parent))
+        before = np.cumsum(sizes[k][order]) - sizes[k][order]  # sizes of the earlier clusters, all parents
+        first = np.searchsorted(parent[order], np.arange(chain[k - 1].n_levels))
+        base = np.concatenate([[0], np.cumsum(sizes[k][order])])[first]  # where each parent's children begin
+        start = np.empty(parent.size, dtype=np.int64)
+        start[order] = starts[k - 1][parent[order]] + before - base[parent[order]]
+        starts.append(start)
+    own = [st + size - g.n_effects for st, size, g in zip(starts, sizes, chain)]
+    return starts, own
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +154,7 @@ class LaplaceSystem:
     design: Design
     chain: tuple[GroupDesign, ...]
     fam: int
-    arrays: tuple  # X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs
+    arrays: tuple  # X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs, first
     starts: list[np.ndarray]
     counts: tuple[np.ndarray, np.ndarray]  # the distinct responses and how often each occurs
     constant: float  # the rows' normalising constants that depend on the data alone
@@ -139,20 +170,12 @@ class LaplaceSystem:
         anc = _ancestors(chain)
         n_top = chain[0].n_levels
         qs = np.array([g.n_effects for g in chain], dtype=np.int64)
-        # position of each cluster's effects inside its top-level block: the top cluster's own
-        # effects first, then every nested factor's clusters in order
-        local = [np.zeros(n_top, dtype=np.int64)]
-        base = np.full(n_top, qs[0], dtype=np.int64)
-        for k in range(1, len(chain)):
-            a = anc[k]
-            order = np.lexsort((np.arange(a.size), a))
-            first = np.searchsorted(a[order], np.arange(n_top))
-            rank = np.empty(a.size, dtype=np.int64)
-            rank[order] = np.arange(a.size) - first[a[order]]
-            local.append(base[a] + rank * qs[k])
-            base = base + np.bincount(a, minlength=n_top) * qs[k]
-        bptr = np.concatenate([[0], np.cumsum(base)]).astype(np.int64)
+        subtree, local = _post_order(chain)
+        bptr = np.concatenate([[0], np.cumsum(_block_sizes(chain))]).astype(np.int64)
         starts = [bptr[a] + loc for a, loc in zip(anc, local)]
+        first = np.zeros(int(bptr[-1]), dtype=np.int64)
+        for g, st, sub in zip(chain, starts, subtree):
+            first[st[:, None] + np.arange(g.n_effects)] = sub[:, None]
         slots = np.concatenate([np.column_stack([a, np.full(a.size, k), loc]) for k, (a, loc) in
                                 enumerate(zip(anc, local))]).astype(np.int64)
         slots = slots[np.lexsort((slots[:, 2], slots[:, 0]))]
@@ -169,7 +192,7 @@ class LaplaceSystem:
             np.zeros(design.n) if offset is None else np.ascontiguousarray(offset[rows], dtype=float),
             np.ones(design.n) if trials is None else np.ascontiguousarray(trials[rows], dtype=float),
             np.ascontiguousarray(cols, dtype=np.int64), np.ascontiguousarray(zv, dtype=float), ptr, bptr,
-            slot_ptr, np.ascontiguousarray(slots[:, 1]), np.ascontiguousarray(slots[:, 2]), qs,
+            slot_ptr, np.ascontiguousarray(slots[:, 1]), np.ascontiguousarray(slots[:, 2]), qs, first,
         )
         code = lk.FAMILY_CODE[family.name if family.counts else "logit"]
         y, n = arrays[1], arrays[3]

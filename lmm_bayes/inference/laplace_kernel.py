@@ -68,12 +68,14 @@ def _row(fam, y, eta, n, alpha):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cholesky(A, L, d):
-    """Lower Cholesky factor of A[:d, :d] into L; False when A is not positive definite."""
+def _cholesky(A, L, d, first):
+    """Lower Cholesky factor of A[:d, :d] into L, inside the envelope ``first`` (row i's first
+    nonzero column; no fill-in happens outside it); False when A is not positive definite."""
     for i in range(d):
-        for j in range(i + 1):
+        fi = first[i]
+        for j in range(fi, i + 1):
             s = A[i, j]
-            for k in range(j):
+            for k in range(max(fi, first[j]), j):
                 s -= L[i, k] * L[j, k]
             if i == j:
                 if s <= 0.0 or not np.isfinite(s):
@@ -81,35 +83,44 @@ def _cholesky(A, L, d):
                 L[i, i] = math.sqrt(s)
             else:
                 L[i, j] = s / L[j, j]
-        for j in range(i + 1, d):
-            L[i, j] = 0.0
     return True
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve(L, g, out, d):
-    """out = (L L')^-1 g."""
-    for i in range(d):
-        s = g[i]
-        for k in range(i):
-            s -= L[i, k] * out[k]
-        out[i] = s / L[i, i]
+def _back(L, y, out, d, first):
+    """out = L'^-1 y (y is overwritten)."""
     for i in range(d - 1, -1, -1):
-        s = out[i]
-        for k in range(i + 1, d):
-            s -= L[k, i] * out[k]
-        out[i] = s / L[i, i]
+        x = y[i] / L[i, i]
+        out[i] = x
+        for k in range(first[i], i):
+            y[k] -= L[i, k] * x
 
 
 @numba.njit(cache=True, nogil=True)
-def _inverse(L, Hinv, d):
-    """Hinv = (L L')^-1, column by column."""
-    e = np.zeros(d)
+def _solve(L, g, out, d, first):
+    """out = (L L')^-1 g."""
+    for i in range(d):
+        s = g[i]
+        for k in range(first[i], i):
+            s -= L[i, k] * out[k]
+        out[i] = s / L[i, i]
+    _back(L, out, out, d, first)
+
+
+@numba.njit(cache=True, nogil=True)
+def _inverse(L, Hinv, d, first):
+    """Hinv = (L L')^-1, column by column; L^-1 e_c is zero above c and, in the post-order
+    layout, outside c's ancestors, so each column costs the envelope, not d^2."""
+    y = np.empty(d)
     col = np.empty(d)
     for c in range(d):
-        e[:] = 0.0
-        e[c] = 1.0
-        _solve(L, e, col, d)
+        y[:c] = 0.0
+        for i in range(c, d):
+            s = 1.0 if i == c else 0.0
+            for k in range(max(first[i], c), i):
+                s -= L[i, k] * y[k]
+            y[i] = s / L[i, i]
+        _back(L, y, col, d, first)
         for r in range(d):
             Hinv[r, c] = col[r]
 
@@ -149,8 +160,8 @@ def _prepare(j, beta, Ginv, X, off, ptr, slot_ptr, slot_level, slot_start, qs, P
 
 @numba.njit(cache=True, nogil=True)
 def _evaluate(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g, H, d, rows):
-    """f_j(b), and its gradient g and negative Hessian H at b, in one pass over the rows; ``rows``
-    receives each row's (eta, s, W, dW/deta)."""
+    """f_j(b), and its gradient g and negative Hessian H (lower triangle) at b, in one pass over
+    the rows; ``rows`` receives each row's (eta, s, W, dW/deta)."""
     f = 0.0
     for a in range(d):
         acc = 0.0
@@ -168,14 +179,19 @@ def _evaluate(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g, H, d, rows):
         rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3] = eta, s, w, w1
         f += l
         for c in range(cols.shape[1]):
-            g[cols[i, c]] += s * zv[i, c]
-            for c2 in range(cols.shape[1]):
-                H[cols[i, c], cols[i, c2]] += w * zv[i, c] * zv[i, c2]
+            a, wz = cols[i, c], w * zv[i, c]
+            g[a] += s * zv[i, c]
+            for c2 in range(c + 1):  # the lower triangle only: the Cholesky reads no more
+                e = cols[i, c2]
+                if a >= e:
+                    H[a, e] += wz * zv[i, c2]
+                else:
+                    H[e, a] += wz * zv[i, c2]
     return f
 
 
 @numba.njit(cache=True, nogil=True)
-def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows):
+def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows, first):
     """Damped Newton from b (in place) to the mode of f_j; leaves H and its factor L at the mode.
 
     Returns (f_j at the mode, converged). Once the Newton decrement is below ``_DECREMENT``
@@ -183,9 +199,9 @@ def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, 
     there) wherever the iteration started. ``rows`` holds each row's (eta, s, W, dW/deta) at the mode."""
     f = _evaluate(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g, H, d, rows)
     for _ in range(_MAX_NEWTON):
-        if not _cholesky(H, L, d):
+        if not _cholesky(H, L, d, first):
             return f, False
-        _solve(L, g, step, d)
+        _solve(L, g, step, d, first)
         decrement = 0.0
         for a in range(d):
             decrement += g[a] * step[a]
@@ -205,13 +221,13 @@ def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, 
         H[:d, :d] = H2[:d, :d]
         f = f_new
         if last:
-            return f, _cholesky(H, L, d)
+            return f, _cholesky(H, L, d, first)
     return f, False
 
 
 @numba.njit(cache=True, nogil=True)
 def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
-             bhat, want_grad):
+             first, bhat, want_grad):
     """The Laplace log marginal likelihood and its gradient, without the terms that depend on the
     data and alpha alone (each row's normalising constant; the caller adds them) and the
     ``-n_k log|G_k| / 2`` terms.
@@ -251,7 +267,7 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
         d = bptr[j + 1] - bptr[j]
         _prepare(j, beta, Ginv, X, off, ptr, slot_ptr, slot_level, slot_start, qs, P, xb, d)
         b[:d] = bhat[bptr[j]:bptr[j + 1]]
-        f, ok = _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows)
+        f, ok = _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows, first[bptr[j]:bptr[j + 1]])
         if not ok:
             return -np.inf, gbeta, galpha, S, False
         bhat[bptr[j]:bptr[j + 1]] = b[:d]
@@ -261,7 +277,7 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
         ll += f - 0.5 * logdet
         if not want_grad:
             continue
-        _inverse(L, Hinv, d)
+        _inverse(L, Hinv, d, first[bptr[j]:bptr[j + 1]])
         u[:d] = 0.0
         for i in range(ptr[j], ptr[j + 1]):
             r = i - ptr[j]
@@ -304,7 +320,7 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start,
-                 qs, n_proposals, seed, out):
+                 qs, first, n_proposals, seed, out):
     """For each draw: every block's mode, ``n_proposals`` draws from its Laplace normal, and one
     of them picked with probability proportional to its importance weight (sampling importance
     resampling), written to ``out[draw]``.
@@ -344,7 +360,7 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
             d = bptr[j + 1] - bptr[j]
             _prepare(j, betas[t], Ginvs[t], X, off, ptr, slot_ptr, slot_level, slot_start, qs, P, xb, d)
             b[:d] = 0.0
-            f_hat, ok = _mode(j, b, xb, fam, alphas[t], y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows)
+            f_hat, ok = _mode(j, b, xb, fam, alphas[t], y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows, first[bptr[j]:bptr[j + 1]])
             if not ok:
                 log_w[t] = np.nan
                 out[t, bptr[j]:bptr[j + 1]] = np.nan
@@ -355,11 +371,7 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
                     z[a] = np.random.standard_normal()
                     zz += z[a] * z[a]
                 # b = b_hat + L'^-1 z, a draw from N(b_hat, H^-1)
-                for a in range(d - 1, -1, -1):
-                    acc = z[a]
-                    for k in range(a + 1, d):
-                        acc -= L[k, a] * trial[k]
-                    trial[a] = acc / L[a, a]
+                _back(L, z, trial, d, first[bptr[j]:bptr[j + 1]])
                 for a in range(d):
                     props[s, a] = b[a] + trial[a]
                 r[s] = _objective(j, props[s], xb, fam, alphas[t], y, ntr, cols, zv, ptr, P, d) - f_hat + 0.5 * zz
@@ -385,9 +397,10 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
 
 
 @numba.njit(cache=True, nogil=True)
-def cluster_modes(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs):
+def cluster_modes(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
+                  first):
     """Every block's mode (flat), for tests and starting values."""
     bhat = np.zeros(bptr[-1])
     marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
-             bhat, False)
+             first, bhat, False)
     return bhat
