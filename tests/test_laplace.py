@@ -307,3 +307,23 @@ def test_independent_effects_and_dropped_draws():
                keep_b="none")
     assert "s_corr" not in fit.posterior and "s_b" not in fit.posterior
     assert fit.posterior["s_sd"].shape[-1] == 2 and fit.idata.attrs["laplace_check_passed"] in (0, 1)
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+def test_pooled_rows_give_the_same_marginal(family, monkeypatch):
+    """Trials under the same condition pool into one row (sums of counts, of successes and trials):
+    the same log marginal likelihood and gradient to rounding, from a quarter of the rows."""
+    from lmm_bayes.inference import laplace
+
+    sim = _frames()["laplace_sim"].assign(cond=lambda d: (d["x"] > 0).astype(float))
+    response = "spikes" if family == "poisson" else "cbind(k, 5 - k)"
+    model = lb.GLMM(f"{response} ~ cond + (1 + cond | s) + (1 | s:n)", sim, family=family)
+    pooled = LaplaceSystem.from_design(model.design)
+    monkeypatch.setattr(laplace, "_pooled", lambda arrays, top, n_top: arrays)
+    rows = LaplaceSystem.from_design(model.design)
+    assert pooled.arrays[1].size <= 48 < rows.arrays[1].size == 240  # 24 neurons x 2 conditions
+    G = {"s": np.array([[0.3, 0.02], [0.02, 0.05]]), "s:n": np.array([[0.08]])}
+    a, b = _marginal(pooled, [0.8, 0.2], G), _marginal(rows, [0.8, 0.2], G)
+    assert a[0] == pytest.approx(b[0], abs=1e-9)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
+    np.testing.assert_allclose(a[3], b[3], rtol=1e-9, atol=1e-12)

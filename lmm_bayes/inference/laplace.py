@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from scipy import special
 
@@ -139,6 +140,30 @@ def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[
     return starts, own
 
 
+def _pooled(arrays: tuple, top: np.ndarray, n_top: int) -> tuple:
+    """Rows that agree on everything but the response pooled into one (Poisson, binomial).
+
+    Rows of one cluster with the same covariates, offset and Z (trials under the same
+    condition) share a linear predictor, and the log-likelihood of their sum is theirs up to
+    a constant: ``sum_i (y_i eta - mu) = (sum_i y_i) eta - m mu`` for m Poisson rows, and
+    binomial successes and trials add. The loops then pass over the distinct rows only; the
+    rows are kept as they are when fewer than half of them would pool.
+    """
+    X, y, off, ntr, cols, zv = arrays[:6]
+    key = pd.DataFrame(np.column_stack([top, X, off, cols, zv]))
+    group = key.groupby(list(key.columns), sort=True).ngroup().to_numpy()
+    n_groups = int(group.max()) + 1 if group.size else 0
+    if n_groups > 0.5 * y.size:
+        return arrays
+    one = np.zeros(n_groups, dtype=np.int64)
+    one[group[::-1]] = np.arange(y.size)[::-1]  # a row of each group (its first)
+    ptr = np.searchsorted(top[one], np.arange(n_top + 1)).astype(np.int64)
+    pooled = (np.ascontiguousarray(X[one]), np.bincount(group, weights=y, minlength=n_groups),
+              np.ascontiguousarray(off[one]), np.bincount(group, weights=ntr, minlength=n_groups),
+              np.ascontiguousarray(cols[one]), np.ascontiguousarray(zv[one]), ptr)
+    return pooled + tuple(arrays[7:])
+
+
 @dataclass(frozen=True, eq=False)
 class LaplaceSystem:
     """A nested GLMM laid out for the compiled loops: rows by top-level cluster, blocks of effects.
@@ -200,6 +225,8 @@ class LaplaceSystem:
         if family.name in ("binomial", "bernoulli"):
             constant += float(np.sum(special.gammaln(n + 1) - special.gammaln(n - y + 1)))
         counts = np.unique(y, return_counts=True)
+        if family.name != "negativebinomial":
+            arrays = _pooled(arrays, chain[0].codes[rows], n_top)
         return cls(design=design, chain=chain, fam=code, arrays=arrays, starts=starts, counts=counts,
                    constant=constant)
 

@@ -21,8 +21,8 @@ dW_i/deta_i``; with ``v = H^-1 sum_i W'_i h_i z_i'``:
 Each row's normalising constant (``log y!``, the binomial coefficient, the negative binomial's
 gamma functions) depends on the data and alpha alone; the caller adds it once per evaluation.
 
-Families (``FAMILY_CODE``): Poisson (log link), negative binomial NB2 (log link; ``alpha``),
-binomial and Bernoulli (logit link; ``trials`` per row). Each has a concave ``l_i(eta)``, so the
+Families (``FAMILY_CODE``): Poisson (log link; ``trials`` counts the rows pooled into one),
+negative binomial NB2 (log link; ``alpha``), binomial and Bernoulli (logit link; ``trials`` per row). Each has a concave ``l_i(eta)``, so the
 damped Newton iteration for ``b_hat`` converges from zero.
 
 Nothing here imports another kernel module, so numba's per-file cache check never pairs this
@@ -49,8 +49,8 @@ _DECREMENT = 1e-8
 @numba.njit(cache=True, nogil=True, inline="always")
 def _row(fam, y, eta, n, alpha):
     """(the b-dependent part of l_i, the score s_i, W_i, dW_i/deta) of one row."""
-    if fam == 0:
-        mu = math.exp(eta)
+    if fam == 0:  # n: how many rows were pooled into this one (inference/laplace.py)
+        mu = n * math.exp(eta)
         return y * eta - mu, y - mu, mu, mu
     if fam == 1:
         mu = math.exp(eta)
