@@ -28,6 +28,14 @@ Usage::
 
     python benchmarks/glmm_full.py --bambi-python /tmp/bvenv/bin/python --out benchmarks/glmm_run.md
     python benchmarks/glmm_full.py --quick --bambi-python /tmp/bvenv/bin/python   # smoke run, ~2 min
+    python benchmarks/glmm_full.py --centering --chains 2 --out c.md  # non-centered vs centered=True
+
+``--centering`` fits twelve data sets (bernoulli and Poisson with 5 to 100 trials per
+cluster, lme4's cbpp, grouseticks (two ways of writing it) and a VerbAgg subset) both ways and reports, per grouping factor, the
+median over clusters of κ_j = τ² I_j (τ the posterior median SD, I_j the cluster's Fisher
+information about its intercept, at the fixed-effects-only GLM ("pooled") and at the
+posterior mean of each row ("fitted")): the data's weight against the prior's in a
+cluster, the quantity the choice of parameterization turns on.
 """
 
 from __future__ import annotations
@@ -196,6 +204,131 @@ def _versions() -> str:
     return ", ".join(out)
 
 
+# ---------------------------------------------------------------------------- --centering: which default for `centered`
+
+
+def _binary(clusters: int, trials: int, sd: float, seed: int) -> pd.DataFrame:
+    """Bernoulli choices: logit p = 0.5 x + b_g, b ~ N(0, sd²), ``trials`` rows per cluster."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(clusters), trials)
+    x = rng.standard_normal(g.size)
+    eta = 0.5 * x + rng.normal(0, sd, clusters)[g]
+    return pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-eta))), "x": x, "g": [f"g{i}" for i in g]})
+
+
+def _counts(clusters: int, trials: int, sd: float, log_rate: float, seed: int) -> pd.DataFrame:
+    """Poisson counts: log rate = log_rate + 0.3 x + b_g, b ~ N(0, sd²)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(clusters), trials)
+    x = rng.standard_normal(g.size)
+    eta = log_rate + 0.3 * x + rng.normal(0, sd, clusters)[g]
+    return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "g": [f"g{i}" for i in g]})
+
+
+def _pooled_weights(design, family: str) -> np.ndarray:
+    """IRLS weights of the fixed-effects-only GLM (no random effects): μ (Poisson), n p (1 - p) (binomial)."""
+    X, y = design.X, np.asarray(design.y, float)
+    n = np.asarray(design.trials, float) if design.trials is not None else np.ones_like(y)
+    off = design.offset if design.offset is not None else 0.0
+    beta = np.zeros(X.shape[1])
+    for _ in range(50):
+        eta = X @ beta + off
+        if family == "poisson":
+            mu = np.exp(eta)
+            w, z = mu, eta - off + (y - mu) / mu
+        else:
+            p = 1 / (1 + np.exp(-eta))
+            w = n * p * (1 - p)
+            z = eta - off + (y - n * p) / w
+        beta = np.linalg.solve(X.T @ (w[:, None] * X), X.T @ (w * z))
+    return w
+
+
+def _information(fit, family: str) -> tuple[dict, dict]:
+    """Per factor: quantiles (50%, 10%, 90%) over clusters of κ_j = τ² I_j, τ = the posterior median SD, I_j = Σ_rows w.
+
+    I_j is the cluster's Fisher information about its intercept, with the rows' weights w = μ
+    (Poisson) or n p (1 - p) (binomial) taken twice: at the fixed-effects-only GLM (pooled:
+    known before any fit) and at the posterior mean of each row's mean (fitted: the cluster's
+    own rate, which a pilot such as a Laplace fit would give). κ_j / (1 + κ_j) is the share
+    of a cluster's intercept the data decide (1 - its shrinkage factor)."""
+    d = fit.design
+    mean = fit.predict(kind="mean").mean(("chain", "draw")).values
+    if family == "poisson":
+        fitted = mean
+    else:
+        n = np.asarray(d.trials, float) if d.trials is not None else 1.0
+        fitted = n * mean * (1 - mean)
+    out: tuple[dict, dict] = ({}, {})
+    for weights, kappa in zip((_pooled_weights(d, family), fitted), out):
+        for g in d.groups:
+            info = np.bincount(g.codes, weights=weights * g.Z[:, 0] ** 2, minlength=len(g.levels))
+            tau = float(fit.posterior[f"{g.name}_sd"].isel({f"{g.name}_effect": 0}).median())
+            kappa[g.name] = np.quantile(tau**2 * info, [0.5, 0.1, 0.9])
+    return out
+
+
+def centering_study(args) -> str:
+    """Non-centered b (the default) against hierarchical centering on small- and large-cluster data."""
+    import lmm_bayes as lb
+
+    data = HERE.parent / "tests" / "data"
+    cbpp = pd.read_csv(data / "cbpp.csv")
+    ticks = pd.read_csv(data / "grouseticks.csv")
+    verbagg = pd.read_csv(data / "verbagg.csv")
+    verbagg = verbagg[verbagg["id"] % 4 == 1]
+    verbagg = verbagg.assign(r2=(verbagg["r2"] == "Y").astype(int), id=verbagg["id"].astype(str))  # glmer's success
+    cases = [
+        ("bernoulli, 100 clusters x 5 trials, SD 1", "y ~ x + (1 | g)", _binary(100, 5, 1.0, 1), "bernoulli"),
+        ("bernoulli, 100 clusters x 20 trials, SD 1", "y ~ x + (1 | g)", _binary(100, 20, 1.0, 2), "bernoulli"),
+        ("bernoulli, 100 clusters x 10 trials, SD 1", "y ~ x + (1 | g)", _binary(100, 10, 1.0, 7), "bernoulli"),
+        ("bernoulli, 100 clusters x 5 trials, SD 2", "y ~ x + (1 | g)", _binary(100, 5, 2.0, 8), "bernoulli"),
+        ("bernoulli, 100 clusters x 100 trials, SD 1", "y ~ x + (1 | g)", _binary(100, 100, 1.0, 3), "bernoulli"),
+        ("bernoulli, 30 clusters x 5 trials, SD 0.3", "y ~ x + (1 | g)", _binary(30, 5, 0.3, 4), "bernoulli"),
+        ("Poisson, 100 clusters x 5 trials, rate 1, SD 0.5", "y ~ x + (1 | g)", _counts(100, 5, 0.5, 0.0, 5), "poisson"),
+        ("Poisson, 100 clusters x 20 trials, rate 4.5, SD 0.5", "y ~ x + (1 | g)", _counts(100, 20, 0.5, 1.5, 6),
+         "poisson"),
+        ("cbpp (lme4), binomial", "cbind(incidence, size - incidence) ~ C(period) + (1 | herd)", cbpp, "binomial"),
+        ("grouseticks (lme4), Poisson", "TICKS ~ C(YEAR) + center(HEIGHT) + (1 | BROOD) + (1 | LOCATION)", ticks,
+         "poisson"),
+        ("grouseticks, BROOD written nested in LOCATION", "TICKS ~ C(YEAR) + center(HEIGHT) + (1 | LOCATION) + "
+         "(1 | LOCATION:BROOD)", ticks, "poisson"),
+        ("VerbAgg (lme4), ids 1 mod 4, crossed with items", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+         verbagg, "bernoulli"),
+    ]
+    if args.cases:
+        cases = [c for c in cases if any(k in c[0] for k in args.cases)]
+    lines = [
+        f"{args.chains} chains x ({args.tune} tune + {args.draws} draws), nutpie, seed {args.seed}; seconds include the "
+        "compile (each graph is new to the process).",
+        "",
+        "| data | rows | κ per factor: median pooled / median fitted (fitted 10%-90%) | parameterization | seconds | min ESS (β, SDs) | min ESS / s "
+        "| divergences | max R-hat | min BFMI |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, formula, df, family in cases:
+        model = lb.GLMM(formula, df, family=family)
+        kappa = None
+        for centered in (False, True):
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = model.fit(method="full", centered=centered, draws=args.draws, tune=args.tune,
+                                chains=args.chains, seed=args.seed, progressbar=False, log_likelihood=False)
+            wall = time.perf_counter() - t
+            d = fit.diagnostics()
+            if kappa is None:
+                pooled, fitted = _information(fit, family)
+                kappa = ", ".join(f"{k} {pooled[k][0]:.2g} / {v[0]:.2g} ({v[1]:.2g}-{v[2]:.2g})"
+                                  for k, v in fitted.items())
+            ess = _ours_common_ess(fit)
+            lines.append(f"| {label} | {len(df):,} | {kappa} | {'centered=True' if centered else 'non-centered'} | "
+                         f"{wall:.1f} | {ess:.0f} | {ess / wall:.1f} | {d['divergences']} | {d['max_r_hat']:.3f} | "
+                         f"{d['min_bfmi']:.2f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--draws", type=int, default=1000)
@@ -206,10 +339,25 @@ def main() -> None:
     p.add_argument("--bambi-python", default=None,
                    help="the Python of a virtual environment with bambi (used when bambi does not import here)")
     p.add_argument("--out", default=None, help="write the Markdown table to this file as well as to stdout")
+    p.add_argument("--centering", action="store_true",
+                   help="instead: non-centered b against centered=True on small- and large-cluster data")
+    p.add_argument("--cases", nargs="*", default=None, help="--centering: only the data sets whose label has one of these")
+    p.add_argument("--seed", type=int, default=1, help="--centering: the fits' seed")
     p.add_argument("--bambi-worker", default=None, help=argparse.SUPPRESS)  # internal: fit bambi on this CSV
     args = p.parse_args()
     if args.bambi_worker:
         print(json.dumps(bambi_fit(pd.read_csv(args.bambi_worker), args.draws, args.tune, args.chains)))
+        return
+    if args.centering:
+        load0, started = os.getloadavg(), datetime.now()
+        text = centering_study(args)
+        load1 = os.getloadavg()
+        text = (f"Written by `python benchmarks/glmm_full.py {shlex.join(sys.argv[1:])}` on {started:%Y-%m-%d %H:%M}; "
+                f"load average at start {' '.join(f'{x:.1f}' for x in load0)}, at end "
+                f"{' '.join(f'{x:.1f}' for x in load1)}.\n\n" + text)
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
         return
     if args.quick:
         args.draws, args.tune, args.chains = 100, 100, 2
