@@ -62,13 +62,20 @@ FORMULA = "spikes ~ x + (1 + x | subject) + (1 | subject:neuron)"
 HERE = Path(__file__).resolve().parent
 
 
-def simulate(*, subjects: int = 20, neurons: int = 25, trials: int = 40, seed: int = 0) -> pd.DataFrame:
-    """Nested spike counts with known truth (see the module docstring)."""
+def simulate(*, subjects: int = 20, neurons: int = 25, trials: int = 40, seed: int = 0,
+             conditions: int = 0) -> pd.DataFrame:
+    """Nested spike counts with known truth (see the module docstring).
+
+    ``conditions=K`` (K >= 2) gives x K evenly spaced values in [-1, 1], one per trial at
+    random (a stimulus condition), instead of a standard normal value per trial.
+    """
     rng = np.random.default_rng(seed)
     n = subjects * neurons * trials
     s = np.repeat(np.arange(subjects), neurons * trials)
     nn = np.repeat(np.arange(subjects * neurons), trials)
     x = rng.standard_normal(n)
+    if conditions:
+        x = np.linspace(-1.0, 1.0, conditions)[rng.integers(conditions, size=n)]
     L = np.linalg.cholesky(np.array([[0.25, -0.3 * 0.5 * 0.2], [-0.3 * 0.5 * 0.2, 0.04]]))
     b = rng.standard_normal((subjects, 2)) @ L.T
     u = rng.normal(0, 0.3, subjects * neurons)

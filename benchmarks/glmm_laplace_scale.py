@@ -9,10 +9,15 @@ The data of ``benchmarks/glmm_full.py`` (nested spike counts, ``spikes ~ x + (1 
 * with ``--fit``: a whole ``method="laplace"`` fit (``--chains`` x (``--tune`` + ``--draws``)),
   wall seconds, gradient evaluations, min bulk ESS, the check's Pareto k.
 
+With ``--conditions K`` x takes K evenly spaced values (trial conditions, e.g. a stimulus off
+and on) instead of a continuous value per trial: a neuron's trials under one condition share
+their linear predictor and the Laplace method pools them into one row (``laplace._pooled``).
+
 Usage::
 
     python benchmarks/glmm_laplace_scale.py                       # gradients at 2e4, 1e5, 1e6 rows
     python benchmarks/glmm_laplace_scale.py --fit --sizes 20000 1000000 --draws 300 --tune 300
+    python benchmarks/glmm_laplace_scale.py --fit --conditions 2 --sizes 1000000
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ def gradients(model) -> dict:
         system.marginal(beta, 1.0, Ginv, logdet, start=near.copy())
     warm = (time.perf_counter() - t) / 5
     return {"layout_s": layout, "cold_ms": cold * 1e3, "warm_ms": warm * 1e3,
-            "largest_block": int(np.diff(system.arrays[7]).max())}
+            "largest_block": int(np.diff(system.arrays[7]).max()), "rows_in_loops": int(system.arrays[1].size)}
 
 
 def fit(model, args) -> dict:
@@ -91,13 +96,14 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--tune", type=int, default=300)
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--conditions", type=int, default=0, help="x with this many values (0: continuous)")
     ap.add_argument("--out", default=str(HERE / "RESULTS_glmm_scale.md"))
     args = ap.parse_args()
     rows = []
     load0 = os.getloadavg()
     for size in args.sizes:
         s, n, t = SHAPES[size]
-        df = simulate(subjects=s, neurons=n, trials=t)
+        df = simulate(subjects=s, neurons=n, trials=t, conditions=args.conditions)
         t0 = time.perf_counter()
         model = lb.GLMM(FORMULA, df, family="poisson")
         row = {"rows": len(df), "model_s": time.perf_counter() - t0, **gradients(model)}

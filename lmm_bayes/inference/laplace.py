@@ -16,12 +16,13 @@ blocks get ``n_proposals`` draws from their Laplace normal ``N(b_hat, H^-1)``, w
   of (β, θ) against the exact posterior. Pareto-smoothed (PSIS, Vehtari et al. 2024), its
   shape ``k`` says whether the weights can be trusted, and the weighted means of the
   hyperparameters estimate the exact posterior's: :func:`check_laplace` compares each
-  with the unweighted mean in units of its Monte Carlo standard error;
+  with the unweighted mean in units of its standard error (Monte Carlo error and the
+  weights' own noise);
 * b is resampled among a block's proposals by its weights (sampling importance
   resampling), so the draws of b are corrected too.
 
 The check passes when ``k <= 0.7`` and no hyperparameter moves by more than
-:data:`MAX_SHIFT` MCSE under the weights. ``method="auto"`` uses this method only for a
+:data:`MAX_SHIFT` standard errors under the weights. ``method="auto"`` uses this method only for a
 nested design whose family it covers, and keeps its result only when the check passes
 (otherwise it samples the full model and says why); ``method="laplace"`` keeps the result
 and warns. The check's numbers are stored in the posterior's attributes (``laplace_*``).
@@ -52,7 +53,7 @@ __all__ = ["MAX_BLOCK", "MAX_PARETO_K", "MAX_SHIFT", "LaplaceCheck", "LaplaceSys
 MAX_BLOCK = 1000
 #: the largest Pareto k of the importance weights for which the check passes (Vehtari et al. 2024)
 MAX_PARETO_K = 0.7
-#: the largest move of a hyperparameter's mean under the weights, in its Monte Carlo standard errors
+#: the largest move of a hyperparameter's mean under the weights, in standard errors (:func:`check_laplace`)
 MAX_SHIFT = 2.0
 #: proposals per block and draw (fewer on large data: see :func:`proposals_for`)
 PROPOSALS = 16
@@ -327,8 +328,9 @@ def laplace_model(design: Design, priors: Priors | None, system: LaplaceSystem |
 
 
 def proposals_for(rows: int, draws: int) -> int:
-    """Proposals per block and draw: :data:`PROPOSALS`, fewer (at least 4) when rows x draws is large."""
-    return int(np.clip(ROW_BUDGET // max(1, rows * draws), 4, PROPOSALS))
+    """Proposals per block and draw (an even number: antithetic pairs): :data:`PROPOSALS`, fewer
+    (at least 4) when rows x draws is large."""
+    return int(np.clip(ROW_BUDGET // max(1, rows * draws), 4, PROPOSALS)) // 2 * 2
 
 
 @dataclass(frozen=True)
@@ -341,7 +343,8 @@ class LaplaceCheck:
         PSIS shape of the draws' importance weights; above :data:`MAX_PARETO_K` the weights,
         and the approximation, cannot be trusted.
     max_shift : float
-        The largest move of a hyperparameter's posterior mean under the weights, in MCSE.
+        The largest move of a hyperparameter's posterior mean under the weights, in standard
+        errors (Monte Carlo error and the weights' noise).
     worst : str
         The hyperparameter that moved most.
     ess_fraction : float
@@ -366,7 +369,7 @@ class LaplaceCheck:
         verdict = "passed" if self.passed else "failed"
         return (f"the Laplace approximation's importance check {verdict}: Pareto k = {self.pareto_k:.2f} "
                 f"(at most {MAX_PARETO_K}), the largest shift of a posterior mean under the weights = "
-                f"{self.max_shift:.1f} MCSE ({self.worst}; at most {MAX_SHIFT}), weights' ESS "
+                f"{self.max_shift:.1f} standard errors ({self.worst}; at most {MAX_SHIFT}), weights' ESS "
                 f"{self.ess_fraction:.0%} of the draws")
 
     def attrs(self) -> dict[str, Any]:
@@ -390,7 +393,11 @@ def _hyper_draws(post: xr.Dataset) -> dict[str, np.ndarray]:
 def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> LaplaceCheck:
     """Pareto-smooth the importance weights ``log_w`` (chain, draw) and compare weighted and plain means.
 
-    A correlation's diagonal and other constant draws are skipped.
+    Each hyperparameter's move under the weights is measured in standard errors: the Monte
+    Carlo error of its plain mean, and the move's own noise (the weights are estimates,
+    noisier the more effects a block holds), ``sqrt(N / ESS * sum_i ((w_i - 1/N)(x_i - mean))^2)``.
+    A move that the noise explains is not an error of the approximation; a bias is a move
+    beyond it. A correlation's diagonal and other constant draws are skipped.
     """
     from arviz_stats.base import array_stats
 
@@ -400,14 +407,19 @@ def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> Laplac
     smoothed, k = array_stats.psislw(flat)
     w = np.exp(smoothed - smoothed.max())
     w /= w.sum()
-    ess_fraction = float(1.0 / np.sum(w**2) / flat.size)
+    n = flat.size
+    ess_fraction = float(1.0 / np.sum(w**2) / n)
     worst, max_shift = "", 0.0
     for name, draws in _hyper_draws(post).items():
         values = draws.reshape(-1)
         if np.ptp(values) == 0:
             continue
         mcse = float(array_stats.mcse(draws, method="mean", chain_axis=0, draw_axis=1))
-        shift = abs(float(np.sum(w * values)) - float(values.mean())) / mcse if mcse > 0 else 0.0
+        ess = float(array_stats.ess(draws, method="bulk", chain_axis=0, draw_axis=1))
+        centred = values - values.mean()
+        noise = np.sqrt(n / max(ess, 1.0) * np.sum(((w - 1.0 / n) * centred) ** 2))
+        se = np.hypot(mcse, noise)
+        shift = abs(float(np.sum(w * centred))) / se if se > 0 else 0.0
         if shift > max_shift:
             worst, max_shift = name, shift
     return LaplaceCheck(float(k), float(max_shift), worst, ess_fraction, proposals)

@@ -370,7 +370,7 @@ class Fit(FitFacades, FittedModel):
         if "laplace_pareto_k" in a:  # the Laplace method's importance check (inference/laplace.py)
             verdict = "passed" if a["laplace_check_passed"] else "FAILED: refit with method='full'"
             footer += (f"\nLaplace check {verdict}: Pareto k {a['laplace_pareto_k']:.2f}, largest shift of a "
-                       f"mean under the weights {a['laplace_max_shift']:.1f} MCSE")
+                       f"mean under the weights {a['laplace_max_shift']:.1f} standard errors")
         return Summary(
             header=header,
             varcorr=self.varcorr(ci=ci, prob=prob),
