@@ -26,6 +26,8 @@ class FitFacades:
     def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
         """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`.
 
+        For a GLMM on the link scale, with the model's approximate (Laplace) shrinkage factor.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -34,10 +36,8 @@ class FitFacades:
         >>> fit.shrinkage("Subject").columns[:4].tolist()
         ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high']
         """
-        from lmm_bayes.results.glm import require_gaussian
         from lmm_bayes.results.shrinkage import shrinkage
 
-        require_gaussian(self, "shrinkage (the no-pooling estimates and the model's shrinkage factor)")
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
