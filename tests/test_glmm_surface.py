@@ -233,3 +233,74 @@ def test_no_finite_estimate_for_all_zero_or_all_one_clusters():
     theta, cov, ok = cluster_glm(fam, y, np.ones((9, 1)), codes, 3, offset=np.zeros(9))
     assert ok.tolist() == [False, False, True]
     assert np.isnan(theta[:2]).all() and theta[2, 0] == pytest.approx(special.logit(2 / 3), abs=1e-9)
+
+
+# ---------------------------------------------------------------------------- report, CLI, checks
+
+
+def test_report_of_a_binomial_fit(cbpp_fit):
+    """End to end on cbpp: odds ratios, latent ICC and R², calibration table and plot, PPC, Pearson residuals."""
+    from lmm_bayes.app.report import report_html
+
+    page = report_html(cbpp_fit)
+    for heading in ("Fixed effects (link scale: logit)", "Fixed effects as odds ratios (exp of the coefficients)",
+                    "Calibration table", "Variance partition (ICC) on the latent scale", "R² on the latent scale",
+                    "Calibration: observed vs predicted proportion", "Posterior predictive check",
+                    "Pearson residuals vs fitted", "Shrinkage of herd estimates"):
+        assert heading in page, heading
+    odds = cbpp_fit.fixef(exponentiate=True)
+    assert f"{odds.loc['C(period)[2]', 'mean']:.3f}"[:4] in page
+    assert "rootogram" not in page.lower()
+
+
+def test_residuals_are_pearson_for_a_glmm(counts_fit, cbpp_fit):
+    res = counts_fit.residuals()
+    mu = counts_fit.predict(kind="mean").values
+    y = counts_fit.design.y
+    np.testing.assert_allclose(res["standardized"], ((y - mu) / np.sqrt(mu)).mean((0, 1)), rtol=1e-10)
+    res = cbpp_fit.residuals()  # binomial: on the scale of the successes
+    p = cbpp_fit.predict(kind="mean").values
+    n = cbpp_fit.design.trials
+    np.testing.assert_allclose(res["fitted"], (n * p).mean((0, 1)), rtol=1e-10)
+    np.testing.assert_allclose(res["standardized"], ((cbpp_fit.design.y - n * p) / np.sqrt(n * p * (1 - p))).mean((0, 1)),
+                               rtol=1e-10)
+
+
+def test_pair_plot_partners_and_implied_covariance_error(nb_fit, cbpp_fit):
+    assert [ax.get_xlabel() for ax in nb_fit.plot_pair("g").axes if ax.get_xlabel()] == ["dispersion", "g_sd[Intercept]"]
+    assert [ax.get_xlabel() for ax in cbpp_fit.plot_pair("herd").axes if ax.get_xlabel()] == [
+        "beta[Intercept]", "herd_sd[Intercept]"]
+    with pytest.raises(ValueError, match=r"implied covariance of y.*family='binomial'.*no such closed form.*fit\.G"):
+        cbpp_fit.implied_covariance([0, 1])
+
+
+COUNTS_MODEL = """
+[data]
+path = "counts.csv"
+[model]
+formula = "y ~ x + offset(log(t)) + (1 | g)"
+family = "poisson"
+[fit]
+draws = 150
+tune = 150
+chains = 2
+seed = 3
+progressbar = false
+"""
+
+
+def test_cli_fits_a_count_model_file(tmp_path):
+    """``lmm-bayes fit`` with family = "poisson": rate ratios, rootogram table and plot in the report; the fit loads."""
+    from lmm_bayes.app.cli import main
+
+    sparse_counts().to_csv(tmp_path / "counts.csv", index=False)
+    (tmp_path / "m.toml").write_text(COUNTS_MODEL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        assert main(["fit", str(tmp_path / "m.toml"), "--out", str(tmp_path / "out")]) == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    for heading in ("Fixed effects as rate ratios", "Rootogram table", "Hanging rootogram", "R² on the latent scale"):
+        assert heading in page, heading
+    assert "poisson, log link" in (tmp_path / "out" / "summary.txt").read_text()
+    back = lb.load(tmp_path / "out" / "fit.nc")
+    assert isinstance(back.model, lb.GLMM) and back.model.family.name == "poisson"

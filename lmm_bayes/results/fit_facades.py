@@ -74,6 +74,8 @@ class FitFacades:
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
         """Model-implied Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`.
 
+        Gaussian models only: a GLMM's Var(y) has no such closed form, and the error says what to read instead.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -84,9 +86,18 @@ class FitFacades:
         ((3, 3), True, 0.0)
         """
         from lmm_bayes.results.covariance import implied_covariance
-        from lmm_bayes.results.glm import require_gaussian
+        from lmm_bayes.spec.family import family_of
 
-        require_gaussian(self, "the implied covariance of y")
+        family = family_of(self.design)
+        if not family.is_gaussian:
+            raise ValueError(
+                f"the implied covariance of y, Z G Zᵀ + σ² I, is a Gaussian model's: for family={family.name!r} "
+                "the random effects act on the link scale, so Var(y) depends on each row's mean through "
+                "the inverse link and has no such closed form (nor is it the same for every draw of b). "
+                "Read the covariance of the cluster effects on the link scale with fit.G(group), the "
+                "latent-scale variance partition with fit.icc(), or Var(y) by simulation from "
+                "fit.predict(kind='response')"
+            )
         return implied_covariance(self, rows, **kwargs)
 
     def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
