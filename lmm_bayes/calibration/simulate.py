@@ -34,6 +34,7 @@ from lmm_bayes.inference.layout import (
     linear_predictor,
     sd_name,
 )
+from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
@@ -74,118 +75,6 @@ class Simulation:
     data: pd.DataFrame
     truth: xr.Dataset
     formula: str
-
-
-# ---------------------------------------------------------------- checks
-
-
-def _check_number(value: Any, name: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not np.isfinite(value) or (positive and value <= 0):
-        kind = "a positive finite number" if positive else "a finite number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return float(value)
-
-
-def _check_keys(given: Mapping, expected: Sequence[str], name: str) -> None:
-    unknown = [k for k in given if k not in expected]
-    for key in unknown:
-        hint = validate.did_you_mean(str(key), list(expected))
-        raise ValueError(f"{name} has unknown key {key!r}{hint}; expected keys {list(expected)}")
-    missing = [k for k in expected if k not in given]
-    if missing:
-        raise ValueError(f"{name} lacks {missing}; give a value for each of {list(expected)}")
-
-
-def _check_beta(beta: Any, names: Sequence[str], name: str = "params['beta']") -> np.ndarray:
-    if isinstance(beta, Mapping):
-        _check_keys(beta, names, name)
-        values = [beta[k] for k in names]
-    elif isinstance(beta, (Sequence, np.ndarray)) and not isinstance(beta, str):
-        values = list(np.asarray(beta, dtype=object).ravel())
-        if len(values) != len(names):
-            raise ValueError(
-                f"{name} has {len(values)} values for {len(names)} fixed effects {list(names)}; "
-                "give one per column of X, in that order, or a dict keyed by name"
-            )
-    else:
-        raise TypeError(
-            f"{name} must be a dict like {{{', '.join(f'{n!r}: 0.0' for n in names)}}} or a list "
-            f"in X column order, got {type(beta).__name__}"
-        )
-    return np.array([_check_number(v, f"{name}[{k!r}]") for k, v in zip(names, values)])
-
-
-def _check_cov(value: Any, group: GroupDesign, name: str) -> np.ndarray:
-    q = len(group.effects)
-    try:
-        G = np.array(value, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a {q}x{q} matrix of numbers, got {type(value).__name__}") from None
-    if G.ndim == 0 and q == 1:
-        G = G.reshape(1, 1)
-    if G.shape != (q, q):
-        raise ValueError(
-            f"{name} must be a {q}x{q} covariance matrix (effects {list(group.effects)}), got shape {G.shape}"
-        )
-    if not np.all(np.isfinite(G)) or not np.allclose(G, G.T):
-        raise ValueError(f"{name} must be a finite symmetric matrix, got {G.tolist()}")
-    block_of = {k: i for i, b in enumerate(group.blocks) for k in b}
-    for i in range(q):
-        for j in range(i):
-            if block_of[i] != block_of[j] and G[i, j] != 0:
-                raise ValueError(
-                    f"{name}: the formula makes {group.effects[j]!r} and {group.effects[i]!r} independent "
-                    f"('||' or separate terms), but their covariance is {G[i, j]}; set it to 0, "
-                    "or write the effects in one (... | g) term"
-                )
-    try:
-        np.linalg.cholesky(G)
-    except np.linalg.LinAlgError:
-        raise ValueError(
-            f"{name} must be positive definite (variances > 0, |correlations| < 1); "
-            f"its eigenvalues are {np.round(np.linalg.eigvalsh(G), 6).tolist()}"
-        ) from None
-    return G
-
-
-def _check_params(params: Any, X_columns: Sequence[str], groups: Sequence[GroupDesign]) -> tuple:
-    """Check ``params`` against a design; return ``(beta, {group: G}, sigma)`` as numpy.
-
-    Raises ``TypeError``/``ValueError`` naming the offending entry.
-    """
-    if not isinstance(params, Mapping):
-        raise TypeError(
-            "params must be a dict with 'beta', 'G' and 'sigma', e.g. "
-            "{'beta': {'Intercept': 5.0}, 'G': {'g': [[1.0]]}, 'sigma': 2.0}; "
-            f"got {type(params).__name__}"
-        )
-    given = dict(params)
-    if not groups and isinstance(given.get("G"), Mapping) and not given["G"]:
-        del given["G"]  # an empty G for a model without random effects
-    _check_keys(given, ["beta", "G", "sigma"] if groups else ["beta", "sigma"], "params")
-    beta = _check_beta(params["beta"], X_columns)
-    sigma = _check_number(params["sigma"], "params['sigma']", positive=True)
-    G: dict[str, np.ndarray] = {}
-    if groups:
-        if not isinstance(params["G"], Mapping):
-            raise TypeError(
-                f"params['G'] must be a dict keyed by grouping factor {[g.name for g in groups]}, "
-                f"got {type(params['G']).__name__}"
-            )
-        _check_keys(params["G"], [g.name for g in groups], "params['G']")
-        G = {g.name: _check_cov(params["G"][g.name], g, f"params['G'][{g.name!r}]") for g in groups}
-    return beta, G, sigma
-
-
-def _rng(seed: Any) -> np.random.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer, np.random.Generator,
-                                                        np.random.SeedSequence, type(None))):
-        raise TypeError(
-            f"seed must be an int, a numpy Generator or SeedSequence, or None; got {type(seed).__name__}"
-        )
-    return np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------- drawing
@@ -342,23 +231,10 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
     validate.check_dataframe(data)
     validate.check_columns(data, spec.predictor_variables)
     design = build_design(spec, data[list(spec.predictor_variables)].assign(**{response: 0.0}))
-    beta, G, sigma = _check_params(params, design.X_columns, design.groups)
-    y, b = draw_response(design.X, design.groups, beta, G, sigma, _rng(seed))
+    beta, G, sigma = check_params(params, design.X_columns, design.groups)
+    y, b = draw_response(design.X, design.groups, beta, G, sigma, seeded_rng(seed))
     truth = truth_dataset(design.X_columns, design.groups, beta, G, sigma, b, formula=spec.formula)
     return Simulation(data=data.assign(**{response: y}), truth=truth, formula=spec.formula)
-
-
-def _counts(value: Any, size: int, rng: np.random.Generator, name: str) -> np.ndarray:
-    """``size`` counts: all ``value``, or uniform on ``low..high`` (inclusive)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return np.full(size, validate.check_positive_int(value, name))
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        low = validate.check_positive_int(value[0], f"{name}[0]")
-        high = validate.check_positive_int(value[1], f"{name}[1]")
-        if high < low:
-            raise ValueError(f"{name} range must be (low, high) with low <= high, got {tuple(value)}")
-        return rng.integers(low, high, size=size, endpoint=True)
-    raise TypeError(f"{name} must be an int or a (low, high) pair of ints, got {value!r}")
 
 
 def simulate_hierarchy(
@@ -422,13 +298,13 @@ def simulate_hierarchy(
     (['n1', 'n2'], (6, 1))
     """
     n_subjects = validate.check_positive_int(n_subjects, "n_subjects", minimum=2)
-    rng = _rng(seed)
-    wsd = _check_number(x_within_sd, "x_within_sd")
-    bsd = _check_number(x_between_sd, "x_between_sd")
+    rng = seeded_rng(seed)
+    wsd = check_number(x_within_sd, "x_within_sd")
+    bsd = check_number(x_between_sd, "x_between_sd")
     if wsd < 0 or bsd < 0:
         raise ValueError(f"x_within_sd and x_between_sd must be >= 0, got {wsd} and {bsd}")
-    per_subject = _counts(n_neurons, n_subjects, rng, "n_neurons")
-    trials = _counts(n_trials, int(per_subject.sum()), rng, "n_trials")
+    per_subject = counts(n_neurons, n_subjects, rng, "n_neurons")
+    trials = counts(n_trials, int(per_subject.sum()), rng, "n_trials")
     neuron_subject = np.repeat(np.arange(n_subjects), per_subject)
     within = np.arange(len(neuron_subject)) - np.repeat(np.cumsum(per_subject) - per_subject, per_subject)
     row_neuron = np.repeat(np.arange(len(neuron_subject)), trials)
@@ -448,10 +324,10 @@ def simulate_hierarchy(
                     codes=row_neuron, effects=("Intercept",), Z=X[:, :1], blocks=((0,),),
                     parent="subject", parent_codes=neuron_subject),
     ]
-    b_ = _check_beta(beta, ("Intercept", "x"), "beta")
-    G_ = {"subject": _check_cov(G, groups[0], "G"),
-          "subject:neuron": np.array([[_check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
-    s_ = _check_number(sigma, "sigma", positive=True)
+    b_ = check_beta(beta, ("Intercept", "x"), "beta")
+    G_ = {"subject": check_cov(G, groups[0], "G"),
+          "subject:neuron": np.array([[check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
+    s_ = check_number(sigma, "sigma", positive=True)
     y, b = draw_response(X, groups, b_, G_, s_, rng)
     data = pd.DataFrame({
         "subject": pd.Categorical.from_codes(row_subject, categories=subjects),
