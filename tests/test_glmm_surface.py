@@ -304,3 +304,78 @@ def test_cli_fits_a_count_model_file(tmp_path):
     assert "poisson, log link" in (tmp_path / "out" / "summary.txt").read_text()
     back = lb.load(tmp_path / "out" / "fit.nc")
     assert isinstance(back.model, lb.GLMM) and back.model.family.name == "poisson"
+
+
+# ---------------------------------------------------------------------------- simulate_hierarchy(family=...)
+
+HIER = dict(beta=[0.5, 0.4], G=[[0.3, 0.05], [0.05, 0.1]], sigma_neuron=0.3)
+
+
+def _true_eta(sim) -> np.ndarray:
+    """The link-scale truth per row, rebuilt from sim.truth: beta + the subject's (1, x) b + the neuron's b."""
+    t, d = sim.truth, sim.data
+    subj = t["subject_b"].sel(subject=d["subject"].astype(str).to_numpy()).values
+    neuron = t["subject:neuron_b"].sel({"subject:neuron": (d["subject"].astype(str) + ":" + d["neuron"].astype(str))
+                                        .to_numpy()}).values[:, 0]
+    beta = t["beta"].values
+    x = d["x"].to_numpy()
+    return beta[0] + beta[1] * x + subj[:, 0] + subj[:, 1] * x + neuron
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_simulated_binomial_follows_the_link_scale_truth(link):
+    """With 3000 trials a row, each row's proportion lies within 4.5 binomial SEs of g⁻¹(true eta)."""
+    sim = lb.simulate_hierarchy(6, 3, 8, **HIER, family="binomial", link=link, trials=3000, seed=2)
+    assert sim.formula.startswith("cbind(y, n - y) ~ ") and sim.family.link == link
+    assert "sigma" not in sim.truth and sim.truth.attrs["family"] == "binomial"
+    p = sim.family.inverse_link(_true_eta(sim))
+    z = (sim.data["y"] / sim.data["n"] - p) / np.sqrt(p * (1 - p) / sim.data["n"])
+    assert np.abs(z).max() < 4.5, np.abs(z).max()
+    wrong = special.expit(_true_eta(sim)) if link == "probit" else special.ndtr(_true_eta(sim))
+    assert np.abs((sim.data["y"] / sim.data["n"] - wrong) / np.sqrt(wrong * (1 - wrong) / 3000)).max() > 10
+
+
+def test_simulated_counts_and_overdispersion():
+    """Poisson: (y - mu)/sqrt(mu) within 5 at mu ~ e^4; NB: E[(y - mu)² - mu] / E[mu²] is dispersion² = 0.25."""
+    big = {**HIER, "beta": [4.0, 0.2]}
+    sim = lb.simulate_hierarchy(6, 4, 10, **big, family="poisson", seed=3)
+    mu = np.exp(_true_eta(sim))
+    assert np.abs((sim.data["y"] - mu) / np.sqrt(mu)).max() < 5
+    sim = lb.simulate_hierarchy(10, 10, 40, **{**HIER, "beta": [2.0, 0.2]}, family="negativebinomial",
+                                dispersion=0.5, seed=4)
+    mu = np.exp(_true_eta(sim))
+    ratio = ((sim.data["y"] - mu) ** 2 - mu).mean() / (mu**2).mean()
+    assert float(sim.truth["dispersion"]) == 0.5 and abs(ratio - 0.25) < 0.05, ratio
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"family": "poisson", "sigma": 1.0}, ValueError, "sigma is the Gaussian residual SD; family='poisson' has none"),
+    ({"family": "binomial"}, ValueError, r"trials= .* is for family='binomial', which needs it"),
+    ({"family": "poisson", "trials": 5}, ValueError, r"trials= .* not family='poisson'"),
+    ({"family": "negativebinomial"}, ValueError, "dispersion= .* which needs it"),
+    ({"family": "negativebinomial", "dispersion": -1.0}, ValueError, "dispersion must be a positive"),
+    ({"family": "gaussian"}, TypeError, "needs sigma"),
+    ({"family": "poisson", "link": "logit"}, ValueError, "link='logit' is not available for family='poisson'"),
+])
+def test_simulate_hierarchy_family_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        lb.simulate_hierarchy(3, 2, 4, **HIER, seed=1, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def hierarchy_recovery():
+    sim = lb.simulate_hierarchy(10, 6, 15, **HIER, family="poisson", seed=5)
+    return sim, _fit(lb.GLMM(sim.formula, sim.data, family=sim.family), draws=500, tune=500)
+
+
+def test_poisson_hierarchy_recovers_its_truth(hierarchy_recovery):
+    """The fit of the simulated counts recovers the truth it returns: |z| < 3.5 (tests/README: 4.7e-4 each)."""
+    sim, fit = hierarchy_recovery
+    t, post = sim.truth, fit.posterior
+    zs = {}
+    for var, sel in [("beta", {"coef": "Intercept"}), ("beta", {"coef": "x"}),
+                     ("subject_sd", {"subject_effect": "Intercept"}), ("subject_sd", {"subject_effect": "x"}),
+                     ("subject:neuron_sd", {"subject:neuron_effect": "Intercept"})]:
+        d = post[var].sel(sel)
+        zs[f"{var}{sel}"] = (float(d.mean()) - float(t[var].sel(sel))) / float(d.std())
+    assert max(map(abs, zs.values())) < 3.5, zs

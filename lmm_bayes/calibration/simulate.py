@@ -8,6 +8,12 @@ subject / neuron / trial skeleton of the teaching examples. Both return a
 (``{g}_effect``, ``{g}_effect_bis``), ``{g}_b`` on (``{g}``, ``{g}_effect``),
 ``sigma``), so truth and posterior line up label by label. ``{g}_cov`` holds G.
 
+:func:`simulate_hierarchy` also draws counts, choices and k of n successes
+(``family="poisson"``, ``"negativebinomial"``, ``"bernoulli"``, ``"binomial"``):
+the same hierarchy gives the linear predictor ``eta = X beta + Z b`` on the link scale
+(β and G are link-scale truth), and the response is drawn from the family at
+``g⁻¹(eta)`` (:func:`draw_glm_response`).
+
 The model is ``y = X beta + Z b + e`` with ``b ~ N(0, G)`` independently per
 cluster of each grouping factor and ``e ~ N(0, sigma^2)``. With one seed the
 draws come in a fixed order (the b of each factor in formula order, then e),
@@ -37,9 +43,13 @@ from lmm_bayes.inference.layout import (
 from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
+from lmm_bayes.spec.family import GAUSSIAN, Family, get_family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 
-__all__ = ["Simulation", "draw_response", "plain_response", "simulate", "simulate_hierarchy", "truth_dataset"]
+__all__ = [
+    "Simulation", "draw_glm_response", "draw_response", "plain_response", "simulate", "simulate_hierarchy",
+    "truth_dataset",
+]
 
 Seed = int | np.random.Generator | np.random.SeedSequence | None
 HIERARCHY_FORMULA = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
@@ -59,7 +69,10 @@ class Simulation:
         effects, ``{g}_corr`` (both on ``{g}_effect``, ``{g}_effect_bis``),
         and every cluster's ``{g}_b`` (``{g}``, ``{g}_effect``), labelled by level.
     formula : str
-        The model the data follow.
+        The model the data follow (``cbind(y, n - y) ~ ...`` for binomial data).
+    family : Family
+        The response's family and link (Gaussian by default); fit the data with
+        ``lb.GLMM(sim.formula, sim.data, family=sim.family)``.
 
     Examples
     --------
@@ -75,6 +88,7 @@ class Simulation:
     data: pd.DataFrame
     truth: xr.Dataset
     formula: str
+    family: Family = GAUSSIAN
 
 
 # ---------------------------------------------------------------- drawing
@@ -125,16 +139,61 @@ def draw_response(
     return mu + sigma * rng.standard_normal(len(mu)), bs
 
 
+def draw_glm_response(
+    X: np.ndarray, groups: Sequence[GroupDesign], beta: np.ndarray, G: Mapping[str, np.ndarray], family: Family,
+    rng: np.random.Generator, *, aux: float | None = None, trials: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw every cluster's b and a response from ``family`` at ``g⁻¹(X beta + Z b + offset)``.
+
+    The b are drawn as in :func:`draw_response` (same order, same values for the same
+    ``rng`` state), then the response from the family
+    (:meth:`~lmm_bayes.Family.draw`): counts, 0/1, or the successes of each row's ``trials``.
+
+    Parameters
+    ----------
+    X, groups, beta, G, rng
+        As for :func:`draw_response`; β and G on the link scale.
+    family : Family
+    aux : float, optional
+        The family's extra parameter (the negative binomial's dispersion 1/√alpha; σ for Gaussian).
+    trials : ndarray (n,), optional
+        Binomial trials per row.
+    offset : ndarray (n,), optional
+
+    Examples
+    --------
+    >>> import numpy as np, lmm_bayes as lb
+    >>> from lmm_bayes.spec.family import get_family
+    >>> d = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).design
+    >>> y, b = draw_glm_response(d.X, d.groups, np.array([1.0, 0.1]), {"Subject": [[0.25]]},
+    ...                          get_family("poisson"), np.random.default_rng(1))
+    >>> bool((y == np.round(y)).all() and y.min() >= 0), b["Subject"].shape
+    (True, (18, 1))
+    """
+    bs = {}
+    for g in groups:
+        L = np.linalg.cholesky(np.asarray(G[g.name], dtype=float))
+        bs[g.name] = rng.standard_normal((len(g.levels), len(g.effects))) @ L.T
+    eta = linear_predictor(X, beta, [(g.Z, g.codes, bs[g.name]) for g in groups])
+    if offset is not None:
+        eta = eta + offset
+    return family.draw(rng, eta, aux, trials), bs
+
+
 def truth_dataset(
     X_columns: Sequence[str], groups: Sequence[GroupDesign], beta: np.ndarray, G: Mapping[str, np.ndarray],
-    sigma: float, b: Mapping[str, np.ndarray] | None = None, *, formula: str = "",
+    sigma: float | None, b: Mapping[str, np.ndarray] | None = None, *, formula: str = "",
+    family: Family = GAUSSIAN, aux: float | None = None,
 ) -> xr.Dataset:
     """The true parameters as an :class:`xarray.Dataset` in the posterior's layout.
 
     ``beta`` (``coef``), ``sigma``, and per grouping factor ``{g}_sd``, ``{g}_cov`` = G,
     ``{g}_corr`` for correlated effects and, when ``b`` is given, every cluster's
     ``{g}_b``
-    (see :mod:`lmm_bayes.inference.layout`).
+    (see :mod:`lmm_bayes.inference.layout`). A generalized model has no ``sigma``
+    (pass None) and its extra parameter, if any, as ``aux`` (the negative binomial's
+    ``dispersion``); ``attrs`` name the family and link.
 
     Examples
     --------
@@ -145,7 +204,11 @@ def truth_dataset(
     >>> t["Subject_sd"].values, t["Subject_corr"].values.round(3).tolist()
     (array([25.,  6.]), [[1.0, 0.033], [0.033, 1.0]])
     """
-    data: dict[str, Any] = {BETA: (("coef",), np.asarray(beta, float)), SIGMA: ((), float(sigma))}
+    data: dict[str, Any] = {BETA: (("coef",), np.asarray(beta, float))}
+    if sigma is not None:
+        data[SIGMA] = ((), float(sigma))
+    if family.aux and not family.is_gaussian:
+        data[family.aux] = ((), float(aux))
     coords: dict[str, Any] = {"coef": list(X_columns)}
     for g in groups:
         e, e2 = g.effect_dim, bis(g.effect_dim)
@@ -159,7 +222,7 @@ def truth_dataset(
         if b is not None:
             coords[g.name] = list(g.levels)
             data[b_name(g)] = ((g.name, e), b[g.name])
-    return xr.Dataset(data, coords=coords, attrs={"formula": formula})
+    return xr.Dataset(data, coords=coords, attrs={"formula": formula, "family": family.name, "link": family.link})
 
 
 def plain_response(spec: ModelSpec) -> str:
@@ -245,7 +308,11 @@ def simulate_hierarchy(
     beta: Mapping[str, float] | Sequence[float],
     G: Any,
     sigma_neuron: float,
-    sigma: float,
+    sigma: float | None = None,
+    family: str | Family = "gaussian",
+    link: str | None = None,
+    trials: int | tuple[int, int] | None = None,
+    dispersion: float | None = None,
     x_within_sd: float = 1.0,
     x_between_sd: float = 0.0,
     seed: Seed,
@@ -269,7 +336,18 @@ def simulate_hierarchy(
     sigma_neuron : float
         SD of the neurons' intercepts around their subject's.
     sigma : float
-        Residual (trial-to-trial) SD.
+        Residual (trial-to-trial) SD; Gaussian only (and required there).
+    family : str or Family
+        ``"gaussian"`` (default), ``"poisson"``, ``"negativebinomial"``, ``"bernoulli"`` or
+        ``"binomial"``; β, G and ``sigma_neuron`` are then on the link scale.
+    link : str, optional
+        The family's canonical link by default; ``"probit"`` for Bernoulli and binomial.
+    trials : int or (low, high), optional
+        Binomial only (and required there): the trials of every row, or a range (inclusive)
+        to draw each row's from; the column ``n``, and the formula ``cbind(y, n - y) ~ ...``.
+    dispersion : float, optional
+        Negative binomial only (and required there): 1/√alpha, the SD of the gamma rate
+        multiplier (``Var(y) = mu + dispersion² mu²``).
     x_within_sd, x_between_sd : float
         ``x = m_subject + e`` with ``m_subject ~ N(0, x_between_sd)`` and
         ``e ~ N(0, x_within_sd)`` per trial.
@@ -279,7 +357,9 @@ def simulate_hierarchy(
     -------
     Simulation
         ``.data`` has columns ``subject``, ``neuron``, ``trial`` (from 1 within
-        each neuron), ``x``, ``y``; ``subject`` and ``neuron`` are categorical.
+        each neuron), ``x``, ``y`` (and ``n``, binomial); ``subject`` and ``neuron`` are
+        categorical. ``.truth`` holds β, the SDs, correlations, G and every b (link
+        scale), ``sigma`` (Gaussian) or ``dispersion`` (negative binomial).
 
     Raises
     ------
@@ -296,18 +376,24 @@ def simulate_hierarchy(
     ['subject', 'neuron', 'trial', 'x', 'y']
     >>> sim.data["neuron"].cat.categories.tolist(), sim.truth["subject:neuron_b"].shape
     (['n1', 'n2'], (6, 1))
+    >>> k = lb.simulate_hierarchy(3, 2, 4, beta=[0.0, 0.5], G=[[0.3, 0.0], [0.0, 0.1]], sigma_neuron=0.2,
+    ...                           family="binomial", trials=10, seed=1)
+    >>> k.formula, bool((k.data["y"] <= k.data["n"]).all())
+    ('cbind(y, n - y) ~ x + (1 + x | subject) + (1 | subject:neuron)', True)
     """
     n_subjects = validate.check_positive_int(n_subjects, "n_subjects", minimum=2)
+    fam = get_family(family, link)
+    _check_family_arguments(fam, sigma, trials, dispersion)
     rng = seeded_rng(seed)
     wsd = check_number(x_within_sd, "x_within_sd")
     bsd = check_number(x_between_sd, "x_between_sd")
     if wsd < 0 or bsd < 0:
         raise ValueError(f"x_within_sd and x_between_sd must be >= 0, got {wsd} and {bsd}")
     per_subject = counts(n_neurons, n_subjects, rng, "n_neurons")
-    trials = counts(n_trials, int(per_subject.sum()), rng, "n_trials")
+    per_neuron = counts(n_trials, int(per_subject.sum()), rng, "n_trials")
     neuron_subject = np.repeat(np.arange(n_subjects), per_subject)
     within = np.arange(len(neuron_subject)) - np.repeat(np.cumsum(per_subject) - per_subject, per_subject)
-    row_neuron = np.repeat(np.arange(len(neuron_subject)), trials)
+    row_neuron = np.repeat(np.arange(len(neuron_subject)), per_neuron)
     row_subject = neuron_subject[row_neuron]
     n = len(row_neuron)
     x = bsd * rng.standard_normal(n_subjects)[row_subject] + wsd * rng.standard_normal(n)
@@ -327,14 +413,42 @@ def simulate_hierarchy(
     b_ = check_beta(beta, ("Intercept", "x"), "beta")
     G_ = {"subject": check_cov(G, groups[0], "G"),
           "subject:neuron": np.array([[check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
-    s_ = check_number(sigma, "sigma", positive=True)
-    y, b = draw_response(X, groups, b_, G_, s_, rng)
     data = pd.DataFrame({
         "subject": pd.Categorical.from_codes(row_subject, categories=subjects),
         "neuron": pd.Categorical.from_codes(within[row_neuron], categories=neurons),
-        "trial": np.arange(n) - np.repeat(np.cumsum(trials) - trials, trials) + 1,
+        "trial": np.arange(n) - np.repeat(np.cumsum(per_neuron) - per_neuron, per_neuron) + 1,
         "x": x,
-        "y": y,
     })
-    truth = truth_dataset(("Intercept", "x"), groups, b_, G_, s_, b, formula=HIERARCHY_FORMULA)
-    return Simulation(data=data, truth=truth, formula=HIERARCHY_FORMULA)
+    formula = HIERARCHY_FORMULA
+    if fam.is_gaussian:
+        s_ = check_number(sigma, "sigma", positive=True)
+        y, b = draw_response(X, groups, b_, G_, s_, rng)
+        truth = truth_dataset(("Intercept", "x"), groups, b_, G_, s_, b, formula=formula)
+        return Simulation(data=data.assign(y=y), truth=truth, formula=formula)
+    n_per_row = counts(trials, n, rng, "trials") if fam.name == "binomial" else None
+    aux = None if dispersion is None else check_number(dispersion, "dispersion", positive=True)
+    y, b = draw_glm_response(X, groups, b_, G_, fam, rng, aux=aux, trials=n_per_row)
+    if n_per_row is not None:
+        data["n"] = n_per_row
+        formula = "cbind(y, n - y)" + HIERARCHY_FORMULA[1:]
+    truth = truth_dataset(("Intercept", "x"), groups, b_, G_, None, b, formula=formula, family=fam, aux=aux)
+    return Simulation(data=data.assign(y=y.astype(np.int64)), truth=truth, formula=formula, family=fam)
+
+
+def _check_family_arguments(fam: Family, sigma: Any, trials: Any, dispersion: Any) -> None:
+    """sigma for Gaussian, trials for binomial, dispersion for the negative binomial, and nothing else."""
+    if fam.is_gaussian:
+        if sigma is None:
+            raise TypeError("simulate_hierarchy needs sigma, the residual SD, for family='gaussian'")
+    elif sigma is not None:
+        raise ValueError(
+            f"sigma is the Gaussian residual SD; family={fam.name!r} has none (its trial-to-trial "
+            "variation comes from the family itself): leave sigma out"
+            + ("; the negative binomial's extra variation is dispersion=" if fam.name == "negativebinomial" else "")
+        )
+    if (fam.name == "binomial") != (trials is not None):
+        raise ValueError("trials= (the trials of each row: an int or a (low, high) range) is for family='binomial'"
+                         + (", which needs it" if fam.name == "binomial" else f", not family={fam.name!r}"))
+    if (fam.name == "negativebinomial") != (dispersion is not None):
+        raise ValueError("dispersion= (1/sqrt(alpha), > 0) is for family='negativebinomial'"
+                         + (", which needs it" if fam.name == "negativebinomial" else f", not family={fam.name!r}"))
