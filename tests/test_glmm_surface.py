@@ -379,3 +379,88 @@ def test_poisson_hierarchy_recovers_its_truth(hierarchy_recovery):
         d = post[var].sel(sel)
         zs[f"{var}{sel}"] = (float(d.mean()) - float(t[var].sel(sel))) / float(d.std())
     assert max(map(abs, zs.values())) < 3.5, zs
+
+
+# ---------------------------------------------------------------------------- SBC
+
+
+def test_sbc_simulates_from_the_family_at_the_designs_trials(cbpp):
+    """Prior draws of a binomial model: successes are whole numbers within each row's trials; same seed, same y."""
+    from lmm_bayes.calibration.sbc import _simulate_tasks  # noqa: PLC2701 - the simulation step on its own
+    from lmm_bayes.inference.layout import hyperparameters
+
+    m = lb.GLMM(CBPP, cbpp, family="binomial")
+    tasks = _simulate_tasks(m.design, m.priors, hyperparameters(m.design), 20, 3)
+    y = np.stack([t.y for t in tasks])
+    assert np.all(y == np.round(y)) and y.min() >= 0 and np.all(y <= m.design.trials)
+    assert len(np.unique(y, axis=0)) >= 15  # a new data set per simulation (wide priors make a few all 0)
+    again = _simulate_tasks(m.design, m.priors, hyperparameters(m.design), 5, 3)
+    np.testing.assert_array_equal(np.stack([t.y for t in again]), y[:5])
+
+
+@pytest.mark.parametrize("family, formula, data", [
+    ("binomial", CBPP, "cbpp"),
+    ("negativebinomial", "y ~ 1 + (1 | g)", "overdispersed"),
+])
+def test_sbc_of_a_glmm_runs_and_ranks_are_in_range(family, formula, data, request):
+    """The machinery end to end (few simulations: calibration itself is the slow tier's)."""
+    df = request.getfixturevalue("cbpp") if data == "cbpp" else overdispersed()
+    res = lb.sbc(lb.GLMM(formula, df, family=family), n_sims=3, draws=40, tune=100, seed=1, progressbar=False)
+    assert len(res.failures) == 0, res.failures
+    names = {"binomial": {"beta", "herd_sd"}, "negativebinomial": {"beta", "g_sd", "dispersion"}}[family]
+    assert set(res.ranks.data_vars) == names
+    flat = np.concatenate([v.values.ravel() for v in res.ranks.data_vars.values()])
+    assert flat.min() >= 0 and flat.max() <= res.n_draws == 40
+    assert res.ranks.attrs["family"] == family
+
+
+# ---------------------------------------------------------------------------- compare_pooling(family=...)
+
+
+@pytest.fixture(scope="module")
+def pooling_counts():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short chains' ESS and small clusters' Pareto k
+        return lb.compare_pooling("y ~ x + offset(log(t)) + (1 | g)", sparse_counts(), group="g", family="poisson",
+                                  draws=300, tune=300, chains=2, seed=1, progressbar=False)
+
+
+def test_compare_pooling_keeps_the_family(pooling_counts, tmp_path):
+    """All three poolings are Poisson with the offset: the stored log-likelihood is Poisson(y | exp(X beta + offset))."""
+    cmp = pooling_counts
+    d = cmp.fits["partial_pooling"].design
+    complete = cmp.fits["complete_pooling"]
+    eta = np.einsum("np,cdp->cdn", d.X, complete.posterior["beta"].values) + d.offset
+    np.testing.assert_allclose(complete.idata["log_likelihood"]["y"].values, stats.poisson.logpmf(d.y, np.exp(eta)),
+                               rtol=1e-10)
+    no = cmp.fits["no_pooling"]
+    b = no.posterior["g_coef"].values[..., 0][..., d.group("g").codes]
+    eta = b + no.posterior["beta"].sel(coef="x").values[..., None] * d.data["x"].to_numpy() + d.offset
+    np.testing.assert_allclose(no.idata["log_likelihood"]["y"].values, stats.poisson.logpmf(d.y, np.exp(eta)),
+                               rtol=1e-10)
+    assert set(no.posterior.data_vars) == {"beta", "g_coef"} and "sigma" not in complete.posterior
+    complete.save(tmp_path / "cp.nc")
+    back = lb.load(tmp_path / "cp.nc")
+    assert isinstance(back.model, lb.GLMM) and back.model.family.name == "poisson"
+
+
+def test_compare_pooling_estimates_on_the_link_scale(pooling_counts):
+    cmp = pooling_counts
+    est = cmp.estimates
+    assert est.attrs["scale"] == "link scale: log rate"
+    partial = cmp.fits["partial_pooling"]
+    np.testing.assert_allclose(est["shrinkage"], partial.shrinkage("g")["shrinkage"], rtol=1e-12)
+    empty = est["note"].str.startswith("every count 0")
+    assert empty.sum() == 2 and est.loc[empty, "no_pooling"].isna().all()
+    assert est.loc[~empty, "no_pooling"].notna().all()
+    # complete pooling: the GLM without groups, near its maximum likelihood estimate (priors are wide)
+    from lmm_bayes.results.glm_pooling import cluster_glm
+
+    d = partial.design
+    mle, cov, _ = cluster_glm(d.family, d.y, d.X, np.zeros(d.n, dtype=int), 1, offset=d.offset)
+    draws = cmp.fits["complete_pooling"].posterior["beta"]
+    gap = (draws.mean(("chain", "draw")).values - mle[0]) / draws.std(("chain", "draw")).values
+    assert np.abs(gap).max() < 0.5, gap
+    assert cmp.plot("shrinkage").axes[0].get_ylabel() == "Intercept (link scale: log rate)"
+    with pytest.raises(ValueError, match="link= and trials= are for a generalized model: give family="):
+        lb.compare_pooling("y ~ x + (1 | g)", sparse_counts(), group="g", link="probit")

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.design import Design
 
-__all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "shrinkage"]
+__all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "glm_posterior_shrinkage", "link_scale", "shrinkage"]
 
 
 # ====================================================================== shrinkage for one fit
@@ -236,9 +236,7 @@ def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
             half = z * np.sqrt(pcov[0, i, i])
             complete[0][k], complete[1][k], complete[2][k] = pooled[0, i], pooled[0, i] - half, pooled[0, i] + half
 
-    eta = fit.predict(kind="link").transpose("chain", "draw", "obs").values.reshape(-1, design.n)
-    G = covariance_values(post, g).reshape(-1, g.n_effects, g.n_effects)
-    factor = glm_model_shrinkage(family, design.y, eta, g.Z, g.codes, g.n_levels, G, trials=trials, aux=aux_draws)
+    factor = glm_posterior_shrinkage(fit, g)
     table = estimates_table(
         g,
         no=no,
@@ -252,10 +250,45 @@ def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
             "complete pooling Wald interval of the GLM without groups"
         ),
     )
-    table.attrs["scale"] = _link_scale(family)
+    table.attrs["scale"] = link_scale(family)
     return table
 
 
-def _link_scale(family) -> str:
+def glm_posterior_shrinkage(fit: Fit, g) -> np.ndarray:
+    """A generalized model's shrinkage factor of factor ``g``'s clusters (levels, effects), from its posterior.
+
+    :func:`~lmm_bayes.results.glm_pooling.glm_model_shrinkage` at every draw's fitted
+    linear predictor (``fit.predict(kind="link")``), G and extra parameter.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, lmm_bayes as lb
+    >>> rng = np.random.default_rng(1)
+    >>> df = pd.DataFrame({"g": np.repeat(np.arange(10), 8)})
+    >>> df["y"] = rng.poisson(np.exp(1 + rng.normal(0, 0.5, 10)[df["g"]]))
+    >>> fit = lb.GLMM("y ~ 1 + (1 | g)", df, family="poisson").fit(
+    ...     draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    >>> B = glm_posterior_shrinkage(fit, fit.design.group("g"))
+    >>> B.shape, bool(((0 < B) & (B < 1)).all())
+    ((10, 1), True)
+    """
+    design, post = fit.design, fit.posterior
+    family = family_of(design)
+    aux = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
+    eta = fit.predict(kind="link").transpose("chain", "draw", "obs").values.reshape(-1, design.n)
+    G = covariance_values(post, g).reshape(-1, g.n_effects, g.n_effects)
+    return glm_model_shrinkage(family, design.y, eta, g.Z, g.codes, g.n_levels, G,
+                               trials=getattr(design, "trials", None), aux=aux)
+
+
+def link_scale(family) -> str:
+    """What a generalized model's coefficients are, for labels: ``"link scale: log rate"``, ...
+
+    Examples
+    --------
+    >>> from lmm_bayes.spec.family import get_family
+    >>> link_scale(get_family("binomial", "probit"))
+    'link scale: probit'
+    """
     return {"log": "link scale: log rate", "logit": "link scale: log odds",
             "probit": "link scale: probit"}.get(family.link, "response scale")
