@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmm_bayes.results.fit import check_fit
-from lmm_bayes.results.summary import interval_columns
+from lmm_bayes.results.summary import DEFAULT_CI, interval_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -100,7 +100,7 @@ def plot_calibration(fit: Fit, **kwargs: Any) -> Figure:
 
     fit = check_fit(fit)
     table = fit.binned_calibration(**kwargs)
-    low, high = interval_columns(kwargs.get("ci", "hdi"))
+    low, high = interval_columns(kwargs.get("ci", DEFAULT_CI))
     x = table["predicted"].to_numpy()
     fig, ax = plt.subplots(figsize=(4.2, 4.0), layout="constrained")
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1)
