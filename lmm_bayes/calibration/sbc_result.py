@@ -1,6 +1,6 @@
 """The result of simulation-based calibration: ranks, their uniformity tests, coverage, the ECDF plot.
 
-:func:`lmm_bayes.calibration.sbc.sbc` makes an :class:`SBCResult`; :meth:`SBCResult.from_ranks`
+:func:`lmm_bayes.sbc` makes an :class:`SBCResult`; :meth:`SBCResult.from_ranks`
 makes one from any ranks dataset (dim ``sim``), e.g. ranks gathered elsewhere.
 """
 
