@@ -45,7 +45,7 @@ def plot_rootogram(fit: Fit, **kwargs: Any) -> Figure:
     >>> df = pd.DataFrame({"g": np.repeat(np.arange(20), 10)})
     >>> df["y"] = rng.poisson(np.exp(1 + rng.normal(0, 0.3, 20)[df["g"]]))
     >>> fit = lb.GLMM("y ~ 1 + (1 | g)", df, family="poisson").fit(
-    ...     draws=200, tune=200, chains=2, seed=1, progressbar=False, centered=True)
+    ...     draws=200, tune=200, chains=2, seed=1, progressbar=False)
     >>> plot_rootogram(fit).axes[0].get_xlabel()
     'y (count)'
     """
