@@ -99,3 +99,28 @@ def test_a_posterior_20_percent_too_narrow_is_caught(monkeypatch):
     assert narrowed.uniformity["p_value"].min() < 0.001, narrowed.uniformity
     # too narrow: the 90% intervals cover clearly less than 90%
     assert narrowed.coverage["90%"].mean() < 0.9 - 3 * np.sqrt(0.9 * 0.1 / N_SIMS), narrowed.coverage
+
+
+def bernoulli_model() -> lb.GLMM:
+    """Choices of 12 participants x 10 trials, logit p = Intercept + x + b (a GLMM: full method, non-centered)."""
+    rng = np.random.default_rng(8)
+    g = np.repeat([f"p{k}" for k in range(12)], 10)
+    df = pd.DataFrame({"g": g, "x": rng.normal(size=g.size), "y": rng.integers(0, 2, g.size)})
+    priors = {
+        "Intercept": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+        "x": {"dist": "Normal", "mu": 0.0, "sigma": 1.0},
+        "g": {"sd": {"dist": "HalfNormal", "sigma": 1.0}},
+    }
+    return lb.GLMM("y ~ x + (1 | g)", df, family="bernoulli", priors=priors)
+
+
+def test_sbc_200_simulations_of_a_glmm_is_calibrated(dask_client):
+    """Issue 20: the Bernoulli likelihood in simulation and fit, ranked as for the LMM, same thresholds."""
+    res = lb.sbc(bernoulli_model(), n_sims=N_SIMS, seed=12, executor=dask_client, **SBC_ARGS)
+    assert res.ranks.sizes["sim"] == N_SIMS and res.ranks.attrs["family"] == "bernoulli"
+    assert set(res.ranks.data_vars) == {"beta", "g_sd"}
+    out = outside_band(res)
+    assert max(out.values()) == 0.0, f"rank ECDF outside the {BAND:.1%} band: {out}"
+    assert res.uniformity["p_value"].min() > 0.001, res.uniformity
+    sd = np.sqrt(0.9 * 0.1 / N_SIMS)
+    assert (res.coverage["90%"] - 0.9).abs().max() < 4 * sd, res.coverage

@@ -452,12 +452,6 @@ def test_checks_refuse_the_wrong_family(choices_fit, counts_fit):
         choices_fit.binned_calibration(bins=0)
 
 
-def test_gaussian_only_summaries_say_so(choices_fit):
-    with pytest.raises(ValueError, match="R² .* Gaussian models only so far; this model is family='bernoulli'"):
-        choices_fit.r2()
-    with pytest.raises(ValueError, match="shrinkage .* Gaussian models only"):
-        choices_fit.shrinkage("who")
-    with pytest.raises(ValueError, match="sbc is built for Gaussian models only so far; this model is family='bernoulli'"):
-        lb.sbc(choices_fit.model, n_sims=2, draws=10, seed=1)
+def test_probit_has_no_ratio_name():
     probit = lb.GLMM("correct ~ x + (1 | who)", _simulate_choices(), family="bernoulli", link="probit")
     assert probit.family.ratio_name == ""

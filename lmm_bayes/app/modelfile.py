@@ -123,8 +123,9 @@ class ModelFile:
         from lmm_bayes.calibration.simulate import simulate_hierarchy
 
         kwargs = dict(src["simulate"])
-        if isinstance(kwargs.get("n_trials"), list):
-            kwargs["n_trials"] = tuple(kwargs["n_trials"])
+        for key in ("n_neurons", "n_trials", "trials"):  # (low, high) ranges are TOML arrays
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
         args = [kwargs.pop(k) for k in ("n_subjects", "n_neurons", "n_trials")]
         return simulate_hierarchy(*args, **kwargs).data
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lmm_bayes.results.summary import format_table
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
@@ -89,20 +90,58 @@ def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
 
 
 def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
-    from lmm_bayes.teaching import check_plots, plots
+    from lmm_bayes.teaching import check_plots, glm_plots, plots
 
     chains = fit.posterior.sizes["chain"]
+    family = family_of(fit.design)
     out: list[tuple[str, Callable[[], object]]] = [
         ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)) if chains > 1
         else ("Trace plots of the hyperparameters (one chain: no rank plots)", lambda: check_plots.plot_trace(fit)),
         ("Posterior predictive check", lambda: plots.plot_ppc(fit)),
-        ("Residuals vs fitted; QQ plots of the residuals and of every b", lambda: check_plots.plot_residuals(fit)),
     ]
+    if family.counts:
+        out.append(("Hanging rootogram: observed vs expected frequency of each count",
+                    lambda: glm_plots.plot_rootogram(fit, max_count=_max_count(fit))))
+    elif not family.is_gaussian:
+        out.append(("Calibration: observed vs predicted proportion of successes by bin",
+                    lambda: glm_plots.plot_calibration(fit, bins=_bins(fit), seed=0)))
+    what = "residuals" if family.is_gaussian else "Pearson residuals"
+    out.append((f"{what.capitalize()} vs fitted; QQ plots of the {what} and of every b",
+                lambda: check_plots.plot_residuals(fit)))
     if "log_likelihood" in fit.idata.children:
         out.append(("LOO-PIT calibration", lambda: check_plots.plot_loo_pit(fit)))
     if fit.design.groups:
         out.append(("Variance partition", lambda: plots.plot_variance_partition(fit)))
     return out
+
+
+def _max_count(fit: Fit) -> int:
+    """The rootogram's largest count: the 99th percentile of the data, at least 5, at most 60."""
+    return int(min(60, max(5, np.quantile(fit.design.y, 0.99))))
+
+
+def _bins(fit: Fit) -> int:
+    return int(min(10, max(1, fit.design.n // 20)))
+
+
+def _family_tables(fit: Fit) -> list[str]:
+    """A GLMM's rate or odds ratios and its predictive-check table; nothing for a Gaussian model."""
+    family = family_of(fit.design)
+    if family.is_gaussian:
+        return []
+    parts = []
+    if family.ratio_name:
+        parts += [f"<h2>Fixed effects as {html.escape(family.ratio_name)}s (exp of the coefficients)</h2>",
+                  _table(fit.fixef(exponentiate=True))]
+    if family.counts:
+        table = fit.rootogram(max_count=_max_count(fit))
+        parts += ["<h2>Rootogram table: observed and expected frequency of each count</h2>", _table(table),
+                  f"<p>Rows above {table.index.max()}: observed {table.attrs['observed_above']}, "
+                  f"expected {table.attrs['expected_above']:.1f}.</p>"]
+    else:
+        parts += ["<h2>Calibration table: proportion of successes by bin of predicted probability</h2>",
+                  _table(fit.binned_calibration(bins=_bins(fit), seed=0))]
+    return parts
 
 
 def _diagnostic_text(name: str, value: object) -> str:
@@ -143,6 +182,9 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
     partition) and, for every grouping factor (``group`` first), its effects plot,
     caterpillar, shrinkage (arrows in the intercept-slope plane when all clusters have the
     same size), pair plot of its SDs and correlations and per-cluster predictive checks.
+    A GLMM's report adds its rate or odds ratios and a rootogram (counts) or a calibration
+    table and plot by bins (choices), says which tables are on the link or latent scale, and
+    shows Pearson residuals.
     Figures are drawn with whatever matplotlib backend is active (without a display
     matplotlib picks a non-interactive one itself); the backend is never changed here.
     """
@@ -152,17 +194,21 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
         groups = [first, *(g for g in groups if g.name != first.name)]
     title = title or f"lmm-bayes report: {fit.model.formula}"
     summary = fit.summary()
+    family = family_of(fit.design)
+    link = "" if family.is_gaussian else f" (link scale: {family.link})"
+    latent = "" if family.is_gaussian else " on the latent scale (Nakagawa, Johnson & Schielzeth 2017)"
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<pre>{html.escape(summary.header)}</pre>",
-        "<h2>Fixed effects</h2>", _table(summary.fixef),
-        "<h2>Variance components</h2>", _table(summary.varcorr),
+        f"<h2>Fixed effects{link}</h2>", _table(summary.fixef),
+        *_family_tables(fit),
+        f"<h2>Variance components{link}</h2>", _table(summary.varcorr),
     ]
     if groups:
-        parts += ["<h2>Variance partition (ICC)</h2>", _table(fit.icc())]
-    parts += ["<h2>R²</h2>", _table(fit.r2())]
+        parts += [f"<h2>Variance partition (ICC){latent}</h2>", _table(fit.icc())]
+    parts += [f"<h2>R²{latent}</h2>", _table(fit.r2())]
     parts += _loo_section(fit)
     diag = pd.DataFrame({"value": [_diagnostic_text(k, v) for k, v in summary.diagnostics.items()]},
                         index=list(summary.diagnostics))

@@ -28,21 +28,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from scipy import stats
 
-from lmm_bayes.calibration.simulate import draw_response, plain_response
+from lmm_bayes.calibration.sbc_result import SBCResult, failures_table, ranks_dataset
+from lmm_bayes.calibration.simulate import draw_glm_response, draw_response, plain_response
 from lmm_bayes.calibration.workers import Context, Failure, Outcome, Task, check_executor, collect, execute
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.layout import (
     BETA,
-    SIGMA,
     Hyperparameter,
     covariance_values,
     hyperparameter_draws,
@@ -52,18 +50,13 @@ from lmm_bayes.inference.methods import METHODS
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import require_gaussian
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.figure import Figure
-
     from lmm_bayes.spec.model import LMM
 
 __all__ = ["SBCResult", "draw_prior", "failures_table", "ranks_dataset", "sbc"]
-
-_COVERAGE = (0.5, 0.9)
-
 
 # ---------------------------------------------------------------- the prior
 
@@ -87,18 +80,26 @@ def _prior_samples(design: Design, priors: Priors, draws: int, rng: Any) -> xr.D
 
 def _parameter_values(
     prior: xr.Dataset, design: Design
-) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """``(beta (draw, p), {group: G (draw, q, q)}, sigma (draw,))`` of prior draws (one chain)."""
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """``(beta (draw, p), {group: G (draw, q, q)}, aux (draw,) or None)`` of prior draws (one chain).
+
+    ``aux`` is the family's extra parameter: σ (Gaussian), the dispersion (negative
+    binomial), or None (Poisson, Bernoulli, binomial).
+    """
     n = prior.sizes["draw"]
     beta = prior[BETA].values[0] if BETA in prior else np.zeros((n, 0))
     G = {g.name: covariance_values(prior, g)[0] for g in design.groups}
-    return beta, G, prior[SIGMA].values[0]
+    aux = family_of(design).aux
+    return beta, G, prior[aux].values[0] if aux else None
 
 
 def draw_prior(
     design: Design, priors: Priors, rng: Any, *, draws: int | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
     """Draw ``(beta, {group: G}, sigma)`` from the priors of a design, with PyMC's own distributions.
+
+    For a generalized model the third is the family's extra parameter (the negative
+    binomial's dispersion) or None (Poisson, Bernoulli, binomial).
 
     The hyperparameters (β, σ, every factor's SDs and correlations) are drawn by
     ``pm.draw`` from the graph that fitting samples
@@ -131,211 +132,8 @@ def draw_prior(
     n = 1 if draws is None else validate.check_positive_int(draws, "draws")
     beta, G, sigma = _parameter_values(_prior_samples(design, priors, n, rng), design)
     if draws is None:
-        return beta[0], {k: v[0] for k, v in G.items()}, float(sigma[0])
+        return beta[0], {k: v[0] for k, v in G.items()}, None if sigma is None else float(sigma[0])
     return beta, G, sigma
-
-
-# ---------------------------------------------------------------- ranks
-
-
-def ranks_dataset(
-    ranks: np.ndarray, params: Sequence[Hyperparameter], attrs: Mapping[str, Any], *,
-    sims: Sequence[int] | None = None,
-) -> xr.Dataset:
-    """Ranks (sim, parameter) as a Dataset named like the posterior, one variable per ``Hyperparameter.var``.
-
-    ``beta`` on (``sim``, ``coef``), ``sigma`` on ``sim``, ``{g}_sd`` on (``sim``,
-    ``{g}_effect``), ``{g}_corr`` on (``sim``, ``{g}_pair``) with coords like ``"Intercept, x"``.
-    ``sims`` labels the rows (the simulations' indices; default ``0, 1, ...``).
-
-    Examples
-    --------
-    >>> import numpy as np, lmm_bayes as lb
-    >>> from lmm_bayes.inference.layout import hyperparameters
-    >>> m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
-    >>> ds = ranks_dataset(np.zeros((3, 6), int), hyperparameters(m.design), {})
-    >>> ds["Subject_corr"].dims, ds["Subject_pair"].values.tolist()
-    (('sim', 'Subject_pair'), ['Intercept, Days'])
-    """
-    by_var: dict[str, list[int]] = {}
-    for k, p in enumerate(params):
-        by_var.setdefault(p.var, []).append(k)
-    data, coords = {}, {"sim": np.arange(ranks.shape[0]) if sims is None else np.asarray(sims, dtype=int)}
-    for var, idx in by_var.items():
-        first = params[idx[0]]
-        if first.dim is None:
-            data[var] = ("sim", ranks[:, idx[0]])
-        else:
-            data[var] = (("sim", first.dim), ranks[:, idx])
-            coords[first.dim] = [params[k].coord for k in idx]
-    return xr.Dataset(data, coords=coords, attrs=dict(attrs))
-
-
-def _flat(ds: xr.Dataset, dim: str = "sim") -> pd.DataFrame:
-    """A (sim × parameter) table of a ranks dataset, labelled ``beta[Intercept]``."""
-    cols = {}
-    for name, da in ds.data_vars.items():
-        other = [d for d in da.dims if d != dim]
-        if not other:
-            cols[str(name)] = da.values
-            continue
-        stacked = da.stack(_p=other) if len(other) > 1 else da.rename({other[0]: "_p"})
-        for k, label in enumerate(stacked["_p"].values):
-            cols[f"{name}[{label}]"] = stacked.isel(_p=k).values
-    return pd.DataFrame(cols, index=pd.Index(ds[dim].values, name=dim))
-
-
-# ---------------------------------------------------------------- the result
-
-
-def _chi_square(ranks: np.ndarray, n_draws: int, bins: int) -> tuple[float, float]:
-    """Chi-square test of discrete uniformity on ``0..n_draws``, ranks pooled into ``bins``."""
-    which = np.arange(n_draws + 1) * bins // (n_draws + 1)
-    expected = np.bincount(which, minlength=bins) / (n_draws + 1) * len(ranks)
-    observed = np.bincount(which[ranks], minlength=bins)
-    res = stats.chisquare(observed, expected)
-    return float(res.statistic), float(res.pvalue)
-
-
-def _default_bins(n_sims: int, n_draws: int) -> int:
-    return int(min(n_draws + 1, max(2, min(20, n_sims // 10))))
-
-
-@dataclass(frozen=True, eq=False)
-class SBCResult:
-    """Ranks of the true hyperparameters among posterior draws, and their checks.
-
-    Attributes
-    ----------
-    ranks : xarray.Dataset
-        Dims ``sim`` and the parameter's own (``beta`` on ``coef``, ``{g}_sd``
-        on ``{g}_effect``, ``{g}_corr`` on ``{g}_pair``, ``sigma``); values in
-        ``0..n_draws``.
-    n_draws : int
-        Thinned posterior draws per simulation (the largest possible rank).
-    uniformity : pandas.DataFrame
-        Per parameter: ``chi2``, ``df``, ``p_value`` of a chi-square test that
-        the ranks are uniform (small p: miscalibrated), and ``bins``.
-    coverage : pandas.DataFrame
-        Per parameter, the share of simulations whose truth lies in the central
-        50% and 90% posterior interval (``"50%"``, ``"90%"``); calibrated: 0.5 and 0.9.
-    diagnostics : pandas.DataFrame
-        Per simulation: the sampler's health as :meth:`Fit.diagnostics` reports it
-        (``divergences``, ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail`` of the
-        hyperparameters, ``min_bfmi``, ``treedepth_hits``) and ``seconds``.
-    failures : pandas.DataFrame
-        The simulations whose fit raised, left out of everything above: indexed by
-        ``sim``, columns ``seed`` (the fit's), ``error`` (the type) and ``message``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> ranks = xr.Dataset({"sigma": ("sim", np.random.default_rng(1).integers(0, 100, 50))})
-    >>> res = SBCResult.from_ranks(ranks, n_draws=99)
-    >>> res.uniformity.columns.tolist(), res.coverage.columns.tolist()
-    (['chi2', 'df', 'p_value', 'bins'], ['50%', '90%'])
-    """
-
-    ranks: xr.Dataset
-    n_draws: int
-    uniformity: pd.DataFrame
-    coverage: pd.DataFrame
-    diagnostics: pd.DataFrame
-    failures: pd.DataFrame = field(default_factory=lambda: failures_table([]))
-
-    @classmethod
-    def from_ranks(cls, ranks: xr.Dataset, n_draws: int, *, diagnostics: pd.DataFrame | None = None,
-                   bins: int | None = None, failures: pd.DataFrame | None = None) -> SBCResult:
-        """Compute the tests and coverage from a ranks dataset (dim ``sim``); ``failures`` as :func:`sbc` makes."""
-        flat = _flat(ranks)
-        n_draws = validate.check_positive_int(n_draws, "n_draws")
-        if flat.to_numpy().min() < 0 or flat.to_numpy().max() > n_draws:
-            raise ValueError(f"ranks must lie in 0..n_draws = 0..{n_draws}")
-        if bins is None:
-            bins = _default_bins(len(flat), n_draws)
-        bins = validate.check_positive_int(bins, "bins", minimum=2)
-        rows = {c: (*_chi_square(flat[c].to_numpy(), n_draws, bins), bins - 1) for c in flat}
-        uniformity = pd.DataFrame.from_dict(rows, orient="index", columns=["chi2", "p_value", "df"])
-        uniformity = uniformity[["chi2", "df", "p_value"]].assign(bins=bins).rename_axis("parameter")
-        q = flat.to_numpy() / n_draws
-        coverage = pd.DataFrame(
-            {f"{p:.0%}": ((q >= (1 - p) / 2) & (q <= (1 + p) / 2)).mean(axis=0) for p in _COVERAGE},
-            index=pd.Index(flat.columns, name="parameter"),
-        )
-        if diagnostics is None:
-            diagnostics = pd.DataFrame(index=flat.index)
-        return cls(ranks=ranks, n_draws=n_draws, uniformity=uniformity, coverage=coverage,
-                   diagnostics=diagnostics, failures=failures_table([]) if failures is None else failures)
-
-    def pit(self) -> xr.Dataset:
-        """The ranks as probability integral transforms in (0, 1): ``(rank + 0.5) / (n_draws + 1)``."""
-        return (self.ranks + 0.5) / (self.n_draws + 1)
-
-    def plot(self, *, coverage: bool = False, prob: float = 0.95) -> Figure:
-        """ECDF of the ranks minus the uniform CDF, one panel per parameter.
-
-        The grey band is the simultaneous ``prob`` band of Säilynoja et al.
-        (2022), computed by :func:`arviz_stats.ecdf_utils.ecdf_pit`: a calibrated
-        parameter's line leaves it with probability ``1 - prob``. A line above
-        zero on the left (below on the right) means the truth tends to be low
-        (high) in the posterior; a ∪ shape means too narrow posteriors, a ∩
-        shape too wide. ``coverage=True`` plots the coverage of central
-        intervals against their width instead. (For the Dataset form, use
-        :meth:`pit` with :func:`arviz_plots.plot_ecdf_pit`.)
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-
-        Examples
-        --------
-        >>> import numpy as np, xarray as xr
-        >>> ranks = xr.Dataset({"sigma": ("sim", np.random.default_rng(1).integers(0, 100, 50))})
-        >>> fig = SBCResult.from_ranks(ranks, n_draws=99).plot()
-        >>> [ax.get_title() for ax in fig.axes]
-        ['sigma']
-        """
-        import matplotlib.pyplot as plt
-        from arviz_stats.ecdf_utils import ecdf_pit
-
-        prob = validate.check_probability(prob, "prob")
-        u = _flat(self.pit())
-        if coverage:
-            u = 2 * (u - 0.5).abs()
-        ncols = min(4, u.shape[1])
-        nrows = -(-u.shape[1] // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), sharex=True,
-                                 sharey=True, squeeze=False, layout="constrained")
-        for ax, name in zip(axes.flat, u.columns):
-            x, ecdf, lower, upper = ecdf_pit(u[name].to_numpy(), prob, 1000, rng=np.random.default_rng(0))
-            ax.fill_between(x, lower - x, upper - x, step="post", color="0.85", lw=0)
-            ax.step(x, ecdf - x, where="post", color="C0")
-            ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
-            ax.set_title(name, fontsize="medium")
-        for ax in axes.flat[u.shape[1]:]:
-            ax.remove()
-        fig.supxlabel("central interval width" if coverage else "fractional rank (PIT)")
-        fig.supylabel("coverage - width" if coverage else "ECDF - uniform CDF")
-        return fig
-
-    def __repr__(self) -> str:
-        table = self.uniformity[["p_value"]].join(self.coverage)
-        failed = ""
-        if len(self.failures):
-            first = self.failures.iloc[0]
-            message = (str(first["message"]).strip().splitlines() or [""])[0]
-            failed = (f"{len(self.failures)} simulation(s) failed and are left out (see .failures); the first, "
-                      f"simulation {self.failures.index[0]} (seed {first['seed']}), raised {first['error']}: "
-                      f"{message}\n")
-        return (f"SBCResult: {self.ranks.sizes['sim']} simulations, ranks in 0..{self.n_draws}\n{failed}"
-                f"{table.to_string(float_format=lambda v: f'{v:.3f}')}")
-
-
-def failures_table(failures: Sequence[Failure]) -> pd.DataFrame:
-    """The failed simulations as :attr:`SBCResult.failures` holds them (indexed by ``sim``)."""
-    rows = [(f.index, f.seed, f.error, f.message) for f in failures]
-    table = pd.DataFrame(rows, columns=["sim", "seed", "error", "message"]).astype({"sim": int, "seed": int})
-    return table.set_index("sim")
 
 
 # ---------------------------------------------------------------- public
@@ -354,6 +152,7 @@ def sbc(
     method: str = "auto",
     sampler: str = "nutpie",
     sim_priors: Priors | Mapping[str, Any] | None = None,
+    centered: bool = False,
     progressbar: bool = True,
 ) -> SBCResult:
     """Simulation-based calibration of a model on its own design.
@@ -361,7 +160,9 @@ def sbc(
     Parameters
     ----------
     model : LMM
-        Its design (predictors and grouping) and priors are used; its response is not.
+        Its design (predictors and grouping) and priors are used; its response is not. A
+        :class:`~lmm_bayes.GLMM` draws its responses from its family (at the design's
+        offsets and trials) and fits with its own method (the full method; ``centered``).
     n_sims : int
         Number of simulated data sets (a few hundred for a real check).
     draws : int
@@ -381,6 +182,9 @@ def sbc(
     chains : int
     method, sampler : str
         As for :meth:`LMM.fit`.
+    centered : bool
+        As for :meth:`LMM.fit`: for a GLMM, hierarchical centering of the full method (for
+        clusters that hold much data).
     sim_priors : Priors or mapping, optional
         Draw the truth from these priors instead of the model's (overrides as
         for :class:`LMM`); a prior that differs from the fitting prior makes a
@@ -410,7 +214,6 @@ def sbc(
 
     if not isinstance(model, LMM):
         raise TypeError(f"model must be an lb.LMM, got {type(model).__name__}")
-    require_gaussian(model.design, "sbc")
     n_sims = validate.check_positive_int(n_sims, "n_sims")
     draws = validate.check_positive_int(draws, "draws")
     chains = validate.check_positive_int(chains, "chains")
@@ -419,8 +222,9 @@ def sbc(
     tune = max(draws, 200) if tune is None else validate.check_positive_int(tune, "tune", minimum=0)
     if thin > draws:
         raise ValueError(f"thin ({thin}) must not exceed draws ({draws})")
-    if not isinstance(progressbar, bool):
-        raise TypeError(f"progressbar must be True or False, got {type(progressbar).__name__}")
+    for name, flag in (("progressbar", progressbar), ("centered", centered)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {type(flag).__name__}")
     check_executor(executor)
     # the fits' settings, checked once here rather than failing in every simulation
     validate.check_choice(method, METHODS, "method")
@@ -432,15 +236,18 @@ def sbc(
     truth_priors = _sim_priors(model, sim_priors)
 
     params = hyperparameters(design)
+    formula, data, glm = _refit_recipe(model, response)
     ctx = Context(
-        formula=model.formula,
-        data=design.data.drop(columns=[response]),
+        formula=formula,
+        data=data,
         response=response,
         priors=model.priors,
         params=params,
-        fit_kwargs=tuple(dict(draws=draws, tune=tune, chains=chains, method=method, sampler=sampler).items()),
+        fit_kwargs=tuple(dict(draws=draws, tune=tune, chains=chains, method=method, sampler=sampler,
+                              centered=centered).items()),
         thin=thin,
         parent_pid=os.getpid(),
+        glm=glm,
     )
     tasks = _simulate_tasks(design, truth_priors, params, n_sims, seed)
     results = collect(execute(ctx, tasks, executor), n_sims, progressbar)
@@ -452,7 +259,8 @@ def sbc(
     n_draws = chains * len(range(0, draws, thin))
     attrs = {"formula": model.formula, "priors": model.priors.to_json(), "seed": seed, "thin": thin,
              "draws": draws, "chains": chains, "n_draws": n_draws, "n_sims": n_sims, "failed": len(failures),
-             "sim_priors": truth_priors.to_json(), "method": method, "sampler": sampler}
+             "sim_priors": truth_priors.to_json(), "method": method, "sampler": sampler, "centered": int(centered),
+             **{k: str(v) for k, v in glm}}
     sims = [o.index for o in outcomes]
     ranks = ranks_dataset(np.stack([o.ranks for o in outcomes]), params, attrs, sims=sims)
     diagnostics = pd.DataFrame(
@@ -470,7 +278,10 @@ def _sim_priors(model: LMM, overrides: Priors | Mapping[str, Any] | None) -> Pri
             f"sim_priors must be lb.Priors or a dict keyed by parameter, got {type(overrides).__name__}"
         )
     base = model.priors
-    merged: dict[str, Any] = {**dict(base.fixed), "sigma": base.sigma}
+    merged: dict[str, Any] = {**dict(base.fixed)}
+    for aux in ("sigma", "dispersion"):  # the family's extra parameter, if it has one
+        if getattr(base, aux, None) is not None:
+            merged[aux] = getattr(base, aux)
     merged.update({g: {**{f"sd({e})": p for e, p in gp.sd}, "eta": gp.eta} for g, gp in base.groups})
     for key, value in overrides.items():
         if key in base.group_by_name and isinstance(value, Mapping):
@@ -491,10 +302,45 @@ def _simulate_tasks(design: Design, priors: Priors, params: Sequence[Hyperparame
     """
     prior = _prior_samples(design, priors, n_sims, np.random.default_rng(np.random.SeedSequence(seed)))
     truths = hyperparameter_draws(prior, params).transpose("chain", "draw", "parameter").values[0]
-    beta, G, sigma = _parameter_values(prior, design)
+    beta, G, aux = _parameter_values(prior, design)
+    family = family_of(design)
     tasks = []
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n_sims)):
-        y, _ = draw_response(design.X, design.groups, beta[i], {k: v[i] for k, v in G.items()}, sigma[i],
-                             np.random.default_rng(child))
+        Gi, rng = {k: v[i] for k, v in G.items()}, np.random.default_rng(child)
+        if family.is_gaussian:
+            y, _ = draw_response(design.X, design.groups, beta[i], Gi, aux[i], rng)
+        else:
+            y, _ = draw_glm_response(design.X, design.groups, beta[i], Gi, family, rng,
+                                     aux=None if aux is None else aux[i], trials=getattr(design, "trials", None),
+                                     offset=getattr(design, "offset", None))
         tasks.append(Task(index=i, y=y, truth=truths[i].astype(float), seed=int(child.generate_state(1)[0])))
     return tasks
+
+
+def _refit_recipe(model: LMM, response: str) -> tuple[str, pd.DataFrame, tuple[tuple[str, Any], ...]]:
+    """The formula, the data without the response, and a GLMM's family arguments, to refit each simulation.
+
+    A binomial model written ``cbind(successes, failures)`` is refitted as
+    ``successes ~ ...`` with its trials in a column of their own, so each simulated
+    response keeps the design's trials whatever the failures expression was.
+    """
+    design = model.design
+    data = design.data.drop(columns=[response])
+    family = family_of(design)
+    if family.is_gaussian and not hasattr(model, "glm_attrs"):
+        return model.formula, data, ()
+    attrs = dict(model.glm_attrs)
+    glm: dict[str, Any] = {"family": family.name, "link": family.link, "trials": None}
+    formula = model.formula
+    if attrs["trials_kind"] == "column":
+        glm["trials"] = attrs["trials"]
+    elif attrs["trials_kind"] == "number":
+        glm["trials"] = int(attrs["trials"])
+    elif family.name == "binomial":  # cbind(successes, failures): the trials as a column
+        column = "sbc_trials"
+        while column in data:
+            column += "_"
+        data = data.assign(**{column: design.trials})
+        formula = f"{response} ~{formula.split('~', 1)[1]}"
+        glm["trials"] = column
+    return formula, data, tuple(glm.items())

@@ -8,6 +8,12 @@ subject / neuron / trial skeleton of the teaching examples. Both return a
 (``{g}_effect``, ``{g}_effect_bis``), ``{g}_b`` on (``{g}``, ``{g}_effect``),
 ``sigma``), so truth and posterior line up label by label. ``{g}_cov`` holds G.
 
+:func:`simulate_hierarchy` also draws counts, choices and k of n successes
+(``family="poisson"``, ``"negativebinomial"``, ``"bernoulli"``, ``"binomial"``):
+the same hierarchy gives the linear predictor ``eta = X beta + Z b`` on the link scale
+(β and G are link-scale truth), and the response is drawn from the family at
+``g⁻¹(eta)`` (:func:`draw_glm_response`).
+
 The model is ``y = X beta + Z b + e`` with ``b ~ N(0, G)`` independently per
 cluster of each grouping factor and ``e ~ N(0, sigma^2)``. With one seed the
 draws come in a fixed order (the b of each factor in formula order, then e),
@@ -34,11 +40,16 @@ from lmm_bayes.inference.layout import (
     linear_predictor,
     sd_name,
 )
+from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
+from lmm_bayes.spec.family import GAUSSIAN, Family, get_family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 
-__all__ = ["Simulation", "draw_response", "plain_response", "simulate", "simulate_hierarchy", "truth_dataset"]
+__all__ = [
+    "Simulation", "draw_glm_response", "draw_response", "plain_response", "simulate", "simulate_hierarchy",
+    "truth_dataset",
+]
 
 Seed = int | np.random.Generator | np.random.SeedSequence | None
 HIERARCHY_FORMULA = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
@@ -58,7 +69,10 @@ class Simulation:
         effects, ``{g}_corr`` (both on ``{g}_effect``, ``{g}_effect_bis``),
         and every cluster's ``{g}_b`` (``{g}``, ``{g}_effect``), labelled by level.
     formula : str
-        The model the data follow.
+        The model the data follow (``cbind(y, n - y) ~ ...`` for binomial data).
+    family : Family
+        The response's family and link (Gaussian by default); fit the data with
+        ``lb.GLMM(sim.formula, sim.data, family=sim.family)``.
 
     Examples
     --------
@@ -74,118 +88,7 @@ class Simulation:
     data: pd.DataFrame
     truth: xr.Dataset
     formula: str
-
-
-# ---------------------------------------------------------------- checks
-
-
-def _check_number(value: Any, name: str, *, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not np.isfinite(value) or (positive and value <= 0):
-        kind = "a positive finite number" if positive else "a finite number"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
-    return float(value)
-
-
-def _check_keys(given: Mapping, expected: Sequence[str], name: str) -> None:
-    unknown = [k for k in given if k not in expected]
-    for key in unknown:
-        hint = validate.did_you_mean(str(key), list(expected))
-        raise ValueError(f"{name} has unknown key {key!r}{hint}; expected keys {list(expected)}")
-    missing = [k for k in expected if k not in given]
-    if missing:
-        raise ValueError(f"{name} lacks {missing}; give a value for each of {list(expected)}")
-
-
-def _check_beta(beta: Any, names: Sequence[str], name: str = "params['beta']") -> np.ndarray:
-    if isinstance(beta, Mapping):
-        _check_keys(beta, names, name)
-        values = [beta[k] for k in names]
-    elif isinstance(beta, (Sequence, np.ndarray)) and not isinstance(beta, str):
-        values = list(np.asarray(beta, dtype=object).ravel())
-        if len(values) != len(names):
-            raise ValueError(
-                f"{name} has {len(values)} values for {len(names)} fixed effects {list(names)}; "
-                "give one per column of X, in that order, or a dict keyed by name"
-            )
-    else:
-        raise TypeError(
-            f"{name} must be a dict like {{{', '.join(f'{n!r}: 0.0' for n in names)}}} or a list "
-            f"in X column order, got {type(beta).__name__}"
-        )
-    return np.array([_check_number(v, f"{name}[{k!r}]") for k, v in zip(names, values)])
-
-
-def _check_cov(value: Any, group: GroupDesign, name: str) -> np.ndarray:
-    q = len(group.effects)
-    try:
-        G = np.array(value, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a {q}x{q} matrix of numbers, got {type(value).__name__}") from None
-    if G.ndim == 0 and q == 1:
-        G = G.reshape(1, 1)
-    if G.shape != (q, q):
-        raise ValueError(
-            f"{name} must be a {q}x{q} covariance matrix (effects {list(group.effects)}), got shape {G.shape}"
-        )
-    if not np.all(np.isfinite(G)) or not np.allclose(G, G.T):
-        raise ValueError(f"{name} must be a finite symmetric matrix, got {G.tolist()}")
-    block_of = {k: i for i, b in enumerate(group.blocks) for k in b}
-    for i in range(q):
-        for j in range(i):
-            if block_of[i] != block_of[j] and G[i, j] != 0:
-                raise ValueError(
-                    f"{name}: the formula makes {group.effects[j]!r} and {group.effects[i]!r} independent "
-                    f"('||' or separate terms), but their covariance is {G[i, j]}; set it to 0, "
-                    "or write the effects in one (... | g) term"
-                )
-    try:
-        np.linalg.cholesky(G)
-    except np.linalg.LinAlgError:
-        raise ValueError(
-            f"{name} must be positive definite (variances > 0, |correlations| < 1); "
-            f"its eigenvalues are {np.round(np.linalg.eigvalsh(G), 6).tolist()}"
-        ) from None
-    return G
-
-
-def _check_params(params: Any, X_columns: Sequence[str], groups: Sequence[GroupDesign]) -> tuple:
-    """Check ``params`` against a design; return ``(beta, {group: G}, sigma)`` as numpy.
-
-    Raises ``TypeError``/``ValueError`` naming the offending entry.
-    """
-    if not isinstance(params, Mapping):
-        raise TypeError(
-            "params must be a dict with 'beta', 'G' and 'sigma', e.g. "
-            "{'beta': {'Intercept': 5.0}, 'G': {'g': [[1.0]]}, 'sigma': 2.0}; "
-            f"got {type(params).__name__}"
-        )
-    given = dict(params)
-    if not groups and isinstance(given.get("G"), Mapping) and not given["G"]:
-        del given["G"]  # an empty G for a model without random effects
-    _check_keys(given, ["beta", "G", "sigma"] if groups else ["beta", "sigma"], "params")
-    beta = _check_beta(params["beta"], X_columns)
-    sigma = _check_number(params["sigma"], "params['sigma']", positive=True)
-    G: dict[str, np.ndarray] = {}
-    if groups:
-        if not isinstance(params["G"], Mapping):
-            raise TypeError(
-                f"params['G'] must be a dict keyed by grouping factor {[g.name for g in groups]}, "
-                f"got {type(params['G']).__name__}"
-            )
-        _check_keys(params["G"], [g.name for g in groups], "params['G']")
-        G = {g.name: _check_cov(params["G"][g.name], g, f"params['G'][{g.name!r}]") for g in groups}
-    return beta, G, sigma
-
-
-def _rng(seed: Any) -> np.random.Generator:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer, np.random.Generator,
-                                                        np.random.SeedSequence, type(None))):
-        raise TypeError(
-            f"seed must be an int, a numpy Generator or SeedSequence, or None; got {type(seed).__name__}"
-        )
-    return np.random.default_rng(seed)
+    family: Family = GAUSSIAN
 
 
 # ---------------------------------------------------------------- drawing
@@ -236,16 +139,61 @@ def draw_response(
     return mu + sigma * rng.standard_normal(len(mu)), bs
 
 
+def draw_glm_response(
+    X: np.ndarray, groups: Sequence[GroupDesign], beta: np.ndarray, G: Mapping[str, np.ndarray], family: Family,
+    rng: np.random.Generator, *, aux: float | None = None, trials: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw every cluster's b and a response from ``family`` at ``g⁻¹(X beta + Z b + offset)``.
+
+    The b are drawn as in :func:`draw_response` (same order, same values for the same
+    ``rng`` state), then the response from the family
+    (:meth:`~lmm_bayes.Family.draw`): counts, 0/1, or the successes of each row's ``trials``.
+
+    Parameters
+    ----------
+    X, groups, beta, G, rng
+        As for :func:`draw_response`; β and G on the link scale.
+    family : Family
+    aux : float, optional
+        The family's extra parameter (the negative binomial's dispersion 1/√alpha; σ for Gaussian).
+    trials : ndarray (n,), optional
+        Binomial trials per row.
+    offset : ndarray (n,), optional
+
+    Examples
+    --------
+    >>> import numpy as np, lmm_bayes as lb
+    >>> from lmm_bayes.spec.family import get_family
+    >>> d = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).design
+    >>> y, b = draw_glm_response(d.X, d.groups, np.array([1.0, 0.1]), {"Subject": [[0.25]]},
+    ...                          get_family("poisson"), np.random.default_rng(1))
+    >>> bool((y == np.round(y)).all() and y.min() >= 0), b["Subject"].shape
+    (True, (18, 1))
+    """
+    bs = {}
+    for g in groups:
+        L = np.linalg.cholesky(np.asarray(G[g.name], dtype=float))
+        bs[g.name] = rng.standard_normal((len(g.levels), len(g.effects))) @ L.T
+    eta = linear_predictor(X, beta, [(g.Z, g.codes, bs[g.name]) for g in groups])
+    if offset is not None:
+        eta = eta + offset
+    return family.draw(rng, eta, aux, trials), bs
+
+
 def truth_dataset(
     X_columns: Sequence[str], groups: Sequence[GroupDesign], beta: np.ndarray, G: Mapping[str, np.ndarray],
-    sigma: float, b: Mapping[str, np.ndarray] | None = None, *, formula: str = "",
+    sigma: float | None, b: Mapping[str, np.ndarray] | None = None, *, formula: str = "",
+    family: Family = GAUSSIAN, aux: float | None = None,
 ) -> xr.Dataset:
     """The true parameters as an :class:`xarray.Dataset` in the posterior's layout.
 
     ``beta`` (``coef``), ``sigma``, and per grouping factor ``{g}_sd``, ``{g}_cov`` = G,
     ``{g}_corr`` for correlated effects and, when ``b`` is given, every cluster's
     ``{g}_b``
-    (see :mod:`lmm_bayes.inference.layout`).
+    (see :mod:`lmm_bayes.inference.layout`). A generalized model has no ``sigma``
+    (pass None) and its extra parameter, if any, as ``aux`` (the negative binomial's
+    ``dispersion``); ``attrs`` name the family and link.
 
     Examples
     --------
@@ -256,7 +204,11 @@ def truth_dataset(
     >>> t["Subject_sd"].values, t["Subject_corr"].values.round(3).tolist()
     (array([25.,  6.]), [[1.0, 0.033], [0.033, 1.0]])
     """
-    data: dict[str, Any] = {BETA: (("coef",), np.asarray(beta, float)), SIGMA: ((), float(sigma))}
+    data: dict[str, Any] = {BETA: (("coef",), np.asarray(beta, float))}
+    if sigma is not None:
+        data[SIGMA] = ((), float(sigma))
+    if family.aux and not family.is_gaussian:
+        data[family.aux] = ((), float(aux))
     coords: dict[str, Any] = {"coef": list(X_columns)}
     for g in groups:
         e, e2 = g.effect_dim, bis(g.effect_dim)
@@ -270,7 +222,7 @@ def truth_dataset(
         if b is not None:
             coords[g.name] = list(g.levels)
             data[b_name(g)] = ((g.name, e), b[g.name])
-    return xr.Dataset(data, coords=coords, attrs={"formula": formula})
+    return xr.Dataset(data, coords=coords, attrs={"formula": formula, "family": family.name, "link": family.link})
 
 
 def plain_response(spec: ModelSpec) -> str:
@@ -342,23 +294,10 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
     validate.check_dataframe(data)
     validate.check_columns(data, spec.predictor_variables)
     design = build_design(spec, data[list(spec.predictor_variables)].assign(**{response: 0.0}))
-    beta, G, sigma = _check_params(params, design.X_columns, design.groups)
-    y, b = draw_response(design.X, design.groups, beta, G, sigma, _rng(seed))
+    beta, G, sigma = check_params(params, design.X_columns, design.groups)
+    y, b = draw_response(design.X, design.groups, beta, G, sigma, seeded_rng(seed))
     truth = truth_dataset(design.X_columns, design.groups, beta, G, sigma, b, formula=spec.formula)
     return Simulation(data=data.assign(**{response: y}), truth=truth, formula=spec.formula)
-
-
-def _counts(value: Any, size: int, rng: np.random.Generator, name: str) -> np.ndarray:
-    """``size`` counts: all ``value``, or uniform on ``low..high`` (inclusive)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return np.full(size, validate.check_positive_int(value, name))
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        low = validate.check_positive_int(value[0], f"{name}[0]")
-        high = validate.check_positive_int(value[1], f"{name}[1]")
-        if high < low:
-            raise ValueError(f"{name} range must be (low, high) with low <= high, got {tuple(value)}")
-        return rng.integers(low, high, size=size, endpoint=True)
-    raise TypeError(f"{name} must be an int or a (low, high) pair of ints, got {value!r}")
 
 
 def simulate_hierarchy(
@@ -369,7 +308,11 @@ def simulate_hierarchy(
     beta: Mapping[str, float] | Sequence[float],
     G: Any,
     sigma_neuron: float,
-    sigma: float,
+    sigma: float | None = None,
+    family: str | Family = "gaussian",
+    link: str | None = None,
+    trials: int | tuple[int, int] | None = None,
+    dispersion: float | None = None,
     x_within_sd: float = 1.0,
     x_between_sd: float = 0.0,
     seed: Seed,
@@ -393,7 +336,18 @@ def simulate_hierarchy(
     sigma_neuron : float
         SD of the neurons' intercepts around their subject's.
     sigma : float
-        Residual (trial-to-trial) SD.
+        Residual (trial-to-trial) SD; Gaussian only (and required there).
+    family : str or Family
+        ``"gaussian"`` (default), ``"poisson"``, ``"negativebinomial"``, ``"bernoulli"`` or
+        ``"binomial"``; β, G and ``sigma_neuron`` are then on the link scale.
+    link : str, optional
+        The family's canonical link by default; ``"probit"`` for Bernoulli and binomial.
+    trials : int or (low, high), optional
+        Binomial only (and required there): the trials of every row, or a range (inclusive)
+        to draw each row's from; the column ``n``, and the formula ``cbind(y, n - y) ~ ...``.
+    dispersion : float, optional
+        Negative binomial only (and required there): 1/√alpha, the SD of the gamma rate
+        multiplier (``Var(y) = mu + dispersion² mu²``).
     x_within_sd, x_between_sd : float
         ``x = m_subject + e`` with ``m_subject ~ N(0, x_between_sd)`` and
         ``e ~ N(0, x_within_sd)`` per trial.
@@ -403,7 +357,9 @@ def simulate_hierarchy(
     -------
     Simulation
         ``.data`` has columns ``subject``, ``neuron``, ``trial`` (from 1 within
-        each neuron), ``x``, ``y``; ``subject`` and ``neuron`` are categorical.
+        each neuron), ``x``, ``y`` (and ``n``, binomial); ``subject`` and ``neuron`` are
+        categorical. ``.truth`` holds β, the SDs, correlations, G and every b (link
+        scale), ``sigma`` (Gaussian) or ``dispersion`` (negative binomial).
 
     Raises
     ------
@@ -420,18 +376,24 @@ def simulate_hierarchy(
     ['subject', 'neuron', 'trial', 'x', 'y']
     >>> sim.data["neuron"].cat.categories.tolist(), sim.truth["subject:neuron_b"].shape
     (['n1', 'n2'], (6, 1))
+    >>> k = lb.simulate_hierarchy(3, 2, 4, beta=[0.0, 0.5], G=[[0.3, 0.0], [0.0, 0.1]], sigma_neuron=0.2,
+    ...                           family="binomial", trials=10, seed=1)
+    >>> k.formula, bool((k.data["y"] <= k.data["n"]).all())
+    ('cbind(y, n - y) ~ x + (1 + x | subject) + (1 | subject:neuron)', True)
     """
     n_subjects = validate.check_positive_int(n_subjects, "n_subjects", minimum=2)
-    rng = _rng(seed)
-    wsd = _check_number(x_within_sd, "x_within_sd")
-    bsd = _check_number(x_between_sd, "x_between_sd")
+    fam = get_family(family, link)
+    _check_family_arguments(fam, sigma, trials, dispersion)
+    rng = seeded_rng(seed)
+    wsd = check_number(x_within_sd, "x_within_sd")
+    bsd = check_number(x_between_sd, "x_between_sd")
     if wsd < 0 or bsd < 0:
         raise ValueError(f"x_within_sd and x_between_sd must be >= 0, got {wsd} and {bsd}")
-    per_subject = _counts(n_neurons, n_subjects, rng, "n_neurons")
-    trials = _counts(n_trials, int(per_subject.sum()), rng, "n_trials")
+    per_subject = counts(n_neurons, n_subjects, rng, "n_neurons")
+    per_neuron = counts(n_trials, int(per_subject.sum()), rng, "n_trials")
     neuron_subject = np.repeat(np.arange(n_subjects), per_subject)
     within = np.arange(len(neuron_subject)) - np.repeat(np.cumsum(per_subject) - per_subject, per_subject)
-    row_neuron = np.repeat(np.arange(len(neuron_subject)), trials)
+    row_neuron = np.repeat(np.arange(len(neuron_subject)), per_neuron)
     row_subject = neuron_subject[row_neuron]
     n = len(row_neuron)
     x = bsd * rng.standard_normal(n_subjects)[row_subject] + wsd * rng.standard_normal(n)
@@ -448,17 +410,45 @@ def simulate_hierarchy(
                     codes=row_neuron, effects=("Intercept",), Z=X[:, :1], blocks=((0,),),
                     parent="subject", parent_codes=neuron_subject),
     ]
-    b_ = _check_beta(beta, ("Intercept", "x"), "beta")
-    G_ = {"subject": _check_cov(G, groups[0], "G"),
-          "subject:neuron": np.array([[_check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
-    s_ = _check_number(sigma, "sigma", positive=True)
-    y, b = draw_response(X, groups, b_, G_, s_, rng)
+    b_ = check_beta(beta, ("Intercept", "x"), "beta")
+    G_ = {"subject": check_cov(G, groups[0], "G"),
+          "subject:neuron": np.array([[check_number(sigma_neuron, "sigma_neuron", positive=True) ** 2]])}
     data = pd.DataFrame({
         "subject": pd.Categorical.from_codes(row_subject, categories=subjects),
         "neuron": pd.Categorical.from_codes(within[row_neuron], categories=neurons),
-        "trial": np.arange(n) - np.repeat(np.cumsum(trials) - trials, trials) + 1,
+        "trial": np.arange(n) - np.repeat(np.cumsum(per_neuron) - per_neuron, per_neuron) + 1,
         "x": x,
-        "y": y,
     })
-    truth = truth_dataset(("Intercept", "x"), groups, b_, G_, s_, b, formula=HIERARCHY_FORMULA)
-    return Simulation(data=data, truth=truth, formula=HIERARCHY_FORMULA)
+    formula = HIERARCHY_FORMULA
+    if fam.is_gaussian:
+        s_ = check_number(sigma, "sigma", positive=True)
+        y, b = draw_response(X, groups, b_, G_, s_, rng)
+        truth = truth_dataset(("Intercept", "x"), groups, b_, G_, s_, b, formula=formula)
+        return Simulation(data=data.assign(y=y), truth=truth, formula=formula)
+    n_per_row = counts(trials, n, rng, "trials") if fam.name == "binomial" else None
+    aux = None if dispersion is None else check_number(dispersion, "dispersion", positive=True)
+    y, b = draw_glm_response(X, groups, b_, G_, fam, rng, aux=aux, trials=n_per_row)
+    if n_per_row is not None:
+        data["n"] = n_per_row
+        formula = "cbind(y, n - y)" + HIERARCHY_FORMULA[1:]
+    truth = truth_dataset(("Intercept", "x"), groups, b_, G_, None, b, formula=formula, family=fam, aux=aux)
+    return Simulation(data=data.assign(y=y.astype(np.int64)), truth=truth, formula=formula, family=fam)
+
+
+def _check_family_arguments(fam: Family, sigma: Any, trials: Any, dispersion: Any) -> None:
+    """sigma for Gaussian, trials for binomial, dispersion for the negative binomial, and nothing else."""
+    if fam.is_gaussian:
+        if sigma is None:
+            raise TypeError("simulate_hierarchy needs sigma, the residual SD, for family='gaussian'")
+    elif sigma is not None:
+        raise ValueError(
+            f"sigma is the Gaussian residual SD; family={fam.name!r} has none (its trial-to-trial "
+            "variation comes from the family itself): leave sigma out"
+            + ("; the negative binomial's extra variation is dispersion=" if fam.name == "negativebinomial" else "")
+        )
+    if (fam.name == "binomial") != (trials is not None):
+        raise ValueError("trials= (the trials of each row: an int or a (low, high) range) is for family='binomial'"
+                         + (", which needs it" if fam.name == "binomial" else f", not family={fam.name!r}"))
+    if (fam.name == "negativebinomial") != (dispersion is not None):
+        raise ValueError("dispersion= (1/sqrt(alpha), > 0) is for family='negativebinomial'"
+                         + (", which needs it" if fam.name == "negativebinomial" else f", not family={fam.name!r}"))

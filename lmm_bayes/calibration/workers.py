@@ -66,6 +66,9 @@ class Context:
         Rank among every ``thin``-th draw.
     parent_pid : int
         The process that made the tasks (it keeps its own PyTensor compile directory).
+    glm : tuple of (name, value)
+        A GLMM's ``family``, ``link`` and ``trials`` (keyword arguments of :class:`~lmm_bayes.GLMM`);
+        empty for an LMM.
     """
 
     formula: str
@@ -76,6 +79,7 @@ class Context:
     fit_kwargs: tuple[tuple[str, Any], ...]
     thin: int
     parent_pid: int
+    glm: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,13 +204,16 @@ def _isolate_compiledir(parent_pid: int) -> None:
 def run_one(ctx: Context, task: Task) -> Outcome:
     """Fit one simulated data set, rank the truth, check the sampler; runs wherever the executor puts it."""
     _isolate_compiledir(ctx.parent_pid)
+    from lmm_bayes.spec.glmm import GLMM
     from lmm_bayes.spec.model import LMM
 
     start = time.perf_counter()
     data = ctx.data.assign(**{ctx.response: task.y})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = LMM(ctx.formula, data, priors=ctx.priors).fit(
+        model = GLMM(ctx.formula, data, priors=ctx.priors, **dict(ctx.glm)) if ctx.glm else LMM(
+            ctx.formula, data, priors=ctx.priors)
+        fit = model.fit(
             **dict(ctx.fit_kwargs), seed=task.seed, progressbar=False, log_likelihood=False
         )
     posterior = fit.idata.posterior.to_dataset()

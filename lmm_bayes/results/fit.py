@@ -32,7 +32,7 @@ from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.fit_facades import FitFacades
-from lmm_bayes.results.glm import describe, ratio_table, require_gaussian, residual_variance_draws
+from lmm_bayes.results.glm import describe, ratio_table, residual_variance_draws
 from lmm_bayes.results.glm_checks import binned_calibration, rootogram
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec import validate
@@ -328,6 +328,9 @@ class Fit(FitFacades, FittedModel):
     def r2(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`).
 
+        Nakagawa & Schielzeth's; for a GLMM on the latent (link) scale with the family's
+        distribution-specific variance (Nakagawa, Johnson & Schielzeth 2017).
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -336,7 +339,6 @@ class Fit(FitFacades, FittedModel):
         >>> fit.r2().index.tolist()
         ['marginal', 'conditional']
         """
-        require_gaussian(self, "R² (marginal and conditional)")
         return comparison.r2(self, ci=ci, prob=prob)
 
     def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:

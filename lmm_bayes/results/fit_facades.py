@@ -26,6 +26,8 @@ class FitFacades:
     def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
         """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`.
 
+        For a GLMM on the link scale, with the model's approximate (Laplace) shrinkage factor.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -34,10 +36,8 @@ class FitFacades:
         >>> fit.shrinkage("Subject").columns[:4].tolist()
         ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high']
         """
-        from lmm_bayes.results.glm import require_gaussian
         from lmm_bayes.results.shrinkage import shrinkage
 
-        require_gaussian(self, "shrinkage (the no-pooling estimates and the model's shrinkage factor)")
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
@@ -74,6 +74,8 @@ class FitFacades:
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
         """Model-implied Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`.
 
+        Gaussian models only: a GLMM's Var(y) has no such closed form, and the error says what to read instead.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -84,9 +86,18 @@ class FitFacades:
         ((3, 3), True, 0.0)
         """
         from lmm_bayes.results.covariance import implied_covariance
-        from lmm_bayes.results.glm import require_gaussian
+        from lmm_bayes.spec.family import family_of
 
-        require_gaussian(self, "the implied covariance of y")
+        family = family_of(self.design)
+        if not family.is_gaussian:
+            raise ValueError(
+                f"the implied covariance of y, Z G Zᵀ + σ² I, is a Gaussian model's: for family={family.name!r} "
+                "the random effects act on the link scale, so Var(y) depends on each row's mean through "
+                "the inverse link and has no such closed form (nor is it the same for every draw of b). "
+                "Read the covariance of the cluster effects on the link scale with fit.G(group), the "
+                "latent-scale variance partition with fit.icc(), or Var(y) by simulation from "
+                "fit.predict(kind='response')"
+            )
         return implied_covariance(self, rows, **kwargs)
 
     def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:

@@ -78,13 +78,14 @@ def ratio_table(fit: Fit, *, ci: str, prob: float) -> pd.DataFrame:
     return table
 
 
-def residual_variance_draws(fit: Fit, at: dict[str, float]) -> np.ndarray:
+def residual_variance_draws(fit: Fit, at: dict[str, float], *, random: np.ndarray | None = None) -> np.ndarray:
     """The residual's variance on the latent scale per draw (chain, draw).
 
     Gaussian: ``sigma²``. Logit: π²/3; probit: 1. Log link: ``log(1 + 1/lambda [+ 1/alpha])``
     with ``lambda = mean over the fitted rows of exp(X beta + offset) · exp(½ Σ var)``, the
     expected count of an average row (Nakagawa et al. 2017, their eq. for the lognormal
-    approximation), Σ var the random-effect variances at ``at``.
+    approximation), Σ var the random-effect variances at ``at``, or ``random`` (chain, draw)
+    when given (R² passes its mean over the rows).
     """
     post = fit.posterior.transpose("chain", "draw", ...)
     design = fit.design
@@ -94,10 +95,11 @@ def residual_variance_draws(fit: Fit, at: dict[str, float]) -> np.ndarray:
         return post[SIGMA].values ** 2
     if family.link in ("logit", "probit"):
         return np.broadcast_to(family.latent_variance(), shape).copy()
-    random = np.zeros(shape)
-    for g in design.groups:
-        z = np.array([1.0 if e == "Intercept" else float(at.get(e, 0.0)) for e in g.effects])
-        random += np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z)
+    if random is None:
+        random = np.zeros(shape)
+        for g in design.groups:
+            z = np.array([1.0 if e == "Intercept" else float(at.get(e, 0.0)) for e in g.effects])
+            random = random + np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z)
     beta = post[BETA].values if BETA in post else np.zeros(shape + (0,))
     eta = np.einsum("cdp,np->cdn", beta, design.X) if design.X.shape[1] else np.zeros(shape + (design.n,))
     offset = getattr(design, "offset", None)

@@ -40,9 +40,10 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import FitFileError
-from lmm_bayes.inference.layout import BETA, SIGMA, b_name, codes_name, coef_name, posterior_vars, z_name
+from lmm_bayes.inference.layout import BETA, b_name, codes_name, coef_name, posterior_vars, z_name
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.io_reduction import REDUCTION_GROUP, SKELETON_GROUP, rebuild_model, reduction_groups
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.model import LMM
@@ -408,7 +409,7 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
         raise FitFileError(f"{str(path)!r}: {err}; the file may be damaged") from None
     if isinstance(fit, PoolingFit):
         columns, factors = fit.beta_columns, ([fit.group] if fit.pooling == "no_pooling" else [])
-        needed = [BETA, SIGMA, *(coef_name(fit.group) for _ in factors)]
+        needed = [BETA, *filter(None, [family_of(model.design).aux]), *(coef_name(fit.group) for _ in factors)]
     else:
         columns, factors = list(model.design.X_columns), [g.name for g in model.design.groups]
         needed = posterior_vars(model.design)

@@ -122,11 +122,11 @@ class PoolingFit(FittedModel):
         return (population_effects(post, g) + levels).transpose("chain", "draw", g.name, g.effect_dim).rename(name)
 
     def health_parameters(self) -> list[xr.DataArray]:
-        """The shared parameters ``beta`` and ``sigma``.
+        """The shared parameters ``beta`` and ``sigma`` (a negative binomial's ``dispersion``).
 
         As :meth:`Fit.diagnostics` leaves out the clusters' b, the clusters' own
         coefficients of a no-pooling fit are left out; read them with
         ``arviz.rhat(fit.posterior)``.
         """
         post = self.posterior
-        return [post[v] for v in (BETA, SIGMA) if v in post and post[v].size]
+        return [post[v] for v in (BETA, SIGMA, "dispersion") if v in post and post[v].size]

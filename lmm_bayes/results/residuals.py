@@ -6,6 +6,12 @@
 * :func:`residuals`: ``y - mu`` per row: mean, SD and HDI over the draws, the fitted
   mean beside it, and the residual divided by the posterior mean of sigma.
 
+For a generalized model (:class:`~lmm_bayes.GLMM`) ``mu`` is the expected response of the
+row, ``E[y] = g⁻¹(eta)`` (times the trials for binomial data, so it is on the scale of
+the successes), and ``standardized`` is the Pearson residual, the posterior mean of
+``(y - mu) / sqrt(Var(y | mu))`` with the family's variance: ``mu`` (Poisson),
+``mu + mu² / alpha`` (negative binomial), ``n p (1 - p)`` (Bernoulli, binomial).
+
 The residual's mean is ``y`` minus the fitted mean (the mean is linear), so a
 residual-versus-fitted plot reads both columns from one table.
 """
@@ -17,11 +23,14 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 import xarray as xr
 
+import numpy as np
+
 from lmm_bayes.inference.layout import SIGMA
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, summarize_draws
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
@@ -48,7 +57,9 @@ def fitted_draws(fit: Fit, *, levels: Literal["existing", "population"] = "exist
     """
     fit = check_fit(fit)
     validate.check_choice(levels, FITTED_LEVELS, "levels")
-    return predict(fit, None, levels=levels, kind="mean")  # the fitted rows: the design's own X and Z
+    mu = predict(fit, None, levels=levels, kind="mean")  # the fitted rows: the design's own X and Z
+    trials = getattr(fit.design, "trials", None)
+    return mu if trials is None else mu * xr.DataArray(trials, dims="obs", coords={"obs": mu["obs"].values})
 
 
 def fitted(
@@ -112,7 +123,8 @@ def residuals(
         Indexed like the fitted data. ``observed`` (y), ``fitted`` (the posterior mean of
         mu), ``residual`` (the posterior mean of y - mu, equal to observed - fitted),
         ``sd``, ``{ci}_low``, ``{ci}_high`` (of y - mu over the draws) and ``standardized``
-        (``residual`` divided by the posterior mean of sigma).
+        (``residual`` divided by the posterior mean of sigma; for a GLMM the Pearson
+        residual, module docstring).
 
     Examples
     --------
@@ -132,7 +144,13 @@ def residuals(
     spread = summarize_draws(resid, ci=ci, prob=prob, diagnostics=False)
     low, high = interval_columns(ci)
     mu_mean = mu.mean(("chain", "draw")).values
-    sigma = float(fit.posterior[SIGMA].mean())
+    family = family_of(fit.design)
+    if family.is_gaussian:
+        sigma = float(fit.posterior[SIGMA].mean())
+        standardized = spread["mean"].to_numpy() / sigma
+    else:
+        sigma = float("nan")
+        standardized = (resid / np.sqrt(_variance(fit, mu))).mean(("chain", "draw")).values
     table = pd.DataFrame(
         {
             "observed": y,
@@ -144,6 +162,20 @@ def residuals(
         },
         index=fit.design.index,
     )
-    table["standardized"] = table["residual"] / sigma
+    table["standardized"] = standardized
     table.attrs.update({"levels": levels, "interval": spread.attrs["interval"], "sigma": sigma, "response": fit.design.response})
     return table
+
+
+def _variance(fit: Fit, mu: xr.DataArray) -> xr.DataArray:
+    """Var(y | mu) per draw and row for a generalized model's expected responses ``mu``."""
+    family = family_of(fit.design)
+    if family.counts:
+        if family.aux is None:
+            return mu
+        dispersion = fit.posterior[family.aux].transpose("chain", "draw")
+        return mu + mu**2 * dispersion**2  # 1/alpha = dispersion²
+    n = xr.DataArray(np.ones(fit.design.n) if getattr(fit.design, "trials", None) is None else fit.design.trials,
+                     dims="obs", coords={"obs": mu["obs"].values})
+    p = mu / n
+    return n * p * (1 - p)

@@ -1,7 +1,9 @@
 """Shrinkage: how far each cluster's partial-pooling estimate moved from its own estimate.
 
-The no-pooling value is the cluster's own least-squares estimate, the population value
-the fixed effect; the shrinkage factor is 0 (not moved) to 1 (moved all the way).
+The no-pooling value is the cluster's own least-squares estimate (its own GLM's maximum
+likelihood estimate for a generalized model, :mod:`lmm_bayes.results.glm_pooling`), the
+population value the fixed effect; the shrinkage factor is 0 (not moved) to 1 (moved all
+the way).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from lmm_bayes.inference.layout import BETA, SIGMA, b_draws, linear_predictor
+from lmm_bayes.inference.layout import BETA, SIGMA, b_draws, covariance_values, linear_predictor
 from lmm_bayes.results.estimates import (
     ESTIMATE_COLUMNS,
     POOLINGS,
@@ -25,14 +27,16 @@ from lmm_bayes.results.estimates import (
     posterior_shrinkage,
 )
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.glm_pooling import cluster_glm, glm_model_shrinkage, no_finite_estimate
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
     from lmm_bayes.spec.design import Design
 
-__all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "shrinkage"]
+__all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "glm_posterior_shrinkage", "link_scale", "shrinkage"]
 
 
 # ====================================================================== shrinkage for one fit
@@ -61,6 +65,21 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     (no_pooling − population)``: how far the estimate actually moved, which is noisy
     and unbounded when a cluster's own estimate lies near the population value (a
     secondary column, for teaching).
+
+    **A generalized model** (:class:`~lmm_bayes.GLMM`): every column is on the link scale
+    (log rate, log odds, probit; ``table.attrs["scale"]`` says which). No pooling is the
+    cluster's own GLM, fitted by maximum likelihood with the same family and everything
+    else held at the posterior means (offset included), with a Wald interval; a cluster
+    whose own likelihood has no finite maximum (all counts 0, all choices 0 or all 1,
+    separation) gets NaN and a note saying why. Complete pooling is the GLM of the fixed
+    part without groups (Wald interval). ``shrinkage`` is the model's own factor with the
+    Laplace covariance of b_j given y and the hyperparameters,
+    ``B_j = diag((Z_jᵀ W_j Z_j + G⁻¹)⁻¹ G⁻¹)``, W the family's working weights at each
+    draw's fitted linear predictor (:func:`~lmm_bayes.results.glm_pooling.glm_model_shrinkage`):
+    for a random intercept ``1 / (1 + τ² Σ_i W_ij)``, the Gaussian factor with the
+    cluster's information Σ_i W_ij in place of n_j / σ². It is approximate (the conditional
+    posterior of b_j is not normal) and on the latent scale: a cluster of rare events
+    carries little information and is shrunk hard, whatever its number of rows.
 
     Parameters
     ----------
@@ -108,6 +127,8 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
             f"built from {design.reduction.source} and keeps a sample of {design.n:,} rows. Use fit.ranef({group!r}) "
             "for the partial-pooling estimates, or fit the data in memory"
         )
+    if not family_of(design).is_gaussian:
+        return _glm_shrinkage(fit, g, ci=ci, prob=prob)
     post = fit.posterior
     beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
 
@@ -167,3 +188,107 @@ def _ols_coefficients(design: Design, effects: Sequence[str], prob: float):
             j = design.X_columns.index(e)
             m[k], lo[k], hi[k] = coef[j], coef[j] - t * se[j], coef[j] + t * se[j]
     return m, lo, hi
+
+
+def _held_fixed(fit: Fit, g) -> np.ndarray:
+    """Per row, the linear predictor without ``g``'s own effects, at the posterior means (offset included)."""
+    design, post = fit.design, fit.posterior
+    beta = post[BETA].mean(("chain", "draw")).values
+    shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
+    others = [(h.Z, h.codes, b_draws(post, h, "shrinkage").mean(("chain", "draw")).values)
+              for h in design.groups if h.name != g.name]
+    offset = getattr(design, "offset", None)
+    held = linear_predictor(design.X[:, shared], beta[shared], others)
+    return held if offset is None else held + offset
+
+
+def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
+    """:func:`shrinkage` of a generalized model (its docstring), on the link scale."""
+    design, post = fit.design, fit.posterior
+    family = family_of(design)
+    trials = getattr(design, "trials", None)
+    aux_draws = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
+    aux = None if aux_draws is None else float(aux_draws.mean())
+    beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
+    z = stats.norm.ppf(0.5 + prob / 2)
+
+    A = normal_equations(g)
+    _, ok, notes = identified(g, A)
+    theta, cov, converged = cluster_glm(family, design.y, g.Z, g.codes, g.n_levels, offset=_held_fixed(fit, g),
+                                        trials=trials, aux=aux)
+    empty = no_finite_estimate(family, design.y, g.codes, g.n_levels, trials)
+    for j in np.flatnonzero(~converged):
+        why = empty[j] or "the cluster's own likelihood has no finite maximum (separation): no estimate"
+        notes[j] = [n or why for n in notes[j]]
+    good = ok & converged[:, None]
+    se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
+    no = (np.where(good, theta, np.nan), np.where(good, theta - z * se, np.nan), np.where(good, theta + z * se, np.nan))
+
+    offset = getattr(design, "offset", None)
+    X = design.X
+    complete = [np.zeros(g.n_effects) for _ in range(3)]
+    if X.shape[1]:
+        pooled, pcov, pok = cluster_glm(family, design.y, X, np.zeros(design.n, dtype=np.int64), 1,
+                                        offset=np.zeros(design.n) if offset is None else offset, trials=trials, aux=aux)
+    for k, e in enumerate(g.effects):
+        if e in design.X_columns and pok[0]:
+            i = design.X_columns.index(e)
+            half = z * np.sqrt(pcov[0, i, i])
+            complete[0][k], complete[1][k], complete[2][k] = pooled[0, i], pooled[0, i] - half, pooled[0, i] + half
+
+    factor = glm_posterior_shrinkage(fit, g)
+    table = estimates_table(
+        g,
+        no=no,
+        partial=mean_interval(fit.coef_draws(g.name), ci=ci, prob=prob),
+        complete=tuple(complete),
+        population=population_values(beta, g.effects),
+        factor=factor,
+        notes=notes,
+        intervals=(
+            f"{100 * prob:.4g}%: no pooling Wald interval of each cluster's own GLM; partial pooling {ci.upper()}; "
+            "complete pooling Wald interval of the GLM without groups"
+        ),
+    )
+    table.attrs["scale"] = link_scale(family)
+    return table
+
+
+def glm_posterior_shrinkage(fit: Fit, g) -> np.ndarray:
+    """A generalized model's shrinkage factor of factor ``g``'s clusters (levels, effects), from its posterior.
+
+    :func:`~lmm_bayes.results.glm_pooling.glm_model_shrinkage` at every draw's fitted
+    linear predictor (``fit.predict(kind="link")``), G and extra parameter.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, lmm_bayes as lb
+    >>> rng = np.random.default_rng(1)
+    >>> df = pd.DataFrame({"g": np.repeat(np.arange(10), 8)})
+    >>> df["y"] = rng.poisson(np.exp(1 + rng.normal(0, 0.5, 10)[df["g"]]))
+    >>> fit = lb.GLMM("y ~ 1 + (1 | g)", df, family="poisson").fit(
+    ...     draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    >>> B = glm_posterior_shrinkage(fit, fit.design.group("g"))
+    >>> B.shape, bool(((0 < B) & (B < 1)).all())
+    ((10, 1), True)
+    """
+    design, post = fit.design, fit.posterior
+    family = family_of(design)
+    aux = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
+    eta = fit.predict(kind="link").transpose("chain", "draw", "obs").values.reshape(-1, design.n)
+    G = covariance_values(post, g).reshape(-1, g.n_effects, g.n_effects)
+    return glm_model_shrinkage(family, design.y, eta, g.Z, g.codes, g.n_levels, G,
+                               trials=getattr(design, "trials", None), aux=aux)
+
+
+def link_scale(family) -> str:
+    """What a generalized model's coefficients are, for labels: ``"link scale: log rate"``, ...
+
+    Examples
+    --------
+    >>> from lmm_bayes.spec.family import get_family
+    >>> link_scale(get_family("binomial", "probit"))
+    'link scale: probit'
+    """
+    return {"log": "link scale: log rate", "logit": "link scale: log odds",
+            "probit": "link scale: probit"}.get(family.link, "response scale")

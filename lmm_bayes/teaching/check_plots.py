@@ -22,6 +22,7 @@ from scipy import stats
 from lmm_bayes.inference.layout import hyperparameter_draws, hyperparameters
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -175,8 +176,10 @@ def _pair_names(fit: Fit, group: str | None) -> list[str]:
         group = design.groups[0].name
     g = validate.check_group(design, group)
     names = [p.label for p in hyperparameters(design, fixed=False) if p.group == g.name]
-    if len(names) < 2:  # one SD alone: pair it with sigma, the variance it trades off against
-        names = ["sigma", *names]
+    if len(names) < 2:  # one SD alone: pair it with sigma (a GLMM: its dispersion, or the intercept it trades off against)
+        aux = family_of(design).aux
+        partner = aux or ("beta[Intercept]" if "Intercept" in design.X_columns else None)
+        names = [partner, *names] if partner else names
     return names
 
 
@@ -320,7 +323,9 @@ def plot_residuals(fit: Fit, *, groups: Sequence[str] | None = None, **kwargs: A
     ax.set_title("Residuals vs fitted", fontsize="medium")
     ax.set_xlabel(f"fitted {design.response}")
     ax.set_ylabel("residual")
-    _qq(flat[1], table["standardized"].to_numpy(), "QQ: residuals", "residual / σ")
+    gaussian = family_of(design).is_gaussian
+    _qq(flat[1], table["standardized"].to_numpy(), "QQ: residuals" if gaussian else "QQ: Pearson residuals",
+        "residual / σ" if gaussian else "(y − μ) / √Var(y | μ)")
     k = 2
     for name in chosen:
         ranef = fit.ranef(name)

@@ -43,9 +43,12 @@ from lmm_bayes.results.estimates import (
     posterior_shrinkage,
 )
 from lmm_bayes.results.fit import fit_model
+from lmm_bayes.results.glm_pooling import no_finite_estimate
 from lmm_bayes.results.pooling_fit import PoolingFit
+from lmm_bayes.results.shrinkage import glm_posterior_shrinkage, link_scale
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.teaching.pooling_models import check_separable, fit_complete_pooling, fit_no_pooling
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,6 +171,9 @@ def compare_pooling(
     group: str,
     priors: Mapping[str, Any] | None = None,
     na_action: str = "raise",
+    family: str | None = None,
+    link: str | None = None,
+    trials: str | int | None = None,
     ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     no_pooling_scale: float = 10.0,
     **fit_kwargs: Any,
@@ -186,6 +192,17 @@ def compare_pooling(
     All three are fitted on the same rows and compared by PSIS-LOO on the same
     observations.
 
+    With ``family`` (counts, choices, k of n: :class:`~lmm_bayes.GLMM`'s families and
+    arguments) all three keep the family, link, offset and trials: complete pooling is the
+    GLM without groups, no pooling the GLM with each cluster as a fixed effect (its own
+    intercept and slopes, priors Normal(link of the pooled mean or 0,
+    ``no_pooling_scale`` / s_x) on the link scale), partial pooling the GLMM. Estimates,
+    intervals and pictures are on the link scale (``estimates.attrs["scale"]``, the axis
+    labels); the shrinkage factor is the GLMM's Laplace one
+    (:func:`~lmm_bayes.results.shrinkage.shrinkage`); a cluster whose own likelihood has
+    no finite maximum (all counts 0, all choices 0 or all 1) gets NaN for no pooling and a
+    note, as its no-pooling posterior there is only its prior.
+
     Parameters
     ----------
     formula : str
@@ -198,6 +215,8 @@ def compare_pooling(
         Prior overrides of the mixed model (:func:`lmm_bayes.spec.priors.resolve_priors`);
         complete and no pooling use its fixed-effect and residual priors.
     na_action : {"raise", "drop"}
+    family, link, trials : optional
+        A generalized model: as for :class:`~lmm_bayes.GLMM` (``None``: the Gaussian :class:`~lmm_bayes.LMM`).
     ci : {"hdi", "eti"}
         Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
     prob : float
@@ -236,6 +255,7 @@ def compare_pooling(
     >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
     True
     """
+    from lmm_bayes.spec.glmm import GLMM
     from lmm_bayes.spec.model import LMM
 
     if not isinstance(group, str):
@@ -251,7 +271,12 @@ def compare_pooling(
             "leave log_likelihood out"
         )
     settings = SamplerSettings(**{k: v for k, v in fit_kwargs.items() if k in _SETTINGS})
-    model = LMM(formula, data, priors=priors, na_action=na_action)
+    if family is None:
+        if link is not None or trials is not None:
+            raise ValueError("link= and trials= are for a generalized model: give family= too (e.g. family='binomial')")
+        model = LMM(formula, data, priors=priors, na_action=na_action)
+    else:
+        model = GLMM(formula, data, family=family, link=link, trials=trials, priors=priors, na_action=na_action)
     design = model.design
     if len(design.groups) != 1:
         raise ValueError(
@@ -269,6 +294,12 @@ def compare_pooling(
     loo = _loo_table(fits)
     A = normal_equations(g)
     _, ok, notes = identified(g, A)
+    fam = family_of(design)
+    if not fam.is_gaussian:  # a cluster whose own likelihood has no finite maximum: its posterior is its prior
+        empty = no_finite_estimate(fam, design.y, g.codes, g.n_levels, getattr(design, "trials", None))
+        for j in np.flatnonzero(empty != ""):
+            notes[j] = [n or f"{empty[j]} (its no-pooling posterior is its prior)" for n in notes[j]]
+            ok[j] = False
     np_m, np_lo, np_hi = mean_interval(no.coef_draws(g.name), ci=ci, prob=prob)
     beta = pd.Series(
         partial.posterior[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
@@ -279,10 +310,12 @@ def compare_pooling(
         partial=mean_interval(partial.coef_draws(g.name), ci=ci, prob=prob),
         complete=mean_interval(complete.coef_draws(g.name), ci=ci, prob=prob),
         population=population_values(beta, g.effects),
-        factor=posterior_shrinkage(partial.posterior, g, A),
+        factor=posterior_shrinkage(partial.posterior, g, A) if fam.is_gaussian else glm_posterior_shrinkage(partial, g),
         notes=notes,
         intervals=f"{interval_label(ci, prob)} of each pooling's posterior",
     )
+    if not fam.is_gaussian:
+        estimates.attrs["scale"] = link_scale(fam)
     sd_cp = complete.posterior[BETA].std(("chain", "draw"), ddof=1).values
     sd_pp = partial.posterior[BETA].std(("chain", "draw"), ddof=1).values
     fixed_se = pd.DataFrame(

@@ -3,6 +3,10 @@
 Both are built straight from the mixed model's :class:`~lmm_bayes.spec.design.Design`, so all
 three poolings are fitted to the same rows and compared by LOO on the same observations.
 Each fit is a :class:`~lmm_bayes.results.pooling_fit.PoolingFit`.
+
+For a generalized model (:class:`~lmm_bayes.GLMM`) both keep its family, link, offset and
+trials (the GLM without groups; the GLM with every cluster's own coefficients, the
+cluster as a fixed effect), and their coefficients are on the link scale.
 """
 
 from __future__ import annotations
@@ -16,17 +20,18 @@ import xarray as xr
 
 from lmm_bayes.inference.layout import (
     BETA,
-    SIGMA,
     codes_name,
     coef_name,
     linear_predictor,
     pointwise_log_likelihood,
     z_name,
 )
+from lmm_bayes.inference.glm import add_glm_likelihood, glm_data
 from lmm_bayes.inference.sampling import SamplerSettings, run_sampler
 from lmm_bayes.results.estimates import normal_equations
 from lmm_bayes.results.pooling_fit import PoolingFit, shared_columns
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import family_of
 from lmm_bayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,27 +105,51 @@ def _column_sd(col: np.ndarray) -> float:
     return s if s > 0 and not np.allclose(col, col[0]) else 1.0
 
 
-def _cluster_priors(design: Design, g: GroupDesign, scale: float) -> dict[str, dict[str, Any]]:
-    """Normal(mean(y) or 0, scale · s_y / s_x) for every cluster's own effects."""
-    s_y = _column_sd(design.y)
+def _cluster_priors(design: Design, g: GroupDesign, scale: float, priors) -> dict[str, dict[str, Any]]:
+    """Normal(mean(y) or 0, scale · s_y / s_x) for every cluster's own effects.
+
+    A generalized model's are on the link scale: s_y = 1 (rstanarm's GLM convention) and the
+    intercept centred where the mixed model's intercept prior is (the link of the pooled mean).
+    """
+    gaussian = family_of(design).is_gaussian
+    s_y = _column_sd(design.y) if gaussian else 1.0
+    fixed = priors.fixed_by_name.get("Intercept")
+    centre = float(np.mean(design.y)) if gaussian else float(fixed.kwargs.get("mu", 0.0)) if fixed else 0.0
     return {
         e: {
             "dist": "Normal",
-            "mu": float(np.mean(design.y)) if e == "Intercept" else 0.0,
+            "mu": centre if e == "Intercept" else 0.0,
             "sigma": scale * s_y / _column_sd(g.Z[:, k]),
         }
         for k, e in enumerate(g.effects)
     }
 
 
+def _likelihood(design: Design, priors, mu, y) -> None:
+    """The response given the linear predictor ``mu``: Normal with the model's σ prior, or the GLMM's family."""
+    import pymc as pm
+
+    from lmm_bayes.inference.graph import add_sigma
+
+    if not family_of(design).is_gaussian:
+        add_glm_likelihood(design, priors, mu, y)  # offset, trials, dispersion
+        return
+    pm.Normal("y", mu=mu, sigma=add_sigma(priors), observed=y, dims="obs")
+
+
+def _aux_names(design: Design) -> list[str]:
+    aux = family_of(design).aux
+    return [aux] if aux else []
+
+
 def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors, scale: float) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from lmm_bayes.inference.graph import add_coefficients, add_sigma
+    from lmm_bayes.inference.graph import add_coefficients
 
     shared_cols = [design.X_columns[k] for k in shared]
-    own = _cluster_priors(design, g, scale)
+    own = _cluster_priors(design, g, scale, priors)
     centers = np.array([own[e]["mu"] for e in g.effects])
     sds = np.array([own[e]["sigma"] for e in g.effects])
     coords = {
@@ -139,8 +168,7 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
         if shared:
             beta = add_coefficients([priors.fixed_by_name[c] for c in shared_cols])
             mu = mu + pt.dot(X, beta)
-        sigma = add_sigma(priors)
-        pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
+        _likelihood(design, priors, mu, y)
     return model
 
 
@@ -148,7 +176,7 @@ def _complete_pooling_model(design: Design, priors) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    from lmm_bayes.inference.graph import add_fixed_effects, add_sigma
+    from lmm_bayes.inference.graph import add_fixed_effects
 
     coords = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
     with pm.Model(coords=coords) as model:
@@ -158,8 +186,7 @@ def _complete_pooling_model(design: Design, priors) -> pm.Model:
             mu = pt.dot(X, add_fixed_effects(design, priors))
         else:
             mu = pt.zeros(design.n)
-        sigma = add_sigma(priors)
-        pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
+        _likelihood(design, priors, mu, y)
     return model
 
 
@@ -179,7 +206,7 @@ def _keep(post: xr.Dataset, names: list[str], coords: dict[str, list]) -> xr.Dat
     post = post[[v for v in names if v in post]]
     post = post.assign_coords({k: v for k, v in coords.items() if k in post.dims})
     if BETA not in post:
-        empty = np.zeros(post[SIGMA].shape + (0,))
+        empty = np.zeros((post.sizes["chain"], post.sizes["draw"], 0))
         post = post.assign({BETA: xr.DataArray(empty, dims=("chain", "draw", "coef"), coords={"coef": []})})
     return post
 
@@ -201,7 +228,7 @@ def _pooling_fit(
         "posterior": post,
         "sample_stats": sample_stats,
         "observed_data": xr.Dataset({"y": ("obs", design.y)}, coords={"obs": obs}),
-        "log_likelihood": pointwise_log_likelihood(design.y, post, mean).to_dataset(),
+        "log_likelihood": pointwise_log_likelihood(design.y, post, mean, design).to_dataset(),
     }
     label = (
         "complete pooling (fixed part only)"
@@ -217,6 +244,7 @@ def _pooling_fit(
         "priors": model.priors.to_json(),  # the mixed model's: load rebuilds LMM(formula, data, priors=...)
         "pooling_priors": json.dumps(pooling_priors),  # what this pooling's graph used
         "method": "full",
+        **getattr(model, "glm_attrs", {}),  # a GLMM's family, link and trials: load rebuilds it
         **settings.attrs(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -274,22 +302,25 @@ def fit_no_pooling(
     settings = settings or SamplerSettings()
     shared = shared_columns(design, g)
     shared_cols = [design.X_columns[k] for k in shared]
-    own = _cluster_priors(design, g, scale)
-    key = json.dumps(["no_pooling", design.n, shared_cols, g.name, g.n_levels, g.effects, own, priors.to_json()],
-                     default=str)
-    updates = {"X": design.X[:, shared], "y_obs": design.y, codes_name(g): g.codes, z_name(g): g.Z}
+    own = _cluster_priors(design, g, scale, priors)
+    family = family_of(design)
+    key = json.dumps(["no_pooling", design.n, shared_cols, g.name, g.n_levels, g.effects, own, priors.to_json(),
+                      family.name, family.link, sorted(glm_data(design))], default=str)
+    updates = {"X": design.X[:, shared], "y_obs": design.y, codes_name(g): g.codes, z_name(g): g.Z,
+               **glm_data(design)}
     post, st = _sample(lambda: _no_pooling_model(design, g, shared, priors, scale), key, updates, settings)
     coords = {"coef": shared_cols, g.name: list(g.levels), g.effect_dim: list(g.effects)}
-    post = _keep(post, [BETA, SIGMA, coef_name(g)], coords)
+    post = _keep(post, [BETA, *_aux_names(design), coef_name(g)], coords)
     X = design.X[:, shared]
+    offset = _offset(design)
 
     def mean(one: xr.Dataset) -> np.ndarray:
         b = one[coef_name(g)].transpose("chain", "draw", ...).values
-        return linear_predictor(X, one[BETA].transpose("chain", "draw", ...).values, [(g.Z, g.codes, b)])
+        return linear_predictor(X, one[BETA].transpose("chain", "draw", ...).values, [(g.Z, g.codes, b)]) + offset
 
     described = {
         "shared": {c: priors.fixed_by_name[c].to_dict() for c in shared_cols},
-        "sigma": priors.sigma.to_dict(),
+        **_aux_priors(priors, design),
         "cluster_coef": own,
     }
     return _pooling_fit(model, g, "no_pooling", post, st, mean, described, settings)
@@ -323,13 +354,27 @@ def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | 
     design, priors = model.design, model.priors
     g = validate.check_group(design, group)
     settings = settings or SamplerSettings()
-    key = json.dumps(["complete_pooling", design.n, design.X_columns, priors.to_json()], default=str)
-    updates = {"X": design.X, "y_obs": design.y}
+    family = family_of(design)
+    key = json.dumps(["complete_pooling", design.n, design.X_columns, priors.to_json(), family.name, family.link,
+                      sorted(glm_data(design))], default=str)
+    updates = {"X": design.X, "y_obs": design.y, **glm_data(design)}
     post, st = _sample(lambda: _complete_pooling_model(design, priors), key, updates, settings)
-    post = _keep(post, [BETA, SIGMA], {"coef": list(design.X_columns)})
+    post = _keep(post, [BETA, *_aux_names(design)], {"coef": list(design.X_columns)})
+    offset = _offset(design)
 
     def mean(one: xr.Dataset) -> np.ndarray:
-        return linear_predictor(design.X, one[BETA].transpose("chain", "draw", ...).values)
+        return linear_predictor(design.X, one[BETA].transpose("chain", "draw", ...).values) + offset
 
-    described = {"fixed": {c: p.to_dict() for c, p in priors.fixed}, "sigma": priors.sigma.to_dict()}
+    described = {"fixed": {c: p.to_dict() for c, p in priors.fixed}, **_aux_priors(priors, design)}
     return _pooling_fit(model, g, "complete_pooling", post, st, mean, described, settings)
+
+
+def _offset(design: Design) -> np.ndarray | float:
+    """A GLMM's offset per row (added to the linear predictor of the log-likelihood), else 0."""
+    offset = getattr(design, "offset", None)
+    return 0.0 if offset is None else offset
+
+
+def _aux_priors(priors, design: Design) -> dict[str, Any]:
+    """The prior of the family's extra parameter (σ, the dispersion) by name, if it has one."""
+    return {name: getattr(priors, name).to_dict() for name in _aux_names(design)}

@@ -60,6 +60,12 @@ def _check_estimates(estimates: object) -> pd.DataFrame:
     return estimates
 
 
+def _axis_label(estimates: pd.DataFrame, effect: str) -> str:
+    """The effect's name, with the scale of a generalized model's estimates (``attrs["scale"]``)."""
+    scale = estimates.attrs.get("scale")
+    return f"{effect} ({scale})" if scale else effect
+
+
 def _effects(estimates: pd.DataFrame, effects: str | Sequence[str] | None) -> list[str]:
     present = list(dict.fromkeys(estimates.index.get_level_values("effect")))
     if effects is None:
@@ -180,7 +186,7 @@ def plot_shrinkage(
         )
         _log_axis(ax, n)
         ax.set_xlabel(f"observations per {group} (log scale)")
-        ax.set_ylabel(effect)
+        ax.set_ylabel(_axis_label(estimates, effect))
         ax.set_title(f"{effect}: shrinkage toward the population")
     axes[0].legend(fontsize="small")
     return fig
@@ -308,8 +314,8 @@ def plot_arrows(
             facecolors="none" if name == "no_pooling" else st["color"],
         )
     ax.scatter([centre[0]], [centre[1]], marker="X", s=80, color="black", zorder=4, label="population value")
-    ax.set_xlabel(a)
-    ax.set_ylabel(b)
+    ax.set_xlabel(_axis_label(estimates, a))
+    ax.set_ylabel(_axis_label(estimates, b))
     dropped = int((~ok).sum())
     ax.set_title(f"From no pooling to partial pooling, per {group}", fontsize="medium")
     if dropped:
@@ -412,7 +418,7 @@ def plot_forest(
         ax.axvline(float(e["population"].iloc[0]), color="black", ls="--", lw=1, label="population value")
         ax.set_yticks(pos, [f"{lev} (n={int(n)})" for lev, n in zip(shown, e["n_obs"])])
         ax.set_ylim(-0.8, len(shown) - 0.2)
-        ax.set_xlabel(effect)
+        ax.set_xlabel(_axis_label(estimates, effect))
         ax.set_ylabel(group)
         ax.set_title(f"{effect} per {group}")
     axes[0].legend(fontsize="small", loc="best")
