@@ -455,3 +455,15 @@ def test_checks_refuse_the_wrong_family(choices_fit, counts_fit):
 def test_probit_has_no_ratio_name():
     probit = lb.GLMM("correct ~ x + (1 | who)", _simulate_choices(), family="bernoulli", link="probit")
     assert probit.family.ratio_name == ""
+
+
+def test_centered_refit_of_an_intercept_only_glmm_reuses_its_compiled_model():
+    """Every X column is a cluster effect's centre: the graph has no X, and a refit of the same
+    structure must not hand it one (it raised 'Unknown shared variable: X')."""
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": np.repeat(np.arange(20), 10)})
+    df["y"] = rng.poisson(np.exp(1 + rng.normal(0, 0.3, 20)[df["g"]]))
+    model = lb.GLMM("y ~ 1 + (1 | g)", df, family="poisson")
+    _fit(model, draws=50, tune=50, centered=True)
+    again = _fit(model, draws=50, tune=50, centered=True)
+    assert again.idata.attrs["compiled_model_reused"] == 1

@@ -16,6 +16,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from lmm_bayes.inference.methods import METHODS
+
 __all__ = ["main", "build_parser"]
 
 DEMO_FILE = "sleepstudy_random_slopes.toml"
@@ -55,7 +57,7 @@ def _fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", type=int, help="tuning steps per chain")
     p.add_argument("--chains", type=int, help="number of chains")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--method", choices=["auto", "full", "collapsed", "gibbs"], help="sampling method")
+    p.add_argument("--method", choices=list(METHODS), help="sampling method")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

@@ -46,7 +46,7 @@ from lmm_bayes.inference.layout import (
     hyperparameter_draws,
     hyperparameters,
 )
-from lmm_bayes.inference.methods import METHODS
+from lmm_bayes.inference.methods import METHODS, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
@@ -228,6 +228,7 @@ def sbc(
     check_executor(executor)
     # the fits' settings, checked once here rather than failing in every simulation
     validate.check_choice(method, METHODS, "method")
+    resolve_method(model.design, method, centered=centered, sampler=sampler)  # refused here, not in every fit
     SamplerSettings(sampler=sampler, draws=draws, tune=tune, chains=chains, progressbar=progressbar)
     if (design := model.design).reduction is not None:  # its rows are a sample: SBC would calibrate another model
         raise ValueError(f"SBC simulates a response for every row; this model was built from {design.reduction.source} "

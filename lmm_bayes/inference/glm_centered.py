@@ -26,7 +26,7 @@ from lmm_bayes.inference.layout import b_name, codes_name, model_coords, z_name
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["build_hierarchical_model", "centring_plan"]
+__all__ = ["build_hierarchical_model", "centring_plan", "uses_X"]
 
 
 def _parents_first(design: Design) -> list[GroupDesign]:
@@ -70,17 +70,30 @@ def centring_plan(design: Design) -> dict[tuple[str, int], tuple[str, int] | Non
     return plan
 
 
+def _absorbed(plan: dict) -> set[int]:
+    return {c[1] for c in plan.values() if c is not None and c[0] == "beta"}
+
+
+def uses_X(design: Design) -> bool:
+    """Whether the graph reads X: not when every column is a cluster effect's centre (a compiled
+    model drops an unused ``pm.Data`` and refuses new values for it)."""
+    return len(_absorbed(centring_plan(design))) < design.X.shape[1]
+
+
 def build_hierarchical_model(design: Design, priors: Priors) -> pm.Model:
     """The full GLMM with every cluster's effects ``c = centre + b`` sampled (see the module docstring)."""
     plan = centring_plan(design)
-    absorbed = {c[1] for c in plan.values() if c is not None and c[0] == "beta"}
+    absorbed = _absorbed(plan)
     consumed = {c for c in plan.values() if c is not None and c[0] != "beta"}
     with pm.Model(coords=model_coords(design)) as model:
-        X = pm.Data("X", design.X, dims=("obs", "coef"))
         y = pm.Data("y_obs", design.y, dims="obs")
         beta = add_fixed_effects(design, priors)
         keep = [j for j in range(design.X.shape[1]) if j not in absorbed]
-        eta = pt.dot(X[:, keep], beta[keep]) if keep else pt.zeros(design.n)
+        if keep:
+            X = pm.Data("X", design.X, dims=("obs", "coef"))
+            eta = pt.dot(X[:, keep], beta[keep])
+        else:
+            eta = pt.zeros(design.n)
         own: dict[str, pt.TensorVariable] = {}
         gp_by_name = dict(priors.groups)
         for g in _parents_first(design):

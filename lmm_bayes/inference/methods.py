@@ -44,7 +44,7 @@ from lmm_bayes.inference.crossed import (
 )
 from lmm_bayes.inference.gibbs import GibbsSystem, gibbs_obstacle, sample_gibbs
 from lmm_bayes.inference.glm import glm_data
-from lmm_bayes.inference.glm_centered import build_hierarchical_model
+from lmm_bayes.inference.glm_centered import build_hierarchical_model, uses_X
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.laplace import LaplaceCheck, LaplaceSystem, draw_laplace_effects, laplace_model, \
     laplace_obstacle, rename_slot
@@ -111,6 +111,8 @@ class Full:
     def data(self) -> dict[str, np.ndarray]:
         d = self.design
         updates = {"X": d.X, "y_obs": d.y, **glm_data(d)}
+        if self.centered and not family_of(d).is_gaussian and not uses_X(d):
+            del updates["X"]
         for g in d.groups:
             updates[codes_name(g)] = g.codes
             updates[z_name(g)] = g.Z
