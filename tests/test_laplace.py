@@ -15,6 +15,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import optimize, stats
 
 import lmm_bayes as lb
@@ -327,3 +328,18 @@ def test_pooled_rows_give_the_same_marginal(family, monkeypatch):
     assert a[0] == pytest.approx(b[0], abs=1e-9)
     np.testing.assert_allclose(a[1], b[1], rtol=1e-9)
     np.testing.assert_allclose(a[3], b[3], rtol=1e-9, atol=1e-12)
+
+
+def test_the_check_reads_a_correlation_below_its_diagonal_only():
+    """A correlation's diagonal is 1 up to rounding: read as a parameter, its tiny MCSE made any
+    weight noise look like a shift of many standard errors (seen on issue 20's benchmark)."""
+    from lmm_bayes.inference.laplace import check_laplace
+
+    rng = np.random.default_rng(0)
+    r = rng.uniform(-0.5, 0.5, (2, 500))
+    corr = np.ones((2, 500, 2, 2))
+    corr[..., 0, 1] = corr[..., 1, 0] = r
+    corr[..., 1, 1] -= rng.uniform(0, 1e-15, (2, 500))  # rounding on the diagonal
+    post = xr.Dataset({"s_corr": (("chain", "draw", "e", "e2"), corr)})
+    check = check_laplace(post, rng.normal(0, 0.3, (2, 500)), 16)
+    assert check.worst == "s_corr[1,0]" and check.max_shift < 3 and check.passed

@@ -380,13 +380,22 @@ class LaplaceCheck:
 
 
 def _hyper_draws(post: xr.Dataset) -> dict[str, np.ndarray]:
-    """Every scalar hyperparameter as (chain, draw), named as a table would name it."""
+    """Every free scalar hyperparameter as (chain, draw), named by its coordinates: a correlation
+    matrix gives its entries below the diagonal only (the diagonal is 1 up to rounding, the
+    upper triangle repeats the lower)."""
     out = {}
     for name, da in post.data_vars.items():
         da = da.transpose("chain", "draw", ...)
-        flat = da.values.reshape(da.sizes["chain"], da.sizes["draw"], -1)
-        for i in range(flat.shape[-1]):
-            out[f"{name}[{i}]" if flat.shape[-1] > 1 else name] = flat[..., i]
+        values = da.values
+        if name.endswith("_corr"):
+            rows, cols = np.tril_indices(values.shape[-1], -1)
+            labels = [f"{name}[{r},{c}]" for r, c in zip(rows, cols)]
+            flat = values[..., rows, cols]
+        else:
+            flat = values.reshape(da.sizes["chain"], da.sizes["draw"], -1)
+            labels = [f"{name}[{i}]" if flat.shape[-1] > 1 else name for i in range(flat.shape[-1])]
+        for i, label in enumerate(labels):
+            out[label] = flat[..., i]
     return out
 
 
@@ -397,7 +406,7 @@ def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> Laplac
     Carlo error of its plain mean, and the move's own noise (the weights are estimates,
     noisier the more effects a block holds), ``sqrt(N / ESS * sum_i ((w_i - 1/N)(x_i - mean))^2)``.
     A move that the noise explains is not an error of the approximation; a bias is a move
-    beyond it. A correlation's diagonal and other constant draws are skipped.
+    beyond it. Constant draws are skipped.
     """
     from arviz_stats.base import array_stats
 
