@@ -226,6 +226,25 @@ def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, 
 
 
 @numba.njit(cache=True, nogil=True)
+def _sizes(ptr, bptr):
+    """The largest block's effects and the most rows of any block."""
+    dmax, rmax = 0, 0
+    for j in range(ptr.size - 1):
+        dmax = max(dmax, bptr[j + 1] - bptr[j])
+        rmax = max(rmax, ptr[j + 1] - ptr[j])
+    return dmax, rmax
+
+
+@numba.njit(cache=True, nogil=True)
+def _buffers(dmax, rmax):
+    """The work arrays of :func:`_mode`: P, H, L, H2 (d x d), g, g2, step, trial, b (d), the rows'
+    x beta + offset and their (eta, s, W, dW/deta)."""
+    return (np.empty((dmax, dmax)), np.empty((dmax, dmax)), np.empty((dmax, dmax)), np.empty((dmax, dmax)),
+            np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(rmax),
+            np.empty((rmax, 4)))
+
+
+@numba.njit(cache=True, nogil=True)
 def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
              first, bhat, want_grad):
     """The Laplace log marginal likelihood and its gradient, without the terms that depend on the
@@ -239,25 +258,11 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
     n_top = ptr.size - 1
     p = X.shape[1]
     K, qmax = Ginv.shape[0], Ginv.shape[1]
-    dmax = 0
-    rmax = 0
-    for j in range(n_top):
-        dmax = max(dmax, bptr[j + 1] - bptr[j])
-        rmax = max(rmax, ptr[j + 1] - ptr[j])
-    P = np.empty((dmax, dmax))
-    H = np.empty((dmax, dmax))
-    L = np.empty((dmax, dmax))
+    dmax, rmax = _sizes(ptr, bptr)
+    P, H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
     Hinv = np.empty((dmax, dmax))
-    g = np.empty(dmax)
-    g2 = np.empty(dmax)
-    H2 = np.empty((dmax, dmax))
-    step = np.empty(dmax)
-    trial = np.empty(dmax)
     u = np.empty(dmax)
     v = np.empty(dmax)
-    b = np.empty(dmax)
-    xb = np.empty(rmax)
-    rows = np.empty((rmax, 4))
     hs = np.empty(rmax)
     gbeta = np.zeros(p)
     galpha = 0.0
@@ -335,26 +340,12 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
     """
     n_draws = betas.shape[0]
     n_top = ptr.size - 1
-    dmax = 0
-    rmax = 0
-    for j in range(n_top):
-        dmax = max(dmax, bptr[j + 1] - bptr[j])
-        rmax = max(rmax, ptr[j + 1] - ptr[j])
+    dmax, rmax = _sizes(ptr, bptr)
     log_w = np.zeros(n_draws)
     inner_ess = np.full(n_draws, np.inf)
     for t in numba.prange(n_draws):
         np.random.seed(seed + t)
-        P = np.empty((dmax, dmax))
-        H = np.empty((dmax, dmax))
-        L = np.empty((dmax, dmax))
-        g = np.empty(dmax)
-        g2 = np.empty(dmax)
-        H2 = np.empty((dmax, dmax))
-        step = np.empty(dmax)
-        trial = np.empty(dmax)
-        b = np.empty(dmax)
-        xb = np.empty(rmax)
-        rows = np.empty((rmax, 4))
+        P, H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
         props = np.empty((n_proposals, dmax))
         r = np.empty(n_proposals)
         z = np.empty(dmax)
