@@ -249,7 +249,8 @@ def test_report_of_a_binomial_fit(cbpp_fit):
                     "Pearson residuals vs fitted", "Shrinkage of herd estimates"):
         assert heading in page, heading
     odds = cbpp_fit.fixef(exponentiate=True)
-    assert f"{odds.loc['C(period)[2]', 'mean']:.3f}"[:4] in page
+    ratio = odds.loc["C(period)[2]", "mean"]
+    assert any(f"{ratio:.{d}f}" in page for d in (2, 3)), ratio  # the table rounds to what its SD supports
     assert "rootogram" not in page.lower()
 
 
