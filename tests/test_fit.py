@@ -481,7 +481,7 @@ def test_recovery_nested_simulation():
 
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(sampler="stan"), ValueError, "sampler must be one of"),
-    (dict(method="laplace"), ValueError, "method must be one of"),
+    (dict(method="variational"), ValueError, "method must be one of"),
     (dict(draws=0), ValueError, "draws must be at least 1"),
     (dict(draws=10.5), TypeError, "draws must be an integer"),
     (dict(chains="4"), TypeError, "chains must be an integer"),
