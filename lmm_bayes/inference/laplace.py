@@ -462,9 +462,9 @@ def draw_laplace_effects(
     hyper = post[[v for v in post.data_vars if v == BETA or v == "dispersion" or v.endswith("_sd")
                   or v.endswith("_corr")]]
     check = check_laplace(hyper, log_w.reshape(n_chain, n_draw), n_prop)
-    result = {}
+    result, by_factor = {}, system.unflatten(flat)
     for g in system.chain:
-        values = system.unflatten(flat)[g.name].reshape(n_chain, n_draw, g.n_levels, g.n_effects).astype(dtype)
+        values = by_factor[g.name].reshape(n_chain, n_draw, g.n_levels, g.n_effects).astype(dtype, copy=False)
         result[b_name(g)] = xr.DataArray(
             values, dims=("chain", "draw", g.name, g.effect_dim),
             coords={"chain": post["chain"].values, "draw": post["draw"].values,
