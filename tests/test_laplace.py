@@ -332,14 +332,22 @@ def test_pooled_rows_give_the_same_marginal(family, monkeypatch):
 
 def test_the_check_reads_a_correlation_below_its_diagonal_only():
     """A correlation's diagonal is 1 up to rounding: read as a parameter, its tiny MCSE made any
-    weight noise look like a shift of many standard errors (seen on issue 20's benchmark)."""
+    weight noise look like a shift of many standard errors (seen on issue 20's benchmark). The
+    check reads the hyperparameters the layout names (layout.hyperparameters), as every table does."""
     from lmm_bayes.inference.laplace import check_laplace
+    from lmm_bayes.inference.layout import bis, hyperparameter_draws, hyperparameters
 
+    design = lb.GLMM("spikes ~ 1 + (1 + x | s)", _frames()["laplace_sim"], family="poisson").design
+    g = design.group("s")
     rng = np.random.default_rng(0)
     r = rng.uniform(-0.5, 0.5, (2, 500))
     corr = np.ones((2, 500, 2, 2))
     corr[..., 0, 1] = corr[..., 1, 0] = r
     corr[..., 1, 1] -= rng.uniform(0, 1e-15, (2, 500))  # rounding on the diagonal
-    post = xr.Dataset({"s_corr": (("chain", "draw", "e", "e2"), corr)})
-    check = check_laplace(post, rng.normal(0, 0.3, (2, 500)), 16)
-    assert check.worst == "s_corr[1,0]" and check.max_shift < 3 and check.passed
+    effects = list(g.effects)
+    post = xr.Dataset({"s_sd": (("chain", "draw", g.effect_dim), np.ones((2, 500, 2))),
+                       "s_corr": (("chain", "draw", g.effect_dim, bis(g.effect_dim)), corr)},
+                      coords={g.effect_dim: effects, bis(g.effect_dim): effects})
+    hyper = hyperparameter_draws(post, hyperparameters(design, fixed=False)).transpose("chain", "draw", "parameter")
+    check = check_laplace(hyper, rng.normal(0, 0.3, (2, 500)), 16)
+    assert check.worst == "s_corr[Intercept, x]" and check.max_shift < 3 and check.passed

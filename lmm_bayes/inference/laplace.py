@@ -39,7 +39,7 @@ import xarray as xr
 from scipy import special
 
 from lmm_bayes.inference import laplace_kernel as lk
-from lmm_bayes.inference.layout import BETA, SIGMA, b_name, covariance_values
+from lmm_bayes.inference.layout import BETA, SIGMA, b_name, covariance_values, hyperparameter_draws, hyperparameters
 from lmm_bayes.inference.packing import KernelModel, pack_parameters
 from lmm_bayes.inference.sufficient import nesting_chain
 from lmm_bayes.spec.design import Design, GroupDesign
@@ -89,7 +89,7 @@ def laplace_obstacle(design: Design) -> str:
         chain = nesting_chain(design)
     except ValueError as err:
         return f"{err}; the Laplace method takes one factor or a chain of nested factors"
-    sizes = _block_sizes(chain)
+    sizes = _subtree_sizes(chain)[0]
     if sizes.max() > MAX_BLOCK:
         return (f"a top-level cluster holds {int(sizes.max())} effects with its nested clusters, above the "
                 f"{MAX_BLOCK} the Laplace method holds in its d x d work arrays")
@@ -114,12 +114,9 @@ def _subtree_sizes(chain: tuple[GroupDesign, ...]) -> list[np.ndarray]:
     return sizes
 
 
-def _block_sizes(chain: tuple[GroupDesign, ...]) -> np.ndarray:
-    return _subtree_sizes(chain)[0]
-
-
-def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Where each cluster's subtree starts inside its top-level block, and where its own effects sit.
+def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Where each cluster's subtree starts inside its top-level block, where its own effects sit,
+    and each block's size.
 
     Post-order: a cluster's nested clusters first (in code order), its own effects last. Then
     ``H`` is an arrow inside every subtree and its Cholesky factor fills in nothing outside the
@@ -138,7 +135,7 @@ def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[
         start[order] = starts[k - 1][parent[order]] + before - base[parent[order]]
         starts.append(start)
     own = [st + size - g.n_effects for st, size, g in zip(starts, sizes, chain)]
-    return starts, own
+    return starts, own, sizes[0]
 
 
 def _pooled(arrays: tuple, top: np.ndarray, n_top: int) -> tuple:
@@ -196,8 +193,8 @@ class LaplaceSystem:
         anc = _ancestors(chain)
         n_top = chain[0].n_levels
         qs = np.array([g.n_effects for g in chain], dtype=np.int64)
-        subtree, local = _post_order(chain)
-        bptr = np.concatenate([[0], np.cumsum(_block_sizes(chain))]).astype(np.int64)
+        subtree, local, sizes = _post_order(chain)
+        bptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         starts = [bptr[a] + loc for a, loc in zip(anc, local)]
         first = np.zeros(int(bptr[-1]), dtype=np.int64)
         for g, st, sub in zip(chain, starts, subtree):
@@ -379,28 +376,10 @@ class LaplaceCheck:
                 "laplace_check_passed": int(self.passed)}
 
 
-def _hyper_draws(post: xr.Dataset) -> dict[str, np.ndarray]:
-    """Every free scalar hyperparameter as (chain, draw), named by its coordinates: a correlation
-    matrix gives its entries below the diagonal only (the diagonal is 1 up to rounding, the
-    upper triangle repeats the lower)."""
-    out = {}
-    for name, da in post.data_vars.items():
-        da = da.transpose("chain", "draw", ...)
-        values = da.values
-        if name.endswith("_corr"):
-            rows, cols = np.tril_indices(values.shape[-1], -1)
-            labels = [f"{name}[{r},{c}]" for r, c in zip(rows, cols)]
-            flat = values[..., rows, cols]
-        else:
-            flat = values.reshape(da.sizes["chain"], da.sizes["draw"], -1)
-            labels = [f"{name}[{i}]" if flat.shape[-1] > 1 else name for i in range(flat.shape[-1])]
-        for i, label in enumerate(labels):
-            out[label] = flat[..., i]
-    return out
-
-
-def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> LaplaceCheck:
-    """Pareto-smooth the importance weights ``log_w`` (chain, draw) and compare weighted and plain means.
+def check_laplace(hyper: xr.DataArray, log_w: np.ndarray, proposals: int) -> LaplaceCheck:
+    """Pareto-smooth the importance weights ``log_w`` (chain, draw) and compare weighted and plain means
+    of the hyperparameters ``hyper`` (chain, draw, parameter:
+    :func:`~lmm_bayes.inference.layout.hyperparameter_draws`).
 
     Each hyperparameter's move under the weights is measured in standard errors: the Monte
     Carlo error of its plain mean, and the move's own noise (the weights are estimates,
@@ -419,8 +398,8 @@ def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> Laplac
     n = flat.size
     ess_fraction = float(1.0 / np.sum(w**2) / n)
     worst, max_shift = "", 0.0
-    for name, draws in _hyper_draws(post).items():
-        values = draws.reshape(-1)
+    for name, da in zip(hyper["parameter"].values, hyper.transpose("parameter", "chain", "draw").values):
+        draws, values = da, da.reshape(-1)
         if np.ptp(values) == 0:
             continue
         mcse = float(array_stats.mcse(draws, method="mean", chain_axis=0, draw_axis=1))
@@ -430,7 +409,7 @@ def check_laplace(post: xr.Dataset, log_w: np.ndarray, proposals: int) -> Laplac
         se = np.hypot(mcse, noise)
         shift = abs(float(np.sum(w * centred))) / se if se > 0 else 0.0
         if shift > max_shift:
-            worst, max_shift = name, shift
+            worst, max_shift = str(name), shift
     return LaplaceCheck(float(k), float(max_shift), worst, ess_fraction, proposals)
 
 
@@ -457,10 +436,9 @@ def draw_laplace_effects(
     n_prop = proposals_for(design.n, D)
     seed_int = int(np.random.default_rng(seed).integers(0, 2**31 - D - 1))
     flat = np.empty((D, system.n_effects))
-    log_w, _ = lk.draw_effects(np.ascontiguousarray(betas, dtype=float), Ginv, alphas, system.fam, *system.arrays,
+    log_w = lk.draw_effects(np.ascontiguousarray(betas, dtype=float), Ginv, alphas, system.fam, *system.arrays,
                                n_prop, seed_int, flat)
-    hyper = post[[v for v in post.data_vars if v == BETA or v == "dispersion" or v.endswith("_sd")
-                  or v.endswith("_corr")]]
+    hyper = hyperparameter_draws(post, hyperparameters(design)).transpose("chain", "draw", "parameter")
     check = check_laplace(hyper, log_w.reshape(n_chain, n_draw), n_prop)
     result, by_factor = {}, system.unflatten(flat)
     for g in system.chain:

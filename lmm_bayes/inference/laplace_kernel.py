@@ -332,17 +332,14 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
     ``b_hat +- L'^-1 z``: the approximation's leading error is odd (the third derivatives), so a
     pair's mean weight cancels most of its noise.
 
-    Returns ``(log_w, inner_ess)`` per draw: ``log_w`` is the sum over blocks of the log of
-    the mean importance weight (the log ratio of the block's marginal likelihood, estimated,
-    to its Laplace value), ``inner_ess`` the smallest effective number of proposals of any
-    block. Draw ``t`` seeds its own stream with ``seed + t``, so the result does not depend on
+    Returns ``log_w`` per draw: the sum over blocks of the log of the mean importance weight
+    (the log ratio of the block's marginal likelihood, estimated, to its Laplace value). Draw ``t`` seeds its own stream with ``seed + t``, so the result does not depend on
     the threads.
     """
     n_draws = betas.shape[0]
     n_top = ptr.size - 1
     dmax, rmax = _sizes(ptr, bptr)
     log_w = np.zeros(n_draws)
-    inner_ess = np.full(n_draws, np.inf)
     for t in numba.prange(n_draws):
         np.random.seed(seed + t)
         P, H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
@@ -374,13 +371,10 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
                 r[s] = _objective(j, props[s], xb, fam, alphas[t], y, ntr, cols, zv, ptr, P, d) - f_hat + 0.5 * zz
             top = r.max()
             total = 0.0
-            total2 = 0.0
             for s in range(n_proposals):
                 w = math.exp(r[s] - top)
                 total += w
-                total2 += w * w
             log_w[t] += top + math.log(total / n_proposals)
-            inner_ess[t] = min(inner_ess[t], total * total / total2)
             pick = np.random.random() * total
             chosen = n_proposals - 1
             acc = 0.0
@@ -390,7 +384,7 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
                     chosen = s
                     break
             out[t, bptr[j]:bptr[j + 1]] = props[chosen, :d]
-    return log_w, inner_ess
+    return log_w
 
 
 @numba.njit(cache=True, nogil=True)
