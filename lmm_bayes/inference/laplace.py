@@ -138,6 +138,22 @@ def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[
     return starts, own, sizes[0]
 
 
+def _factor_columns(first: np.ndarray, bptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each effect's column of its block's Cholesky factor: the rows below it inside the envelope
+    (row i's nonzeros start at ``first[i]``), as ``crow[cptr[e]:cptr[e + 1]]`` (block-local rows)
+    for the effect e (flat); the selected inverse walks them (``laplace_kernel._selected_inverse``)."""
+    n = int(bptr[-1])
+    block = np.repeat(np.arange(bptr.size - 1), np.diff(bptr))
+    local = np.arange(n) - bptr[block]
+    lengths = local - first  # row i holds columns first[i] .. i - 1 below the diagonal
+    row = np.repeat(np.arange(n), lengths)
+    step = np.arange(row.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    column = bptr[block[row]] + first[row] + step  # flat
+    order = np.lexsort((local[row], column))
+    cptr = np.searchsorted(column[order], np.arange(n + 1)).astype(np.int64)
+    return cptr, np.ascontiguousarray(local[row][order], dtype=np.int64)
+
+
 def _pooled(arrays: tuple, top: np.ndarray, n_top: int) -> tuple:
     """Rows that agree on everything but the response pooled into one (Poisson, binomial).
 
@@ -177,7 +193,7 @@ class LaplaceSystem:
     design: Design
     chain: tuple[GroupDesign, ...]
     fam: int
-    arrays: tuple  # X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs, first
+    arrays: tuple  # X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs, first, cptr, crow
     starts: list[np.ndarray]
     counts: tuple[np.ndarray, np.ndarray]  # the distinct responses and how often each occurs
     constant: float  # the rows' normalising constants that depend on the data alone
@@ -199,6 +215,7 @@ class LaplaceSystem:
         first = np.zeros(int(bptr[-1]), dtype=np.int64)
         for g, st, sub in zip(chain, starts, subtree):
             first[st[:, None] + np.arange(g.n_effects)] = sub[:, None]
+        cptr, crow = _factor_columns(first, bptr)
         slots = np.concatenate([np.column_stack([a, np.full(a.size, k), loc]) for k, (a, loc) in
                                 enumerate(zip(anc, local))]).astype(np.int64)
         slots = slots[np.lexsort((slots[:, 2], slots[:, 0]))]
@@ -215,7 +232,7 @@ class LaplaceSystem:
             np.zeros(design.n) if offset is None else np.ascontiguousarray(offset[rows], dtype=float),
             np.ones(design.n) if trials is None else np.ascontiguousarray(trials[rows], dtype=float),
             np.ascontiguousarray(cols, dtype=np.int64), np.ascontiguousarray(zv, dtype=float), ptr, bptr,
-            slot_ptr, np.ascontiguousarray(slots[:, 1]), np.ascontiguousarray(slots[:, 2]), qs, first,
+            slot_ptr, np.ascontiguousarray(slots[:, 1]), np.ascontiguousarray(slots[:, 2]), qs, first, cptr, crow,
         )
         code = lk.FAMILY_CODE[family.name if family.counts else "logit"]
         y, n = arrays[1], arrays[3]

@@ -108,49 +108,84 @@ def _solve(L, g, out, d, first):
 
 
 @numba.njit(cache=True, nogil=True)
-def _inverse(L, Hinv, d, first):
-    """Hinv = (L L')^-1, column by column; L^-1 e_c is zero above c and, in the post-order
-    layout, outside c's ancestors, so each column costs the envelope, not d^2."""
-    y = np.empty(d)
-    col = np.empty(d)
-    for c in range(d):
-        y[:c] = 0.0
-        for i in range(c, d):
-            s = 1.0 if i == c else 0.0
-            for k in range(max(first[i], c), i):
-                s -= L[i, k] * y[k]
-            y[i] = s / L[i, i]
-        _back(L, y, col, d, first)
-        for r in range(d):
-            Hinv[r, c] = col[r]
+def _selected_inverse(L, Z, d, cptr, crow):
+    """The entries of H^-1 = (L L')^-1 inside the envelope, into Z's lower triangle (Takahashi's
+    recurrence, from the last column back): ``Z_ij = delta_ij / L_jj^2 - sum_k L_kj Z_ik / L_jj``
+    over the rows k > j of column j of L (``crow[cptr[j]:cptr[j + 1]]``). Every ``Z_ik`` it reads
+    is inside the envelope too, so the cost is the sum of the columns' lengths squared (a few per
+    effect in a nested block) instead of d^2 for the whole inverse."""
+    for j in range(d - 1, -1, -1):
+        ljj = L[j, j]
+        for t in range(cptr[j], cptr[j + 1]):
+            i = crow[t]
+            s = 0.0
+            for t2 in range(cptr[j], cptr[j + 1]):
+                k = crow[t2]
+                s += L[k, j] * (Z[i, k] if i >= k else Z[k, i])
+            Z[i, j] = -s / ljj
+        s = 0.0
+        for t in range(cptr[j], cptr[j + 1]):
+            s += L[crow[t], j] * Z[crow[t], j]
+        Z[j, j] = 1.0 / (ljj * ljj) - s / ljj
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lower(A, a, c):
+    """A[a, c] of a symmetric matrix kept in its lower triangle."""
+    return A[a, c] if a >= c else A[c, a]
 
 
 @numba.njit(cache=True, nogil=True)
-def _objective(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, d):
-    """f_j(b) = sum_i l_i (b-dependent part) - b'P b / 2."""
+def _prior(j, b, Ginv, slot_ptr, slot_level, slot_start, qs, g, H, d, first):
+    """Start g and H (inside the envelope) with the prior's part at b and return ``-b'P b / 2``:
+    P_j is block-diagonal, one ``G_k^-1`` per cluster of the block, so this costs sum q^2."""
+    for a in range(d):
+        g[a] = 0.0
+        for c in range(first[a], a + 1):
+            H[a, c] = 0.0
     f = 0.0
+    for s in range(slot_ptr[j], slot_ptr[j + 1]):
+        k, st = slot_level[s], slot_start[s]
+        for a in range(qs[k]):
+            acc = 0.0
+            for c in range(qs[k]):
+                acc += Ginv[k, a, c] * b[st + c]
+            g[st + a] = -acc
+            f -= 0.5 * b[st + a] * acc
+            for c in range(a + 1):
+                H[st + a, st + c] = Ginv[k, a, c]
+    return f
+
+
+@numba.njit(cache=True, nogil=True)
+def _quadratic(j, b, prior):
+    """``b'P_j b`` (P_j block-diagonal: :func:`_prior`)."""
+    Ginv, slot_ptr, slot_level, slot_start, qs = prior
+    out = 0.0
+    for s in range(slot_ptr[j], slot_ptr[j + 1]):
+        k, st = slot_level[s], slot_start[s]
+        for a in range(qs[k]):
+            for c in range(qs[k]):
+                out += b[st + a] * Ginv[k, a, c] * b[st + c]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _objective(j, b, xb, fam, alpha, data, prior):
+    """f_j(b) = sum_i l_i (b-dependent part) - b'P b / 2."""
+    y, ntr, cols, zv, ptr = data
+    f = -0.5 * _quadratic(j, b, prior)
     for i in range(ptr[j], ptr[j + 1]):
         eta = xb[i - ptr[j]]
         for c in range(cols.shape[1]):
             eta += zv[i, c] * b[cols[i, c]]
         f += _row(fam, y[i], eta, ntr[i], alpha)[0]
-    for a in range(d):
-        acc = 0.0
-        for c in range(d):
-            acc += P[a, c] * b[c]
-        f -= 0.5 * b[a] * acc
     return f
 
 
 @numba.njit(cache=True, nogil=True)
-def _prepare(j, beta, Ginv, X, off, ptr, slot_ptr, slot_level, slot_start, qs, P, xb, d):
-    """The prior precision P_j and x_i beta + offset_i of cluster j's rows."""
-    P[:d, :d] = 0.0
-    for s in range(slot_ptr[j], slot_ptr[j + 1]):
-        k, st = slot_level[s], slot_start[s]
-        for a in range(qs[k]):
-            for c in range(qs[k]):
-                P[st + a, st + c] = Ginv[k, a, c]
+def _prepare(j, beta, X, off, ptr, xb):
+    """x_i beta + offset_i of cluster j's rows."""
     for i in range(ptr[j], ptr[j + 1]):
         acc = off[i]
         for c in range(X.shape[1]):
@@ -159,24 +194,20 @@ def _prepare(j, beta, Ginv, X, off, ptr, slot_ptr, slot_level, slot_start, qs, P
 
 
 @numba.njit(cache=True, nogil=True)
-def _evaluate(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g, H, d, rows):
-    """f_j(b), and its gradient g and negative Hessian H (lower triangle) at b, in one pass over
-    the rows; ``rows`` receives each row's (eta, s, W, dW/deta)."""
-    f = 0.0
-    for a in range(d):
-        acc = 0.0
-        for c in range(d):
-            H[a, c] = P[a, c]
-            acc += P[a, c] * b[c]
-        g[a] = -acc
-        f -= 0.5 * b[a] * acc
+def _evaluate(j, b, xb, fam, alpha, data, prior, g, H, d, first, rows, keep):
+    """f_j(b), and its gradient g and negative Hessian H (lower triangle, inside the envelope) at
+    b, in one pass over the rows; with ``keep``, ``rows`` receives each row's (eta, s, W, dW/deta)."""
+    y, ntr, cols, zv, ptr = data
+    Ginv, slot_ptr, slot_level, slot_start, qs = prior
+    f = _prior(j, b, Ginv, slot_ptr, slot_level, slot_start, qs, g, H, d, first)
     for i in range(ptr[j], ptr[j + 1]):
         eta = xb[i - ptr[j]]
         for c in range(cols.shape[1]):
             eta += zv[i, c] * b[cols[i, c]]
         l, s, w, w1 = _row(fam, y[i], eta, ntr[i], alpha)
-        r = i - ptr[j]
-        rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3] = eta, s, w, w1
+        if keep:
+            r = i - ptr[j]
+            rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3] = eta, s, w, w1
         f += l
         for c in range(cols.shape[1]):
             a, wz = cols[i, c], w * zv[i, c]
@@ -191,13 +222,14 @@ def _evaluate(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g, H, d, rows):
 
 
 @numba.njit(cache=True, nogil=True)
-def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows, first):
+def _mode(j, b, xb, fam, alpha, data, prior, H, L, g, step, trial, g2, H2, d, rows, first):
     """Damped Newton from b (in place) to the mode of f_j; leaves H and its factor L at the mode.
 
     Returns (f_j at the mode, converged). Once the Newton decrement is below ``_DECREMENT``
     one more full step is taken, so the mode is exact to rounding (convergence is quadratic
-    there) wherever the iteration started. ``rows`` holds each row's (eta, s, W, dW/deta) at the mode."""
-    f = _evaluate(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g, H, d, rows)
+    there) wherever the iteration started. ``rows`` holds each row's (eta, s, W, dW/deta) at the
+    mode (written by that last evaluation only: the earlier ones skip the stores)."""
+    f = _evaluate(j, b, xb, fam, alpha, data, prior, g, H, d, first, rows, False)
     for _ in range(_MAX_NEWTON):
         if not _cholesky(H, L, d, first):
             return f, False
@@ -210,15 +242,17 @@ def _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, 
         for _ in range(_MAX_HALVING):
             for a in range(d):
                 trial[a] = b[a] + t * step[a]
-            f_new = _evaluate(j, trial, xb, fam, alpha, y, ntr, cols, zv, ptr, P, g2, H2, d, rows)
+            f_new = _evaluate(j, trial, xb, fam, alpha, data, prior, g2, H2, d, first, rows, last)
             if last or f_new >= f - 1e-12 * abs(f):
                 break
             t *= 0.5
         else:
             return f, False
-        b[:d] = trial[:d]
-        g[:d] = g2[:d]
-        H[:d, :d] = H2[:d, :d]
+        for a in range(d):
+            b[a] = trial[a]
+            g[a] = g2[a]
+            for c in range(first[a], a + 1):
+                H[a, c] = H2[a, c]
         f = f_new
         if last:
             return f, _cholesky(H, L, d, first)
@@ -237,16 +271,16 @@ def _sizes(ptr, bptr):
 
 @numba.njit(cache=True, nogil=True)
 def _buffers(dmax, rmax):
-    """The work arrays of :func:`_mode`: P, H, L, H2 (d x d), g, g2, step, trial, b (d), the rows'
-    x beta + offset and their (eta, s, W, dW/deta)."""
-    return (np.empty((dmax, dmax)), np.empty((dmax, dmax)), np.empty((dmax, dmax)), np.empty((dmax, dmax)),
+    """The work arrays of :func:`_mode`: H, L, H2 (d x d, lower envelope used), g, g2, step, trial,
+    b (d), the rows' x beta + offset and their (eta, s, W, dW/deta)."""
+    return (np.zeros((dmax, dmax)), np.zeros((dmax, dmax)), np.zeros((dmax, dmax)),
             np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(rmax),
             np.empty((rmax, 4)))
 
 
 @numba.njit(cache=True, nogil=True)
 def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
-             first, bhat, want_grad):
+             first, cptr, crow, bhat, want_grad):
     """The Laplace log marginal likelihood and its gradient, without the terms that depend on the
     data and alpha alone (each row's normalising constant; the caller adds them) and the
     ``-n_k log|G_k| / 2`` terms.
@@ -254,13 +288,15 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
     Returns ``(ll, d/dbeta, d/dalpha, S, ok)`` with ``S[k]`` the sum over factor k's clusters of
     ``b b' + (H^-1)_blk - (v b' + b v') / 2`` (module docstring); ``bhat`` (all blocks, flat)
     receives the modes. ``ok`` is False when a mode was not found (the caller returns -inf).
+    ``cptr``/``crow``: each effect's column of the Cholesky factor (:func:`_selected_inverse`).
     """
     n_top = ptr.size - 1
     p = X.shape[1]
     K, qmax = Ginv.shape[0], Ginv.shape[1]
+    data, prior = (y, ntr, cols, zv, ptr), (Ginv, slot_ptr, slot_level, slot_start, qs)
     dmax, rmax = _sizes(ptr, bptr)
-    P, H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
-    Hinv = np.empty((dmax, dmax))
+    H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
+    Hinv = np.zeros((dmax, dmax))
     u = np.empty(dmax)
     v = np.empty(dmax)
     hs = np.empty(rmax)
@@ -270,9 +306,10 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
     ll = 0.0
     for j in range(n_top):
         d = bptr[j + 1] - bptr[j]
-        _prepare(j, beta, Ginv, X, off, ptr, slot_ptr, slot_level, slot_start, qs, P, xb, d)
+        fj = first[bptr[j]:bptr[j + 1]]
+        _prepare(j, beta, X, off, ptr, xb)
         b[:d] = bhat[bptr[j]:bptr[j + 1]]
-        f, ok = _mode(j, b, xb, fam, alpha, y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows, first[bptr[j]:bptr[j + 1]])
+        f, ok = _mode(j, b, xb, fam, alpha, data, prior, H, L, g, step, trial, g2, H2, d, rows, fj)
         if not ok:
             return -np.inf, gbeta, galpha, S, False
         bhat[bptr[j]:bptr[j + 1]] = b[:d]
@@ -282,22 +319,18 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
         ll += f - 0.5 * logdet
         if not want_grad:
             continue
-        _inverse(L, Hinv, d, first[bptr[j]:bptr[j + 1]])
+        _selected_inverse(L, Hinv, d, cptr[bptr[j]:bptr[j + 1] + 1], crow)
         u[:d] = 0.0
         for i in range(ptr[j], ptr[j + 1]):
             r = i - ptr[j]
             h = 0.0
             for c in range(cols.shape[1]):
                 for c2 in range(cols.shape[1]):
-                    h += zv[i, c] * zv[i, c2] * Hinv[cols[i, c], cols[i, c2]]
+                    h += zv[i, c] * zv[i, c2] * _lower(Hinv, cols[i, c], cols[i, c2])
             hs[r] = h
             for c in range(cols.shape[1]):
                 u[cols[i, c]] += rows[r, 3] * h * zv[i, c]
-        for a in range(d):
-            acc = 0.0
-            for c in range(d):
-                acc += Hinv[a, c] * u[c]
-            v[a] = acc
+        _solve(L, u, v, d, fj)  # v = H^-1 u
         for i in range(ptr[j], ptr[j + 1]):
             r = i - ptr[j]
             eta, s, w, w1, h = rows[r, 0], rows[r, 1], rows[r, 2], rows[r, 3], hs[r]
@@ -318,14 +351,14 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
             k, st = slot_level[sl], slot_start[sl]
             for a in range(qs[k]):
                 for c in range(qs[k]):
-                    S[k, a, c] += (b[st + a] * b[st + c] + Hinv[st + a, st + c]
+                    S[k, a, c] += (b[st + a] * b[st + c] + _lower(Hinv, st + a, st + c)
                                    - 0.5 * (v[st + a] * b[st + c] + b[st + a] * v[st + c]))
     return ll, gbeta, galpha, S, True
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start,
-                 qs, first, n_proposals, seed, out):
+                 qs, first, cptr, crow, n_proposals, seed, out):
     """For each draw: every block's mode, ``n_proposals`` draws from its Laplace normal, and one
     of them picked with probability proportional to its importance weight (sampling importance
     resampling), written to ``out[draw]``. The proposals come in antithetic pairs,
@@ -338,19 +371,22 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
     """
     n_draws = betas.shape[0]
     n_top = ptr.size - 1
+    data = (y, ntr, cols, zv, ptr)
     dmax, rmax = _sizes(ptr, bptr)
     log_w = np.zeros(n_draws)
     for t in numba.prange(n_draws):
         np.random.seed(seed + t)
-        P, H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
+        prior = (Ginvs[t], slot_ptr, slot_level, slot_start, qs)
+        H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
         props = np.empty((n_proposals, dmax))
         r = np.empty(n_proposals)
         z = np.empty(dmax)
         for j in range(n_top):
             d = bptr[j + 1] - bptr[j]
-            _prepare(j, betas[t], Ginvs[t], X, off, ptr, slot_ptr, slot_level, slot_start, qs, P, xb, d)
+            fj = first[bptr[j]:bptr[j + 1]]
+            _prepare(j, betas[t], X, off, ptr, xb)
             b[:d] = 0.0
-            f_hat, ok = _mode(j, b, xb, fam, alphas[t], y, ntr, cols, zv, ptr, P, H, L, g, step, trial, g2, H2, d, rows, first[bptr[j]:bptr[j + 1]])
+            f_hat, ok = _mode(j, b, xb, fam, alphas[t], data, prior, H, L, g, step, trial, g2, H2, d, rows, fj)
             if not ok:
                 log_w[t] = np.nan
                 out[t, bptr[j]:bptr[j + 1]] = np.nan
@@ -362,13 +398,13 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
                         z[a] = np.random.standard_normal()
                         zz += z[a] * z[a]
                     # b = b_hat + L'^-1 z, a draw from N(b_hat, H^-1), and its mirror image next
-                    _back(L, z, trial, d, first[bptr[j]:bptr[j + 1]])
+                    _back(L, z, trial, d, fj)
                     for a in range(d):
                         props[s, a] = b[a] + trial[a]
                 else:
                     for a in range(d):
                         props[s, a] = b[a] - trial[a]
-                r[s] = _objective(j, props[s], xb, fam, alphas[t], y, ntr, cols, zv, ptr, P, d) - f_hat + 0.5 * zz
+                r[s] = _objective(j, props[s], xb, fam, alphas[t], data, prior) - f_hat + 0.5 * zz
             top = r.max()
             total = 0.0
             for s in range(n_proposals):
@@ -389,9 +425,9 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
 
 @numba.njit(cache=True, nogil=True)
 def cluster_modes(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
-                  first):
+                  first, cptr, crow):
     """Every block's mode (flat), for tests and starting values."""
     bhat = np.zeros(bptr[-1])
     marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start, qs,
-             first, bhat, False)
+             first, cptr, crow, bhat, False)
     return bhat
