@@ -288,7 +288,7 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
     Returns ``(ll, d/dbeta, d/dalpha, S, ok)`` with ``S[k]`` the sum over factor k's clusters of
     ``b b' + (H^-1)_blk - (v b' + b v') / 2`` (module docstring); ``bhat`` (all blocks, flat)
     receives the modes. ``ok`` is False when a mode was not found (the caller returns -inf).
-    ``cptr``/``crow``: each effect's column of the Cholesky factor (:func:`_selected_inverse`).
+    ``cptr``/``crow``: each effect's column of the Cholesky factor (``_selected_inverse``).
     """
     n_top = ptr.size - 1
     p = X.shape[1]
