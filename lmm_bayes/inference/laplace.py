@@ -415,8 +415,8 @@ def check_laplace(hyper: xr.DataArray, log_w: np.ndarray, proposals: int) -> Lap
     n = flat.size
     ess_fraction = float(1.0 / np.sum(w**2) / n)
     worst, max_shift = "", 0.0
-    for name, da in zip(hyper["parameter"].values, hyper.transpose("parameter", "chain", "draw").values):
-        draws, values = da, da.reshape(-1)
+    for name, draws in zip(hyper["parameter"].values, hyper.transpose("parameter", "chain", "draw").values):
+        values = draws.reshape(-1)
         if np.ptp(values) == 0:
             continue
         mcse = float(array_stats.mcse(draws, method="mean", chain_axis=0, draw_axis=1))

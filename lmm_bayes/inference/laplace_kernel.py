@@ -170,16 +170,21 @@ def _quadratic(j, b, prior):
     return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _eta(i, xb_i, cols, zv, b):
+    """Row i's linear predictor: its ``x_i beta + offset_i`` plus ``z_i b``."""
+    for c in range(cols.shape[1]):
+        xb_i += zv[i, c] * b[cols[i, c]]
+    return xb_i
+
+
 @numba.njit(cache=True, nogil=True)
 def _objective(j, b, xb, fam, alpha, data, prior):
     """f_j(b) = sum_i l_i (b-dependent part) - b'P b / 2."""
     y, ntr, cols, zv, ptr = data
     f = -0.5 * _quadratic(j, b, prior)
     for i in range(ptr[j], ptr[j + 1]):
-        eta = xb[i - ptr[j]]
-        for c in range(cols.shape[1]):
-            eta += zv[i, c] * b[cols[i, c]]
-        f += _row(fam, y[i], eta, ntr[i], alpha)[0]
+        f += _row(fam, y[i], _eta(i, xb[i - ptr[j]], cols, zv, b), ntr[i], alpha)[0]
     return f
 
 
@@ -201,9 +206,7 @@ def _evaluate(j, b, xb, fam, alpha, data, prior, g, H, d, first, rows, keep):
     Ginv, slot_ptr, slot_level, slot_start, qs = prior
     f = _prior(j, b, Ginv, slot_ptr, slot_level, slot_start, qs, g, H, d, first)
     for i in range(ptr[j], ptr[j + 1]):
-        eta = xb[i - ptr[j]]
-        for c in range(cols.shape[1]):
-            eta += zv[i, c] * b[cols[i, c]]
+        eta = _eta(i, xb[i - ptr[j]], cols, zv, b)
         l, s, w, w1 = _row(fam, y[i], eta, ntr[i], alpha)
         if keep:
             r = i - ptr[j]
