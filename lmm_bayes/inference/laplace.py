@@ -453,8 +453,9 @@ def draw_laplace_effects(
     n_prop = proposals_for(design.n, D)
     seed_int = int(np.random.default_rng(seed).integers(0, 2**31 - D - 1))
     flat = np.empty((D, system.n_effects))
-    log_w = lk.draw_effects(np.ascontiguousarray(betas, dtype=float), Ginv, alphas, system.fam, *system.arrays,
-                               n_prop, seed_int, flat)
+    betas = np.ascontiguousarray(betas, dtype=float)
+    start = system.modes(betas.mean(axis=0), Ginv.mean(axis=0), float(alphas.mean()))
+    log_w = lk.draw_effects(betas, Ginv, alphas, system.fam, *system.arrays, start, n_prop, seed_int, flat)
     hyper = hyperparameter_draws(post, hyperparameters(design)).transpose("chain", "draw", "parameter")
     check = check_laplace(hyper, log_w.reshape(n_chain, n_draw), n_prop)
     result, by_factor = {}, system.unflatten(flat)

@@ -361,7 +361,7 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr, slot_ptr, slot_level, slot_start,
-                 qs, first, cptr, crow, n_proposals, seed, out):
+                 qs, first, cptr, crow, start, n_proposals, seed, out):
     """For each draw: every block's mode, ``n_proposals`` draws from its Laplace normal, and one
     of them picked with probability proportional to its importance weight (sampling importance
     resampling), written to ``out[draw]``. The proposals come in antithetic pairs,
@@ -369,8 +369,10 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
     pair's mean weight cancels most of its noise.
 
     Returns ``log_w`` per draw: the sum over blocks of the log of the mean importance weight
-    (the log ratio of the block's marginal likelihood, estimated, to its Laplace value). Draw ``t`` seeds its own stream with ``seed + t``, so the result does not depend on
-    the threads.
+    (the log ratio of the block's marginal likelihood, estimated, to its Laplace value). Draw
+    ``t`` seeds its own stream with ``seed + t`` and every draw's Newton iterations start from
+    the same modes ``start`` (flat; those at the posterior mean save most of the iterations
+    from zero), so the result does not depend on the threads.
     """
     n_draws = betas.shape[0]
     n_top = ptr.size - 1
@@ -388,7 +390,7 @@ def draw_effects(betas, Ginvs, alphas, fam, X, y, off, ntr, cols, zv, ptr, bptr,
             d = bptr[j + 1] - bptr[j]
             fj = first[bptr[j]:bptr[j + 1]]
             _prepare(j, betas[t], X, off, ptr, xb)
-            b[:d] = 0.0
+            b[:d] = start[bptr[j]:bptr[j + 1]]
             f_hat, ok = _mode(j, b, xb, fam, alphas[t], data, prior, H, L, g, step, trial, g2, H2, d, rows, fj)
             if not ok:
                 log_w[t] = np.nan
