@@ -6,6 +6,8 @@ The data of ``benchmarks/glmm_full.py`` (nested spike counts, ``spikes ~ x + (1 
 * the model and the Laplace layout, built once (seconds);
 * one gradient of the Laplace marginal from zero modes (cold) and from the modes of nearby
   parameters (warm, as inside a chain), mean of five;
+* one draw of b after sampling (4 proposals per block) for 40 draws spread like a posterior,
+  the Newton iterations started from zero and from the modes at the draws' mean;
 * with ``--fit``: a whole ``method="laplace"`` fit (``--chains`` x (``--tune`` + ``--draws``)),
   wall seconds, gradient evaluations, min bulk ESS, the check's Pareto k.
 
@@ -58,8 +60,30 @@ def gradients(model) -> dict:
     for _ in range(5):
         system.marginal(beta, 1.0, Ginv, logdet, start=near.copy())
     warm = (time.perf_counter() - t) / 5
+    draw_zero, draw_mean = draw_times(system, beta, Ginv)
     return {"layout_s": layout, "cold_ms": cold * 1e3, "warm_ms": warm * 1e3,
+            "draw_ms_from_zero": draw_zero, "draw_ms": draw_mean,
             "largest_block": int(np.diff(system.arrays[7]).max()), "rows_in_loops": int(system.arrays[1].size)}
+
+
+def draw_times(system, beta, Ginv, n_draws: int = 40) -> tuple[float, float]:
+    """Milliseconds per draw of b after sampling (``laplace_kernel.draw_effects``, 4 proposals per
+    block, 2 threads) for draws spread like a posterior, with every draw's Newton iterations
+    started from zero and from the modes at the draws' mean (what ``draw_laplace_effects`` does)."""
+    from lmm_bayes.inference import laplace_kernel as lk
+
+    rng = np.random.default_rng(0)
+    betas = beta + 0.02 * rng.standard_normal((n_draws, beta.size))
+    Ginvs = Ginv * np.exp(0.1 * rng.standard_normal((n_draws, 1, 1, 1)))
+    out, alphas = np.empty((n_draws, system.n_effects)), np.ones(n_draws)
+    starts = (np.zeros(system.n_effects), system.modes(betas.mean(axis=0), Ginvs.mean(axis=0)))
+    lk.draw_effects(betas[:2], Ginvs[:2], alphas[:2], system.fam, *system.arrays, starts[0], 4, 1, out[:2])
+    times = []
+    for start in starts:
+        t = time.perf_counter()
+        lk.draw_effects(betas, Ginvs, alphas, system.fam, *system.arrays, start, 4, 1, out)
+        times.append((time.perf_counter() - t) / n_draws * 1e3)
+    return times[0], times[1]
 
 
 def fit(model, args) -> dict:
