@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import optimize, stats
 
 import lmm_bayes as lb
@@ -351,3 +353,28 @@ def test_the_check_reads_a_correlation_below_its_diagonal_only():
     hyper = hyperparameter_draws(post, hyperparameters(design, fixed=False)).transpose("chain", "draw", "parameter")
     check = check_laplace(hyper, rng.normal(0, 0.3, (2, 500)), 16)
     assert check.worst == "s_corr[Intercept, x]" and check.max_shift < 3 and check.passed
+
+
+@given(eta=st.floats(-8, 8), y=st.integers(0, 40), extra=st.integers(0, 20), dispersion=st.floats(0.05, 3.0))
+@settings(max_examples=200, deadline=None)
+def test_the_kernel_rows_agree_with_the_results_working_weights(eta, y, extra, dispersion):
+    """The Laplace loops (numba, laplace_kernel._row) and the results' shrinkage
+    (numpy, results.glm_pooling) each write a row's score and information: the same numbers,
+    so a change to one family's formulas in one place cannot drift from the other."""
+    from lmm_bayes.inference.laplace_kernel import FAMILY_CODE, _row
+    from lmm_bayes.results.glm_pooling import score_and_weights, working_weights
+    from lmm_bayes.spec.family import get_family
+
+    n = float(y + extra)
+    cases = {  # family: (the loops' family code, trials or pooled rows, alpha; the results' trials, aux)
+        "poisson": ("poisson", 1.0, 1.0, None, None),
+        "negativebinomial": ("negativebinomial", 1.0, 1.0 / dispersion**2, None, dispersion),
+        "binomial": ("logit", n, 1.0, np.array([n]), None),
+    }
+    for family, (code, kernel_n, alpha, trials, aux) in cases.items():
+        _, s, w, _ = _row(FAMILY_CODE[code], float(y), eta, kernel_n, alpha)
+        fam, e, obs = get_family(family), np.array([eta]), np.array([float(y)])
+        score = score_and_weights(fam, e, obs, trials=trials, aux=aux)[0][0]
+        weight = working_weights(fam, e, obs, trials=trials, aux=aux)[0]
+        assert s == pytest.approx(score, rel=1e-10, abs=1e-10), family
+        assert w == pytest.approx(weight, rel=1e-10, abs=1e-12), family
