@@ -238,7 +238,7 @@ class Laplace:
 
     design: Design
     name: str = field(default="laplace", init=False)
-    _checks: list = field(default_factory=list, init=False, repr=False)
+    _last_check: list = field(default_factory=list, init=False, repr=False)  # one slot: the class is frozen
 
     @cached_property
     def system(self) -> LaplaceSystem:
@@ -248,7 +248,7 @@ class Laplace:
     @property
     def check(self) -> LaplaceCheck | None:
         """The importance-weight check of the last completed posterior, or None."""
-        return self._checks[-1] if self._checks else None
+        return self._last_check[0] if self._last_check else None
 
     def structure_key(self, priors: Priors) -> str:
         return _key(self.name, self.design, priors, None, False)
@@ -270,7 +270,7 @@ class Laplace:
         posterior = rename_slot(posterior, self.system)
         dtype = np.float32 if keep_b == "float32" else np.float64
         b, check = draw_laplace_effects(self.design, posterior, seed=seed, system=self.system, dtype=dtype)
-        self._checks.append(check)
+        self._last_check[:] = [check]
         out = _in_layout(self.design, posterior.assign(b) if keep_b != "none" else posterior)
         out.attrs.update(check.attrs())
         return out
