@@ -239,3 +239,61 @@ def test_hierarchy_errors(change, error, match):
     args.update(change)
     with pytest.raises(error, match=match):
         lb.simulate_hierarchy(args.pop("n_subjects"), args.pop("n_neurons"), args.pop("n_trials"), **args)
+
+
+# ---------------------------------------------------------------- families (lb.simulate(family=...))
+
+
+def _glm_skeleton(n_g: int = 3000, n_rep: int = 10) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    n = n_g * n_rep
+    return pd.DataFrame({"g": np.repeat([f"g{k}" for k in range(n_g)], n_rep), "x": rng.normal(size=n),
+                         "t": rng.uniform(0.5, 2.0, n), "n": rng.integers(1, 20, n)})
+
+
+@pytest.mark.parametrize("family, link, extra", [
+    ("poisson", None, {}), ("negativebinomial", None, {"dispersion": 0.5}),
+    ("binomial", None, {}), ("bernoulli", "probit", {}),
+])
+def test_simulate_families_draw_from_the_truth(family, link, extra):
+    """Given the true b, the rows' total response is the family's mean within 4 standard errors
+    (a z-check), and for the negative binomial the squared residuals match its variance
+    mu + dispersion^2 mu^2 within 5%; the Poisson rows carry their offset."""
+    df = _glm_skeleton()
+    offset = " + offset(log(t))" if family == "poisson" else ""
+    sim = lb.simulate(f"k ~ x{offset} + (1 | g)", df, family=family, link=link, seed=2,
+                      trials="n" if family == "binomial" else None,
+                      params={"beta": [0.3, 0.4], "G": {"g": 0.25}, **extra})
+    b = sim.truth["g_b"].sel(g_effect="Intercept").to_series().reindex(df["g"]).to_numpy()
+    eta = 0.3 + 0.4 * df["x"].to_numpy() + b + (np.log(df["t"].to_numpy()) if offset else 0.0)
+    y = sim.data["k"].to_numpy()
+    if family in ("poisson", "negativebinomial"):
+        mu = np.exp(eta)
+        var = mu + (0.25 * mu**2 if family == "negativebinomial" else 0.0)
+    else:
+        from scipy.special import expit, ndtr
+
+        n = df["n"].to_numpy() if family == "binomial" else 1
+        p = ndtr(eta) if link == "probit" else expit(eta)
+        mu, var = n * p, n * p * (1 - p)
+    assert abs(y.sum() - mu.sum()) / np.sqrt(var.sum()) < 4
+    if family == "negativebinomial":
+        assert np.sum((y - mu) ** 2) / var.sum() == pytest.approx(1.0, abs=0.05)
+    assert sim.family.name == family and float(sim.truth["g_sd"].values[0]) == pytest.approx(0.5)
+    if family == "binomial":
+        assert sim.formula == "cbind(k, n - k) ~ x + (1 | g)" and (y <= df["n"]).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(family="poisson", params={"beta": [0.0], "G": {"g": 0.1}, "sigma": 1.0}), "unknown key 'sigma'"),
+    (dict(family="negativebinomial", params={"beta": [0.0], "G": {"g": 0.1}}), r"lacks \['dispersion'\]"),
+    (dict(family="binomial", params={"beta": [0.0], "G": {"g": 0.1}}), "is for family='binomial', and needed"),
+    (dict(family="poisson", trials="n", params={"beta": [0.0], "G": {"g": 0.1}}), "got trials='n' for family='poisson'"),
+    (dict(family="gaussian", trials="n", params={"beta": [0.0], "G": {"g": 0.1}, "sigma": 1.0}), "is for family='binomial', not 'gaussian'"),
+])
+def test_simulate_family_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        lb.simulate("k ~ 1 + (1 | g)", _glm_skeleton(5, 2), seed=1, **kwargs)
+    with pytest.raises(ValueError, match="plain response with trials='<column>', not cbind"):
+        lb.simulate("cbind(k, n - k) ~ 1 + (1 | g)", _glm_skeleton(5, 2), seed=1, family="binomial",
+                    params={"beta": [0.0], "G": {"g": 0.1}})

@@ -124,10 +124,13 @@ def check_cov(value: Any, group: GroupDesign, name: str) -> np.ndarray:
     return G
 
 
-def check_params(params: Any, X_columns: Sequence[str], groups: Sequence[GroupDesign]) -> tuple:
-    """Check ``params`` against a design; return ``(beta, {group: G}, sigma)`` as numpy.
+def check_params(params: Any, X_columns: Sequence[str], groups: Sequence[GroupDesign],
+                 scale: str | None = "sigma") -> tuple:
+    """Check ``params`` against a design; return ``(beta, {group: G}, params[scale])`` as numpy.
 
-    Raises ``TypeError``/``ValueError`` naming the offending entry.
+    ``scale`` names the family's scale entry: ``"sigma"`` (Gaussian), ``"dispersion"`` (negative
+    binomial) or None (Poisson, Bernoulli, binomial: no entry, None returned). Raises
+    ``TypeError``/``ValueError`` naming the offending entry.
 
     Examples
     --------
@@ -143,9 +146,9 @@ def check_params(params: Any, X_columns: Sequence[str], groups: Sequence[GroupDe
     given = dict(params)
     if not groups and isinstance(given.get("G"), Mapping) and not given["G"]:
         del given["G"]  # an empty G for a model without random effects
-    check_keys(given, ["beta", "G", "sigma"] if groups else ["beta", "sigma"], "params")
+    check_keys(given, ["beta"] + (["G"] if groups else []) + ([scale] if scale else []), "params")
     beta = check_beta(params["beta"], X_columns)
-    sigma = check_number(params["sigma"], "params['sigma']", positive=True)
+    sigma = check_number(params[scale], f"params[{scale!r}]", positive=True) if scale else None
     G: dict[str, np.ndarray] = {}
     if groups:
         if not isinstance(params["G"], Mapping):

@@ -8,11 +8,9 @@ subject / neuron / trial skeleton of the teaching examples. Both return a
 (``{g}_effect``, ``{g}_effect_bis``), ``{g}_b`` on (``{g}``, ``{g}_effect``),
 ``sigma``), so truth and posterior line up label by label. ``{g}_cov`` holds G.
 
-:func:`simulate_hierarchy` also draws counts, choices and k of n successes
-(``family="poisson"``, ``"negativebinomial"``, ``"bernoulli"``, ``"binomial"``):
-the same hierarchy gives the linear predictor ``eta = X beta + Z b`` on the link scale
-(β and G are link-scale truth), and the response is drawn from the family at
-``g⁻¹(eta)`` (:func:`draw_glm_response`).
+Both also draw counts, choices and k of n successes (``family="poisson"``,
+``"negativebinomial"``, ``"bernoulli"``, ``"binomial"``): β and G are then link-scale truth and
+the response is drawn from the family at ``g⁻¹(eta)`` (:func:`draw_glm_response`).
 
 The model is ``y = X beta + Z b + e`` with ``b ~ N(0, G)`` independently per
 cluster of each grouping factor and ``e ~ N(0, sigma^2)``. With one seed the
@@ -30,16 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.inference.layout import (
-    BETA,
-    SIGMA,
-    b_name,
-    bis,
-    corr_name,
-    cov_name,
-    linear_predictor,
-    sd_name,
-)
+from lmm_bayes.inference.layout import BETA, SIGMA, b_name, bis, corr_name, cov_name, linear_predictor, sd_name
 from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
@@ -245,30 +234,42 @@ def plain_response(spec: ModelSpec) -> str:
 # ---------------------------------------------------------------- public
 
 
-def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], seed: Seed) -> Simulation:
+def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], seed: Seed,
+             family: str | Family = "gaussian", link: str | None = None, trials: str | None = None) -> Simulation:
     """Draw the response of ``formula`` on the rows of ``data`` from known parameters.
 
     Parameters
     ----------
     formula : str
         lme4 syntax; the response must be a plain column name (it may be absent
-        from ``data``; if present, it is replaced).
+        from ``data``; if present, it is replaced). For a family other than Gaussian,
+        ``offset(expr)`` terms are added to the linear predictor, as in :class:`GLMM`.
     data : pandas.DataFrame
         The predictors and grouping columns.
     params : dict
         ``"beta"``: a dict keyed by fixed-effect name (the columns of X, e.g.
         ``"Intercept"``, ``"x"``) or a list in that order; ``"G"``: per grouping
         factor, the covariance matrix of its effects (a number for a single
-        effect); ``"sigma"``: the residual SD. Effects the formula makes
-        independent (``||``) must have zero covariance.
+        effect); ``"sigma"``: the residual SD (Gaussian only); ``"dispersion"``:
+        1/√alpha (negative binomial only). β and G are on the link scale. Effects
+        the formula makes independent (``||``) must have zero covariance.
     seed : int, numpy Generator or SeedSequence, or None
         The same seed gives the same data.
+    family : str or Family
+        ``"gaussian"`` (default), ``"poisson"``, ``"negativebinomial"``, ``"bernoulli"``
+        or ``"binomial"``.
+    link : str, optional
+        The family's canonical link by default; ``"probit"`` for Bernoulli and binomial.
+    trials : str, optional
+        Binomial only (and required there): the column of ``data`` holding each row's
+        trials; the response holds the successes and ``.formula`` reads
+        ``cbind(y, n - y) ~ ...``.
 
     Returns
     -------
     Simulation
         ``.data``: a copy of ``data`` with the response; ``.truth``: the
-        parameters and every cluster's b (see :class:`Simulation`).
+        parameters and every cluster's b (see :class:`Simulation`); ``.family``.
 
     Raises
     ------
@@ -276,7 +277,8 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
         ``params`` or one of its entries, or ``seed``, has the wrong type.
     ValueError
         Missing or unknown names, a wrong shape, a covariance that is not
-        positive definite, a non-positive ``sigma``, a transformed response.
+        positive definite, a non-positive ``sigma`` or ``dispersion``, a transformed
+        response, ``trials`` missing for the binomial or given for another family.
 
     Examples
     --------
@@ -288,7 +290,16 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
     (['g', 'x', 'y'], ('g', 'g_effect'))
     >>> sim.truth["g_sd"].values.round(3)
     array([0.707])
+    >>> k = lb.simulate("k ~ x + (1 | g)", df.assign(n=10), family="binomial", trials="n", seed=1,
+    ...                 params={"beta": [0.0, 0.2], "G": {"g": 0.3}})
+    >>> k.formula, bool(k.data["k"].between(0, 10).all())
+    ('cbind(k, n - k) ~ x + (1 | g)', True)
     """
+    fam = get_family(family, link)
+    if not fam.is_gaussian:
+        return _simulate_glm(formula, data, params, seed, fam, trials)
+    if trials is not None:
+        raise ValueError("trials='<column>' (each row's trials) is for family='binomial', not 'gaussian'")
     spec = parse_formula(formula)
     response = plain_response(spec)
     validate.check_dataframe(data)
@@ -298,6 +309,33 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
     y, b = draw_response(design.X, design.groups, beta, G, sigma, seeded_rng(seed))
     truth = truth_dataset(design.X_columns, design.groups, beta, G, sigma, b, formula=spec.formula)
     return Simulation(data=data.assign(**{response: y}), truth=truth, formula=spec.formula)
+
+
+def _simulate_glm(formula: str, data: pd.DataFrame, params: Any, seed: Seed, fam: Family,
+                  trials: str | None) -> Simulation:
+    """:func:`simulate` for other families: :class:`GLMM`'s design (offsets, trials), the family's draws."""
+    from lmm_bayes.spec.glmm import GLMM, split_glm_formula
+
+    plain, cbind, _ = split_glm_formula(formula)
+    if cbind is not None:
+        raise ValueError("simulate takes the successes as a plain response with trials='<column>', "
+                         f"not cbind({', '.join(cbind)})")
+    if (fam.name == "binomial") != (trials is not None):
+        raise ValueError(f"trials='<column>' (each row's trials) is for family='binomial', and needed there; "
+                         f"got trials={trials!r} for family={fam.name!r}")
+    if trials is not None and not isinstance(trials, str):
+        raise TypeError(f"trials must name a column of data, got {type(trials).__name__}")
+    response = plain_response(parse_formula(plain))  # as for a Gaussian response: a plain column
+    validate.check_dataframe(data)
+    design = GLMM(formula, data.assign(**{response: 0}), family=fam, trials=trials).design
+    beta, G, aux = check_params(params, design.X_columns, design.groups,
+                                scale="dispersion" if fam.name == "negativebinomial" else None)
+    y, b = draw_glm_response(design.X, design.groups, beta, G, fam, seeded_rng(seed), aux=aux,
+                             trials=design.trials, offset=design.offset)
+    if trials is not None:
+        formula = f"cbind({response}, {trials} - {response}) ~{formula.split('~', 1)[1]}"
+    truth = truth_dataset(design.X_columns, design.groups, beta, G, None, b, formula=formula, family=fam, aux=aux)
+    return Simulation(data=data.assign(**{response: y.astype(np.int64)}), truth=truth, formula=formula, family=fam)
 
 
 def simulate_hierarchy(
