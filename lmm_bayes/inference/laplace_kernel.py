@@ -136,30 +136,8 @@ def _lower(A, a, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def _prior(j, b, Ginv, slot_ptr, slot_level, slot_start, qs, g, H, d, first):
-    """Start g and H (inside the envelope) with the prior's part at b and return ``-b'P b / 2``:
-    P_j is block-diagonal, one ``G_k^-1`` per cluster of the block, so this costs sum q^2."""
-    for a in range(d):
-        g[a] = 0.0
-        for c in range(first[a], a + 1):
-            H[a, c] = 0.0
-    f = 0.0
-    for s in range(slot_ptr[j], slot_ptr[j + 1]):
-        k, st = slot_level[s], slot_start[s]
-        for a in range(qs[k]):
-            acc = 0.0
-            for c in range(qs[k]):
-                acc += Ginv[k, a, c] * b[st + c]
-            g[st + a] = -acc
-            f -= 0.5 * b[st + a] * acc
-            for c in range(a + 1):
-                H[st + a, st + c] = Ginv[k, a, c]
-    return f
-
-
-@numba.njit(cache=True, nogil=True)
 def _quadratic(j, b, prior):
-    """``b'P_j b`` (P_j block-diagonal: :func:`_prior`)."""
+    """``b'P_j b``: P_j is block-diagonal, one ``G_k^-1`` per cluster of the block."""
     Ginv, slot_ptr, slot_level, slot_start, qs = prior
     out = 0.0
     for s in range(slot_ptr[j], slot_ptr[j + 1]):
@@ -168,6 +146,25 @@ def _quadratic(j, b, prior):
             for c in range(qs[k]):
                 out += b[st + a] * Ginv[k, a, c] * b[st + c]
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _prior(j, b, prior, g, H, d, first):
+    """Start g and H (inside the envelope) with the prior's part at b and return ``-b'P b / 2``:
+    P_j is block-diagonal, one ``G_k^-1`` per cluster of the block, so this costs sum q^2."""
+    Ginv, slot_ptr, slot_level, slot_start, qs = prior
+    for a in range(d):
+        g[a] = 0.0
+        for c in range(first[a], a + 1):
+            H[a, c] = 0.0
+    for s in range(slot_ptr[j], slot_ptr[j + 1]):
+        k, st = slot_level[s], slot_start[s]
+        for a in range(qs[k]):
+            for c in range(qs[k]):
+                g[st + a] -= Ginv[k, a, c] * b[st + c]
+            for c in range(a + 1):
+                H[st + a, st + c] = Ginv[k, a, c]
+    return -0.5 * _quadratic(j, b, prior)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -203,8 +200,7 @@ def _evaluate(j, b, xb, fam, alpha, data, prior, g, H, d, first, rows, keep):
     """f_j(b), and its gradient g and negative Hessian H (lower triangle, inside the envelope) at
     b, in one pass over the rows; with ``keep``, ``rows`` receives each row's (eta, s, W, dW/deta)."""
     y, ntr, cols, zv, ptr = data
-    Ginv, slot_ptr, slot_level, slot_start, qs = prior
-    f = _prior(j, b, Ginv, slot_ptr, slot_level, slot_start, qs, g, H, d, first)
+    f = _prior(j, b, prior, g, H, d, first)
     for i in range(ptr[j], ptr[j + 1]):
         eta = _eta(i, xb[i - ptr[j]], cols, zv, b)
         l, s, w, w1 = _row(fam, y[i], eta, ntr[i], alpha)
@@ -276,7 +272,7 @@ def _sizes(ptr, bptr):
 def _buffers(dmax, rmax):
     """The work arrays of :func:`_mode`: H, L, H2 (d x d, lower envelope used), g, g2, step, trial,
     b (d), the rows' x beta + offset and their (eta, s, W, dW/deta)."""
-    return (np.zeros((dmax, dmax)), np.zeros((dmax, dmax)), np.zeros((dmax, dmax)),
+    return (np.empty((dmax, dmax)), np.empty((dmax, dmax)), np.empty((dmax, dmax)),
             np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(dmax), np.empty(rmax),
             np.empty((rmax, 4)))
 
@@ -299,7 +295,7 @@ def marginal(beta, Ginv, fam, alpha, X, y, off, ntr, cols, zv, ptr, bptr, slot_p
     data, prior = (y, ntr, cols, zv, ptr), (Ginv, slot_ptr, slot_level, slot_start, qs)
     dmax, rmax = _sizes(ptr, bptr)
     H, L, H2, g, g2, step, trial, b, xb, rows = _buffers(dmax, rmax)
-    Hinv = np.zeros((dmax, dmax))
+    Hinv = np.empty((dmax, dmax))  # only its envelope is written and read
     u = np.empty(dmax)
     v = np.empty(dmax)
     hs = np.empty(rmax)
