@@ -200,7 +200,12 @@ def sufficient_statistics(design: Design, chain: Sequence[GroupDesign] | None = 
 
 
 def _reduced_leaf(design: Design, chain: Sequence[GroupDesign]) -> np.ndarray:
-    """The reduction's per-cluster products (:mod:`lmm_bayes.spec.reduction`), columns in chain order."""
+    """The reduction's per-cluster raw ``F'F`` (:mod:`lmm_bayes.spec.reduction`), columns in chain order.
+
+    The collapsed likelihood is written for products about zero: a reduction taken about another
+    reference point gives them by :meth:`~lmm_bayes.spec.reduction.Reduction.products_about` (exactly
+    the stored products when its reference is zero, as a standardized reduction's is).
+    """
     red = design.reduction
     finest = chain[-1].name if chain else None
     if red.leaf != finest:
@@ -213,5 +218,6 @@ def _reduced_leaf(design: Design, chain: Sequence[GroupDesign]) -> np.ndarray:
         offsets[g.name] = start
         start += g.n_effects
     order = [offsets[g.name] + k for g in chain for k in range(g.n_effects)]
-    order += list(range(start, red.products.shape[1]))
-    return red.products[:, order][:, :, order]
+    D = red.products.shape[1]
+    order += list(range(start, D))
+    return red.products_about(np.zeros(D), np.ones(D))[:, order][:, :, order]

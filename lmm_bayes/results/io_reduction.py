@@ -2,7 +2,9 @@
 
 Such a model has no training rows to store, only its sums (:class:`~lmm_bayes.spec.reduction.Reduction`):
 ``lmm_bayes_reduction`` holds the per-cluster cross products, the column sums, minima and
-maxima (attributes: rows, finest factor, source, sample seed, rows dropped), and
+maxima (attributes: rows, finest factor, source, sample seed, rows dropped), the reference
+point the products are taken about, the per-cluster sums and the row counts (files written
+before those three existed lack them, and load with raw products about zero), and
 ``lmm_bayes_skeleton`` the first row of every cluster and category. The training-data group
 of :mod:`lmm_bayes.results.io` holds the random sample of rows, as the design does. Both
 groups are covered by the file's checksums; :func:`lmm_bayes.load` rebuilds the model with
@@ -28,6 +30,8 @@ __all__ = ["REDUCTION_GROUP", "SKELETON_GROUP", "rebuild_model", "reduction_from
 
 REDUCTION_GROUP = "lmm_bayes_reduction"
 SKELETON_GROUP = "lmm_bayes_skeleton"
+#: the reduction's arrays that files written before they existed lack, with their dimensions
+_OPTIONAL = {"reference": ("column",), "cluster_sums": ("leaf", "column"), "counts": ("leaf",)}
 
 
 def reduction_groups(design: Design, to_dataset: Callable[[pd.DataFrame], xr.Dataset]) -> dict[str, xr.Dataset]:
@@ -36,9 +40,13 @@ def reduction_groups(design: Design, to_dataset: Callable[[pd.DataFrame], xr.Dat
     if red is None:
         return {}
     cols = ("column", "column_bis")
+    arrays = {"products": (("leaf", *cols), red.products), "sums": ("column", red.sums),
+              "mins": ("column", red.mins), "maxs": ("column", red.maxs)}
+    for name, dims in _OPTIONAL.items():  # variables, so that the file's checksums cover them
+        if getattr(red, name) is not None:
+            arrays[name] = (dims, np.asarray(getattr(red, name)))
     sums = xr.Dataset(
-        {"products": (("leaf", *cols), red.products), "sums": ("column", red.sums),
-         "mins": ("column", red.mins), "maxs": ("column", red.maxs)},
+        arrays,
         attrs={"n": int(red.n), "leaf": red.leaf or "", "source": red.source,
                "sample_seed": int(red.sample_seed), "dropped": int(red.dropped)},
     )
@@ -51,11 +59,12 @@ def reduction_from_tree(tree: xr.DataTree, to_frame: Callable[[xr.Dataset], pd.D
         return None
     ds = tree[REDUCTION_GROUP].to_dataset()
     a: dict[str, Any] = ds.attrs
+    optional = {name: ds[name].values if name in ds else None for name in _OPTIONAL}
     return Reduction(
         n=int(a["n"]), leaf=str(a["leaf"]) or None, products=np.asarray(ds["products"].values, dtype=float),
         sums=ds["sums"].values, mins=ds["mins"].values, maxs=ds["maxs"].values, source=str(a["source"]),
         sample_seed=int(a["sample_seed"]), dropped=int(a["dropped"]),
-        skeleton=to_frame(tree[SKELETON_GROUP].to_dataset()),
+        skeleton=to_frame(tree[SKELETON_GROUP].to_dataset()), **optional,
     )
 
 

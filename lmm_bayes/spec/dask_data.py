@@ -13,7 +13,8 @@ collected on the client:
    has the same levels, level order, nesting and codings as the whole data in memory.
 2. **reduce**: every partition is evaluated with the skeleton's design
    (:meth:`~lmm_bayes.Design.evaluate`, the same code as predictions on new
-   rows) and reduced to per-cluster cross products of ``[Z, X, y]``, summed pairwise in a
+   rows) and reduced to per-cluster cross products of ``[Z, X, y]`` about the skeleton's column
+   means (a point inside the data's range, so a column's offset cancels), summed pairwise in a
    tree on the workers. The same pass takes a seeded random sample of rows (``sample_rows``,
    5,000 by default; exact size, uniform over the used rows), the only rows the client sees.
 
@@ -49,7 +50,7 @@ from lmm_bayes.spec import labels as lab
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec
-from lmm_bayes.spec.reduction import Reduction, crossproducts
+from lmm_bayes.spec.reduction import Reduction, add_partial_sums, partial_sums
 
 __all__ = ["DEFAULT_SAMPLE_ROWS", "build_reduced_design", "is_dask_frame", "parquet_frame", "reduced_design", "with_rows"]
 
@@ -188,17 +189,17 @@ def _merge_scans(a: dict, b: dict, group_cols: tuple, category_cols: tuple) -> d
             "first": _first_rows(both, group_cols, category_cols)}
 
 
-def _reduce(part: pd.DataFrame, i: int, plan: _Plan, positions: np.ndarray, offset: int) -> dict:
+def _reduce(part: pd.DataFrame, i: int, plan: _Plan, positions: np.ndarray, offset: int,
+            reference: np.ndarray) -> dict:
     design = _skeleton_design(plan)
     part, _, _ = _clean(part, plan.columns, plan.na_action)
     sample = part.iloc[positions]
     sample.index = pd.RangeIndex(0, 0) if not len(positions) else pd.Index(offset + positions, name="row")
     leaf = _finest(design)
     n_leaves = design.group(leaf).n_levels if leaf else 1
-    D = sum(g.n_effects for g in design.groups) + len(design.X_columns) + 1
     if not len(part):
-        return {"products": np.zeros((n_leaves, D, D)), "sums": np.zeros(D), "mins": np.full(D, np.inf),
-                "maxs": np.full(D, -np.inf), "sample": [sample]}
+        return {**partial_sums(np.empty((0, len(reference))), np.empty(0, np.int64), n_leaves, reference),
+                "sample": [sample]}
     try:
         rows = design.evaluate(part[list(plan.spec.predictor_variables)])
     except ValueError as err:
@@ -214,14 +215,11 @@ def _reduce(part: pd.DataFrame, i: int, plan: _Plan, positions: np.ndarray, offs
                 f"partition {i}: clusters {unseen} of {leaf!r} were not there when the levels were read; "
                 "the data changed between the two passes over it"
             )
-    return {"products": crossproducts(np.asfortranarray(F), codes, n_leaves), "sums": F.sum(axis=0),
-            "mins": F.min(axis=0), "maxs": F.max(axis=0), "sample": [sample]}
+    return {**partial_sums(F, codes, n_leaves, reference), "sample": [sample]}
 
 
 def _add(a: dict, b: dict) -> dict:
-    return {"products": a["products"] + b["products"], "sums": a["sums"] + b["sums"],
-            "mins": np.minimum(a["mins"], b["mins"]), "maxs": np.maximum(a["maxs"], b["maxs"]),
-            "sample": a["sample"] + b["sample"]}
+    return {**add_partial_sums(a, b), "sample": a["sample"] + b["sample"]}
 
 
 def _tree(items: list, combine, *args: Any):
@@ -310,10 +308,20 @@ def _describe_bad(bad: list, files: list[str] | None) -> str:
                      for col, parts in per_col.items())
 
 
-def _check_rank(XtX: np.ndarray, columns: tuple[str, ...]) -> None:
-    """The fixed effects' rank from ``X'X`` over every row (left to right, as in memory)."""
+def _check_rank(red: Reduction, design: Design) -> None:
+    """The fixed effects' rank from ``X'X`` over every row (left to right, as in memory).
+
+    Each column after the first constant one is taken about its mean: it differs by a multiple of
+    that kept column, so its aliasing is as in X, and an offset (x + 1e9) does not hide its variation.
+    """
+    columns, start = design.X_columns, sum(g.n_effects for g in design.groups)
     if not columns:
         return
+    D, j = red.products.shape[1], np.arange(start, start + len(columns))
+    constant = j[np.isclose(red.maxs[j], red.mins[j]) & (red.maxs[j] != 0)]
+    shift, later = np.zeros(D), (j[j > constant[0]] if len(constant) else j[:0])
+    shift[later] = [red.mean(k) for k in later]
+    XtX = red.products_about(shift, np.ones(D)).sum(axis=0)[np.ix_(j, j)]
     d = np.sqrt(np.where(np.diag(XtX) > 0, np.diag(XtX), 1.0))
     C = XtX / np.outer(d, d)
     kept, aliased = [], []
@@ -438,22 +446,20 @@ def build_reduced_design(
     chosen = np.sort(np.random.default_rng(seed).choice(n_rows, size=k, replace=False))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     positions = [chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i] for i in range(len(parts))]
-    reduced = [dask.delayed(_reduce)(p, i, plan, positions[i], int(offsets[i])) for i, p in enumerate(parts)]
+    # products about the skeleton's column means: inside the data's range, offsets (y + 1e9) cancel
+    reference = np.hstack([g.Z for g in skel.groups] + [skel.X, skel.y[:, None]]).mean(axis=0)
+    reduced = [dask.delayed(_reduce)(p, i, plan, positions[i], int(offsets[i]), reference)
+               for i, p in enumerate(parts)]
     out = _compute(_tree(reduced, _add), progress, f"reducing {n_rows:,} rows to sufficient statistics")
-    _check_rank(out["products"].sum(axis=0)[_x_slice(skel)][:, _x_slice(skel)], skel.X_columns)
     source = (f"{len(files)} Parquet files" if files else f"a Dask DataFrame of {len(parts)} partitions")
-    reduction = Reduction(n=n_rows, leaf=leaf, products=out["products"], sums=out["sums"], mins=out["mins"],
-                          maxs=out["maxs"], source=source, sample_seed=seed, dropped=dropped, skeleton=skeleton)
-    sample = pd.concat(out["sample"])
+    sample = pd.concat(out.pop("sample"))
+    reduction = Reduction(n=n_rows, leaf=leaf, source=source, sample_seed=seed, dropped=dropped,
+                          skeleton=skeleton, reference=reference, **out)
+    _check_rank(reduction, skel)
     if progress:
         print(f"lmm-bayes: {n_rows:,} rows reduced; a random sample of {len(sample):,} rows (seed {seed}) is "
               "kept for posterior predictive checks, LOO and R²", flush=True)
     return with_rows(skel, sample, reduction)
-
-
-def _x_slice(design: Design) -> slice:
-    start = sum(g.n_effects for g in design.groups)
-    return slice(start, start + len(design.X_columns))
 
 
 def reduced_design(spec: ModelSpec, reduction: Reduction, sample: pd.DataFrame) -> Design:
