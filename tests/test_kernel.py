@@ -129,9 +129,9 @@ def test_prior_families_match_scipy(prior, ref, positive):
 
 def test_every_prior_family_a_model_accepts_has_a_compiled_form():
     """A family added to the priors fails here until the kernel learns its density."""
-    from lmm_bayes.spec import priors
+    from lmm_bayes.spec import distribution
 
-    assert set(kernel.FAMILY_CODES) == set(priors._LOCATION_DISTS) | set(priors._SCALE_DISTS)
+    assert set(kernel.FAMILY_CODES) == set(distribution._LOCATION_DISTS) | set(distribution._SCALE_DISTS)
 
 
 def _params(prior):

@@ -39,6 +39,7 @@ from lmm_bayes.calibration.sbc_result import SBCResult, failures_table, ranks_da
 from lmm_bayes.calibration.simulate import draw_glm_response, draw_response, plain_response
 from lmm_bayes.calibration.workers import Context, Failure, Outcome, Task, check_executor, collect, execute
 from lmm_bayes.inference.graph import build_model
+from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.inference.layout import (
     BETA,
     Hyperparameter,
@@ -65,17 +66,20 @@ def _prior_samples(design: Design, priors: Priors, draws: int, rng: Any) -> xr.D
     """``draws`` draws of the hyperparameters from the model's own PyMC graph: dims (chain=1, draw, ...).
 
     One compiled function (``pm.draw``) makes every draw, one after another, so the
-    first k of n draws equal a run of k.
+    first k of n draws equal a run of k. The graph is the standardized one every fit samples
+    (:mod:`lmm_bayes.inference.standardize`: priors at the means of the predictors), its
+    draws mapped to the user's parameterisation as a fit's are.
     """
-    model = build_model(design, priors)
+    working = standardize(design, centered=priors.centered)
+    model = build_model(working.design, working.priors(priors))
     names = list(dict.fromkeys(h.var for h in hyperparameters(design)))  # beta (if any), sigma, sd, corr
     values = pm.draw([model[n] for n in names], draws=draws, random_seed=rng)
     if draws == 1:  # pm.draw returns a single draw without the draws axis
         values = [v[None] for v in values]
     dims = {n: tuple(model.named_vars_to_dims.get(n, ())) for n in names}
     coords = {d: list(model.coords[d]) for n in names for d in dims[n]}
-    return xr.Dataset({n: (("chain", "draw", *dims[n]), v[None]) for n, v in zip(names, values)},
-                      coords=coords)
+    return working.to_user(xr.Dataset({n: (("chain", "draw", *dims[n]), v[None]) for n, v in zip(names, values)},
+                                      coords=coords))
 
 
 def _parameter_values(

@@ -65,7 +65,18 @@ def _key(name: str, design: Design, priors: Priors, rows: int | None, centered: 
     layout = [(g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups]
     family = family_of(design)
     glm = [family.name, family.link, sorted(glm_data(design))]
-    return json.dumps([name, centered, rows, design.X_columns, layout, priors.to_json(), glm], default=str)
+    # the working priors of the defaults are the same numbers for any data, up to the last bits
+    # of the maps (2.5 s_y / s_x * s_x / s_y): rounded, so a new data set reuses the compiled model
+    return json.dumps([name, centered, rows, design.X_columns, layout, _rounded(priors.to_dict()), glm],
+                      default=str)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.10g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def _in_layout(design: Design, post: xr.Dataset) -> xr.Dataset:

@@ -1,25 +1,21 @@
 """``Fit``: what a user reads from a fitted mixed model (tables are pandas, draws are xarray).
 
-Summaries are computed from ``fit.idata`` (an ArviZ DataTree); nothing here samples but
-:func:`fit_model`, which hands the sampling to :mod:`lmm_bayes.inference` and wraps the
-draws. Methods that live in other modules (``predict``, ``shrinkage``, plots) are facades
+Summaries are computed from ``fit.idata`` (an ArviZ DataTree); nothing here samples
+(:func:`lmm_bayes.results.fitting.fit_model` does, and wraps the draws in a ``Fit``). Methods that live in other modules (``predict``, ``shrinkage``, plots) are facades
 that import their module inside the method.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.errors import MethodNote, SamplingWarning
 from lmm_bayes.inference.layout import (
-    KEEP_B,
     b_draws,
     coef_name,
     covariance_values,
@@ -27,22 +23,24 @@ from lmm_bayes.inference.layout import (
     hyperparameters,
     population_effects,
 )
-from lmm_bayes.inference.methods import Full, resolve_method
-from lmm_bayes.inference.sampling import SamplerSettings, sample_posterior
+from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.fit_facades import FitFacades
 from lmm_bayes.results.glm import describe, ratio_table, residual_variance_draws
-from lmm_bayes.results.glm_checks import binned_calibration, rootogram
-from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, Summary, check_interval, interval_label, summarize_draws
-from lmm_bayes.spec import validate
+from lmm_bayes.results.summary import (
+    DEFAULT_CI,
+    DEFAULT_PROB,
+    Summary,
+    check_interval,
+    interval_label,
+    ridge_tip,
+    summarize_draws,
+)
 from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.spec.model import LMM
-
-__all__ = ["Fit", "check_fit", "fit_model"]
+__all__ = ["Fit", "check_fit"]
 
 
 class Fit(FitFacades, FittedModel):
@@ -92,6 +90,9 @@ class Fit(FitFacades, FittedModel):
 
     def _reliability_tips(self) -> list[str]:
         tips = super()._reliability_tips()
+        ridge = self._ridge_tip()
+        if ridge:  # more draws do not help: say what does
+            return [ridge, *(t for t in tips if not t.startswith("more draws"))]
         if self.method == "gibbs":  # no NUTS: target_accept does not apply
             return ["more draws and tuning (draws=4000, tune=2000)", "method='collapsed' (NUTS on the exact marginal)"]
         if self.method != "full":
@@ -101,6 +102,15 @@ class Fit(FitFacades, FittedModel):
         if not self._idata.attrs.get("centered", 0):  # a GLMM: clusters with much data mix better centred
             return ["centered=True (hierarchical centering: for clusters that hold much data)", *tips]
         return tips
+
+    def _ridge_tip(self) -> str | None:
+        """:func:`~lmm_bayes.results.summary.ridge_tip` on this fit's β, on the sampler's scale."""
+        if self.design.X.shape[1] < 2:
+            return None
+        table = self.fixef()
+        slow = table.index[(table["r_hat"] > 1.01) | (table["ess_bulk"] < 400)].tolist()
+        working = standardize(self.design, centered=self.priors.centered)
+        return ridge_tip(working.to_working(self.posterior[["beta"]])["beta"], slow)
 
     def fixef(self, *, exponentiate: bool = False, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Fixed effects β, on the link scale, or as rate / odds ratios (``exponentiate=True``).
@@ -385,115 +395,3 @@ class Fit(FitFacades, FittedModel):
 def check_fit(fit: Any) -> Fit:
     """``fit`` must be an :class:`lmm_bayes.Fit` (a fitted mixed model); returns it."""
     return check_fitted(fit, Fit)
-
-
-def fit_model(
-    model: LMM,
-    *,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    sampler: str = "nutpie",
-    method: str = "auto",
-    target_accept: float = 0.9,
-    seed: int | None = None,
-    progressbar: bool = True,
-    centered: bool = False,
-    log_likelihood: bool | Literal["auto"] = "auto",
-    keep_b: str = "all",
-) -> Fit:
-    """Sample the posterior of an :class:`~lmm_bayes.LMM`.
-
-    Parameters
-    ----------
-    model : LMM
-    draws, tune, chains : int
-        Draws kept per chain, tuning steps per chain, number of chains.
-    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
-        The NUTS implementation; numpyro and blackjax need JAX.
-    method : {"auto", "full", "collapsed", "gibbs", "laplace"}
-        ``"full"`` samples every cluster's b; ``"collapsed"`` integrates b out of the
-        Gaussian likelihood and draws it exactly afterwards (no funnel, cost per
-        gradient independent of the rows), for nested and crossed factors (crossed ones
-        with nutpie); ``"gibbs"`` is a collapsed Gibbs sampler (not NUTS; ``sampler`` and
-        ``target_accept`` do not apply, ``tune`` sweeps are discarded) for random
-        intercepts only, whose sweep is linear in rows and levels
-        (:mod:`lmm_bayes.inference.gibbs`); ``"auto"`` picks collapsed where it applies,
-        and gibbs for crossed random intercepts with many levels (see
-        :func:`~lmm_bayes.inference.methods.resolve_method`). A GLMM
-        (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian) has ``"laplace"``: b
-        integrated out per top-level cluster by Laplace's approximation, NUTS on β and the
-        variance parameters, b drawn by importance resampling, and the approximation checked
-        by the importance weights' Pareto k (:mod:`lmm_bayes.inference.laplace`); for nested
-        designs with a log or logit link ``"auto"`` takes it and keeps the result only when
-        the check passes, else it samples the full model and says why (``"laplace"`` itself
-        warns instead). Other GLMMs get the full method; ``"collapsed"`` and ``"gibbs"`` raise
-        ``ValueError`` saying why.
-    target_accept : float
-        NUTS target acceptance rate.
-    seed : int, optional
-        Same seed, same draws.
-    progressbar : bool
-    centered : bool
-        Centered parameterization of the full model (for teaching the funnel). For a GLMM,
-        hierarchical centering (:mod:`lmm_bayes.inference.glm_centered`): every cluster's
-        effects sampled around β (a nested cluster's around its parent's), which mixes far
-        better when clusters hold much data (``benchmarks/RESULTS_glmm.md``).
-    log_likelihood : bool or "auto"
-        Store the pointwise log-likelihood (needed by LOO); "auto" stores it when
-        chains × draws × rows is at most 4e7.
-    keep_b : {"all", "float32", "none"}
-        The draws of every cluster's b: all in float64 (default), all in float32 (half the
-        memory, for 10^5 clusters), or none. Without them ``ranef``, ``coef``, ``coef_draws``,
-        ``shrinkage``, predictions for fitted clusters, posterior predictive checks and the
-        pointwise log-likelihood (LOO) are unavailable and say so; the fixed effects,
-        variance components, ICC and predictions for new clusters work as usual.
-
-    Returns
-    -------
-    Fit
-
-    Examples
-    --------
-    >>> import lmm_bayes as lb
-    >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
-    >>> fit = model.fit(draws=500, tune=500, chains=2, seed=1, progressbar=False)
-    >>> bool(9 < fit.fixef().loc["Days", "mean"] < 12)
-    True
-    """
-    settings = SamplerSettings(
-        sampler=sampler, draws=draws, tune=tune, chains=chains, target_accept=target_accept,
-        seed=seed, progressbar=progressbar,
-    )
-    if log_likelihood not in (True, False, "auto"):
-        raise ValueError(f"log_likelihood must be True, False or 'auto', got {log_likelihood!r}")
-    validate.check_choice(keep_b, KEEP_B, "keep_b")
-    if keep_b == "none" and log_likelihood is True and model.design.groups:
-        raise ValueError(
-            "log_likelihood=True needs the draws of b, which keep_b='none' drops; "
-            "use keep_b='all' (or 'float32'), or log_likelihood=False"
-        )
-    strategy, note = resolve_method(model.design, method, centered=centered, sampler=settings.sampler)
-    if note:
-        warnings.warn(note, MethodNote, stacklevel=3)
-
-    def sample(strategy, note: str) -> Fit:
-        idata = sample_posterior(
-            model.design, model.priors, strategy, settings, log_likelihood=log_likelihood, keep_b=keep_b,
-            attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
-        )
-        return Fit(idata=idata, model=model)
-
-    fit = sample(strategy, note)
-    check = getattr(strategy, "check", None)  # the Laplace method's importance check
-    if check is not None and not check.passed:
-        if method == "auto":
-            note = f"method='auto' chose 'full': {check.reason()}"
-            warnings.warn(note, MethodNote, stacklevel=3)
-            fit = sample(Full(model.design), note)
-        else:
-            warnings.warn(
-                f"{check.reason()}, so this posterior may differ from the exact one: refit with method='full' "
-                "(method='auto' does so by itself)", SamplingWarning, stacklevel=3)
-    fit.warn_if_unreliable(stacklevel=4)
-    return fit

@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from lmm_bayes.inference.layout import posterior_vars
+from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
 from lmm_bayes.spec import validate
@@ -211,15 +212,18 @@ def prior_predictive(model: LMM, *, draws: int = 500, seed: int | None = None) -
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        with model.pymc_model():
+        with model.pymc_model(standardized=True):
             tree = pm.sample_prior_predictive(draws=draws, random_seed=seed)
     finally:
         logger.setLevel(level)
+    # the graph is the standardized model's (as every fit's): its draws mapped to the user's scale
+    working = standardize(design, centered=model.priors.centered)
     prior = tree["prior"].to_dataset()
-    prior = prior[[v for v in posterior_vars(design) if v in prior]]
+    prior = working.to_user(prior[[v for v in posterior_vars(design) if v in prior]])
     prior = prior.drop_vars([c for c in prior.coords if c not in prior.dims])
     obs = np.arange(design.n)
     pp = tree["prior_predictive"].to_dataset()[["y"]].assign_coords(obs=obs)
+    pp["y"] = pp["y"].copy(data=working.y_to_user(pp["y"].values))
     observed = xr.Dataset({"y": ("obs", design.y)}, coords={"obs": obs})
     out = xr.DataTree.from_dict({"prior": prior, "prior_predictive": pp, "observed_data": observed})
     out.attrs.update(

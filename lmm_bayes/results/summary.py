@@ -27,6 +27,7 @@ import xarray as xr
 from lmm_bayes.spec import validate
 
 __all__ = [
+    "ridge_tip",
     "CI_KINDS",
     "DEFAULT_CI",
     "DEFAULT_PROB",
@@ -218,6 +219,50 @@ def reliability_problems(diagnostics: dict[str, Any]) -> list[str]:
     if d["min_ess_bulk"] < 400:
         problems.append(f"min bulk ESS {d['min_ess_bulk']:.0f} < 400")
     return problems
+
+
+#: two coefficients correlated beyond this in the posterior (on the working scale) explain slow mixing
+RIDGE_CORRELATION = 0.9
+
+
+def ridge_tip(beta_working: xr.DataArray, slow: Sequence[str]) -> str | None:
+    """The remedy when coefficients mix slowly along a posterior correlation, or None.
+
+    ``beta_working`` holds the draws of β on the scale the sampler used (centred, scaled
+    columns: :meth:`~lmm_bayes.inference.standardize.Standardization.to_working`), where a
+    correlation is the sampler's problem and not the parameterisation's (the raw intercept
+    and slope of ``Days + 100`` correlate near -1 however well they mix); ``slow`` names the
+    coefficients whose R-hat or bulk ESS failed. More draws only crawl along such a ridge.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> x = np.random.default_rng(0).normal(size=(2, 200))
+    >>> beta = xr.DataArray(np.stack([x, x + 0.01 * x[::-1]], -1), dims=("chain", "draw", "coef"),
+    ...                     coords={"coef": ["trt", "lbase:trt"]})
+    >>> ridge_tip(beta, ["trt"])[:44]
+    'beta[trt] and beta[lbase:trt] are correlated'
+    """
+    names = [str(c) for c in beta_working["coef"].values]
+    if len(names) < 2 or not slow:
+        return None
+    draws = beta_working.transpose("chain", "draw", "coef").values.reshape(-1, len(names))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        R = np.corrcoef(draws, rowvar=False)
+    R = np.nan_to_num(R)
+    np.fill_diagonal(R, 0.0)
+    rows = [names.index(n) for n in slow if n in names]
+    if not rows:
+        return None
+    i, j = max(((i, j) for i in rows for j in range(len(names))), key=lambda ij: abs(R[ij]))
+    if abs(R[i, j]) < RIDGE_CORRELATION:
+        return None
+    return (
+        f"beta[{names[i]}] and beta[{names[j]}] are correlated {R[i, j]:+.2f} in the posterior even with "
+        "centred, scaled predictors: more draws only crawl along that ridge. Center the variables inside "
+        "an interaction (center(x) * group), drop one of the two if they say the same, or fit with "
+        "adaptation='low_rank' (a mass matrix that learns the correlation)"
+    )
 
 
 @dataclass(frozen=True)

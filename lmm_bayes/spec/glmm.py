@@ -140,6 +140,9 @@ class GLMM(LMM):
         negative binomial's ``"dispersion"`` (1/√alpha) among them.
     na_action : {"raise", "drop"}
         Also covers the trials' and offsets' columns.
+    center_predictors : bool, optional
+        As for :class:`~lmm_bayes.LMM`: the intercept's prior applies at the means of the
+        predictors (default), or to the raw intercept (False).
 
     Raises
     ------
@@ -171,6 +174,7 @@ class GLMM(LMM):
         trials: str | int | None = None,
         priors: Mapping[str, Any] | None = None,
         na_action: str = "raise",
+        center_predictors: bool | None = None,
     ):
         from lmm_bayes.spec.priors import resolve_priors
 
@@ -234,7 +238,7 @@ class GLMM(LMM):
                                  trials_terms=trials_terms)
         self._formula = formula
         self._trials_arg = trials
-        self._priors = resolve_priors(self._design, priors)
+        self._priors = resolve_priors(self._design, priors, centered=center_predictors)
 
     @property
     def family(self) -> Family:

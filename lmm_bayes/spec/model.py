@@ -46,6 +46,16 @@ class LMM:
     na_action : {"raise", "drop"}
         Rows with NaN/inf in a used column raise by default; ``"drop"`` drops them
         with a warning that says how many.
+    center_predictors : bool, optional
+        True (the default, as rstanarm and brms do): the intercept's prior, and in a
+        correlated block ``(1 + x | g)`` the priors of its SDs and correlations, apply at
+        the means of the predictors, so shifting a predictor (``Days + 100``) leaves the
+        posterior of every slope, SD and correlation unchanged. False: they apply to the raw
+        intercept (the response at x = 0), to match a brms model prior for prior. Either
+        way every table reports the coefficients of the formula as written, and the
+        sampler works on centred, scaled columns (:mod:`lmm_bayes.inference.standardize`).
+        None: a whole :class:`~lmm_bayes.spec.priors.Priors` given as ``priors`` keeps its
+        own setting, else True.
     sample_rows, sample_seed, progress
         Dask input only: the rows kept in memory (for posterior predictive checks, LOO, R² and
         ``predict()`` without data), the seed that draws them, and whether to show progress.
@@ -91,14 +101,16 @@ class LMM:
         *,
         priors: Mapping[str, Any] | None = None,
         na_action: str = "raise",
+        center_predictors: bool | None = None,
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         sample_seed: int = 0,
         progress: bool = True,
     ):
-        self._build(formula, data, priors, na_action, dict(sample_rows=sample_rows, seed=sample_seed, progress=progress))
+        self._build(formula, data, priors, na_action, dict(sample_rows=sample_rows, seed=sample_seed, progress=progress),
+                    center_predictors=center_predictors)
 
     def _build(self, formula: str, data: Any, priors: Any, na_action: str, dask_options: dict,
-               files: list[str] | None = None) -> None:
+               files: list[str] | None = None, center_predictors: bool | None = None) -> None:
         from lmm_bayes.spec.priors import resolve_priors
 
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
@@ -107,7 +119,7 @@ class LMM:
             self._design = build_reduced_design(self._spec, data, na_action=na_action, files=files, **dask_options)
         else:
             self._design = build_design(self._spec, data, na_action=na_action)
-        self._priors = resolve_priors(self._design, priors)
+        self._priors = resolve_priors(self._design, priors, centered=center_predictors)
 
     # ---------------------------------------------------------------- stages
     @property
@@ -130,12 +142,19 @@ class LMM:
         """The model's formula in lme4 syntax."""
         return self._spec.formula
 
-    def pymc_model(self, *, method: str = "full", centered: bool = False) -> pm.Model:
+    def pymc_model(self, *, method: str = "full", centered: bool = False, standardized: bool = False) -> pm.Model:
         """The PyMC model, to read or to extend.
 
         ``method="full"`` (default): every cluster's b is a parameter (non-centered
         unless ``centered``); ``"collapsed"``: b integrated out, the likelihood a
         potential on the sufficient statistics.
+
+        ``standardized=False`` (default): the graph on the data as given, each prior on the
+        parameter it names, the intercept's on the raw intercept (the model of
+        ``center_predictors=False``). ``standardized=True``: the graph a fit samples, on
+        centred, scaled columns with the priors mapped to them (:mod:`lmm_bayes.inference.standardize`;
+        ``Standardization.to_user`` maps its draws back); with the default
+        ``center_predictors=True`` its intercept prior sits at the means of the predictors.
 
         Examples
         --------
@@ -147,12 +166,18 @@ class LMM:
         ['Subject_sd_indep', 'beta', 'sigma']
         """
         from lmm_bayes.inference.methods import resolve_method
+        from lmm_bayes.inference.standardize import standardize
 
         validate.check_choice(method, ("full", "collapsed"), "method")
-        return resolve_method(self._design, method, centered=centered)[0].build(self._priors)
+        if not isinstance(standardized, bool):
+            raise TypeError(f"standardized must be True or False, got {type(standardized).__name__}")
+        if not standardized:
+            return resolve_method(self._design, method, centered=centered)[0].build(self._priors)
+        working = standardize(self._design, centered=self._priors.centered)
+        return resolve_method(working.design, method, centered=centered)[0].build(working.priors(self._priors))
 
     def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior; see :func:`lmm_bayes.results.fit.fit_model` for the arguments.
+        """Sample the posterior; see :func:`lmm_bayes.results.fitting.fit_model` for the arguments.
 
         Examples
         --------
@@ -162,7 +187,7 @@ class LMM:
         >>> fit.method, fit.sampler
         ('collapsed', 'nutpie')
         """
-        from lmm_bayes.results.fit import fit_model
+        from lmm_bayes.results.fitting import fit_model
 
         return fit_model(self, **kwargs)
 
@@ -190,6 +215,7 @@ class LMM:
         *,
         priors: Mapping[str, Any] | None = None,
         na_action: str = "raise",
+        center_predictors: bool | None = None,
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         sample_seed: int = 0,
         progress: bool = True,
@@ -205,7 +231,7 @@ class LMM:
         path : str or pathlib.Path
             A Parquet file, a folder of them, or a glob (``"data/part-*.parquet"``).
         formula : str
-        priors, na_action, sample_rows, sample_seed, progress
+        priors, na_action, center_predictors, sample_rows, sample_seed, progress
             As for :class:`LMM`.
 
         Raises
@@ -230,7 +256,8 @@ class LMM:
         frame, files = parquet_frame(path, list(spec.variables))
         model = cls.__new__(cls)
         model._build(formula, frame, priors, na_action,
-                     dict(sample_rows=sample_rows, seed=sample_seed, progress=progress), files=files)
+                     dict(sample_rows=sample_rows, seed=sample_seed, progress=progress), files=files,
+                     center_predictors=center_predictors)
         return model
 
     @classmethod

@@ -19,6 +19,12 @@ correlations (LKJ)          eta = 2
 ``eta = 2`` rather than 1: with few clusters, eta = 1 puts real mass on
 correlations near ±1.
 
+The intercept's prior applies to the intercept at the means of the predictors (as in
+rstanarm and brms), and in a correlated block ``(1 + x | g)`` so do the priors on G:
+:attr:`Priors.centered`, which ``lb.LMM(..., center_predictors=False)`` turns off. The
+samplers see these priors mapped onto centred, scaled columns
+(:mod:`lmm_bayes.inference.standardize`).
+
 For a generalized model (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian)
 every prior is on the link scale and ``s_y`` is taken as 1, as rstanarm's GLM defaults do
 (a log rate or log odds of ±2.5 is already a large effect; the response's own SD says
@@ -45,89 +51,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.distribution import Prior, is_constant
 from lmm_bayes.spec.family import family_of
 
 __all__ = ["Prior", "GroupPriors", "Priors", "resolve_priors", "DEFAULT_ETA"]
 
 DEFAULT_ETA = 2.0
-
-# distribution -> its parameters (in order), for coefficients and for SDs
-_LOCATION_DISTS = {"Normal": ("mu", "sigma"), "StudentT": ("nu", "mu", "sigma")}
-_SCALE_DISTS = {
-    "HalfNormal": ("sigma",),
-    "Exponential": ("lam",),
-    "HalfStudentT": ("nu", "sigma"),
-    "HalfCauchy": ("beta",),
-}
-
-
-@dataclass(frozen=True)
-class Prior:
-    """A named PyMC distribution with its parameters.
-
-    Examples
-    --------
-    >>> Prior("Normal", mu=0, sigma=10)
-    Normal(mu=0, sigma=10)
-    """
-
-    dist: str
-    params: tuple[tuple[str, float], ...] = ()
-
-    def __init__(self, dist: str, **params: float):
-        object.__setattr__(self, "dist", dist)
-        object.__setattr__(self, "params", tuple((k, float(v)) for k, v in params.items()))
-
-    @property
-    def kwargs(self) -> dict[str, float]:
-        """The parameters as a dict, as PyMC takes them."""
-        return dict(self.params)
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params)
-        return f"{self.dist}({inner})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The prior as a JSON-able dict, ``{"dist": ..., **parameters}``."""
-        return {"dist": self.dist, **self.kwargs}
-
-    @classmethod
-    def from_value(cls, value: Any, *, where: str, scale: bool) -> Prior:
-        """Accept a :class:`Prior` or a dict ``{"dist": "Normal", "mu": 0, "sigma": 1}``."""
-        allowed = _SCALE_DISTS if scale else _LOCATION_DISTS
-        if isinstance(value, Prior):
-            dist, kwargs = value.dist, value.kwargs
-        elif isinstance(value, Mapping):
-            kwargs = dict(value)
-            dist = kwargs.pop("dist", None)
-            if dist is None:
-                raise ValueError(f"prior for {where} needs a 'dist' key, e.g. {{'dist': '{next(iter(allowed))}', ...}}")
-        else:
-            raise TypeError(
-                f"prior for {where} must be lb.Prior(...) or a dict like "
-                f"{{'dist': '{next(iter(allowed))}', ...}}; got {type(value).__name__}"
-            )
-        if dist not in allowed:
-            raise ValueError(f"prior for {where}: distribution {dist!r} is not one of {list(allowed)}")
-        expected = allowed[dist]
-        if set(kwargs) != set(expected):
-            raise ValueError(
-                f"prior for {where}: {dist} takes parameters {list(expected)}, got {sorted(kwargs)}"
-            )
-        for k, v in kwargs.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
-                raise ValueError(f"prior for {where}: parameter {k} must be a finite number, got {v!r}")
-            if k != "mu" and v <= 0:
-                raise ValueError(f"prior for {where}: parameter {k} must be positive, got {v}")
-        return cls(dist, **{k: kwargs[k] for k in expected})
-
 
 @dataclass(frozen=True)
 class GroupPriors:
@@ -154,6 +90,13 @@ class Priors:
     groups : tuple of (group name, GroupPriors)
     dispersion : Prior or None
         The negative binomial's ``1/√alpha``; None for every other family.
+    centered : bool
+        True (the default, as in rstanarm and brms): the intercept's prior, and in a
+        correlated block ``(1 + x | g)`` the priors of G, apply at the means of the
+        predictors (the intercept is the response at the average x, which the data
+        inform), so where a predictor's zero lies changes nothing. False
+        (``lb.LMM(..., center_predictors=False)``): they apply to the raw intercept,
+        the response at x = 0, as brms's ``0 + Intercept`` does.
 
     Examples
     --------
@@ -167,6 +110,7 @@ class Priors:
     sigma: Prior | None
     groups: tuple[tuple[str, GroupPriors], ...] = field(default=())
     dispersion: Prior | None = None
+    centered: bool = True
 
     @property
     def fixed_by_name(self) -> dict[str, Prior]:
@@ -189,6 +133,7 @@ class Priors:
         }
         if self.dispersion is not None:
             out["dispersion"] = self.dispersion.to_dict()
+        out["centered"] = self.centered
         return out
 
     def to_json(self) -> str:
@@ -210,6 +155,8 @@ class Priors:
                 for g, gp in d["groups"].items()
             ),
             dispersion=mk(d["dispersion"]) if d.get("dispersion") is not None else None,
+            # fits saved before priors applied at the centred predictors were raw
+            centered=bool(d.get("centered", False)),
         )
 
     def as_overrides(self) -> dict[str, Any]:
@@ -221,23 +168,32 @@ class Priors:
         return out
 
     def table(self) -> list[tuple[str, str, str]]:
-        """Rows of (parameter, prior, where it came from)."""
-        rows = [(f"beta[{k}]", repr(p), "") for k, p in self.fixed]
+        """Rows of (parameter, prior, a note: where it applies)."""
+        at_means = "at the means of the predictors" if self.centered else ""
+        slopes = len(self.fixed) > 1
+        rows = [(f"beta[{k}]", repr(p), at_means if k == "Intercept" and slopes else "") for k, p in self.fixed]
         rows += [(k, repr(p), "") for k, p in (("sigma", self.sigma), ("dispersion", self.dispersion)) if p is not None]
         for g, gp in self.groups:
-            rows += [(f"sd({e} | {g})", repr(p), "") for e, p in gp.sd]
+            rows += [(f"sd({e} | {g})", repr(p), at_means if e == "Intercept" and len(gp.sd) > 1 else "")
+                     for e, p in gp.sd]
             if len(gp.sd) > 1:
-                rows.append((f"corr(* | {g})", f"LKJ(eta={_fmt(gp.eta)})", "correlated blocks only"))
+                rows.append((f"corr(* | {g})", f"LKJ(eta={_fmt(gp.eta)})",
+                             "correlated blocks only" + (f", {at_means}" if at_means else "")))
         return rows
 
     def __str__(self) -> str:
         rows = self.table()
         w = max(len(r[0]) for r in rows)
-        return "Priors\n" + "\n".join(f"  {name:<{w}}  ~ {prior}" for name, prior, _ in rows)
+        v = max(len(r[1]) for r in rows)
+        return "Priors\n" + "\n".join(
+            f"  {name:<{w}}  ~ {prior:<{v}}  ({note})".rstrip() if note else f"  {name:<{w}}  ~ {prior}"
+            for name, prior, note in rows
+        )
 
     def _repr_html_(self) -> str:
-        body = "".join(f"<tr><td>{n}</td><td>{p}</td></tr>" for n, p, _ in self.table())
-        return f"<table><thead><tr><th>parameter</th><th>prior</th></tr></thead><tbody>{body}</tbody></table>"
+        body = "".join(f"<tr><td>{n}</td><td>{p}</td><td>{w}</td></tr>" for n, p, w in self.table())
+        head = "<tr><th>parameter</th><th>prior</th><th>applies</th></tr>"
+        return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
 
 def _fmt(v: float) -> str:
@@ -258,7 +214,7 @@ def _scales(design: Design) -> tuple[float, float, list[float], dict[str, list[t
     red = design.reduction
     if red is None:
         y = design.y
-        z = {g.name: [(bool(np.allclose(g.Z[:, k], g.Z[0, k])), _sd(g.Z[:, k])) for k in range(g.n_effects)]
+        z = {g.name: [(is_constant(g.Z[:, k]), _sd(g.Z[:, k])) for k in range(g.n_effects)]
              for g in design.groups}
         return float(np.mean(y)), _sd(y), [_sd(design.X[:, j]) for j in range(design.X.shape[1])], z
     z, start = {}, 0
@@ -316,13 +272,15 @@ def _link_scale_priors(design: Design) -> Priors:
         sds = []
         for k, effect in enumerate(g.effects):
             col = g.Z[:, k]
-            sds.append((effect, Prior("HalfNormal", sigma=1.0 if np.allclose(col, col[0]) else 1.0 / _sd(col))))
+            sds.append((effect, Prior("HalfNormal", sigma=1.0 if is_constant(col) else 1.0 / _sd(col))))
         groups.append((g.name, GroupPriors(sd=tuple(sds), eta=DEFAULT_ETA)))
     dispersion = Prior("HalfNormal", sigma=1.0) if family.aux == "dispersion" else None
     return Priors(fixed=tuple(fixed), sigma=None, groups=tuple(groups), dispersion=dispersion)
 
 
-def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None = None) -> Priors:
+def resolve_priors(
+    design: Design, overrides: Mapping[str, Any] | Priors | None = None, *, centered: bool | None = None
+) -> Priors:
     """Defaults with the user's overrides applied.
 
     Parameters
@@ -341,6 +299,10 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
 
         A prior is ``lb.Prior("Normal", mu=0, sigma=10)`` or the same as a dict,
         ``{"dist": "Normal", "mu": 0, "sigma": 10}``.
+    centered : bool, optional
+        Whether the intercept's prior (and G's, in a correlated block) applies at the means
+        of the predictors (:attr:`Priors.centered`). None: an ``overrides`` that is a whole
+        :class:`Priors` keeps its own, anything else gets True.
 
     Examples
     --------
@@ -350,7 +312,11 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
     >>> m.priors.fixed_by_name["Days"], m.priors.group_by_name["Subject"].eta
     (Normal(mu=0, sigma=20), 4.0)
     """
-    base = default_priors(design)
+    if centered is None:
+        centered = overrides.centered if isinstance(overrides, Priors) else True
+    if not isinstance(centered, bool):
+        raise TypeError(f"center_predictors must be True or False, got {type(centered).__name__}")
+    base = replace(default_priors(design), centered=centered)
     if overrides is None:
         return base
     if isinstance(overrides, Priors):
@@ -381,7 +347,8 @@ def resolve_priors(design: Design, overrides: Mapping[str, Any] | Priors | None 
             hint = validate.did_you_mean(str(key), known)
             raise ValueError(f"priors: unknown key {key!r}{hint}; known keys: {known}")
     _check_block_families(design, groups)
-    return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()), dispersion=dispersion)
+    return Priors(fixed=tuple(fixed.items()), sigma=sigma, groups=tuple(groups.items()), dispersion=dispersion,
+                  centered=centered)
 
 
 def _check_block_families(design: Design, groups: Mapping[str, GroupPriors]) -> None:

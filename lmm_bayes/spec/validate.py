@@ -174,7 +174,7 @@ def check_full_rank(X: np.ndarray, columns: Sequence[str]) -> None:
         return
     # each column to unit length: a column of large values (I(x ** 2)) must not make the others look like zero
     norms = np.linalg.norm(X, axis=0)
-    X = X / np.where(norms > 0, norms, 1.0)
+    raw, X = X, X / np.where(norms > 0, norms, 1.0)
     tol = max(X.shape) * np.finfo(float).eps * max(np.abs(X).max(), 1.0)
     rank = np.linalg.matrix_rank(X, tol=tol * np.sqrt(X.shape[0]))
     if rank == X.shape[1]:
@@ -191,7 +191,18 @@ def check_full_rank(X: np.ndarray, columns: Sequence[str]) -> None:
         f"the fixed-effects design is rank deficient (rank {rank} of {X.shape[1]} columns): "
         f"{', '.join(repr(a) for a in aliased)} is a linear combination of the columns before it. "
         "Remove it from the formula, or check for duplicated or constant predictors"
+        + "".join(_offset_hint(raw[:, list(columns).index(a)], a) for a in aliased)
     )
+
+
+def _offset_hint(x: np.ndarray, name: str) -> str:
+    """A column that varies, but by less than rounding against its size, looks constant: say so."""
+    spread, top = float(np.std(x)), float(np.max(np.abs(x)))
+    if spread == 0.0 or spread > 1e-9 * top:
+        return ""
+    mean = float(np.mean(x))
+    return (f"; {name!r} varies by only {spread:.3g} around {mean:.6g}, too little against its size for "
+            f"float64 to tell it from a constant: subtract a constant from it (e.g. {name} - {mean:.6g})")
 
 
 def _natural_key(label: str) -> tuple:

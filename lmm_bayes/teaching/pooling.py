@@ -42,7 +42,7 @@ from lmm_bayes.results.estimates import (
     population_values,
     posterior_shrinkage,
 )
-from lmm_bayes.results.fit import fit_model
+from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.glm_pooling import no_finite_estimate
 from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.results.shrinkage import glm_posterior_shrinkage, link_scale
@@ -227,7 +227,7 @@ def compare_pooling(
     **fit_kwargs
         Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
         ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
-        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.results.fit.fit_model`.
+        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.results.fitting.fit_model`.
 
     Returns
     -------
