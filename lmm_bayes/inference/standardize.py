@@ -271,7 +271,7 @@ class Standardization:
         return out
 
     def max_predictor_correlation(self) -> float:
-        """The largest |correlation| between two columns of X other than the intercept (0 with fewer).
+        """The largest absolute correlation between two columns of X other than the intercept (0 with fewer).
 
         From the rows in memory, or from a reduction's sums over every row.
         """
