@@ -203,7 +203,8 @@ def test_newer_format_version_raises(fit, tmp_path, monkeypatch):
     monkeypatch.setattr(io, "FORMAT_VERSION", io.FORMAT_VERSION + 1)
     fit.save(path)
     monkeypatch.undo()
-    with pytest.raises(io.FitFileError, match=r"format version 2, newer than this lmm-bayes reads.*upgrade"):
+    newer = io.FORMAT_VERSION + 1
+    with pytest.raises(io.FitFileError, match=rf"format version {newer}, newer than this lmm-bayes reads.*upgrade"):
         lb.load(path)
 
 
@@ -381,8 +382,12 @@ def test_checksums_are_stored_and_a_file_without_them_still_loads(nested_fit, ra
             "observed_data/y", "posterior/subject", "attribute 'formula'", f"{io.DATA_GROUP}/col_3"} <= set(sums)
     path = damage(raw, lambda t: None, tmp_path / "fit.nc")
     assert CHECKSUMS not in lb.load(path).idata.attrs
-    damage(raw, lambda t: None, path, keep_checksums=False)  # as written before checksums existed
-    np.testing.assert_array_equal(lb.load(path).predict().values, nested_fit.predict().values)
+    damage(raw, set_root(lmm_bayes_format_version=1), path, keep_checksums=False)  # before checksums existed
+    with pytest.warns(UserWarning, match=r"predates full checksums"):
+        np.testing.assert_array_equal(lb.load(path).predict().values, nested_fit.predict().values)
+    damage(raw, lambda t: None, path, keep_checksums=False)  # a current file stripped of them
+    with pytest.raises(lb.errors.FitFileError, match=r"has no checksums although its format version"):
+        lb.load(path)
     damage(raw, set_root(lmm_bayes_checksums="not json"), path)
     with pytest.raises(lb.errors.FitFileError, match=r"its checksums attribute is damaged"):
         lb.load(path)

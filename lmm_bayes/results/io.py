@@ -12,23 +12,26 @@ a format marker, a format version and the checksums. :func:`load` rebuilds
 ``predict``, summaries and plots work as before saving. No pickle: loading a file
 runs no code from it.
 
-Checksums: the root attribute ``lmm_bayes_checksums`` maps each item the numbers
-depend on besides the draws (every variable of ``observed_data``, ``constant_data``
-and the training data, the posterior's coordinates, the training data's and the
-root attributes but format marker, version and writer) to the SHA-256 of its
-content; :func:`load` raises :class:`~lmm_bayes.errors.FitFileError` naming each
-item that differs. It also rebuilds the design from the training data and compares
-y, X, the codes, Z and the level labels with the stored ones.
+Integrity (:mod:`lmm_bayes.results.io_integrity`): before anything is read, the
+file is walked with h5py and refused if any of it lives elsewhere (an external or
+soft link, external storage, a virtual dataset). The root attribute
+``lmm_bayes_checksums`` maps every item of the file (each variable of every group,
+the draws included, each group's and root attribute) to the SHA-256 of its content;
+:func:`load` raises :class:`~lmm_bayes.errors.FitFileError` naming each item that
+differs, is missing or was added, and when the checksums themselves are missing.
+It also rebuilds the design from the training data and compares y, X, the codes, Z
+and the level labels with the stored ones. Whatever h5py, netCDF or xarray raise
+on a damaged file becomes a ``FitFileError`` (the original as its ``__cause__``).
 
-Format version policy: :data:`FORMAT_VERSION` is bumped only when older readers
-could no longer read a file correctly. Older readers ignore the checksums, so files
-with them stay version 1; a file without them (from before they existed) loads
-with the rebuild check only.
+Format versions: :data:`FORMAT_VERSION` is bumped when older readers could no
+longer read a file correctly or would check it less than it asks. Version 2 (full
+checksums, required) replaced version 1, whose checksums, when present, left out
+the draws, sample stats and log likelihood; version-1 files still load, checked as
+then, with a warning saying how to re-save them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -42,6 +45,13 @@ import xarray as xr
 from lmm_bayes.errors import FitFileError
 from lmm_bayes.inference.layout import BETA, b_name, codes_name, coef_name, posterior_vars, z_name
 from lmm_bayes.results.base import FittedModel, check_fitted
+from lmm_bayes.results.io_integrity import (
+    CHECKSUM_ATTR,
+    FULL_CHECKSUMS_VERSION,
+    alterations,
+    check_self_contained,
+    checksums,
+)
 from lmm_bayes.results.io_reduction import REDUCTION_GROUP, SKELETON_GROUP, rebuild_model, reduction_groups
 from lmm_bayes.spec.family import family_of
 
@@ -52,18 +62,14 @@ __all__ = ["CHECKSUM_ATTR", "ENGINE", "FORMAT", "FORMAT_VERSION", "FitFileError"
 
 #: value of the root attribute ``lmm_bayes_format`` that marks our files
 FORMAT = "lmm-bayes-fit"
-#: bumped when the layout changes so that older readers cannot read the file
-FORMAT_VERSION = 1
+#: bumped when older readers could not read a file correctly, or would check it less than it asks (2: full checksums)
+FORMAT_VERSION = 2
 ENGINE = "h5netcdf"
 DATA_GROUP = "lmm_bayes_data"
 #: root attribute naming the kind of fit (``FittedModel.kind``); files without it hold a mixed model
 KIND_ATTR = "lmm_bayes_kind"
-#: root attribute holding the checksums (JSON ``{item: sha256}``); files written before it have none
-CHECKSUM_ATTR = "lmm_bayes_checksums"
-_UNCHECKED = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_by", CHECKSUM_ATTR)
-_FILE_ATTRS = (*_UNCHECKED, KIND_ATTR)
+_FILE_ATTRS = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_by", CHECKSUM_ATTR, KIND_ATTR)
 _OWN_GROUPS = (DATA_GROUP, REDUCTION_GROUP, SKELETON_GROUP)  # the model's data; the rest is the DataTree
-_CHECKED_GROUPS = ("observed_data", "constant_data", *_OWN_GROUPS)
 _ROW = "row"
 _KINDS = ("categorical", "bool", "numeric", "string")
 
@@ -200,62 +206,6 @@ def _clean(ds: xr.Dataset) -> xr.Dataset:
     return ds.assign(fixes) if fixes else ds
 
 
-# ---------------------------------------------------------------------------- checksums
-
-
-def _canonical(value: Any) -> Any:
-    """A JSON-able form of an attribute value that survives the netCDF round trip (numbers as floats)."""
-    a = np.asarray(value)
-    if a.dtype.kind in "biuf":
-        return a.astype(float).tolist()
-    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in a.ravel().tolist()]
-
-
-def _digest(values: Any, *parts: Any) -> str:
-    """SHA-256 of an array (numbers as float64 bytes, anything else as text) and JSON-able ``parts``."""
-    a = np.asarray(values)
-    h = hashlib.sha256(json.dumps([a.shape, *parts], sort_keys=True, default=str).encode())
-    if a.dtype.kind in "biuf":
-        h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
-    else:
-        h.update(json.dumps(_canonical(a)).encode())
-    return h.hexdigest()
-
-
-def _checksums(tree: xr.DataTree) -> dict[str, str]:
-    """The checksum of every covered item of ``tree`` (see the module docstring)."""
-    sums = {f"attribute {k!r}": _digest(_canonical(v)) for k, v in tree.attrs.items() if k not in _UNCHECKED}
-    for group in _CHECKED_GROUPS:
-        if group in tree.children:
-            ds = tree[group].to_dataset()
-            for name, var in ds.variables.items():
-                attrs = {k: _canonical(v) for k, v in var.attrs.items()}
-                sums[f"{group}/{name}"] = _digest(var.values, list(var.dims), attrs)
-    if DATA_GROUP in tree.children:
-        sums[f"{DATA_GROUP} attributes"] = _digest([], {k: _canonical(v) for k, v in tree[DATA_GROUP].attrs.items()})
-    if "posterior" in tree.children:
-        for name, coord in tree["posterior"].to_dataset().coords.items():
-            sums[f"posterior/{name}"] = _digest(coord.values, list(coord.dims))
-    return sums
-
-
-def _alterations(tree: xr.DataTree, path: Path) -> str:
-    """What differs from when the file was saved, by its checksums ("": nothing, or no checksums)."""
-    stored = tree.attrs.get(CHECKSUM_ATTR)
-    if stored is None:
-        return ""  # written before checksums existed
-    try:
-        stored = json.loads(stored)
-    except (TypeError, ValueError):
-        stored = None
-    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
-        raise FitFileError(f"{str(path)!r}: its checksums attribute is damaged; the file may be damaged")
-    now = _checksums(tree)
-    problems = [f"{k} {'differs' if k in now else 'is missing'}" for k, v in stored.items() if now.get(k) != v]
-    why = "its checksums do not match, so its numbers cannot be trusted; save the fit again from its source"
-    return f"was altered after it was saved ({'; '.join(problems)}): {why}" if problems else ""
-
-
 # ---------------------------------------------------------------------------- save / load
 
 
@@ -263,8 +213,8 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
     """Write a fit (any :class:`~lmm_bayes.results.base.FittedModel`) to one netCDF file (h5netcdf engine).
 
     The file holds every draw, the formula, the priors, the provenance, the
-    training data and the checksums of all but the draws, so :func:`load` can
-    rebuild everything ``predict`` needs and tell an altered file. An existing
+    training data and the checksums of all of it, so :func:`load` can rebuild
+    everything ``predict`` needs and tell an altered file. An existing
     file at ``path`` is replaced (the new one is written next to it first, so a
     failed write leaves the old one intact). The fit is not changed.
 
@@ -302,7 +252,7 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
     tree.attrs.update({k: v for k, v in fit.idata.attrs.items() if k not in _FILE_ATTRS})
     tree.attrs.update({"lmm_bayes_format": FORMAT, "lmm_bayes_format_version": FORMAT_VERSION,
                        "lmm_bayes_saved_by": __version__, KIND_ATTR: fit.kind})
-    tree.attrs[CHECKSUM_ATTR] = json.dumps(_checksums(tree), sort_keys=True)
+    tree.attrs[CHECKSUM_ATTR] = json.dumps(checksums(tree), sort_keys=True)
     tmp = path.with_name(f".{path.name}.partial")
     try:
         tree.to_netcdf(tmp, engine=ENGINE)
@@ -333,10 +283,19 @@ def load(path: str | os.PathLike) -> FittedModel:
         No file at ``path``.
     FitFileError
         (a ``ValueError``) The file is not a netCDF file written by lmm-bayes, was
-        written by a newer format version, holds an unknown kind of fit, was altered
-        after saving (its checksums differ), is damaged (an attribute, the training
-        data or the posterior cannot be read), or its stored design no longer matches
-        the design rebuilt from its training data. The message names the file and the problem.
+        written by a newer format version, holds an unknown kind of fit, refers to
+        another file (an external or soft link, external storage, a virtual dataset:
+        refused before anything is read), was altered after saving (its checksums
+        differ or are missing), is damaged (h5py, netCDF or xarray cannot read it,
+        or an attribute, the training data or the posterior cannot be read), or its
+        stored design no longer matches the design rebuilt from its training data.
+        The message names the file and the problem.
+
+    Warns
+    -----
+    UserWarning
+        The file has format version 1, whose checksums left out the draws: load and
+        save it again (``lb.load(path).save(path)``) to check it fully from then on.
 
     Examples
     --------
@@ -355,13 +314,14 @@ def load(path: str | os.PathLike) -> FittedModel:
     path = _check_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no fit file at {str(path)!r}")
+    check_self_contained(path)  # nothing of another file is ever read
     try:
         tree = xr.load_datatree(path, engine=ENGINE)
-    except (OSError, ValueError, KeyError, TypeError) as err:  # h5py raises OSError for non-HDF5 content
+    except Exception as err:  # h5py, h5netcdf and xarray raise many kinds on damaged files
         raise FitFileError(
-            f"{str(path)!r} is not an lmm-bayes fit file (it cannot be read as netCDF4: {err}); "
-            "write one with fit.save(path)"
-        ) from None
+            f"{str(path)!r} is damaged or not an lmm-bayes fit file (it cannot be read as netCDF4: "
+            f"{type(err).__name__}: {err}); save the fit again from its source, or write one with fit.save(path)"
+        ) from err
     marker = tree.attrs.get("lmm_bayes_format")
     if not isinstance(marker, str) or marker != FORMAT or DATA_GROUP not in tree.children:
         raise FitFileError(
@@ -385,13 +345,28 @@ def load(path: str | os.PathLike) -> FittedModel:
             f"{str(path)!r} holds a fit of kind {kind!r}, which this lmm-bayes does not know "
             f"(it knows {sorted(kinds)}); upgrade lmm-bayes to load it"
         )
-    altered = _alterations(tree, path)
+    try:
+        altered = alterations(tree, path, version)
+    except FitFileError:
+        raise
+    except Exception as err:  # values of a damaged file no checksum can be taken of
+        raise FitFileError(f"{str(path)!r} is damaged: its checksums cannot be computed ({err})") from err
     try:
         fit = _read_fit(tree, path, kinds[kind])
     except FitFileError as err:  # the most telling message first, the checksums' verdict after it
-        raise FitFileError(f"{err}; besides, the file {altered}" if altered else str(err)) from None
+        raise FitFileError(f"{err}; besides, the file {altered}" if altered else str(err)) from err.__cause__
+    except Exception as err:  # whatever else a damaged file makes go wrong
+        why = altered or f"is damaged ({type(err).__name__}: {err})"
+        raise FitFileError(f"{str(path)!r} {why}") from err
     if altered:
         raise FitFileError(f"{str(path)!r} {altered}")
+    if version < FULL_CHECKSUMS_VERSION:
+        warnings.warn(
+            f"{str(path)!r} has fit-file format version {version}, which predates full checksums: its draws, "
+            "sample stats and log likelihood (or, without checksums, all of it) cannot be checked for "
+            "alteration. Save it again to check it fully from now on: lb.load(path).save(path)",
+            UserWarning, stacklevel=2,
+        )
     return fit
 
 
