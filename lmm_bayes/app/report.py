@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.results.effects import is_categorical
 from lmm_bayes.results.summary import format_table
 from lmm_bayes.spec.family import family_of
 
@@ -51,13 +53,18 @@ def _image(caption: str, fig) -> list[str]:
 
 def _effects_x(fit: Fit, g) -> str | None:
     """The predictor an effects plot of factor ``g`` runs along: its first numeric random slope, else the first
-    numeric fixed predictor; None if there is none."""
-    data = fit.design.data
-    numeric = [c for c in data.columns if c != fit.design.response and pd.api.types.is_numeric_dtype(data[c])
-               and not pd.api.types.is_bool_dtype(data[c])]
-    factors = {f for h in fit.design.groups for f in h.factors}
-    for name in [*g.effects, *fit.design.X_columns]:
-        if name in numeric and name not in factors:
+    numeric fixed predictor, else the first categorical fixed predictor (points per level); None if there is none."""
+    design = fit.design
+    data = design.data
+    factors = {f for h in design.groups for f in h.factors}
+    columns = [c for c in data.columns if c != design.response and c not in factors]
+    numeric = [c for c in columns if not is_categorical(fit, c)]
+    for name in [*g.effects, *design.X_columns]:
+        if name in numeric:
+            return name
+    fixed = " ".join(design.spec.fixed_terms)
+    for name in design.spec.predictor_variables:
+        if name in columns and is_categorical(fit, name) and re.search(rf"\b{re.escape(name)}\b", fixed):
             return name
     return None
 
@@ -71,8 +78,9 @@ def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
     out: list[tuple[str, Callable[[], object]]] = []
     x = _effects_x(fit, g)
     if x is not None:
-        out.append((f"Effects of {x} by {name}: population line and band, every {name}'s line, data",
-                    lambda: fit.plot_effects(x, group=name)))
+        what = ("population mean and interval per level, every {0}'s points, data" if is_categorical(fit, x)
+                else "population line and band, every {0}'s line, data").format(name)
+        out.append((f"Effects of {x} by {name}: {what}", lambda: fit.plot_effects(x, group=name)))
     out.append((f"Cluster effects by {name} (caterpillar)", lambda: plots.plot_caterpillar(fit, name)))
     counts = g.counts()
     if g.n_effects >= 2 and np.all(counts == counts[0]):
