@@ -445,7 +445,7 @@ def build_design(
     single = {g.factors[0]: (g.codes, g.levels) for g in groups if len(g.factors) == 1}
     explicit = {g.name for g in groups}
     if len(single) > 1:
-        validate.check_implicit_nesting(single, explicit)
+        validate.check_implicit_nesting(single, explicit, y)
 
     return Design(
         spec=spec,

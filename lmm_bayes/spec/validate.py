@@ -30,6 +30,7 @@ __all__ = [
     "check_group",
     "check_grouping",
     "check_implicit_nesting",
+    "labels_without_shared_effect",
     "check_levels_calls",
     "check_missing",
     "check_names",
@@ -239,12 +240,65 @@ def restarted_labels(inner: tuple[np.ndarray, Sequence[str]], outer: np.ndarray)
     return prefixes and per_outer["size"].nunique() > 1
 
 
-def check_implicit_nesting(factors: dict[str, tuple[np.ndarray, Sequence[str]]], explicit: set[str]) -> None:
-    """Warn when a factor's labels restart inside each level of another factor (:func:`restarted_labels`).
+def labels_without_shared_effect(inner: np.ndarray, outer: np.ndarray, y: np.ndarray) -> bool:
+    """Whether an inner factor's labels, though repeated in every outer level, carry no shared effect.
+
+    The signature of a balanced design mislabelled as crossed: neurons ``n1..n5`` in every
+    subject, each subject's ``n1`` its own neuron. On the (outer, inner) cell means, with the
+    outer means removed, a two-way analysis of variance then finds the inner labels differing
+    strongly *within* each outer level (interaction mean square above 4 times what the rows'
+    own noise gives a cell mean) but no more *across* them than that interaction explains
+    (inner mean square below 3 times it: F(I - 1, df) stays below 3 unless labels mean the same
+    thing everywhere). Genuinely crossed factors, items whose effect is shared by the subjects
+    who see them, have an inner mean square far above the interaction's; factors without any
+    effect have no interaction. Needs rows repeated within cells (to know the noise) and
+    labels seen in at least two outer levels; else False.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> s, n = np.repeat(np.arange(6), 50), np.tile(np.repeat(np.arange(5), 10), 6)
+    >>> own = rng.normal(0, 2, (6, 5))  # every subject's neuron k is its own neuron
+    >>> labels_without_shared_effect(n, s, own[s, n] + rng.normal(size=300))
+    True
+    >>> shared = rng.normal(0, 2, 5)  # item k is the same item for everyone: crossed
+    >>> labels_without_shared_effect(n, s, shared[n] + rng.normal(size=300))
+    False
+    """
+    frame = pd.DataFrame({"i": inner, "o": outer, "y": np.asarray(y, dtype=float)})
+    cells = frame.groupby(["o", "i"])["y"].agg(["mean", "var", "size"]).reset_index()
+    cells = cells[cells["i"].map(cells["i"].value_counts()) >= 2]  # labels seen in two outer levels or more
+    replicated = cells["size"] >= 2
+    n_outer, n_inner = cells["o"].nunique(), cells["i"].nunique()
+    if n_outer < 2 or n_inner < 2 or replicated.sum() < 2:
+        return False
+    within = float((cells.loc[replicated, "var"] * (cells.loc[replicated, "size"] - 1)).sum()
+                   / (cells.loc[replicated, "size"] - 1).sum())
+    resid = cells["mean"] - cells.groupby("o")["mean"].transform("mean")
+    shared = resid.groupby(cells["i"]).transform("mean")
+    df_int = len(cells) - n_outer - n_inner + 1
+    if df_int < 1 or not within > 0:
+        return False
+    ms_int = float(((resid - shared) ** 2).sum()) / df_int
+    per_label = resid.groupby(cells["i"]).agg(["mean", "size"])
+    ms_inner = float((per_label["size"] * per_label["mean"] ** 2).sum()) / (n_inner - 1)
+    noise = within * float(np.mean(1.0 / cells["size"]))  # the variance of a cell mean from the rows' noise
+    return ms_int > 4 * noise and ms_inner < 3 * ms_int
+
+
+def check_implicit_nesting(
+    factors: dict[str, tuple[np.ndarray, Sequence[str]]], explicit: set[str], y: np.ndarray | None = None
+) -> None:
+    """Warn when a factor's labels restart inside each level of another factor.
 
     ``(1 | neuron)`` with neurons numbered from 1 in every subject merges neuron 1 of every
-    subject into one cluster; ``(1 | subject:neuron)`` is almost always meant. Crossed
-    factors (items seen by many subjects) are left alone.
+    subject into one cluster; ``(1 | subject:neuron)`` is almost always meant. Two signatures:
+    the labels restart with different counts per outer level (:func:`restarted_labels`), or,
+    in a balanced design where the labels alone cannot tell, they carry no effect shared
+    across the outer levels while differing within each (:func:`labels_without_shared_effect`,
+    from ``y``). Crossed factors (items seen by many subjects, with effects of their own) are
+    left alone.
     """
     names = list(factors)  # in formula order: the outer factor is written first
     for k, outer in enumerate(names):
@@ -252,16 +306,22 @@ def check_implicit_nesting(factors: dict[str, tuple[np.ndarray, Sequence[str]]],
             if f"{outer}:{inner}" in explicit:
                 continue
             if restarted_labels(factors[inner], factors[outer][0]):
-                warnings.warn(
-                    f"labels of {inner!r} restart inside each level of {outer!r} (each {outer} has the "
-                    f"first few of the same {inner} labels): (1 | {inner}) treats equal labels in different "
-                    f"{outer} levels as one cluster. If each {outer} has its own {inner}s, write "
-                    f"(1 | {outer}:{inner}) (or (1 | {outer}/{inner})); if the factors are crossed on "
-                    "purpose, ignore this warning",
-                    ImplicitNestingWarning,
-                    stacklevel=4,
-                )
-                return
+                why = f"each {outer} has the first few of the same {inner} labels"
+            elif y is not None and labels_without_shared_effect(factors[inner][0], factors[outer][0], y):
+                why = (f"every {outer} has the same {inner} labels, but a label's data agree no more across "
+                       f"{outer} levels than different labels do within one: each {outer}'s {inner}s look "
+                       "like its own")
+            else:
+                continue
+            warnings.warn(
+                f"labels of {inner!r} restart inside each level of {outer!r} ({why}): (1 | {inner}) treats "
+                f"equal labels in different {outer} levels as one cluster. If each {outer} has its own "
+                f"{inner}s, write (1 | {outer}:{inner}) (or (1 | {outer}/{inner})); if the factors are "
+                "crossed on purpose, ignore this warning",
+                ImplicitNestingWarning,
+                stacklevel=4,
+            )
+            return
 
 
 def check_choice(value: Any, choices: Sequence[str], name: str) -> str:
