@@ -128,7 +128,8 @@ def test_raw_sums_lose_an_offset_that_the_working_design_keeps(sleep):
 
 
 def _nested_frame():
-    return lb.datasets.load("sleepstudy")
+    sleep = lb.datasets.load("sleepstudy")  # Reaction on a binary grid: y + c exact for a whole c
+    return sleep.assign(Reaction=np.round(sleep["Reaction"] * 1024) / 1024)
 
 
 def _crossed_frame():
@@ -185,12 +186,14 @@ def _moved(kind, c, s, d, a):
 
 @pytest.mark.parametrize("kind", list(LOGLIK_CASES))
 @settings(max_examples=25, deadline=None)
-@given(c=st.integers(-10**9, 10**9), log_s=st.floats(-8, 8), d=st.integers(-10**9, 10**9), log_a=st.floats(-8, 8))
+@given(c=st.integers(-10**9, 10**9), log_s=st.integers(-27, 27), d=st.integers(-10**9, 10**9), log_a=st.integers(-27, 27))
 def test_working_likelihood_does_not_see_where_the_data_sit(kind, c, log_s, d, log_a):
-    """y -> s (y + c), x -> a (x + d) (whole shifts, data on a binary grid: y + c is exact, so only the model
-    moves): at the same working parameters the working likelihoods agree to 1e-8 relative, and the Jacobians differ by exactly -n log s, so log p(y' | θ') = log p(y | θ) - n log s at
+    """y -> s (y + c), x -> a (x + d), c and d whole numbers to 1e9, s and a powers of two from 2^-27 to 2^27
+    (about 1e-8 to 1e8), data on a binary grid: the moved data are exact, so only the model moves (at
+    s (y + c) ~ 1e15 a decimal s would round away 1e-7 of y's spread in the data themselves). At the same
+    working parameters the working likelihoods agree to 1e-8 relative, and the Jacobians differ by exactly -n log s, so log p(y' | θ') = log p(y | θ) - n log s at
     corresponding points θ' (next test). Fails when y or x is not shifted before the sums are formed."""
-    design, moved, s, c = _moved(kind, float(c), 10.0**log_s, float(d), 10.0**log_a)
+    design, moved, s, c = _moved(kind, float(c), 2.0**log_s, float(d), 2.0**log_a)
     _, _, _, _, _, beta, sigma, G, _ = LOGLIK_CASES[kind]
     w, wm = standardize(design), standardize(moved)
     point = w.to_working(_point(design, beta, sigma, {k: np.asarray(v, float) for k, v in G.items()}))
@@ -202,16 +205,16 @@ def test_working_likelihood_does_not_see_where_the_data_sit(kind, c, log_s, d, l
 
 @pytest.mark.parametrize("kind", list(LOGLIK_CASES))
 @settings(max_examples=25, deadline=None)
-@given(c=st.integers(-10**9, 10**9), log_s=st.floats(-8, 8), d=st.integers(-1000, 1000), log_a=st.floats(-8, 8))
+@given(c=st.integers(-10**9, 10**9), log_s=st.integers(-27, 27), d=st.integers(-1000, 1000), log_a=st.integers(-27, 27))
 def test_marginal_loglik_moves_by_the_jacobian_only(kind, c, log_s, d, log_a):
     """The same in the user's parameters: the moved point θ' (β, G = T G T' and σ moved with the data) gives
     log p(y | θ) - n log s to 1e-8 relative. The shift of x is kept to 1e3 here: the user's G at x = 0 then
     holds d² G_xx, and the float64 representation of θ' itself (not the likelihood) loses the rest."""
     _, _, _, _, _, beta, sigma, G, slope = LOGLIK_CASES[kind]
-    design, moved, s, c = _moved(kind, float(c), 10.0**log_s, float(d), 10.0**log_a)
+    design, moved, s, c = _moved(kind, float(c), 2.0**log_s, float(d), 2.0**log_a)
     G = {k: np.asarray(v, dtype=float) for k, v in G.items()}
     reference = _loglik(kind, design, beta, sigma, G)
-    point = _moved_point(beta, sigma, G, design.X_columns, s=s, c=c, a=10.0**log_a, d=d, slope_effect=slope)
+    point = _moved_point(beta, sigma, G, design.X_columns, s=s, c=c, a=2.0**log_a, d=d, slope_effect=slope)
     got = _loglik(kind, moved, *point)
     assert got == pytest.approx(reference - design.n * np.log(s), rel=1e-8)
 
