@@ -248,8 +248,11 @@ def sbc(
         response=response,
         priors=model.priors,
         params=params,
+        # every refit on the model's own working scale: the same working priors, so a PyMC graph
+        # (method="full") is compiled once for all simulations, as before the standardization
         fit_kwargs=tuple(dict(draws=draws, tune=tune, chains=chains, method=method, sampler=sampler,
-                              centered=centered).items()),
+                              centered=centered,
+                              scales=standardize(design, centered=model.priors.centered).scales).items()),
         thin=thin,
         parent_pid=os.getpid(),
         glm=glm,

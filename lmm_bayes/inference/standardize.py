@@ -60,7 +60,7 @@ from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.distribution import is_constant
 from lmm_bayes.spec.priors import GroupPriors, Priors
 
-__all__ = ["ColumnScale", "Standardization", "standardize", "check_representable"]
+__all__ = ["ColumnScale", "Standardization", "WorkingScales", "standardize", "check_representable"]
 
 #: a column whose spread is below this fraction of its magnitude has lost its variation to rounding
 MIN_RELATIVE_SPREAD = 1e-13
@@ -74,6 +74,21 @@ class ColumnScale:
 
     shift: float = 0.0
     scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class WorkingScales:
+    """Every column's shift and scale, without the designs: what a refit of the same structure reuses.
+
+    :func:`standardize` with ``scales=`` takes these instead of the data's own means and SDs,
+    so refits of one model on new responses (simulation-based calibration, bootstraps) get
+    the same working priors, hence the same compiled graph, while any fixed shift and scale
+    is still an exact reparameterisation. Picklable (it crosses to worker processes).
+    """
+
+    y: ColumnScale
+    x: tuple[ColumnScale, ...]
+    z: tuple[tuple[str, tuple[ColumnScale, ...]], ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +118,11 @@ class Standardization:
     x: tuple[ColumnScale, ...]
     z: dict[str, tuple[ColumnScale, ...]]
     centered: bool
+
+    @property
+    def scales(self) -> WorkingScales:
+        """The shifts and scales alone (:class:`WorkingScales`), to standardize another data set alike."""
+        return WorkingScales(y=self.y, x=self.x, z=tuple(self.z.items()))
 
     @property
     def is_identity(self) -> bool:
@@ -354,7 +374,7 @@ def _checked(mean: float, sd: float, top: float, name: str) -> ColumnScale:
     return ColumnScale(mean, sd)
 
 
-def standardize(design: Design, *, centered: bool = True) -> Standardization:
+def standardize(design: Design, *, centered: bool = True, scales: WorkingScales | None = None) -> Standardization:
     """The working design of ``design`` and the maps between the parameterisations (module docstring).
 
     Parameters
@@ -363,6 +383,9 @@ def standardize(design: Design, *, centered: bool = True) -> Standardization:
     centered : bool
         Centre X (and Z inside correlated blocks with an intercept) as well as scale them;
         the priors' :attr:`~lmm_bayes.Priors.centered`.
+    scales : WorkingScales, optional
+        Another standardization's shifts and scales (:attr:`Standardization.scales`) to use
+        instead of this data's: the same working priors for every refit of one structure.
 
     Raises
     ------
@@ -370,6 +393,8 @@ def standardize(design: Design, *, centered: bool = True) -> Standardization:
         A column (response, predictor or random-effect column) that float64 cannot carry:
         see :func:`check_representable`.
     """
+    if scales is not None:
+        return _alike(design, scales, centered)
     red = design.reduction
     has_intercept = "Intercept" in design.X_columns
     # the columns of F = [Z_1 ... Z_K, X, y], as a reduction orders them; y and X are checked
@@ -397,6 +422,18 @@ def standardize(design: Design, *, centered: bool = True) -> Standardization:
         start += g.n_effects
     work = _working_design(design, y, tuple(x), z)
     return Standardization(design=work, user=design, y=y, x=tuple(x), z=z, centered=centered)
+
+
+def _alike(design: Design, scales: WorkingScales, centered: bool) -> Standardization:
+    """:func:`standardize` with given shifts and scales, for a design of the same structure."""
+    z = dict(scales.z)
+    same = (len(scales.x) == design.X.shape[1] and list(z) == [g.name for g in design.groups]
+            and all(len(z[g.name]) == g.n_effects for g in design.groups))
+    if not same:
+        raise ValueError("scales= come from a model of another structure (other columns or grouping factors); "
+                         "take them from a model of the same formula")
+    work = _working_design(design, scales.y, scales.x, z)
+    return Standardization(design=work, user=design, y=scales.y, x=scales.x, z=z, centered=centered)
 
 
 def _column(red, index: int, values: np.ndarray, name: str) -> ColumnScale:

@@ -15,7 +15,7 @@ from lmm_bayes.errors import MethodNote, SamplingWarning
 from lmm_bayes.inference.layout import KEEP_B
 from lmm_bayes.inference.methods import Full, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, choose_adaptation, sample_posterior
-from lmm_bayes.inference.standardize import standardize
+from lmm_bayes.inference.standardize import WorkingScales, standardize
 from lmm_bayes.results.fit import Fit
 from lmm_bayes.spec import validate
 
@@ -40,6 +40,7 @@ def fit_model(
     log_likelihood: bool | Literal["auto"] = "auto",
     keep_b: str = "all",
     adaptation: str = "auto",
+    scales: WorkingScales | None = None,
 ) -> Fit:
     """Sample the posterior of an :class:`~lmm_bayes.LMM`.
 
@@ -93,6 +94,12 @@ def fit_model(
         pointwise log-likelihood (LOO) are unavailable and say so; the fixed effects,
         variance components, ICC and predictions for new clusters work as usual.
 
+    scales : WorkingScales, optional
+        The working scale of another fit of the same formula (``other_standardization.scales``,
+        :mod:`lmm_bayes.inference.standardize`) instead of this data's: refits on new
+        responses (simulation-based calibration) then share one compiled graph. The
+        posterior is the same either way (any fixed shift and scale is exact).
+
     Returns
     -------
     Fit
@@ -118,7 +125,7 @@ def fit_model(
             "use keep_b='all' (or 'float32'), or log_likelihood=False"
         )
     # every method samples the standardized model and maps its draws back (inference/standardize.py)
-    working = standardize(model.design, centered=model.priors.centered)
+    working = standardize(model.design, centered=model.priors.centered, scales=scales)
     strategy, note = resolve_method(working.design, method, centered=centered, sampler=settings.sampler)
     if note:
         warnings.warn(note, MethodNote, stacklevel=3)
