@@ -90,6 +90,22 @@ class WorkingScales:
     x: tuple[ColumnScale, ...]
     z: tuple[tuple[str, tuple[ColumnScale, ...]], ...]
 
+    def powers_of_two(self) -> WorkingScales:
+        """The same shifts with every scale rounded to a power of two: the priors' numbers then map
+        exactly (a prior's 1 stays 1 within a factor of two, in binary), which refits that share
+        one scale (simulation-based calibration) use.
+
+        Examples
+        --------
+        >>> WorkingScales(y=ColumnScale(3.0, 0.886), x=(), z=()).powers_of_two().y
+        ColumnScale(shift=3.0, scale=1.0)
+        """
+        def rounded(c: ColumnScale) -> ColumnScale:
+            return ColumnScale(c.shift, float(2.0 ** np.round(np.log2(c.scale))))
+
+        return WorkingScales(y=rounded(self.y), x=tuple(map(rounded, self.x)),
+                             z=tuple((g, tuple(map(rounded, cs))) for g, cs in self.z))
+
 
 @dataclass(frozen=True, eq=False)
 class Standardization:
