@@ -222,10 +222,12 @@ def test_removed_checksums_are_refused(saved, tmp_path):
         f["observed_data/y"][0] += 100.0
         f["lmm_bayes_data/col_0"][0] += 100.0  # Reaction, so that the rebuilt design agrees
         del f.attrs[CHECKSUMS]
-    refused(path, rf"has no checksums although its format version {io.FORMAT_VERSION} stores them")
+    err = refused(path, rf"has no checksums although its format version {io.FORMAT_VERSION} stores them")
+    assert "352" not in str(err)  # the tampered value (Reaction 249.56 + 100) is not read into the message
     with h5py.File(copy(saved, tmp_path, "untampered.nc"), "a") as f:
         del f.attrs[CHECKSUMS]
-    refused(tmp_path / "untampered.nc", r"has no checksums")
+    err = refused(tmp_path / "untampered.nc", r"has no checksums")
+    assert isinstance(err, lb.errors.FitFileError) and err.__cause__ is None  # refused by the check itself
 
 
 # ---------------------------------------------------------------- files of the previous version
@@ -304,7 +306,8 @@ def test_downgraded_version_does_not_escape_the_full_checksums(saved, tmp_path):
     flip_bit(path, "posterior/beta")
     with h5py.File(path, "a") as f:
         f.attrs[VERSION] = np.int64(1)
-    refused(path, r"altered after it was saved")
+    err = refused(path, r"altered after it was saved")
+    assert "posterior/beta" in str(err)  # the flipped item is named, as a full version-2 check does
 
 
 # ---------------------------------------------------------------- damaged metadata
