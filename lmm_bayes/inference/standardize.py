@@ -159,13 +159,7 @@ class Standardization:
 
     def _t_inverse(self, g: GroupDesign) -> np.ndarray:
         """T_g⁻¹: the user's b of one cluster from the working one (without the response scale)."""
-        cs = self.z[g.name]
-        Tinv = np.diag([1.0 / c.scale for c in cs])
-        i0 = g.effects.index("Intercept") if "Intercept" in g.effects else None
-        for k, c in enumerate(cs):
-            if c.shift != 0.0:
-                Tinv[i0, k] = -c.shift / c.scale
-        return Tinv
+        return np.linalg.solve(self._t(g), np.eye(g.n_effects))
 
     def _t(self, g: GroupDesign) -> np.ndarray:
         cs = self.z[g.name]
@@ -254,10 +248,7 @@ class Standardization:
             else:
                 sample = [d for d in ("chain", "draw") if d in posterior[sd].dims]
                 G = covariance_values(_with_sample_dims(posterior, sample), g)
-                G = sy**2 * np.einsum("ij,...jk,lk->...il", Tinv, G, Tinv)
-                s = np.sqrt(np.diagonal(G, axis1=-2, axis2=-1))
-                R = G / (s[..., :, None] * s[..., None, :])
-                R[..., np.arange(g.n_effects), np.arange(g.n_effects)] = 1.0
+                s, R = _sd_corr(sy**2 * np.einsum("ij,...jk,lk->...il", Tinv, G, Tinv))
                 s, R = _drop_sample_dims(s, sample), _drop_sample_dims(R, sample)
                 out[sd] = (posterior[sd].transpose(*sample, ...).copy(data=s))
                 if corr in posterior:
@@ -298,11 +289,9 @@ class Standardization:
             sample = [d for d in ("chain", "draw") if d in posterior[sd].dims]
             G = covariance_values(_with_sample_dims(posterior, sample), g)
             T = self._t(g)
-            G = np.einsum("ij,...jk,lk->...il", T, G, T) / sy**2
-            s = np.sqrt(np.diagonal(G, axis1=-2, axis2=-1))
+            s, R = _sd_corr(np.einsum("ij,...jk,lk->...il", T, G, T) / sy**2)
             out[sd] = posterior[sd].transpose(*sample, ...).copy(data=_drop_sample_dims(s, sample))
             if corr in posterior:
-                R = G / (s[..., :, None] * s[..., None, :])
                 out[corr] = posterior[corr].transpose(*sample, ...).copy(data=_drop_sample_dims(R, sample))
         return out
 
@@ -334,6 +323,15 @@ class Standardization:
         if self.y == ColumnScale():
             return np.asarray(y_working)
         return self.y.shift + self.y.scale * np.asarray(y_working)
+
+
+def _sd_corr(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SDs and correlations (unit diagonal exactly) of covariance matrices (..., q, q)."""
+    s = np.sqrt(np.diagonal(G, axis1=-2, axis2=-1))
+    R = G / (s[..., :, None] * s[..., None, :])
+    q = G.shape[-1]
+    R[..., np.arange(q), np.arange(q)] = 1.0
+    return s, R
 
 
 def _with_sample_dims(posterior: xr.Dataset, sample: list[str]) -> xr.Dataset:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.spec.distribution import is_constant
+
 __all__ = ["Reduction", "add_partial_sums", "crossproducts", "partial_sums"]
 
 
@@ -293,8 +295,7 @@ class Reduction:
     def constant(self, column: int) -> bool:
         """Whether a column holds one value, up to rounding in its last bits (as in memory:
         :func:`lmm_bayes.spec.distribution.is_constant`; ``Days + 1e6`` is not constant)."""
-        top = max(abs(float(self.maxs[column])), abs(float(self.mins[column])))
-        return bool(float(self.maxs[column]) - float(self.mins[column]) <= 4 * np.spacing(top))
+        return is_constant(np.array([self.mins[column], self.maxs[column]], dtype=float))
 
 
 def partial_sums(F: np.ndarray, codes: np.ndarray, n_leaves: int, reference: np.ndarray,
