@@ -62,7 +62,7 @@ numpydoc_validation_checks = {"GL08", "PR10"}
 numpydoc_validation_exclude = {r"\.__init__$", r"\.__call__$", r"^builtins\.", r"\.with_traceback$",
                                r"\.add_note$",
                                # the stage modules' own pages: checked for parsing, not for completeness
-                               r"^lmm_bayes\.(spec|inference|results|teaching|calibration|app)\."}
+                               r"^lmm_bayes\.(api|spec|inference|results|teaching|calibration|app)\."}
 
 # every cross-reference must resolve, except to the libraries this site does not host
 nitpicky = True
@@ -73,8 +73,9 @@ nitpick_ignore_regex = [
 
 # Names in __all__ by pipeline stage, in the order a user meets them.
 STAGES = [
-    ("spec", "Model specification", "Formula text to a frozen model: ``LMM``, the parsed formula, the design and the priors."),
-    ("results", "Results", "Fitted models, their tables, prediction, comparison, saving and loading."),
+    ("api", "Models and fits", "The user's objects: ``LMM`` and ``GLMM``, their fits, the pooling comparison and ``load``."),
+    ("spec", "Model specification", "Formula text to a frozen model: the parsed formula, the design and the priors."),
+    ("results", "Results", "Fitted models' tables, prediction and comparison."),
     ("teaching", "Teaching", "Pooling comparisons and the pictures that go with them."),
     ("calibration", "Calibration", "Data simulated with known truth and simulation-based calibration."),
     ("errors", "Errors and warnings", "Every error and warning class the package raises."),
@@ -89,7 +90,7 @@ def _stage(name: str) -> str:
     return parts[1] if len(parts) > 1 else "lmm_bayes"
 
 
-STAGE_PACKAGES = ["spec", "inference", "results", "teaching", "calibration", "app"]
+STAGE_PACKAGES = ["api", "spec", "inference", "results", "teaching", "calibration", "app"]
 
 
 def reexported() -> dict[str, list[str]]:

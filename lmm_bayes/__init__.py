@@ -22,6 +22,10 @@ app           ``modelfile``, ``cli``, ``report``
 """
 
 from lmm_bayes import datasets
+from lmm_bayes.api.fit import Fit, PoolingFit
+from lmm_bayes.api.io import load
+from lmm_bayes.api.model import GLMM, LMM
+from lmm_bayes.api.pooling import compare_pooling
 from lmm_bayes.calibration.sbc import SBCResult, sbc
 from lmm_bayes.calibration.simulate import Simulation, simulate, simulate_hierarchy
 from lmm_bayes.errors import (
@@ -37,16 +41,11 @@ from lmm_bayes.errors import (
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.comparison import compare
 from lmm_bayes.results.contextual import within_between
-from lmm_bayes.results.fit import Fit
-from lmm_bayes.results.io import load
-from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.spec.design import Design, GroupDesign, build_design
 from lmm_bayes.spec.family import Family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
-from lmm_bayes.spec.glmm import GLMM
-from lmm_bayes.spec.model import LMM
 from lmm_bayes.spec.priors import Prior, Priors
-from lmm_bayes.teaching.pooling import PoolingComparison, compare_pooling
+from lmm_bayes.teaching.pooling import PoolingComparison
 from lmm_bayes.version import __version__
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The house rules, checked: imports run down the pipeline, no private names cross modules, small modules."""
+"""The house rules, checked: imports run down the pipeline, no import cycle, no private names cross modules, small modules."""
 
 from __future__ import annotations
 
@@ -33,6 +33,98 @@ def test_stages_import_only_down_the_pipeline(monkeypatch):
 
     monkeypatch.chdir(ROOT)
     assert lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0, "run .venv/bin/lint-imports to see why"
+
+
+def _in_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def _imported_modules(path: Path, known: set[str]) -> set[str]:
+    """Every module of the package ``path`` imports when it runs: at the top or inside a function,
+    and each package a submodule sits in (Python runs its ``__init__`` first), but not the root
+    package (the public face, which imports everything) nor under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    here = _module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)) or _in_type_checking(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            module = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, module] if module else base)
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in known else module for a in node.names]
+        for target in targets:
+            parts = target.split(".")
+            found.update(".".join(parts[:k]) for k in range(2, len(parts) + 1) if ".".join(parts[:k]) in known)
+    found.discard(here)
+    return found
+
+
+def import_cycles(paths: list[Path]) -> list[list[str]]:
+    """The import cycles among ``paths`` (Tarjan's strongly connected components of two or more)."""
+    names = {_module_name(p): p for p in paths}
+    graph = {name: sorted(_imported_modules(path, set(names))) for name, path in names.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # recursion depth is at most the number of modules
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in graph:
+        if name not in index:
+            visit(name)
+    return cycles
+
+
+def test_no_import_cycle_at_run_time():
+    """No chain of imports, deferred ones included, leads from a module back to itself."""
+    cycles = import_cycles([p for p in _modules() if p != PACKAGE / "__init__.py"])
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_import_cycle_check_can_fail():
+    """The check above catches a deliberate cycle closed by an import inside a function."""
+    first, second = PACKAGE / "spec" / "probe_cycle_a.py", PACKAGE / "spec" / "probe_cycle_b.py"
+    first.write_text("from lmm_bayes.spec import probe_cycle_b\n")
+    second.write_text("def f():\n    from lmm_bayes.spec.probe_cycle_a import g\n")
+    try:
+        assert import_cycles([first, second, *(PACKAGE / "spec").glob("design.py")]) == [
+            ["lmm_bayes.spec.probe_cycle_a", "lmm_bayes.spec.probe_cycle_b"]
+        ]
+    finally:
+        first.unlink()
+        second.unlink()
 
 
 def _private_imports(path: Path) -> list[str]:

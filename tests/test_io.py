@@ -11,7 +11,7 @@ import xarray as xr
 import lmm_bayes as lb
 from lmm_bayes.inference.layout import constant_data
 from lmm_bayes.results import io
-from lmm_bayes.results.pooling_fit import PoolingFit
+from lmm_bayes.api.fit import PoolingFit
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 FAST = {"draws": 500, "tune": 500, "chains": 2, "progressbar": False, "method": "full"}

@@ -187,7 +187,7 @@ def no_pooling_fit(sleepstudy):
     settings = SamplerSettings(draws=500, tune=500, chains=2, seed=5, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return fit_no_pooling(model, "Subject", settings=settings)
+        return lb.PoolingFit.of(fit_no_pooling(model, "Subject", settings=settings))
 
 
 def test_caterpillar_of_a_no_pooling_fit(no_pooling_fit):

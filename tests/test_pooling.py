@@ -17,7 +17,7 @@ from scipy.stats import norm, spearmanr
 import lmm_bayes as lb
 from lmm_bayes.results import contextual, covariance, shrinkage
 from lmm_bayes.results.estimates import identified, normal_equations
-from lmm_bayes.results.pooling_fit import PoolingFit
+from lmm_bayes.api.fit import PoolingFit
 from lmm_bayes.results.shrinkage import ESTIMATE_COLUMNS
 from lmm_bayes.teaching import pooling_plots
 

@@ -44,8 +44,14 @@ from typing import Any
 
 import pandas as pd
 
+from lmm_bayes import datasets
+from lmm_bayes.api.model import GLMM, LMM
+from lmm_bayes.calibration.simulate import simulate_hierarchy
 from lmm_bayes.errors import ModelFileError
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.family import get_family
+from lmm_bayes.spec.formula import parse_formula
+from lmm_bayes.spec.glmm import split_glm_formula
 
 __all__ = ["ModelFile", "ModelFileError", "data_path", "load_model_file"]
 
@@ -104,8 +110,6 @@ class ModelFile:
 
     def data(self) -> pd.DataFrame:
         """The data the file names."""
-        from lmm_bayes import datasets
-
         src = self.data_source
         if "dataset" in src:
             try:
@@ -120,8 +124,6 @@ class ModelFile:
                 raise ModelFileError(
                     f"{self.path}: [data] path: {src['path']!r} cannot be read as CSV ({type(err).__name__})"
                 ) from None
-        from lmm_bayes.calibration.simulate import simulate_hierarchy
-
         kwargs = dict(src["simulate"])
         for key in ("n_neurons", "n_trials", "trials"):  # (low, high) ranges are TOML arrays
             if isinstance(kwargs.get(key), list):
@@ -131,9 +133,6 @@ class ModelFile:
 
     def model(self):
         """The :class:`~lmm_bayes.LMM` the file describes (a :class:`~lmm_bayes.GLMM` with a ``family``)."""
-        from lmm_bayes.spec.glmm import GLMM
-        from lmm_bayes.spec.model import LMM
-
         if self.glm:
             return GLMM(self.formula, self.data(), **self.glm, priors=self.priors or None, na_action=self.na_action)
         return LMM(self.formula, self.data(), priors=self.priors or None, na_action=self.na_action)
@@ -196,10 +195,6 @@ def load_model_file(path: str | Path) -> ModelFile:
     ModelFileError
         (a ValueError) bad TOML, unknown or missing keys, wrong types, a bad formula.
     """
-    from lmm_bayes.spec.family import get_family
-    from lmm_bayes.spec.formula import parse_formula
-    from lmm_bayes.spec.glmm import split_glm_formula
-
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path must be a file path, got {type(path).__name__}")
     path = Path(path)

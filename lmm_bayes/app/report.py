@@ -9,17 +9,17 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from lmm_bayes.api.fit import Fit
+from lmm_bayes.results.comparison import HIGH_PARETO_K
+from lmm_bayes.results.covariance import group_covariance
 from lmm_bayes.results.effects import is_categorical
 from lmm_bayes.results.summary import format_table
 from lmm_bayes.spec.family import family_of
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+from lmm_bayes.teaching import check_plots, glm_plots, plots, pooling_plots
 
 __all__ = ["report_html", "write_report"]
 
@@ -71,9 +71,6 @@ def _effects_x(fit: Fit, g) -> str | None:
 
 def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
     """Every figure of one grouping factor."""
-    from lmm_bayes.results.covariance import group_covariance
-    from lmm_bayes.teaching import check_plots, plots, pooling_plots
-
     name = g.name
     out: list[tuple[str, Callable[[], object]]] = []
     x = _effects_x(fit, g)
@@ -98,8 +95,6 @@ def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
 
 
 def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
-    from lmm_bayes.teaching import check_plots, glm_plots, plots
-
     chains = fit.posterior.sizes["chain"]
     family = family_of(fit.design)
     out: list[tuple[str, Callable[[], object]]] = [
@@ -162,8 +157,6 @@ def _diagnostic_text(name: str, value: object) -> str:
 
 def _loo_section(fit: Fit) -> list[str]:
     """The PSIS-LOO table; its Pareto-k warning, if any, goes into the report beneath it, not to the screen."""
-    from lmm_bayes.results.comparison import HIGH_PARETO_K
-
     if "log_likelihood" not in fit.idata.children:
         return []
     with warnings.catch_warnings(record=True) as caught:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,10 +52,8 @@ from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.priors import Priors, resolve_priors
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.spec.model import LMM
 
 __all__ = ["SBCResult", "draw_prior", "failures_table", "ranks_dataset", "sbc"]
 
@@ -144,7 +142,7 @@ def draw_prior(
 
 
 def sbc(
-    model: LMM,
+    model: MixedModel,
     *,
     n_sims: int,
     draws: int,
@@ -185,13 +183,13 @@ def sbc(
         Tuning steps per chain; default ``max(draws, 200)``.
     chains : int
     method, sampler : str
-        As for :meth:`LMM.fit`.
+        As for :meth:`lmm_bayes.LMM.fit`.
     centered : bool
-        As for :meth:`LMM.fit`: for a GLMM, hierarchical centering of the full method (for
+        As for :meth:`lmm_bayes.LMM.fit`: for a GLMM, hierarchical centering of the full method (for
         clusters that hold much data).
     sim_priors : Priors or mapping, optional
         Draw the truth from these priors instead of the model's (overrides as
-        for :class:`LMM`); a prior that differs from the fitting prior makes a
+        for :class:`~lmm_bayes.LMM`); a prior that differs from the fitting prior makes a
         deliberately miscalibrated check.
     progressbar : bool
         A progress bar over simulations.
@@ -214,9 +212,7 @@ def sbc(
     >>> res.ranks["g_sd"].dims, res.n_draws
     (('sim', 'g_effect'), 50)
     """
-    from lmm_bayes.spec.model import LMM
-
-    if not isinstance(model, LMM):
+    if not isinstance(model, MixedModel):
         raise TypeError(f"model must be an lb.LMM, got {type(model).__name__}")
     n_sims = validate.check_positive_int(n_sims, "n_sims")
     draws = validate.check_positive_int(draws, "draws")
@@ -280,8 +276,8 @@ def sbc(
     return SBCResult.from_ranks(ranks, n_draws, diagnostics=diagnostics, failures=failures_table(failures))
 
 
-def _sim_priors(model: LMM, overrides: Priors | Mapping[str, Any] | None) -> Priors:
-    """The model's priors with ``overrides`` applied (as :class:`LMM` applies them to the defaults)."""
+def _sim_priors(model: MixedModel, overrides: Priors | Mapping[str, Any] | None) -> Priors:
+    """The model's priors with ``overrides`` applied (as :class:`~lmm_bayes.LMM` applies them to the defaults)."""
     if overrides is None or isinstance(overrides, Priors):
         return model.priors if overrides is None else overrides
     if not isinstance(overrides, Mapping):
@@ -328,7 +324,7 @@ def _simulate_tasks(design: Design, priors: Priors, params: Sequence[Hyperparame
     return tasks
 
 
-def _refit_recipe(model: LMM, response: str) -> tuple[str, pd.DataFrame, tuple[tuple[str, Any], ...]]:
+def _refit_recipe(model: MixedModel, response: str) -> tuple[str, pd.DataFrame, tuple[tuple[str, Any], ...]]:
     """The formula, the data without the response, and a GLMM's family arguments, to refit each simulation.
 
     A binomial model written ``cbind(successes, failures)`` is refitted as

@@ -34,6 +34,7 @@ from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
 from lmm_bayes.spec.family import GAUSSIAN, Family, get_family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
+from lmm_bayes.spec.glmm import GeneralizedMixedModel, split_glm_formula
 
 __all__ = [
     "Simulation", "draw_glm_response", "draw_response", "plain_response", "simulate", "simulate_hierarchy",
@@ -243,7 +244,7 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
     formula : str
         lme4 syntax; the response must be a plain column name (it may be absent
         from ``data``; if present, it is replaced). For a family other than Gaussian,
-        ``offset(expr)`` terms are added to the linear predictor, as in :class:`GLMM`.
+        ``offset(expr)`` terms are added to the linear predictor, as in :class:`~lmm_bayes.GLMM`.
     data : pandas.DataFrame
         The predictors and grouping columns.
     params : dict
@@ -313,9 +314,7 @@ def simulate(formula: str, data: pd.DataFrame, *, params: Mapping[str, Any], see
 
 def _simulate_glm(formula: str, data: pd.DataFrame, params: Any, seed: Seed, fam: Family,
                   trials: str | None) -> Simulation:
-    """:func:`simulate` for other families: :class:`GLMM`'s design (offsets, trials), the family's draws."""
-    from lmm_bayes.spec.glmm import GLMM, split_glm_formula
-
+    """:func:`simulate` for other families: a GLMM's design (offsets, trials), the family's draws."""
     plain, cbind, _ = split_glm_formula(formula)
     if cbind is not None:
         raise ValueError("simulate takes the successes as a plain response with trials='<column>', "
@@ -327,7 +326,7 @@ def _simulate_glm(formula: str, data: pd.DataFrame, params: Any, seed: Seed, fam
         raise TypeError(f"trials must name a column of data, got {type(trials).__name__}")
     response = plain_response(parse_formula(plain))  # as for a Gaussian response: a plain column
     validate.check_dataframe(data)
-    design = GLMM(formula, data.assign(**{response: 0}), family=fam, trials=trials).design
+    design = GeneralizedMixedModel(formula, data.assign(**{response: 0}), family=fam, trials=trials).design
     beta, G, aux = check_params(params, design.X_columns, design.groups,
                                 scale="dispersion" if fam.name == "negativebinomial" else None)
     y, b = draw_glm_response(design.X, design.groups, beta, G, fam, seeded_rng(seed), aux=aux,

@@ -34,7 +34,10 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.inference.layout import Hyperparameter, hyperparameter_draws
+from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.summary import diagnose
+from lmm_bayes.spec.glmm import GeneralizedMixedModel
+from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.priors import Priors
 
 __all__ = [
@@ -204,18 +207,13 @@ def _isolate_compiledir(parent_pid: int) -> None:
 def run_one(ctx: Context, task: Task) -> Outcome:
     """Fit one simulated data set, rank the truth, check the sampler; runs wherever the executor puts it."""
     _isolate_compiledir(ctx.parent_pid)
-    from lmm_bayes.spec.glmm import GLMM
-    from lmm_bayes.spec.model import LMM
-
     start = time.perf_counter()
     data = ctx.data.assign(**{ctx.response: task.y})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = GLMM(ctx.formula, data, priors=ctx.priors, **dict(ctx.glm)) if ctx.glm else LMM(
-            ctx.formula, data, priors=ctx.priors)
-        fit = model.fit(
-            **dict(ctx.fit_kwargs), seed=task.seed, progressbar=False, log_likelihood=False
-        )
+        model = GeneralizedMixedModel(ctx.formula, data, priors=ctx.priors, **dict(ctx.glm)) if ctx.glm else (
+            MixedModel(ctx.formula, data, priors=ctx.priors))
+        fit = fit_model(model, **dict(ctx.fit_kwargs), seed=task.seed, progressbar=False, log_likelihood=False)
     posterior = fit.idata.posterior.to_dataset()
     health = diagnose([hyperparameter_draws(posterior, ctx.params)], fit.idata.sample_stats.to_dataset())
     return Outcome(

@@ -23,7 +23,7 @@ from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
-    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.spec.model import MixedModel as LMM
 
 __all__ = ["FittedModel", "check_fitted"]
 
@@ -211,38 +211,3 @@ class FittedModel:
                 SamplingWarning,
                 stacklevel=stacklevel,
             )
-
-    # ---------------------------------------------------------------- elsewhere (facade methods)
-    def save(self, path: Any) -> None:
-        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> import pathlib, tempfile
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.nc"
-        >>> fit.save(path)
-        >>> lb.load(path).fixef().index.tolist()
-        ['Intercept', 'Days']
-        """
-        from lmm_bayes.results.io import save
-
-        save(self, path)
-
-    def plot_caterpillar(self, group: str, **kwargs: Any):
-        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> fig = fit.plot_caterpillar("Subject")
-        >>> [ax.get_title() for ax in fig.axes]
-        ['Intercept']
-        """
-        from lmm_bayes.teaching.plots import plot_caterpillar
-
-        return plot_caterpillar(self, group, **kwargs)

@@ -16,7 +16,7 @@ from lmm_bayes.spec import validate
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr
 
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["contextual_effect", "contextual_effect_draws", "within_between"]
 

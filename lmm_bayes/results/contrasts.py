@@ -23,11 +23,12 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec.matrices import categorical_columns
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["contrast_draws", "contrasts", "reference_grid"]
 
@@ -152,7 +153,7 @@ def contrast_draws(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
     True
     """
     grid = reference_grid(fit, variable, at=at)
-    mu = fit.predict(grid, levels="population", kind="mean")  # (chain, draw, obs)
+    mu = predict(fit, grid, levels="population", kind="mean")  # (chain, draw, obs)
     labels = grid[variable].astype(str).to_numpy()
     order = list(dict.fromkeys(labels))
     means = [mu.isel(obs=np.flatnonzero(labels == lev)).mean("obs") for lev in order]

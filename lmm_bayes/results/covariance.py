@@ -17,7 +17,7 @@ from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
     from lmm_bayes.spec.design import GroupDesign
 
 

@@ -49,7 +49,7 @@ from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.matrices import categorical_columns
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["BANDS", "cluster_means", "conditional_effects", "is_categorical", "reference_row"]
 

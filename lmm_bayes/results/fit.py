@@ -1,8 +1,9 @@
-"""``Fit``: what a user reads from a fitted mixed model (tables are pandas, draws are xarray).
+"""``MixedModelFit``: the tables of a fitted mixed model (tables are pandas, draws are xarray).
 
 Summaries are computed from ``fit.idata`` (an ArviZ DataTree); nothing here samples
-(:func:`lmm_bayes.results.fitting.fit_model` does, and wraps the draws in a ``Fit``). Methods that live in other modules (``predict``, ``shrinkage``, plots) are facades
-that import their module inside the method.
+(:func:`lmm_bayes.results.fitting.fit_model` does, and wraps the draws in a ``MixedModelFit``).
+The user's :class:`lmm_bayes.Fit` (:mod:`lmm_bayes.api.fit`) is its subclass, which adds the
+methods whose work lives in other modules (``predict``, ``shrinkage``, plots, ``save``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from lmm_bayes.inference.layout import (
 from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
-from lmm_bayes.results.fit_facades import FitFacades
 from lmm_bayes.results.glm import describe, ratio_table, residual_variance_draws
 from lmm_bayes.results.summary import (
     DEFAULT_CI,
@@ -40,13 +40,15 @@ from lmm_bayes.results.summary import (
 from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["Fit", "check_fit"]
+__all__ = ["MixedModelFit", "check_fit"]
 
 
-class Fit(FitFacades, FittedModel):
+class MixedModelFit(FittedModel):
     """A fitted mixed model: the draws (``idata``), the model, and readable summaries.
 
-    Obtain one from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`.
+    The user's :class:`lmm_bayes.Fit`, from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`,
+    is this class plus the methods of :mod:`lmm_bayes.api.fit`; every function of the results
+    stage takes either.
 
     Attributes
     ----------
@@ -318,23 +320,6 @@ class Fit(FitFacades, FittedModel):
         """
         return hypothesis.hypothesis(self, hypotheses, ci=ci, prob=prob)
 
-    def contrasts(self, variable: str, **kwargs: Any) -> pd.DataFrame:
-        """Population means of a categorical predictor's levels and their pairwise differences.
-
-        See :func:`lmm_bayes.results.contrasts.contrasts`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("log_radon ~ C(floor) + (1 | county)", lb.datasets.load("radon")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> fit.contrasts("floor").index.tolist()
-        [('mean', '0'), ('mean', '1'), ('difference', '1 - 0')]
-        """
-        from lmm_bayes.results.contrasts import contrasts
-
-        return contrasts(self, variable, **kwargs)
-
     def r2(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Marginal and conditional R² with posterior intervals (:func:`lmm_bayes.results.comparison.r2`).
 
@@ -392,6 +377,6 @@ class Fit(FitFacades, FittedModel):
         )
 
 
-def check_fit(fit: Any) -> Fit:
+def check_fit(fit: Any) -> MixedModelFit:
     """``fit`` must be an :class:`lmm_bayes.Fit` (a fitted mixed model); returns it."""
-    return check_fitted(fit, Fit)
+    return check_fitted(fit, MixedModelFit)

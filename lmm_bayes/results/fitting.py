@@ -1,4 +1,4 @@
-"""``fit_model``: sample a model's posterior and wrap it as a :class:`~lmm_bayes.results.fit.Fit`.
+"""``fit_model``: sample a model's posterior and wrap it as a :class:`~lmm_bayes.results.fit.MixedModelFit`.
 
 The one place a fit is made: the design is standardized (:mod:`lmm_bayes.inference.standardize`),
 the method resolved for the working design (:func:`~lmm_bayes.inference.methods.resolve_method`),
@@ -16,17 +16,17 @@ from lmm_bayes.inference.layout import KEEP_B
 from lmm_bayes.inference.methods import Full, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, choose_adaptation, sample_posterior
 from lmm_bayes.inference.standardize import WorkingScales, standardize
-from lmm_bayes.results.fit import Fit
+from lmm_bayes.results.fit import MixedModelFit
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.spec.model import MixedModel
 
 __all__ = ["fit_model"]
 
 
 def fit_model(
-    model: LMM,
+    model: MixedModel,
     *,
     draws: int = 1000,
     tune: int = 1000,
@@ -41,12 +41,13 @@ def fit_model(
     keep_b: str = "all",
     adaptation: str = "auto",
     scales: WorkingScales | None = None,
-) -> Fit:
+) -> MixedModelFit:
     """Sample the posterior of an :class:`~lmm_bayes.LMM`.
 
     Parameters
     ----------
-    model : LMM
+    model : MixedModel
+        An :class:`~lmm_bayes.LMM` or :class:`~lmm_bayes.GLMM`.
     draws, tune, chains : int
         Draws kept per chain, tuning steps per chain, number of chains.
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
@@ -61,7 +62,7 @@ def fit_model(
         (:mod:`lmm_bayes.inference.gibbs`); ``"auto"`` picks collapsed where it applies,
         and gibbs for crossed random intercepts with many levels (see
         :func:`~lmm_bayes.inference.methods.resolve_method`). A GLMM
-        (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian) has ``"laplace"``: b
+        (:class:`~lmm_bayes.GLMM`, any family but Gaussian) has ``"laplace"``: b
         integrated out per top-level cluster by Laplace's approximation, NUTS on β and the
         variance parameters, b drawn by importance resampling, and the approximation checked
         by the importance weights' Pareto k (:mod:`lmm_bayes.inference.laplace`); for nested
@@ -102,7 +103,8 @@ def fit_model(
 
     Returns
     -------
-    Fit
+    MixedModelFit
+        The user's :class:`lmm_bayes.Fit` when called as ``model.fit(...)``.
 
     Examples
     --------
@@ -130,7 +132,7 @@ def fit_model(
     if note:
         warnings.warn(note, MethodNote, stacklevel=3)
 
-    def sample(strategy, note: str) -> Fit:
+    def sample(strategy, note: str) -> MixedModelFit:
         idata = sample_posterior(
             model.design, model.priors, strategy,
             choose_adaptation(settings, working.max_predictor_correlation(), sampled_b=isinstance(strategy, Full)),
@@ -138,7 +140,7 @@ def fit_model(
             attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
             standardization=working,
         )
-        return Fit(idata=idata, model=model)
+        return MixedModelFit(idata=idata, model=model)
 
     fit = sample(strategy, note)
     check = getattr(strategy, "check", None)  # the Laplace method's importance check

@@ -23,7 +23,7 @@ from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.family import require_gaussian as require_gaussian_design
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["KINDS", "describe", "on_scale", "ratio_table", "require_gaussian", "residual_variance_draws"]
 

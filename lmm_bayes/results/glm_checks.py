@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["binned_calibration", "rootogram"]
 
@@ -62,7 +63,7 @@ def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, p
         )
     y = fit.design.y
     k_max = int(y.max()) if max_count is None else validate.check_positive_int(max_count, "max_count", minimum=0)
-    eta = fit.predict(kind="link").transpose("chain", "draw", "obs").values
+    eta = predict(fit, kind="link").transpose("chain", "draw", "obs").values
     post = fit.posterior.transpose("chain", "draw", ...)
     aux = post[family.aux].values[:, :, None] if family.aux else None
     expected = np.empty(eta.shape[:2] + (k_max + 1,))
@@ -106,11 +107,11 @@ def binned_calibration(fit: Fit, *, bins: int = 10, ci: str = DEFAULT_CI, prob: 
     d = fit.design
     bins = validate.check_positive_int(bins, "bins", maximum=d.n)
     trials = np.ones(d.n) if getattr(d, "trials", None) is None else d.trials
-    p = fit.predict(kind="mean").mean(("chain", "draw")).values
+    p = predict(fit, kind="mean").mean(("chain", "draw")).values
     order = np.argsort(p, kind="stable")
     which = np.empty(d.n, dtype=np.int64)
     which[order] = np.arange(d.n) * bins // d.n
-    rep = fit.predict(kind="response", seed=seed).transpose("chain", "draw", "obs").values
+    rep = predict(fit, kind="response", seed=seed).transpose("chain", "draw", "obs").values
     per_bin = np.stack([rep[..., which == b].sum(-1) / trials[which == b].sum() for b in range(bins)], axis=-1)
     draws = xr.DataArray(per_bin, dims=("chain", "draw", "bin"), coords={"bin": np.arange(bins)})
     table = summarize_draws(draws, ci=ci, prob=prob, diagnostics=False)

@@ -8,7 +8,8 @@ built from Dask stores its sums and sample instead, :mod:`lmm_bayes.results.io_r
 root attributes carry the formula, the mixed model's priors (JSON), the provenance,
 the kind of fit (``FittedModel.kind``; a pooling fit's ``pooling`` and ``group`` too),
 a format marker, a format version and the checksums. :func:`load` rebuilds
-``LMM(formula, data, priors=...)`` from them and the fit of the stored kind, so
+the model (``MixedModel(formula, data, priors=...)``) from them and the fit of the stored kind,
+of the classes it is given (:class:`FitClasses`; :func:`lmm_bayes.load` gives the user's), so
 ``predict``, summaries and plots work as before saving. No pickle: loading a file
 runs no code from it.
 
@@ -35,8 +36,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,7 @@ import xarray as xr
 from lmm_bayes.errors import FitFileError
 from lmm_bayes.inference.layout import BETA, b_name, codes_name, coef_name, posterior_vars, z_name
 from lmm_bayes.results.base import FittedModel, check_fitted
+from lmm_bayes.results.fit import MixedModelFit
 from lmm_bayes.results.io_integrity import (
     CHECKSUM_ATTR,
     FULL_CHECKSUMS_VERSION,
@@ -53,12 +56,14 @@ from lmm_bayes.results.io_integrity import (
     checksums,
 )
 from lmm_bayes.results.io_reduction import REDUCTION_GROUP, SKELETON_GROUP, rebuild_model, reduction_groups
+from lmm_bayes.results.pooling_fit import PoolingModelFit
 from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.glmm import GeneralizedMixedModel
+from lmm_bayes.spec.model import MixedModel
+from lmm_bayes.spec.priors import Priors
+from lmm_bayes.version import __version__
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.spec.model import LMM
-
-__all__ = ["CHECKSUM_ATTR", "ENGINE", "FORMAT", "FORMAT_VERSION", "FitFileError", "load", "save"]
+__all__ = ["CHECKSUM_ATTR", "ENGINE", "FORMAT", "FORMAT_VERSION", "FitClasses", "FitFileError", "load", "save"]
 
 #: value of the root attribute ``lmm_bayes_format`` that marks our files
 FORMAT = "lmm-bayes-fit"
@@ -72,6 +77,21 @@ _FILE_ATTRS = ("lmm_bayes_format", "lmm_bayes_format_version", "lmm_bayes_saved_
 _OWN_GROUPS = (DATA_GROUP, REDUCTION_GROUP, SKELETON_GROUP)  # the model's data; the rest is the DataTree
 _ROW = "row"
 _KINDS = ("categorical", "bool", "numeric", "string")
+
+
+@dataclass(frozen=True)
+class FitClasses:
+    """The classes :func:`load` rebuilds a file's model and fit as.
+
+    The defaults are the stages' own; :func:`lmm_bayes.load` passes the user's
+    (:class:`lmm_bayes.LMM`, :class:`lmm_bayes.GLMM`, :class:`lmm_bayes.Fit`,
+    :class:`lmm_bayes.PoolingFit`), so a loaded fit has every method of a fitted one.
+    """
+
+    model: type[MixedModel] = MixedModel
+    glmm: type[GeneralizedMixedModel] = GeneralizedMixedModel
+    fit: type[MixedModelFit] = MixedModelFit
+    pooling_fit: type[PoolingModelFit] = PoolingModelFit
 
 
 def _check_path(path: Any) -> Path:
@@ -235,8 +255,6 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
     >>> lb.load(path).fixef().equals(fit.fixef())
     True
     """
-    from lmm_bayes.version import __version__
-
     check_fitted(fit)
     path = _check_path(path)
     if path.is_dir():
@@ -262,18 +280,21 @@ def save(fit: FittedModel, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
-def load(path: str | os.PathLike) -> FittedModel:
+def load(path: str | os.PathLike, *, classes: FitClasses | None = None) -> FittedModel:
     """Read a fit written by :func:`~lmm_bayes.results.io.save` (or ``fit.save``).
 
     Parameters
     ----------
     path : str or pathlib.Path
+    classes : FitClasses, optional
+        The classes of the model and fit it rebuilds (default: the stages' own;
+        :func:`lmm_bayes.load` gives the user's ``LMM``, ``GLMM``, ``Fit`` and ``PoolingFit``).
 
     Returns
     -------
     Fit or PoolingFit
-        The kind that was saved (a :class:`~lmm_bayes.results.pooling_fit.PoolingFit`
-        for a no- or complete-pooling fit, else a :class:`~lmm_bayes.Fit`), with its
+        The kind that was saved (a pooling fit for a no- or complete-pooling fit, else a
+        mixed model's fit), with its
         model rebuilt from the stored formula, priors and training data: ``predict``,
         summaries and plots give the same numbers as before saving.
 
@@ -308,9 +329,7 @@ def load(path: str | os.PathLike) -> FittedModel:
     >>> loaded.model.formula, loaded.posterior["Subject_b"].shape
     ('Reaction ~ Days + (1 | Subject)', (2, 500, 18, 1))
     """
-    from lmm_bayes.results.fit import Fit
-    from lmm_bayes.results.pooling_fit import PoolingFit
-
+    classes = classes or FitClasses()
     path = _check_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no fit file at {str(path)!r}")
@@ -338,8 +357,8 @@ def load(path: str | os.PathLike) -> FittedModel:
             f"(version {FORMAT_VERSION}; the file was written by lmm-bayes "
             f"{tree.attrs.get('lmm_bayes_saved_by', '?')}); upgrade lmm-bayes to load it"
         )
-    kinds: dict[str, type[FittedModel]] = {cls.kind: cls for cls in (Fit, PoolingFit)}
-    kind = str(tree.attrs.get(KIND_ATTR, Fit.kind))
+    kinds: dict[str, type[FittedModel]] = {cls.kind: cls for cls in (classes.fit, classes.pooling_fit)}
+    kind = str(tree.attrs.get(KIND_ATTR, classes.fit.kind))
     if kind not in kinds:
         raise FitFileError(
             f"{str(path)!r} holds a fit of kind {kind!r}, which this lmm-bayes does not know "
@@ -352,7 +371,7 @@ def load(path: str | os.PathLike) -> FittedModel:
     except Exception as err:  # values of a damaged file no checksum can be taken of
         raise FitFileError(f"{str(path)!r} is damaged: its checksums cannot be computed ({err})") from err
     try:
-        fit = _read_fit(tree, path, kinds[kind])
+        fit = _read_fit(tree, path, kinds[kind], classes)
     except FitFileError as err:  # the most telling message first, the checksums' verdict after it
         raise FitFileError(f"{err}; besides, the file {altered}" if altered else str(err)) from err.__cause__
     except Exception as err:  # whatever else a damaged file makes go wrong
@@ -365,16 +384,14 @@ def load(path: str | os.PathLike) -> FittedModel:
             f"{str(path)!r} has fit-file format version {version}, which predates full checksums: its draws, "
             "sample stats and log likelihood (or, without checksums, all of it) cannot be checked for "
             "alteration. Save it again to check it fully from now on: lb.load(path).save(path)",
-            UserWarning, stacklevel=2,
+            UserWarning, stacklevel=3,
         )
     return fit
 
 
-def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedModel:
+def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel], classes: FitClasses) -> FittedModel:
     """The fit of class ``cls`` in ``tree``, its model rebuilt and its design checked."""
-    from lmm_bayes.results.pooling_fit import PoolingFit
-
-    model = _rebuild_model(tree, path)
+    model = _rebuild_model(tree, path, classes)
     groups = {f"/{name}": child.to_dataset() for name, child in tree.children.items() if name not in _OWN_GROUPS}
     idata = xr.DataTree.from_dict(groups)
     idata.attrs.update({k: v for k, v in tree.attrs.items() if k not in _FILE_ATTRS})
@@ -382,7 +399,7 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
         fit = cls(idata=idata, model=model)
     except ValueError as err:  # a pooling fit's pooling or group attribute is damaged
         raise FitFileError(f"{str(path)!r}: {err}; the file may be damaged") from None
-    if isinstance(fit, PoolingFit):
+    if isinstance(fit, PoolingModelFit):
         columns, factors = fit.beta_columns, ([fit.group] if fit.pooling == "no_pooling" else [])
         needed = [BETA, *filter(None, [family_of(model.design).aux]), *(coef_name(fit.group) for _ in factors)]
     else:
@@ -395,10 +412,8 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel]) -> FittedMo
     return fit
 
 
-def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
-    """``LMM(formula, data, priors=priors)`` from the stored attributes and training data."""
-    from lmm_bayes.spec.priors import Priors
-
+def _rebuild_model(tree: xr.DataTree, path: Path, classes: FitClasses) -> MixedModel:
+    """``MixedModel(formula, data, priors=priors)`` (of ``classes``) from the stored attributes and training data."""
     for key in ("formula", "priors"):
         if not isinstance(tree.attrs.get(key), str):
             problem = f"no {key!r} attribute" if key not in tree.attrs else f"a {key!r} attribute that is not text"
@@ -415,7 +430,7 @@ def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # any data warning was given when the model was fitted
-            return rebuild_model(tree, data, priors, _dataset_to_data)  # LMM(formula, data, priors=priors)
+            return rebuild_model(tree, data, priors, _dataset_to_data, model=classes.model, glmm=classes.glmm)
     except Exception as err:  # noqa: BLE001 - whatever the formula, data or priors did wrong, the file is damaged
         raise FitFileError(
             f"{str(path)!r}: cannot rebuild the model from the stored formula, priors and training data "
@@ -424,7 +439,7 @@ def _rebuild_model(tree: xr.DataTree, path: Path) -> LMM:
 
 
 def _check_design(
-    model: LMM, tree: xr.DataTree, path: Path, *, columns: list[str], factors: list[str], needed: list[str]
+    model: MixedModel, tree: xr.DataTree, path: Path, *, columns: list[str], factors: list[str], needed: list[str]
 ) -> None:
     """The rebuilt design must be the one the draws belong to.
 

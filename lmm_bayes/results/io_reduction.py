@@ -14,17 +14,16 @@ groups are covered by the file's checksums; :func:`lmm_bayes.load` rebuilds the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from lmm_bayes.spec.design import Design
+from lmm_bayes.spec.glmm import GeneralizedMixedModel
+from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.reduction import Reduction
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.spec.model import LMM
 
 __all__ = ["REDUCTION_GROUP", "SKELETON_GROUP", "rebuild_model", "reduction_from_tree", "reduction_groups"]
 
@@ -68,16 +67,16 @@ def reduction_from_tree(tree: xr.DataTree, to_frame: Callable[[xr.Dataset], pd.D
     )
 
 
-def rebuild_model(tree: xr.DataTree, data: pd.DataFrame, priors: Any, to_frame: Callable[[xr.Dataset], pd.DataFrame]) -> LMM:
-    """The fit's model: ``LMM(formula, data, priors=priors)``, a GLMM with its stored family, link and
+def rebuild_model(
+    tree: xr.DataTree, data: pd.DataFrame, priors: Any, to_frame: Callable[[xr.Dataset], pd.DataFrame], *,
+    model: type[MixedModel] = MixedModel, glmm: type[GeneralizedMixedModel] = GeneralizedMixedModel,
+) -> MixedModel:
+    """The fit's model: ``model(formula, data, priors=priors)``, a ``glmm`` with its stored family, link and
     trials, or from the stored reduction (``data`` its sample)."""
-    from lmm_bayes.spec.glmm import GLMM
-    from lmm_bayes.spec.model import LMM
-
     if "family" in tree.attrs:  # a GLMM: family, link and trials as fitted
-        return GLMM.from_attrs(tree.attrs, data, priors=priors)
+        return glmm.from_attrs(tree.attrs, data, priors=priors)
 
     reduction = reduction_from_tree(tree, to_frame)
     if reduction is None:
-        return LMM(tree.attrs["formula"], data, priors=priors)
-    return LMM.from_reduction(tree.attrs["formula"], reduction, data, priors=priors)
+        return model(tree.attrs["formula"], data, priors=priors)
+    return model.from_reduction(tree.attrs["formula"], reduction, data, priors=priors)

@@ -1,4 +1,4 @@
-"""``PoolingFit``: a no- or complete-pooling fit, read like a :class:`~lmm_bayes.Fit`.
+"""``PoolingModelFit``: a no- or complete-pooling fit, read like a :class:`~lmm_bayes.Fit`.
 
 :func:`lmm_bayes.compare_pooling` makes them (the graphs and the sampling are in
 :mod:`lmm_bayes.teaching.pooling_models`); they live here, with the other kinds of
@@ -17,11 +17,11 @@ from lmm_bayes.results.base import FittedModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
-    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.spec.model import MixedModel as LMM
 
-__all__ = ["POOLING_KINDS", "PoolingFit", "shared_columns"]
+__all__ = ["POOLING_KINDS", "PoolingModelFit", "shared_columns"]
 
-#: The poolings a :class:`PoolingFit` can be.
+#: The poolings a :class:`PoolingModelFit` can be.
 POOLING_KINDS = ("no_pooling", "complete_pooling")
 
 
@@ -38,7 +38,7 @@ def shared_columns(design: Design, g: GroupDesign) -> list[int]:
     return [k for k, c in enumerate(design.X_columns) if c not in g.effects]
 
 
-class PoolingFit(FittedModel):
+class PoolingModelFit(FittedModel):
     """A no- or complete-pooling fit of a mixed model's rows, made by :func:`lmm_bayes.compare_pooling`.
 
     Same reading API as :class:`~lmm_bayes.Fit` (from :class:`~lmm_bayes.results.base.FittedModel`):

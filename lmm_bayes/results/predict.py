@@ -48,9 +48,10 @@ from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, 
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import NewRows
 from lmm_bayes.spec.family import family_of
+from lmm_bayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
     from lmm_bayes.spec.design import GroupDesign
 
 __all__ = ["KINDS", "LEVELS", "covariance_draws", "predict", "predict_summary"]
@@ -259,8 +260,6 @@ def predict(
     >>> bool(p.std(("chain", "draw"))[0] < p.std(("chain", "draw"))[1])  # a new subject is less certain
     True
     """
-    from lmm_bayes.version import __version__
-
     fit = check_fit(fit)
     data = _check_data(data)
     validate.check_choice(levels, LEVELS, "levels")

@@ -13,21 +13,25 @@ Predictions for new rows live in :mod:`lmm_bayes.results.predict`.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pymc as pm
 import scipy.sparse as sp
 import xarray as xr
 
 from lmm_bayes.inference.layout import posterior_vars
+from lmm_bayes.inference.model_graph import model_graph
 from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.model import MixedModel
+from lmm_bayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
-    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["STATS", "cluster_stat_check", "posterior_predictive", "prior_predictive"]
 
@@ -63,8 +67,6 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     >>> fit.posterior_predictive(seed=1).idata["posterior_predictive"]["y"].dims
     ('chain', 'draw', 'obs')
     """
-    from lmm_bayes.results.fit import Fit
-
     fit = check_fit(fit)
     draws = predict(fit, None, levels="existing", kind="response", seed=seed)
     obs = fit.idata["observed_data"]["obs"].values
@@ -76,7 +78,7 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     pp.attrs["seed"] = int(seed) if isinstance(seed, (int, np.integer)) else -1
     tree = fit.idata.copy()
     tree["posterior_predictive"] = xr.DataTree(pp)
-    return Fit(idata=tree, model=fit.model)
+    return type(fit)(idata=tree, model=fit.model)  # the caller's kind of fit (the user's lb.Fit)
 
 
 _PROVENANCE = ("lmm_bayes_version", "formula", "priors", "sampler", "method")
@@ -168,7 +170,7 @@ def cluster_stat_check(
 # ---------------------------------------------------------------------------- prior predictive
 
 
-def prior_predictive(model: LMM, *, draws: int = 500, seed: int | None = None) -> xr.DataTree:
+def prior_predictive(model: MixedModel, *, draws: int = 500, seed: int | None = None) -> xr.DataTree:
     """Draws from the prior and the prior predictive on the model's rows.
 
     Shows what the priors imply on the data's scale before any fitting.
@@ -195,14 +197,7 @@ def prior_predictive(model: LMM, *, draws: int = 500, seed: int | None = None) -
     >>> pp["prior_predictive"]["y"].shape, sorted(pp["prior"].data_vars)
     ((1, 50, 180), ['Subject_b', 'Subject_sd', 'beta', 'sigma'])
     """
-    import logging
-
-    import pymc as pm
-
-    from lmm_bayes.spec.model import LMM
-    from lmm_bayes.version import __version__
-
-    if not isinstance(model, LMM):
+    if not isinstance(model, MixedModel):
         raise TypeError(f"model must be an lmm_bayes.LMM, got {type(model).__name__}")
     draws = validate.check_positive_int(draws, "draws")
     if seed is not None:
@@ -212,7 +207,7 @@ def prior_predictive(model: LMM, *, draws: int = 500, seed: int | None = None) -
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        with model.pymc_model(standardized=True):
+        with model_graph(model, standardized=True):
             tree = pm.sample_prior_predictive(draws=draws, random_seed=seed)
     finally:
         logger.setLevel(level)

@@ -33,7 +33,7 @@ from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["FITTED_LEVELS", "fitted", "fitted_draws", "residuals"]
 

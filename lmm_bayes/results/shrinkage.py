@@ -28,12 +28,13 @@ from lmm_bayes.results.estimates import (
 )
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.glm_pooling import cluster_glm, glm_model_shrinkage, no_finite_estimate
+from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
     from lmm_bayes.spec.design import Design
 
 __all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "glm_posterior_shrinkage", "link_scale", "shrinkage"]
@@ -275,7 +276,7 @@ def glm_posterior_shrinkage(fit: Fit, g) -> np.ndarray:
     design, post = fit.design, fit.posterior
     family = family_of(design)
     aux = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
-    eta = fit.predict(kind="link").transpose("chain", "draw", "obs").values.reshape(-1, design.n)
+    eta = predict(fit, kind="link").transpose("chain", "draw", "obs").values.reshape(-1, design.n)
     G = covariance_values(post, g).reshape(-1, g.n_effects, g.n_effects)
     return glm_model_shrinkage(family, design.y, eta, g.Z, g.codes, g.n_levels, G,
                                trials=getattr(design, "trials", None), aux=aux)

@@ -1,4 +1,5 @@
-"""The :class:`GLMM` facade: counts and choices with the formulas, designs, priors and results of :class:`LMM`.
+"""A generalized mixed model as data (:class:`GeneralizedMixedModel`, the spec of :class:`lmm_bayes.GLMM`):
+counts and choices with the formulas, designs and priors of :class:`~lmm_bayes.LMM`.
 
 The API: ``lb.GLMM(formula, data, family="poisson")``, a subclass of :class:`~lmm_bayes.LMM`
 sharing everything (formula syntax, designs, priors and their overrides, ``fit``, every
@@ -45,9 +46,10 @@ from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.family import GAUSSIAN, Family, check_trials, get_family
 from lmm_bayes.spec.formula import parse_formula
-from lmm_bayes.spec.model import LMM
+from lmm_bayes.spec.model import MixedModel
+from lmm_bayes.spec.priors import resolve_priors
 
-__all__ = ["GLMDesign", "GLMM", "split_glm_formula"]
+__all__ = ["GLMDesign", "GeneralizedMixedModel", "split_glm_formula"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,47 +123,11 @@ def split_glm_formula(formula: str) -> tuple[str, tuple[str, str] | None, tuple[
     return f"{lhs} ~ {' + '.join(kept)}", binomial, offsets
 
 
-class GLMM(LMM):
-    """A Bayesian generalized linear mixed model ``g(E[y]) = X beta + Z b + offset``.
+class GeneralizedMixedModel(MixedModel):
+    """A generalized mixed model as data: family, link, trials and offset on top of :class:`MixedModel`.
 
-    Parameters
-    ----------
-    formula : str
-        lme4 syntax, plus ``cbind(successes, failures)`` as the response and ``offset(...)`` terms.
-    data : pandas.DataFrame
-    family : {"poisson", "negativebinomial", "bernoulli", "binomial", "gaussian"} or Family
-    link : str, optional
-        The family's canonical link by default; ``"probit"`` for Bernoulli and binomial.
-    trials : str or int, optional
-        Binomial only, when the response is the successes: the column of trials, or one
-        number for every row.
-    priors : mapping, optional
-        Overrides of the link-scale defaults (:mod:`lmm_bayes.spec.priors`); the
-        negative binomial's ``"dispersion"`` (1/√alpha) among them.
-    na_action : {"raise", "drop"}
-        Also covers the trials' and offsets' columns.
-    center_predictors : bool, optional
-        As for :class:`~lmm_bayes.LMM`: the intercept's prior applies at the means of the
-        predictors (default), or to the raw intercept (False).
-
-    Raises
-    ------
-    TypeError, ValueError, FormulaError
-        As :class:`~lmm_bayes.LMM`; a response the family cannot take (the column and the
-        first bad rows named); ``trials`` with a family other than binomial, or binomial
-        without trials.
-
-    Examples
-    --------
-    >>> import pandas as pd, lmm_bayes as lb
-    >>> df = pd.DataFrame({"k": [2, 3, 4, 0, 1, 3], "n": [5, 6, 8, 4, 5, 6], "g": list("aabbcc")})
-    >>> m = lb.GLMM("cbind(k, n - k) ~ 1 + (1 | g)", df, family="binomial")
-    >>> m.family, m.design.trials.tolist()
-    (Family(name='binomial', link='logit'), [5.0, 6.0, 8.0, 4.0, 5.0, 6.0])
-    >>> lb.GLMM("k ~ 1 + (1 | g)", df.assign(k=[1, 0, 2, 0, 1, 1]), family="bernoulli")
-    Traceback (most recent call last):
-    ...
-    ValueError: the response 'k' must be 0 or 1 for family='bernoulli', but 1 of 6 rows are not (first: row 2 = 2); recode it (e.g. correct = 1, incorrect = 0), or use family='binomial' for k of n trials
+    The user's class is its subclass :class:`lmm_bayes.GLMM` (:mod:`lmm_bayes.api.model`), which
+    documents the arguments and adds fitting.
     """
 
     def __init__(
@@ -176,8 +142,6 @@ class GLMM(LMM):
         na_action: str = "raise",
         center_predictors: bool | None = None,
     ):
-        from lmm_bayes.spec.priors import resolve_priors
-
         fam = get_family(family, link)
         validate.check_dataframe(data)
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
@@ -258,7 +222,7 @@ class GLMM(LMM):
                 "trials_kind": "none" if t is None else ("column" if isinstance(t, str) else "number")}
 
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any], data: pd.DataFrame, *, priors: Any = None) -> GLMM:
+    def from_attrs(cls, attrs: Mapping[str, Any], data: pd.DataFrame, *, priors: Any = None) -> GeneralizedMixedModel:
         """The model again from :attr:`glm_attrs` and the formula (as a saved fit stores them)."""
         kind, value = attrs.get("trials_kind", "none"), attrs.get("trials", "")
         trials = None if kind == "none" else value if kind == "column" else int(value)

@@ -1,4 +1,7 @@
-"""The :class:`LMM` facade: formula + data → spec, design, priors, graph and fit."""
+"""A mixed model as data (:class:`MixedModel`): formula + data → spec, design and priors.
+
+Fitting, graphs and prior draws are added by the top layer (:class:`lmm_bayes.LMM`).
+"""
 
 from __future__ import annotations
 
@@ -18,80 +21,27 @@ from lmm_bayes.spec.dask_data import (
 )
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
+from lmm_bayes.spec.priors import Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
-    import pymc as pm
-
-    from lmm_bayes.results.fit import Fit
-    from lmm_bayes.spec.priors import Priors
     from lmm_bayes.spec.reduction import Reduction
 
-__all__ = ["LMM"]
+__all__ = ["MixedModel"]
 
 
-class LMM:
-    """A Bayesian linear mixed-effects model ``y = X beta + Z b + e``.
+class MixedModel:
+    """A mixed model as data: the parsed formula, the design and the priors, and nothing fitted.
 
-    Parameters
-    ----------
-    formula : str
-        lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
-    data : pandas.DataFrame or dask.dataframe.DataFrame
-        Holds every column the formula names; other columns are ignored. A Dask DataFrame
-        (data beyond memory) is reduced partition by partition to the sums the collapsed
-        method needs, on the active Dask scheduler, and only a random sample of
-        ``sample_rows`` rows is kept (:mod:`lmm_bayes.spec.dask_data`); see also :meth:`from_parquet`.
-    priors : mapping, optional
-        Overrides of the default priors; see :func:`lmm_bayes.spec.priors.resolve_priors`.
-    na_action : {"raise", "drop"}
-        Rows with NaN/inf in a used column raise by default; ``"drop"`` drops them
-        with a warning that says how many.
-    center_predictors : bool, optional
-        True (the default, as rstanarm and brms do): the intercept's prior, and in a
-        correlated block ``(1 + x | g)`` the priors of its SDs and correlations, apply at
-        the means of the predictors, so shifting a predictor (``Days + 100``) leaves the
-        posterior of every slope, SD and correlation unchanged. False: they apply to the raw
-        intercept (the response at x = 0), to match a brms model prior for prior. Either
-        way every table reports the coefficients of the formula as written, and the
-        sampler works on centred, scaled columns (:mod:`lmm_bayes.inference.standardize`).
-        None: a whole :class:`~lmm_bayes.spec.priors.Priors` given as ``priors`` keeps its
-        own setting, else True.
-    sample_rows, sample_seed, progress
-        Dask input only: the rows kept in memory (for posterior predictive checks, LOO, R² and
-        ``predict()`` without data), the seed that draws them, and whether to show progress.
-
-    Attributes
-    ----------
-    spec : ModelSpec
-    design : Design
-    priors : Priors
-
-    Raises
-    ------
-    TypeError
-        ``formula`` is not a string, ``data`` not a DataFrame.
-    FormulaError
-        A formula that cannot be read or evaluated (a ``ValueError``; a caret marks the term),
-        including ``x ** 2`` outside ``I(...)``, which would silently mean ``x``.
-    ValueError
-        A missing column or NaN/inf; a transformation giving NaN/inf (``log(x)`` with
-        ``x <= 0``); grouping values that would merge (``1`` and ``"1"`` in one column,
-        clusters of ``a:b`` that print alike; see :mod:`lmm_bayes.spec.labels`); a column
-        named like the package's own things (``Intercept`` as a predictor, a grouping
-        factor named ``chain``, ``obs``, ``beta`` ...; see
-        :func:`lmm_bayes.spec.validate.check_names`).
+    The user's class is its subclass :class:`lmm_bayes.LMM` (:mod:`lmm_bayes.api.model`), which
+    adds what is done with a model (``fit``, ``pymc_model``, ``prior_predictive``) and documents
+    the arguments. Every stage below the top layer takes a ``MixedModel``.
 
     Examples
     --------
     >>> import lmm_bayes as lb
-    >>> model = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
-    >>> print(model)  # doctest: +NORMALIZE_WHITESPACE
-    LMM: Reaction ~ Days + (Days | Subject)
-      response:      Reaction
-      fixed effects: Intercept, Days
-      random effects:
-        Subject: 18 levels; effects Intercept, Days (correlated)
-      rows used:     180
+    >>> model = MixedModel("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
+    >>> model.design.Z.shape, isinstance(lb.LMM("Reaction ~ Days + (1 | Subject)", model.design.data), MixedModel)
+    ((180, 36), True)
     """
 
     def __init__(
@@ -111,8 +61,6 @@ class LMM:
 
     def _build(self, formula: str, data: Any, priors: Any, na_action: str, dask_options: dict,
                files: list[str] | None = None, center_predictors: bool | None = None) -> None:
-        from lmm_bayes.spec.priors import resolve_priors
-
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
         self._spec = parse_formula(formula)
         if is_dask_frame(data):
@@ -142,70 +90,6 @@ class LMM:
         """The model's formula in lme4 syntax."""
         return self._spec.formula
 
-    def pymc_model(self, *, method: str = "full", centered: bool = False, standardized: bool = False) -> pm.Model:
-        """The PyMC model, to read or to extend.
-
-        ``method="full"`` (default): every cluster's b is a parameter (non-centered
-        unless ``centered``); ``"collapsed"``: b integrated out, the likelihood a
-        potential on the sufficient statistics.
-
-        ``standardized=False`` (default): the graph on the data as given, each prior on the
-        parameter it names, the intercept's on the raw intercept (the model of
-        ``center_predictors=False``). ``standardized=True``: the graph a fit samples, on
-        centred, scaled columns with the priors mapped to them (:mod:`lmm_bayes.inference.standardize`;
-        ``Standardization.to_user`` maps its draws back); with the default
-        ``center_predictors=True`` its intercept prior sits at the means of the predictors.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
-        >>> sorted(rv.name for rv in model.pymc_model().free_RVs)  # non-centered: b = sd * z
-        ['Subject_sd_indep', 'Subject_z', 'beta', 'sigma']
-        >>> sorted(rv.name for rv in model.pymc_model(method="collapsed").free_RVs)  # b integrated out
-        ['Subject_sd_indep', 'beta', 'sigma']
-        """
-        from lmm_bayes.inference.methods import resolve_method
-        from lmm_bayes.inference.standardize import standardize
-
-        validate.check_choice(method, ("full", "collapsed"), "method")
-        if not isinstance(standardized, bool):
-            raise TypeError(f"standardized must be True or False, got {type(standardized).__name__}")
-        if not standardized:
-            return resolve_method(self._design, method, centered=centered)[0].build(self._priors)
-        working = standardize(self._design, centered=self._priors.centered)
-        return resolve_method(working.design, method, centered=centered)[0].build(working.priors(self._priors))
-
-    def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior; see :func:`lmm_bayes.results.fitting.fit_model` for the arguments.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> fit.method, fit.sampler
-        ('collapsed', 'nutpie')
-        """
-        from lmm_bayes.results.fitting import fit_model
-
-        return fit_model(self, **kwargs)
-
-    def prior_predictive(self, *, draws: int = 500, seed: int | None = None):
-        """Draw from the prior predictive; see :func:`lmm_bayes.results.predictive.prior_predictive`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
-        >>> prior = model.prior_predictive(draws=100, seed=1)
-        >>> list(prior.children), prior["prior_predictive"]["y"].shape
-        (['prior', 'prior_predictive', 'observed_data'], (1, 100, 180))
-        """
-        from lmm_bayes.results.predictive import prior_predictive
-
-        return prior_predictive(self, draws=draws, seed=seed)
-
     # ---------------------------------------------------------------- builders
     @classmethod
     def from_parquet(
@@ -219,7 +103,7 @@ class LMM:
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         sample_seed: int = 0,
         progress: bool = True,
-    ) -> LMM:
+    ) -> MixedModel:
         """A model of Parquet files too large for memory: one Dask partition per file.
 
         Only the formula's columns are read, twice (levels, then sums; see
@@ -263,7 +147,7 @@ class LMM:
     @classmethod
     def from_reduction(
         cls, formula: str, reduction: Reduction, sample: pd.DataFrame, *, priors: Mapping[str, Any] | None = None
-    ) -> LMM:
+    ) -> MixedModel:
         """The model of data reduced from Dask, rebuilt from its sums and sample without the data.
 
         :func:`lmm_bayes.load` uses it for a fit of a model built from a Dask DataFrame or Parquet
@@ -278,8 +162,6 @@ class LMM:
         >>> again.design.n_rows, again.priors == m.priors
         (180, True)
         """
-        from lmm_bayes.spec.priors import resolve_priors
-
         model = cls.__new__(cls)
         model._spec = parse_formula(formula)
         model._design = reduced_design(model._spec, reduction, sample)
@@ -297,7 +179,7 @@ class LMM:
         random_slopes: Mapping[str, Sequence[str]] | None = None,
         priors: Mapping[str, Any] | None = None,
         na_action: str = "raise",
-    ) -> LMM:
+    ) -> MixedModel:
         """Build a nested model from its levels, outermost first.
 
         ``levels=["subject", "neuron"]`` gives a random intercept per subject and per

@@ -21,13 +21,15 @@ from scipy import stats
 
 from lmm_bayes.inference.layout import hyperparameter_draws, hyperparameters
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.predictive import posterior_predictive
+from lmm_bayes.results.residuals import residuals
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["hyperparameter_tree", "plot_loo_pit", "plot_pair", "plot_rank", "plot_residuals", "plot_trace"]
 
@@ -250,8 +252,6 @@ def plot_loo_pit(fit: Fit, *, seed: int | None = 0) -> Figure:
     """
     import arviz_plots as azp
 
-    from lmm_bayes.results.predictive import posterior_predictive
-
     fit = check_fit(fit)
     if "log_likelihood" not in fit.idata.children:
         raise ValueError(
@@ -311,7 +311,7 @@ def plot_residuals(fit: Fit, *, groups: Sequence[str] | None = None, **kwargs: A
         chosen = [groups] if isinstance(groups, str) else list(groups)
         for name in chosen:
             validate.check_group(design, name)
-    table = fit.residuals(**kwargs)
+    table = residuals(fit, **kwargs)
     panels = 2 + sum(design.group(name).n_effects for name in chosen)
     cols = min(panels, 4)
     rows = -(-panels // cols)

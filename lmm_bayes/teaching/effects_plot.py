@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from lmm_bayes.results.effects import conditional_effects
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
 from lmm_bayes.spec.family import family_of
@@ -22,7 +23,7 @@ from lmm_bayes.spec.family import family_of
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["plot_effects"]
 
@@ -97,8 +98,6 @@ def plot_effects(
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-
-    from lmm_bayes.results.effects import conditional_effects
 
     fit = check_fit(fit)
     if not isinstance(data, bool):

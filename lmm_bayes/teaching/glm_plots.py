@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.glm_checks import binned_calibration, rootogram
 from lmm_bayes.results.summary import DEFAULT_CI, interval_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-    from lmm_bayes.results.fit import Fit
+    from lmm_bayes.results.fit import MixedModelFit as Fit
 
 __all__ = ["plot_calibration", "plot_rootogram"]
 
@@ -52,7 +53,7 @@ def plot_rootogram(fit: Fit, **kwargs: Any) -> Figure:
     import matplotlib.pyplot as plt
 
     fit = check_fit(fit)
-    table = fit.rootogram(**kwargs)
+    table = rootogram(fit, **kwargs)
     k = table.index.to_numpy()
     expected = np.sqrt(table["mean"].to_numpy())
     observed = np.sqrt(table["observed"].to_numpy())
@@ -99,7 +100,7 @@ def plot_calibration(fit: Fit, **kwargs: Any) -> Figure:
     import matplotlib.pyplot as plt
 
     fit = check_fit(fit)
-    table = fit.binned_calibration(**kwargs)
+    table = binned_calibration(fit, **kwargs)
     low, high = interval_columns(kwargs.get("ci", DEFAULT_CI))
     x = table["predicted"].to_numpy()
     fig, ax = plt.subplots(figsize=(4.2, 4.0), layout="constrained")

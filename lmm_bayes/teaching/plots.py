@@ -16,16 +16,17 @@ import numpy as np
 import xarray as xr
 
 from lmm_bayes.results.base import check_fitted
-from lmm_bayes.results.fit import Fit, check_fit
-from lmm_bayes.results.pooling_fit import PoolingFit
+from lmm_bayes.results.fit import MixedModelFit, check_fit
+from lmm_bayes.results.pooling_fit import PoolingModelFit
+from lmm_bayes.results.predictive import STATS, cluster_stat_check, posterior_predictive, prior_predictive
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, interval_label
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.model import MixedModel
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from lmm_bayes.results.base import FittedModel
-    from lmm_bayes.spec.model import LMM
 
 __all__ = ["plot_caterpillar", "plot_ppc", "plot_prior_predictive", "plot_variance_partition"]
 
@@ -89,7 +90,7 @@ def _density_overlay(tree: xr.DataTree, group: str, *, num_samples: int, seed: A
 
 
 def plot_ppc(
-    fit: Fit,
+    fit: MixedModelFit,
     *,
     kind: Literal["density", "stat"] = "density",
     stat: Literal["mean", "sd"] = "mean",
@@ -134,8 +135,6 @@ def plot_ppc(
     >>> fig.axes[0].get_xlabel()
     'sd of Reaction per Subject'
     """
-    from lmm_bayes.results.predictive import STATS, cluster_stat_check, posterior_predictive
-
     fit = check_fit(fit)
     validate.check_choice(kind, PPC_KINDS, "kind")
     validate.check_choice(stat, STATS, "stat")
@@ -210,7 +209,7 @@ def _plot_cluster_stat(check: xr.Dataset) -> Figure:
 
 
 def plot_prior_predictive(
-    prior: LMM | xr.DataTree,
+    prior: MixedModel | xr.DataTree,
     *,
     num_samples: int = 50,
     draws: int = 500,
@@ -241,11 +240,8 @@ def plot_prior_predictive(
     >>> fig.axes[0].get_title()
     'Prior predictive check: Reaction'
     """
-    from lmm_bayes.results.predictive import prior_predictive
-    from lmm_bayes.spec.model import LMM
-
     num_samples = validate.check_positive_int(num_samples, "num_samples")
-    if isinstance(prior, LMM):
+    if isinstance(prior, MixedModel):
         tree = prior_predictive(prior, draws=draws, seed=seed)
         response = prior.design.response
     elif isinstance(prior, xr.DataTree):
@@ -287,8 +283,8 @@ def plot_caterpillar(
     effects : str or sequence of str, optional
         Which effects (``"Intercept"``, ``"Days"``); default all.
     values : {"ranef", "coef"}
-        ``"ranef"``: the deviations b (:meth:`Fit.ranef`, a line marks 0);
-        ``"coef"``: the cluster-specific effects β + b (:meth:`Fit.coef`, a line
+        ``"ranef"``: the deviations b (:meth:`lmm_bayes.Fit.ranef`, a line marks 0);
+        ``"coef"``: the cluster-specific effects β + b (:meth:`lmm_bayes.Fit.coef`, a line
         marks the fixed effect's mean, or 0 for an effect without a fixed part;
         a no-pooling fit's own effects have no population value and no line).
     ci : {"hdi", "eti"}
@@ -319,8 +315,8 @@ def plot_caterpillar(
     fit = check_fitted(fit)
     g = validate.check_group(fit.design, group)
     validate.check_choice(values, ("ranef", "coef"), "values")
-    if values == "ranef" and not isinstance(fit, Fit):
-        what = fit.pooling.replace("_", "-") if isinstance(fit, PoolingFit) else fit.kind
+    if values == "ranef" and not isinstance(fit, MixedModelFit):
+        what = fit.pooling.replace("_", "-") if isinstance(fit, PoolingModelFit) else fit.kind
         raise ValueError(
             f"values='ranef' plots the mixed model's deviations b, which a {what} fit does not have; "
             "pass values='coef' to plot every cluster's own effects"
@@ -351,7 +347,7 @@ def plot_caterpillar(
     low_col, high_col = interval_columns(ci)
     label = interval_label(*check_interval(ci, prob))
     fixef = fit.fixef(ci=ci, prob=prob)["mean"] if values == "coef" else None
-    pooling = fit.pooling.replace("_", " ") if isinstance(fit, PoolingFit) else None
+    pooling = fit.pooling.replace("_", " ") if isinstance(fit, PoolingModelFit) else None
     symbol = "b" if values == "ranef" else ("β + b" if pooling is None else "coefficient")
     for k, (ax, effect) in enumerate(zip(axes[0], chosen)):
         rows = table.xs(effect, level="effect").loc[levels]
@@ -375,12 +371,12 @@ def plot_caterpillar(
     return fig
 
 
-def plot_variance_partition(fit: Fit, *, at: dict[str, float] | None = None, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Figure:
-    """Each level's share of the variance (the ICC table of :meth:`Fit.icc`) as a chart.
+def plot_variance_partition(fit: MixedModelFit, *, at: dict[str, float] | None = None, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Figure:
+    """Each level's share of the variance (the ICC table of :meth:`lmm_bayes.Fit.icc`) as a chart.
 
     One row per component (grouping factors, then the residual): the posterior mean share
     with its HDI. With random slopes the shares depend on x; the title says where they
-    were evaluated (``at``, as in :meth:`Fit.icc`).
+    were evaluated (``at``, as in :meth:`lmm_bayes.Fit.icc`).
 
     Returns
     -------

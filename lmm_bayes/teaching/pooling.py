@@ -10,7 +10,7 @@ Three ways to treat clustered data:
   from a population distribution whose spread is estimated, so a cluster with
   little data borrows strength from the others.
 
-:func:`compare_pooling` fits all three on the same rows and puts them side by
+:func:`lmm_bayes.compare_pooling` fits all three on the same rows and puts them side by
 side; :func:`~lmm_bayes.results.shrinkage.shrinkage` does the table for one fitted mixed model, with each
 cluster's own least-squares estimate as the no-pooling value.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -44,11 +44,12 @@ from lmm_bayes.results.estimates import (
 )
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.glm_pooling import no_finite_estimate
-from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.results.shrinkage import glm_posterior_shrinkage, link_scale
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.model import MixedModel
+from lmm_bayes.teaching import pooling_plots
 from lmm_bayes.teaching.pooling_models import check_separable, fit_complete_pooling, fit_no_pooling
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,8 +60,7 @@ __all__ = [
     "ESTIMATE_COLUMNS",
     "POOLINGS",
     "PoolingComparison",
-    "PoolingFit",
-    "compare_pooling",
+    "pooling_comparison",
 ]
 
 
@@ -78,7 +78,7 @@ _SETTINGS = tuple(f.name for f in dataclasses.fields(SamplerSettings))
 
 @dataclass(frozen=True, eq=False)
 class PoolingComparison:
-    """No, partial and complete pooling of one model, side by side (from :func:`compare_pooling`).
+    """No, partial and complete pooling of one model, side by side (from :func:`lmm_bayes.compare_pooling`).
 
     Attributes
     ----------
@@ -91,7 +91,7 @@ class PoolingComparison:
         and the shrinkage factor).
     fits : mapping
         ``"no_pooling"``, ``"partial_pooling"`` (a :class:`~lmm_bayes.Fit`) and
-        ``"complete_pooling"`` (:class:`PoolingFit`\\ s).
+        ``"complete_pooling"`` (:class:`~lmm_bayes.PoolingFit`\\ s).
     fixed_effect_se : pandas.DataFrame
         Posterior SD of every fixed effect under complete and partial pooling
         and their ratio: ignoring the clustering understates the uncertainty
@@ -136,8 +136,6 @@ class PoolingComparison:
         -------
         matplotlib.figure.Figure
         """
-        from lmm_bayes.teaching import pooling_plots
-
         validate.check_choice(kind, PLOT_KINDS, "kind")
         if kind == "shrinkage":
             return pooling_plots.plot_shrinkage(self.estimates, **kwargs)
@@ -164,100 +162,33 @@ class PoolingComparison:
         )
 
 
-def compare_pooling(
-    formula: str,
-    data: pd.DataFrame,
+def pooling_comparison(
+    build_model: Callable[[], MixedModel],
     *,
     group: str,
-    priors: Mapping[str, Any] | None = None,
-    na_action: str = "raise",
-    family: str | None = None,
-    link: str | None = None,
-    trials: str | int | None = None,
     ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     no_pooling_scale: float = 10.0,
     **fit_kwargs: Any,
 ) -> PoolingComparison:
-    """Fit a model with no, partial and complete pooling and compare them.
+    """No, partial and complete pooling of the model ``build_model()`` makes, fitted and compared.
 
-    * **complete pooling**: the fixed part only, one regression for everybody,
-      with the mixed model's priors on β and σ;
-    * **no pooling**: every cluster gets its own intercept (and its own slopes,
-      where the formula has them) with independent wide priors
-      Normal(mean(y) or 0, ``no_pooling_scale`` · s_y / s_x), nothing shared
-      between clusters; the other fixed effects stay shared with the mixed
-      model's priors;
-    * **partial pooling**: the mixed model itself.
-
-    All three are fitted on the same rows and compared by PSIS-LOO on the same
-    observations.
-
-    With ``family`` (counts, choices, k of n: :class:`~lmm_bayes.GLMM`'s families and
-    arguments) all three keep the family, link, offset and trials: complete pooling is the
-    GLM without groups, no pooling the GLM with each cluster as a fixed effect (its own
-    intercept and slopes, priors Normal(link of the pooled mean or 0,
-    ``no_pooling_scale`` / s_x) on the link scale), partial pooling the GLMM. Estimates,
-    intervals and pictures are on the link scale (``estimates.attrs["scale"]``, the axis
-    labels); the shrinkage factor is the GLMM's Laplace one
-    (:func:`~lmm_bayes.results.shrinkage.shrinkage`); a cluster whose own likelihood has
-    no finite maximum (all counts 0, all choices 0 or all 1) gets NaN for no pooling and a
-    note, as its no-pooling posterior there is only its prior.
+    The work of :func:`lmm_bayes.compare_pooling`, which documents the arguments and builds the
+    model; the arguments are checked before the model is built, so a wrong setting is reported
+    before the data are read.
 
     Parameters
     ----------
-    formula : str
-        lme4 syntax with exactly one grouping factor, e.g.
-        ``"log_radon ~ floor + (floor | county)"``.
-    data : pandas.DataFrame
-    group : str
-        The grouping factor (must be the formula's).
-    priors : mapping, optional
-        Prior overrides of the mixed model (:func:`lmm_bayes.spec.priors.resolve_priors`);
-        complete and no pooling use its fixed-effect and residual priors.
-    na_action : {"raise", "drop"}
-    family, link, trials : optional
-        A generalized model: as for :class:`~lmm_bayes.GLMM` (``None``: the Gaussian :class:`~lmm_bayes.LMM`).
-    ci : {"hdi", "eti"}
-        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
-    prob : float
-        Probability mass of every interval.
-    no_pooling_scale : float
-        Prior SD of each cluster's own coefficients in the no-pooling model, in
-        units of s_y / s_x (10: nearly least squares).
-    **fit_kwargs
-        Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
-        ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
-        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.results.fitting.fit_model`.
+    build_model : callable
+        Returns the :class:`~lmm_bayes.spec.model.MixedModel` to compare the poolings of.
+    group, ci, prob, no_pooling_scale, **fit_kwargs
+        As for :func:`lmm_bayes.compare_pooling`.
 
     Returns
     -------
     PoolingComparison
-
-    Raises
-    ------
-    TypeError
-        ``group`` is not a string, or an unknown sampler setting is given.
-    ValueError
-        The formula has not exactly one grouping factor, ``group`` is not it,
-        ``log_likelihood=False`` is asked for (LOO needs it), or a fixed effect
-        is constant within every cluster (a cluster-level predictor, which a
-        no-pooling model cannot tell apart from the clusters' own intercepts).
-
-    Examples
-    --------
-    >>> import lmm_bayes as lb
-    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
-    ...                          group="Subject", draws=500, tune=500, chains=2, seed=1, progressbar=False)
-    >>> sorted(cmp.loo.index)
-    ['complete_pooling', 'no_pooling', 'partial_pooling']
-    >>> cmp.estimates.shape
-    (18, 14)
-    >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
-    True
+        Its fits are the results stage's (:class:`~lmm_bayes.results.fit.MixedModelFit`,
+        :class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`).
     """
-    from lmm_bayes.spec.glmm import GLMM
-    from lmm_bayes.spec.model import LMM
-
     if not isinstance(group, str):
         raise TypeError(f"group must be a grouping factor's name (a string), got {type(group).__name__}")
     ci, prob = check_interval(ci, prob)
@@ -271,12 +202,7 @@ def compare_pooling(
             "leave log_likelihood out"
         )
     settings = SamplerSettings(**{k: v for k, v in fit_kwargs.items() if k in _SETTINGS})
-    if family is None:
-        if link is not None or trials is not None:
-            raise ValueError("link= and trials= are for a generalized model: give family= too (e.g. family='binomial')")
-        model = LMM(formula, data, priors=priors, na_action=na_action)
-    else:
-        model = GLMM(formula, data, family=family, link=link, trials=trials, priors=priors, na_action=na_action)
+    model = build_model()
     design = model.design
     if len(design.groups) != 1:
         raise ValueError(

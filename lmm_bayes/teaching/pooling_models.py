@@ -2,7 +2,7 @@
 
 Both are built straight from the mixed model's :class:`~lmm_bayes.spec.design.Design`, so all
 three poolings are fitted to the same rows and compared by LOO on the same observations.
-Each fit is a :class:`~lmm_bayes.results.pooling_fit.PoolingFit`.
+Each fit is a :class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`.
 
 For a generalized model (:class:`~lmm_bayes.GLMM`) both keep its family, link, offset and
 trials (the GLM without groups; the GLM with every cluster's own coefficients, the
@@ -27,9 +27,10 @@ from lmm_bayes.inference.layout import (
     z_name,
 )
 from lmm_bayes.inference.glm import add_glm_likelihood, glm_data
+from lmm_bayes.inference.graph import add_coefficients, add_fixed_effects, add_sigma
 from lmm_bayes.inference.sampling import SamplerSettings, run_sampler
 from lmm_bayes.results.estimates import normal_equations
-from lmm_bayes.results.pooling_fit import PoolingFit, shared_columns
+from lmm_bayes.results.pooling_fit import PoolingModelFit, shared_columns
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.family import family_of
 from lmm_bayes.version import __version__
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
     from lmm_bayes.spec.design import Design, GroupDesign
-    from lmm_bayes.spec.model import LMM
+    from lmm_bayes.spec.model import MixedModel as LMM
 
 __all__ = [
     "aliased_with_clusters",
@@ -129,8 +130,6 @@ def _likelihood(design: Design, priors, mu, y) -> None:
     """The response given the linear predictor ``mu``: Normal with the model's σ prior, or the GLMM's family."""
     import pymc as pm
 
-    from lmm_bayes.inference.graph import add_sigma
-
     if not family_of(design).is_gaussian:
         add_glm_likelihood(design, priors, mu, y)  # offset, trials, dispersion
         return
@@ -145,8 +144,6 @@ def _aux_names(design: Design) -> list[str]:
 def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors, scale: float) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
-
-    from lmm_bayes.inference.graph import add_coefficients
 
     shared_cols = [design.X_columns[k] for k in shared]
     own = _cluster_priors(design, g, scale, priors)
@@ -175,8 +172,6 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
 def _complete_pooling_model(design: Design, priors) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
-
-    from lmm_bayes.inference.graph import add_fixed_effects
 
     coords = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
     with pm.Model(coords=coords) as model:
@@ -220,7 +215,7 @@ def _pooling_fit(
     mean: Callable[[xr.Dataset], np.ndarray],
     pooling_priors: dict,
     settings: SamplerSettings,
-) -> PoolingFit:
+) -> PoolingModelFit:
     """Wrap the draws: log-likelihood from ``mean`` (the linear predictor of one chain), provenance, health."""
     design = model.design
     obs = np.arange(design.n)
@@ -251,7 +246,7 @@ def _pooling_fit(
     idata = xr.DataTree.from_dict(groups)
     idata.attrs.update(attrs)
     idata["posterior"].attrs.update(attrs)
-    fit = PoolingFit(idata, model)
+    fit = PoolingModelFit(idata, model)
     # stacklevel 5: warn_if_unreliable < _pooling_fit < fit_*_pooling < compare_pooling < the caller
     fit.warn_if_unreliable(what=f"the {pooling.replace('_', ' ')} draws", stacklevel=5)
     return fit
@@ -259,7 +254,7 @@ def _pooling_fit(
 
 def fit_no_pooling(
     model: LMM, group: str, *, scale: float = 10.0, settings: SamplerSettings | None = None
-) -> PoolingFit:
+) -> PoolingModelFit:
     """Fit every cluster of ``group`` its own effects, with independent wide priors.
 
     Each cluster's own coefficients get Normal(mean(y) or 0, ``scale`` · s_y / s_x);
@@ -279,7 +274,7 @@ def fit_no_pooling(
 
     Returns
     -------
-    PoolingFit
+    PoolingModelFit
         ``pooling == "no_pooling"``; posterior ``beta`` (the shared columns), ``sigma``, ``{g}_coef``.
 
     Raises
@@ -326,7 +321,7 @@ def fit_no_pooling(
     return _pooling_fit(model, g, "no_pooling", post, st, mean, described, settings)
 
 
-def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | None = None) -> PoolingFit:
+def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | None = None) -> PoolingModelFit:
     """Fit the fixed part alone, one regression for every row, with the mixed model's priors on β and σ.
 
     Parameters
@@ -339,7 +334,7 @@ def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | 
 
     Returns
     -------
-    PoolingFit
+    PoolingModelFit
         ``pooling == "complete_pooling"``; posterior ``beta`` (every fixed column) and ``sigma``.
 
     Examples

@@ -1,27 +1,129 @@
-"""The facade methods of :class:`~lmm_bayes.Fit` whose work lives in other modules.
+"""The user's fits: :class:`Fit` (a mixed model's) and :class:`PoolingFit` (a no- or complete-pooling one).
 
-Shrinkage, contextual effects, G and Var(y), prediction, fitted values and residuals, the
-effects plot and the checks: each method imports its module inside the call, so the
-results stage does not import the teaching stage at load time (the import-linter
-contract lists these imports as the facade exceptions), and ``Fit`` stays about its tables.
+The tables are the results stage's (:class:`~lmm_bayes.results.fit.MixedModelFit`,
+:class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`); the classes here add, as methods,
+everything a user does with a fit that lives in its own module: saving, prediction, residuals,
+shrinkage, contrasts, G and Var(y), the GLMM checks, and every picture (the teaching stage).
+Each method hands the work to the function it names, which takes the fit as its first argument.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import xarray as xr
 
-if TYPE_CHECKING:  # pragma: no cover
-    from lmm_bayes.results.fit import Fit
+from lmm_bayes.results.base import FittedModel
+from lmm_bayes.results.contextual import contextual_effect
+from lmm_bayes.results.contrasts import contrasts
+from lmm_bayes.results.covariance import group_covariance, implied_covariance
+from lmm_bayes.results.effects import conditional_effects
+from lmm_bayes.results.fit import MixedModelFit
+from lmm_bayes.results.glm_checks import binned_calibration, rootogram
+from lmm_bayes.results.io import save
+from lmm_bayes.results.pooling_fit import PoolingModelFit
+from lmm_bayes.results.predict import predict, predict_summary
+from lmm_bayes.results.predictive import posterior_predictive
+from lmm_bayes.results.residuals import fitted, residuals
+from lmm_bayes.results.shrinkage import shrinkage
+from lmm_bayes.spec.family import family_of
+from lmm_bayes.teaching.check_plots import plot_loo_pit, plot_pair, plot_rank, plot_residuals, plot_trace
+from lmm_bayes.teaching.effects_plot import plot_effects
+from lmm_bayes.teaching.plots import plot_caterpillar, plot_ppc
 
-# mixed into Fit and documented there (the API pages list its methods under Fit)
-__all__: list[str] = []
+__all__ = ["Fit", "PoolingFit"]
 
 
-class FitFacades:
-    """Methods of :class:`~lmm_bayes.Fit` that hand the work to another module (mixed into ``Fit``)."""
+class _Saved:
+    """What every user's fit does alike: save itself and draw its caterpillar plot."""
+
+    def save(self, path: Any) -> None:
+        """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "sleep.nc"
+        >>> fit.save(path)
+        >>> lb.load(path).fixef().index.tolist()
+        ['Intercept', 'Days']
+        """
+        save(self, path)
+
+    def plot_caterpillar(self, group: str, **kwargs: Any):
+        """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> fig = fit.plot_caterpillar("Subject")
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Intercept']
+        """
+        return plot_caterpillar(self, group, **kwargs)
+
+
+class Fit(_Saved, MixedModelFit):
+    """A fitted mixed model: the draws (``idata``), the model, and readable summaries.
+
+    Obtain one from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`. The tables
+    (``fixef``, ``varcorr``, ``ranef``, ``coef``, ``icc``, ``summary``, ...) are
+    :class:`~lmm_bayes.results.fit.MixedModelFit`'s; the other methods hand the fit to the
+    function they name.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        posterior, sample_stats, observed_data, constant_data, log_likelihood.
+    model : LMM
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> fit
+    <lmm_bayes.Fit 'Reaction ~ Days + (1 | Subject)': method=collapsed, sampler=nutpie, 2 chains x 500 draws>
+    """
+
+    @classmethod
+    def of(cls, fit: FittedModel) -> Fit:
+        """The user's fit of the same draws and model as a fit from a lower stage.
+
+        A function of the results stage that fits or loads returns the stage's own
+        :class:`~lmm_bayes.results.fit.MixedModelFit`; this gives it every method of a ``Fit``.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> from lmm_bayes.results.fitting import fit_model
+        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+        >>> fit = lb.Fit.of(fit_model(model, draws=200, tune=200, chains=2, seed=1, progressbar=False))
+        >>> type(fit).__name__, fit.posterior["beta"].shape
+        ('Fit', (2, 200, 2))
+        """
+        return cls(idata=fit.idata, model=fit.model)
+
+    def contrasts(self, variable: str, **kwargs: Any) -> pd.DataFrame:
+        """Population means of a categorical predictor's levels and their pairwise differences.
+
+        See :func:`lmm_bayes.results.contrasts.contrasts`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("log_radon ~ C(floor) + (1 | county)", lb.datasets.load("radon")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.contrasts("floor").index.tolist()
+        [('mean', '0'), ('mean', '1'), ('difference', '1 - 0')]
+        """
+        return contrasts(self, variable, **kwargs)
 
     def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
         """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`.
@@ -36,8 +138,6 @@ class FitFacades:
         >>> fit.shrinkage("Subject").columns[:4].tolist()
         ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high']
         """
-        from lmm_bayes.results.shrinkage import shrinkage
-
         return shrinkage(self, group, **kwargs)
 
     def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
@@ -52,8 +152,6 @@ class FitFacades:
         >>> fit.contextual_effect("floor_within", "floor_between").index.tolist()
         ['within', 'between', 'contextual']
         """
-        from lmm_bayes.results.contextual import contextual_effect
-
         return contextual_effect(self, within, between, **kwargs)
 
     def G(self, group: str, **kwargs: Any) -> pd.DataFrame:  # noqa: N802 - the model's own symbol
@@ -67,8 +165,6 @@ class FitFacades:
         >>> fit.G("Subject").shape
         (2, 2)
         """
-        from lmm_bayes.results.covariance import group_covariance
-
         return group_covariance(self, group, **kwargs)
 
     def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
@@ -85,9 +181,6 @@ class FitFacades:
         >>> cov.shape, bool(cov.iloc[0, 1] > 0), float(cov.iloc[0, 2])
         ((3, 3), True, 0.0)
         """
-        from lmm_bayes.results.covariance import implied_covariance
-        from lmm_bayes.spec.family import family_of
-
         family = family_of(self.design)
         if not family.is_gaussian:
             raise ValueError(
@@ -112,8 +205,6 @@ class FitFacades:
         >>> fit.predict(new, levels="new", seed=1).dims
         ('chain', 'draw', 'obs')
         """
-        from lmm_bayes.results.predict import predict
-
         return predict(self, data, **kwargs)
 
     def predict_summary(self, data: pd.DataFrame | None = None, **kwargs: Any) -> pd.DataFrame:
@@ -128,8 +219,6 @@ class FitFacades:
         >>> fit.predict_summary(new, levels="new", seed=1).columns.tolist()
         ['mean', 'sd', 'hdi_low', 'hdi_high']
         """
-        from lmm_bayes.results.predict import predict_summary
-
         return predict_summary(self, data, **kwargs)
 
     def posterior_predictive(self, **kwargs: Any) -> Fit:
@@ -143,8 +232,6 @@ class FitFacades:
         >>> "posterior_predictive" in fit.posterior_predictive(seed=1).idata.children
         True
         """
-        from lmm_bayes.results.predictive import posterior_predictive
-
         return posterior_predictive(self, **kwargs)
 
     def rootogram(self, **kwargs: Any) -> pd.DataFrame:
@@ -162,8 +249,6 @@ class FitFacades:
         >>> int(table["observed"].sum()) <= 200
         True
         """
-        from lmm_bayes.results.glm_checks import rootogram
-
         return rootogram(self, **kwargs)
 
     def binned_calibration(self, **kwargs: Any) -> pd.DataFrame:
@@ -181,8 +266,6 @@ class FitFacades:
         >>> len(fit.binned_calibration(bins=5))
         5
         """
-        from lmm_bayes.results.glm_checks import binned_calibration
-
         return binned_calibration(self, **kwargs)
 
     def plot_ppc(self, **kwargs: Any):
@@ -197,8 +280,6 @@ class FitFacades:
         >>> fig.axes[0].get_xlabel()
         'Reaction'
         """
-        from lmm_bayes.teaching.plots import plot_ppc
-
         return plot_ppc(self, **kwargs)
 
     # ------------------------------------------------ fitted, residuals, effects and checks (issue 15)
@@ -213,8 +294,6 @@ class FitFacades:
         >>> fit.fitted().shape
         (180, 4)
         """
-        from lmm_bayes.results.residuals import fitted
-
         return fitted(self, **kwargs)
 
     def residuals(self, **kwargs: Any) -> pd.DataFrame:
@@ -229,8 +308,6 @@ class FitFacades:
         >>> bool(((res["residual"] - (res["observed"] - res["fitted"])).abs() < 1e-9).all())
         True
         """
-        from lmm_bayes.results.residuals import residuals
-
         return residuals(self, **kwargs)
 
     def conditional_effects(self, x: str, **kwargs: Any) -> xr.Dataset:
@@ -244,8 +321,6 @@ class FitFacades:
         >>> sorted(fit.conditional_effects("Days", group="Subject").data_vars)
         ['cluster', 'high', 'low', 'population']
         """
-        from lmm_bayes.results.effects import conditional_effects
-
         return conditional_effects(self, x, **kwargs)
 
     def plot_effects(self, x: str, **kwargs: Any):
@@ -259,8 +334,6 @@ class FitFacades:
         >>> fit.plot_effects("Days", group="Subject").axes[0].get_xlabel()
         'Days'
         """
-        from lmm_bayes.teaching.effects_plot import plot_effects
-
         return plot_effects(self, x, **kwargs)
 
     def plot_residuals(self, **kwargs: Any):
@@ -274,8 +347,6 @@ class FitFacades:
         >>> len(fit.plot_residuals().axes) >= 3
         True
         """
-        from lmm_bayes.teaching.check_plots import plot_residuals
-
         return plot_residuals(self, **kwargs)
 
     def plot_trace(self, **kwargs: Any):
@@ -289,8 +360,6 @@ class FitFacades:
         >>> type(fit.plot_trace()).__name__
         'Figure'
         """
-        from lmm_bayes.teaching.check_plots import plot_trace
-
         return plot_trace(self, **kwargs)
 
     def plot_rank(self, **kwargs: Any):
@@ -304,8 +373,6 @@ class FitFacades:
         >>> type(fit.plot_rank()).__name__
         'Figure'
         """
-        from lmm_bayes.teaching.check_plots import plot_rank
-
         return plot_rank(self, **kwargs)
 
     def plot_pair(self, group: str | None = None, **kwargs: Any):
@@ -319,8 +386,6 @@ class FitFacades:
         >>> type(fit.plot_pair("Subject")).__name__
         'Figure'
         """
-        from lmm_bayes.teaching.check_plots import plot_pair
-
         return plot_pair(self, group, **kwargs)
 
     def plot_loo_pit(self, **kwargs: Any):
@@ -334,6 +399,29 @@ class FitFacades:
         >>> type(fit.plot_loo_pit()).__name__
         'Figure'
         """
-        from lmm_bayes.teaching.check_plots import plot_loo_pit
-
         return plot_loo_pit(self, **kwargs)
+
+
+class PoolingFit(_Saved, PoolingModelFit):
+    """A no- or complete-pooling fit, made by :func:`lmm_bayes.compare_pooling`.
+
+    Read like a :class:`Fit`; see :class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`
+    for its draws and attributes.
+    """
+
+    @classmethod
+    def of(cls, fit: FittedModel) -> PoolingFit:
+        """The user's pooling fit of the same draws and model as a fit from a lower stage.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> from lmm_bayes.inference.sampling import SamplerSettings
+        >>> from lmm_bayes.teaching.pooling_models import fit_complete_pooling
+        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+        >>> settings = SamplerSettings(draws=200, tune=200, chains=2, seed=1, progressbar=False)
+        >>> fit = lb.PoolingFit.of(fit_complete_pooling(model, "Subject", settings=settings))
+        >>> type(fit).__name__, fit.pooling
+        ('PoolingFit', 'complete_pooling')
+        """
+        return cls(idata=fit.idata, model=fit.model)

@@ -1,0 +1,129 @@
+"""The user's pooling comparison: :func:`compare_pooling` builds the model and hands it to the teaching stage.
+
+The comparison itself (the three fits, LOO, the per-cluster estimates, the pictures) is
+:func:`lmm_bayes.teaching.pooling.pooling_comparison`; the fits come back as the user's
+:class:`~lmm_bayes.Fit` and :class:`~lmm_bayes.PoolingFit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from lmm_bayes.api.fit import Fit, PoolingFit
+from lmm_bayes.api.model import GLMM, LMM
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
+from lmm_bayes.teaching.pooling import PoolingComparison, pooling_comparison
+
+__all__ = ["compare_pooling"]
+
+
+def compare_pooling(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    group: str,
+    priors: Mapping[str, Any] | None = None,
+    na_action: str = "raise",
+    family: str | None = None,
+    link: str | None = None,
+    trials: str | int | None = None,
+    ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
+    no_pooling_scale: float = 10.0,
+    **fit_kwargs: Any,
+) -> PoolingComparison:
+    """Fit a model with no, partial and complete pooling and compare them.
+
+    * **complete pooling**: the fixed part only, one regression for everybody,
+      with the mixed model's priors on β and σ;
+    * **no pooling**: every cluster gets its own intercept (and its own slopes,
+      where the formula has them) with independent wide priors
+      Normal(mean(y) or 0, ``no_pooling_scale`` · s_y / s_x), nothing shared
+      between clusters; the other fixed effects stay shared with the mixed
+      model's priors;
+    * **partial pooling**: the mixed model itself.
+
+    All three are fitted on the same rows and compared by PSIS-LOO on the same
+    observations.
+
+    With ``family`` (counts, choices, k of n: :class:`~lmm_bayes.GLMM`'s families and
+    arguments) all three keep the family, link, offset and trials: complete pooling is the
+    GLM without groups, no pooling the GLM with each cluster as a fixed effect (its own
+    intercept and slopes, priors Normal(link of the pooled mean or 0,
+    ``no_pooling_scale`` / s_x) on the link scale), partial pooling the GLMM. Estimates,
+    intervals and pictures are on the link scale (``estimates.attrs["scale"]``, the axis
+    labels); the shrinkage factor is the GLMM's Laplace one
+    (:func:`~lmm_bayes.results.shrinkage.shrinkage`); a cluster whose own likelihood has
+    no finite maximum (all counts 0, all choices 0 or all 1) gets NaN for no pooling and a
+    note, as its no-pooling posterior there is only its prior.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax with exactly one grouping factor, e.g.
+        ``"log_radon ~ floor + (floor | county)"``.
+    data : pandas.DataFrame
+    group : str
+        The grouping factor (must be the formula's).
+    priors : mapping, optional
+        Prior overrides of the mixed model (:func:`lmm_bayes.spec.priors.resolve_priors`);
+        complete and no pooling use its fixed-effect and residual priors.
+    na_action : {"raise", "drop"}
+    family, link, trials : optional
+        A generalized model: as for :class:`~lmm_bayes.GLMM` (``None``: the Gaussian :class:`~lmm_bayes.LMM`).
+    ci : {"hdi", "eti"}
+        Highest density or equal-tailed intervals (default: :data:`~lmm_bayes.results.summary.DEFAULT_CI`).
+    prob : float
+        Probability mass of every interval.
+    no_pooling_scale : float
+        Prior SD of each cluster's own coefficients in the no-pooling model, in
+        units of s_y / s_x (10: nearly least squares).
+    **fit_kwargs
+        Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
+        ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
+        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.results.fitting.fit_model`.
+
+    Returns
+    -------
+    PoolingComparison
+
+    Raises
+    ------
+    TypeError
+        ``group`` is not a string, or an unknown sampler setting is given.
+    ValueError
+        The formula has not exactly one grouping factor, ``group`` is not it,
+        ``log_likelihood=False`` is asked for (LOO needs it), or a fixed effect
+        is constant within every cluster (a cluster-level predictor, which a
+        no-pooling model cannot tell apart from the clusters' own intercepts).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
+    ...                          group="Subject", draws=500, tune=500, chains=2, seed=1, progressbar=False)
+    >>> sorted(cmp.loo.index)
+    ['complete_pooling', 'no_pooling', 'partial_pooling']
+    >>> cmp.estimates.shape
+    (18, 14)
+    >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
+    True
+    """
+
+    def build_model() -> LMM:
+        if family is None:
+            if link is not None or trials is not None:
+                raise ValueError(
+                    "link= and trials= are for a generalized model: give family= too (e.g. family='binomial')")
+            return LMM(formula, data, priors=priors, na_action=na_action)
+        return GLMM(formula, data, family=family, link=link, trials=trials, priors=priors, na_action=na_action)
+
+    comparison = pooling_comparison(build_model, group=group, ci=ci, prob=prob,
+                                    no_pooling_scale=no_pooling_scale, **fit_kwargs)
+    fits = {name: (Fit if name == "partial_pooling" else PoolingFit).of(fit)
+            for name, fit in comparison.fits.items()}
+    return dataclasses.replace(comparison, fits=MappingProxyType(fits))
