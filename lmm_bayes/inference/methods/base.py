@@ -7,7 +7,8 @@ A method answers, for the registry (:mod:`lmm_bayes.inference.methods.registry`)
   one); ``expected(design, centered=...)``: whether ``"auto"`` is meant to take it for such a
   model, so that its obstacle is worth a note when ``"auto"`` falls back to the full method;
 * ``take(design, sampler=..., centered=...)``: the method for this design as the user asked
-  for it by name, or ``ValueError`` saying why not;
+  for it by name, or ``ValueError`` saying why not (``"auto"`` takes its choice the same way, so
+  ``centered=True`` is refused wherever only the full method would honour it);
 
 and, for the runner (:func:`lmm_bayes.inference.sampling.sample_posterior`), which knows nothing
 else of it:
@@ -88,7 +89,8 @@ class Method(ABC):
 
     @classmethod
     def take(cls, design: Design, *, sampler: str = "nutpie", centered: bool = False) -> Method:
-        """The method for ``design`` as asked for by name (``method=<choice>``); ``ValueError`` saying why not."""
+        """The method for ``design`` as asked for by name (``method=<choice>``, or chosen by ``"auto"``);
+        ``ValueError`` saying why not."""
         why = cls.obstacle(design, sampler=sampler, centered=centered)
         if why is not None:
             raise ValueError(f"method={cls.choice!r} cannot be used for this model: {why}; use method='full'")
