@@ -59,7 +59,7 @@ setup() {
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
     # compile the collapsed sampler's kernel once for this machine (numba caches it on disk)
-    "$VENV/bin/python" -c "from lmm_bayes.inference.kernel_loader import warm_up; warm_up()"
+    "$VENV/bin/python" -c "from lmm_bayes.inference.methods.kernel_loader import warm_up; warm_up()"
     printf '%s\n%s\n' "$want" "$extras" > "$stamp"
 }
 

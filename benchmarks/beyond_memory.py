@@ -108,7 +108,7 @@ def _fit_summary(fit, t: float) -> dict:
 
 
 def _stats_arrays(model) -> dict:
-    from lmm_bayes.inference.sufficient import sufficient_statistics
+    from lmm_bayes.inference.methods.collapsed.sufficient import sufficient_statistics
 
     s = sufficient_statistics(model.design)
     out = {"XtX": s.XtX, "Xty": s.Xty, "yty": np.array([s.yty])}

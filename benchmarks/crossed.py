@@ -10,7 +10,7 @@ and peak memory are each run's own:
 * (b) 3,000 students x 1,100 lecturers x 14 departments, crossed random intercepts, 75,000
   rows (the shape of lme4's InstEval): ``y ~ 1 + (1 | student) + (1 | lecturer) + (1 | dept)``.
 
-Design (b) also runs ``method="gibbs"`` (:mod:`lmm_bayes.inference.gibbs`, the collapsed Gibbs
+Design (b) also runs ``method="gibbs"`` (:mod:`lmm_bayes.inference.methods.gibbs.sampler`, the collapsed Gibbs
 sampler for random intercepts, what ``method="auto"`` picks there). A method named in ``--short``
 runs at ``--short-draws`` draws and tuning instead (the collapsed HMC on (b) takes ~40 minutes at
 1000 + 1000); the table gives each run's own draws. bambi runs too when it is installed, and lme4's

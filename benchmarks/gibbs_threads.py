@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     import lmm_bayes as lb
-    from lmm_bayes.inference.gibbs import GibbsSystem, sample_gibbs
+    from lmm_bayes.inference.methods.gibbs.sampler import GibbsSystem, sample_gibbs
 
     model = lb.LMM(FORMULAS["b"], simulate_b(1))
     system = GibbsSystem.from_design(model.design)

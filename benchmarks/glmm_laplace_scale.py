@@ -41,7 +41,7 @@ SHAPES = {20_000: (20, 25, 40), 100_000: (40, 50, 50), 1_000_000: (100, 100, 100
 
 
 def gradients(model) -> dict:
-    from lmm_bayes.inference.laplace import LaplaceSystem
+    from lmm_bayes.inference.methods.laplace.system import LaplaceSystem
 
     t = time.perf_counter()
     system = LaplaceSystem.from_design(model.design)
@@ -70,7 +70,7 @@ def draw_times(system, beta, Ginv, n_draws: int = 40) -> tuple[float, float]:
     """Milliseconds per draw of b after sampling (``laplace_kernel.draw_effects``, 4 proposals per
     block, 2 threads) for draws spread like a posterior, with every draw's Newton iterations
     started from zero and from the modes at the draws' mean (what ``draw_laplace_effects`` does)."""
-    from lmm_bayes.inference import laplace_kernel as lk
+    from lmm_bayes.inference.methods.laplace import kernel as lk
 
     rng = np.random.default_rng(0)
     betas = beta + 0.02 * rng.standard_normal((n_draws, beta.size))
@@ -87,7 +87,7 @@ def draw_times(system, beta, Ginv, n_draws: int = 40) -> tuple[float, float]:
 
 
 def fit(model, args) -> dict:
-    from lmm_bayes.inference import laplace
+    from lmm_bayes.inference.methods.laplace import system as laplace
 
     calls = [0]
     marginal = laplace.LaplaceSystem.marginal

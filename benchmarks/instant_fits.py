@@ -94,7 +94,7 @@ def warm_up_cold() -> float:
     """The one-time compile: a new process with an empty numba cache folder."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "NUMBA_CACHE_DIR": tmp}
-        code = "from lmm_bayes.inference import kernel_loader as k; print(k.warm_up())"
+        code = "from lmm_bayes.inference.methods import kernel_loader as k; print(k.warm_up())"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         return float(proc.stdout.split()[-1])
 

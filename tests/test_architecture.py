@@ -14,7 +14,7 @@ MAX_LINES = 500
 LONGER = {
     # numba checks its on-disk cache against each function's own source file only: were the
     # kernel split, an edited helper file could run under stale cached callers
-    "inference/kernel.py": 820,
+    "inference/methods/collapsed/kernel.py": 820,
 }
 
 
@@ -157,10 +157,10 @@ def test_no_module_imports_another_modules_private_names():
 def test_private_import_check_can_fail(tmp_path):
     """The check above catches a deliberate private import."""
     bad = PACKAGE / "spec" / "_probe_private_import.py"
-    bad.write_text("from lmm_bayes.inference.collapsed import _cholesky\n")
+    bad.write_text("from lmm_bayes.inference.methods.collapsed.likelihood import _cholesky\n")
     try:
         assert _private_imports(bad) == [
-            "lmm_bayes.spec._probe_private_import:1 imports _cholesky from lmm_bayes.inference.collapsed"
+            "lmm_bayes.spec._probe_private_import:1 imports _cholesky from lmm_bayes.inference.methods.collapsed.likelihood"
         ]
     finally:
         bad.unlink()

@@ -18,7 +18,7 @@ import xarray as xr
 from scipy.stats import multivariate_normal
 
 import lmm_bayes as lb
-from lmm_bayes.inference import collapsed
+from lmm_bayes.inference.methods.collapsed import likelihood as collapsed
 from lmm_bayes.inference.methods import Collapsed, Crossed, choose_method, resolve_method
 
 NESTED = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
@@ -155,8 +155,8 @@ def test_draws_of_b_have_the_exact_conditional_mean_and_covariance(key, sleepstu
     D = 1 + sum(sizes)
     z_flat = np.vstack([np.zeros(D - 1), np.eye(D - 1)])
     # the compiled kernel's draws (what fits use), fed the innovations directly
-    from lmm_bayes.inference.kernel_loader import load
-    from lmm_bayes.inference.packing import pack
+    from lmm_bayes.inference.methods.kernel_loader import load
+    from lmm_bayes.inference.methods.collapsed.packing import pack
 
     packed = pack(design, None, stats)
     qmax = max(g.n_effects for g in chain)

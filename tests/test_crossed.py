@@ -1,4 +1,4 @@
-"""The collapsed method for crossed factors (lmm_bayes.inference.crossed).
+"""The collapsed method for crossed factors (lmm_bayes.inference.methods.crossed.system).
 
 Exact references: the dense multivariate normal density of y (scipy), lme4's logLik at its
 own ML estimates, and the dense Gaussian posterior of b; then the sampled posterior against
@@ -21,11 +21,11 @@ from scipy.stats import binom, multivariate_normal
 
 import lmm_bayes as lb
 from lmm_bayes.errors import ImplicitNestingWarning, MethodNote
-from lmm_bayes.inference import crossed
-from lmm_bayes.inference.crossed import CrossedSystem, crossed_model
-from lmm_bayes.inference.kernel_loader import load
+from lmm_bayes.inference.methods.crossed import system as crossed
+from lmm_bayes.inference.methods.crossed.system import CrossedSystem, crossed_model
+from lmm_bayes.inference.methods.kernel_loader import load
 from lmm_bayes.inference.methods import Collapsed, Crossed, Full, resolve_method
-from lmm_bayes.inference.sufficient import nesting_chain
+from lmm_bayes.inference.methods.collapsed.sufficient import nesting_chain
 
 DATA = Path(__file__).parent / "data"
 SIM_FORMULA = "y ~ cond + (1 + cond | subject) + (1 + cond | item)"
@@ -252,7 +252,7 @@ def test_other_samplers_and_huge_dense_blocks_fall_back_to_full_with_a_reason(mo
         resolve_method(d, "collapsed", sampler="pymc")
     with pytest.raises(ValueError, match="centered=True only applies"):
         resolve_method(d, "collapsed", centered=True)
-    monkeypatch.setattr("lmm_bayes.inference.methods.MAX_DENSE_EFFECTS", 3)
+    monkeypatch.setattr("lmm_bayes.inference.methods.crossed.method.MAX_DENSE_EFFECTS", 3)
     method, note = resolve_method(d, "auto")
     assert isinstance(method, Full) and "dense block would hold 4 effects" in note
 

@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 import lmm_bayes as lb
 from lmm_bayes.errors import RowsDroppedWarning
 from lmm_bayes.inference.layout import hyperparameter_draws, hyperparameters
-from lmm_bayes.inference.sufficient import sufficient_statistics
+from lmm_bayes.inference.methods.collapsed.sufficient import sufficient_statistics
 
 FORMULA = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 #: the same model with the factors listed finest first: the reduction's columns are in the

@@ -559,7 +559,7 @@ def test_auto_falls_back_to_full_with_a_note_when_the_crossed_method_cannot_take
     from lmm_bayes.errors import MethodNote
     from lmm_bayes.spec.validate import ImplicitNestingWarning
 
-    monkeypatch.setattr("lmm_bayes.inference.methods.MAX_DENSE_EFFECTS", 5)  # 6 items: too many
+    monkeypatch.setattr("lmm_bayes.inference.methods.crossed.method.MAX_DENSE_EFFECTS", 5)  # 6 items: too many
 
     rng = np.random.default_rng(9)
     df = pd.DataFrame({"s": np.repeat([f"s{i}" for i in range(6)], 6), "item": np.tile([f"i{j}" for j in range(6)], 6)})

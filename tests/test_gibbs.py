@@ -1,4 +1,4 @@
-"""The collapsed Gibbs sampler (lmm_bayes.inference.gibbs, method="gibbs").
+"""The collapsed Gibbs sampler (lmm_bayes.inference.methods.gibbs.sampler, method="gibbs").
 
 Exact references first: each conditional draw against the dense Gaussian conditional
 (numpy), the slice sampler against its one-dimensional target (quadrature). Then the
@@ -19,8 +19,8 @@ from scipy import integrate, stats
 
 import lmm_bayes as lb
 from lmm_bayes.errors import ImplicitNestingWarning, SamplingWarning
-from lmm_bayes.inference.gibbs import GibbsSystem, gibbs_obstacle, sample_gibbs
-from lmm_bayes.inference.kernel_loader import load_gibbs
+from lmm_bayes.inference.methods.gibbs.sampler import GibbsSystem, gibbs_obstacle, sample_gibbs
+from lmm_bayes.inference.methods.kernel_loader import load_gibbs
 from lmm_bayes.inference.layout import posterior_vars
 from lmm_bayes.inference.methods import Collapsed, Crossed, Full, Gibbs, resolve_method
 

@@ -252,7 +252,7 @@ def nested_fits():
 
 
 def test_hierarchical_centering_plan_and_graph():
-    from lmm_bayes.inference.glm_centered import centring_plan
+    from lmm_bayes.inference.methods.full.centered import centring_plan
 
     model = lb.GLMM(NESTED, _simulate_nested(), family="poisson")
     assert centring_plan(model.design) == {("subject", 0): ("beta", 0), ("subject", 1): ("beta", 1),

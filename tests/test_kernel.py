@@ -13,9 +13,9 @@ import pytest
 import scipy.stats as st
 
 import lmm_bayes as lb
-from lmm_bayes.inference import kernel
-from lmm_bayes.inference.packing import pack
-from lmm_bayes.inference.sufficient import sufficient_statistics
+from lmm_bayes.inference.methods.collapsed import kernel
+from lmm_bayes.inference.methods.collapsed.packing import pack
+from lmm_bayes.inference.methods.collapsed.sufficient import sufficient_statistics
 
 FORMULAS = [
     "y ~ x + (1 | s)",
@@ -252,7 +252,7 @@ def test_beta_and_sigma_gradient_equal_the_pymc_graphs():
     (The covariance parameters have different unconstrained coordinates in the two, hence the
     comparison along beta and sigma, G held at the graph's value.)
     """
-    from lmm_bayes.inference import collapsed
+    from lmm_bayes.inference.methods.collapsed import likelihood as collapsed
 
     m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
     stats = sufficient_statistics(m.design)

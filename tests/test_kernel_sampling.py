@@ -9,7 +9,9 @@ import pytest
 from arviz_stats import mcse
 
 import lmm_bayes as lb
-from lmm_bayes.inference import kernel_loader, kernel_sampler, sampling
+from lmm_bayes.inference import sampling
+from lmm_bayes.inference.methods import kernel_loader
+from lmm_bayes.inference.methods.collapsed import kernel_sampler
 from lmm_bayes.inference.methods import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings
 
@@ -113,7 +115,7 @@ def test_a_compile_says_so(monkeypatch, capsys):
     import sys
 
     kernel_loader.warm_up()
-    for name in ("lmm_bayes.inference.kernel", "lmm_bayes.inference.crossed_kernel"):
+    for name in ("lmm_bayes.inference.methods.collapsed.kernel", "lmm_bayes.inference.methods.crossed.kernel"):
         monkeypatch.delitem(sys.modules, name)  # restored after the test
     monkeypatch.setattr(kernel_loader, "NOTICE_AFTER_S", 0.0)
     monkeypatch.setattr(kernel_loader, "_NOTICED", [])

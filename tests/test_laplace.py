@@ -22,7 +22,7 @@ from scipy import optimize, stats
 
 import lmm_bayes as lb
 from lmm_bayes.errors import MethodNote, SamplingWarning
-from lmm_bayes.inference.laplace import MAX_PARETO_K, LaplaceSystem
+from lmm_bayes.inference.methods.laplace.system import MAX_PARETO_K, LaplaceSystem
 from lmm_bayes.inference.methods import resolve_method
 
 DATA = Path(__file__).parent / "data"
@@ -316,7 +316,7 @@ def test_independent_effects_and_dropped_draws():
 def test_pooled_rows_give_the_same_marginal(family, monkeypatch):
     """Trials under the same condition pool into one row (sums of counts, of successes and trials):
     the same log marginal likelihood and gradient to rounding, from a quarter of the rows."""
-    from lmm_bayes.inference import laplace
+    from lmm_bayes.inference.methods.laplace import system as laplace
 
     sim = _frames()["laplace_sim"].assign(cond=lambda d: (d["x"] > 0).astype(float))
     response = "spikes" if family == "poisson" else "cbind(k, 5 - k)"
@@ -336,7 +336,7 @@ def test_the_check_reads_a_correlation_below_its_diagonal_only():
     """A correlation's diagonal is 1 up to rounding: read as a parameter, its tiny MCSE made any
     weight noise look like a shift of many standard errors (seen on issue 20's benchmark). The
     check reads the hyperparameters the layout names (layout.hyperparameters), as every table does."""
-    from lmm_bayes.inference.laplace import check_laplace
+    from lmm_bayes.inference.methods.laplace.system import check_laplace
     from lmm_bayes.inference.layout import bis, hyperparameter_draws, hyperparameters
 
     design = lb.GLMM("spikes ~ 1 + (1 + x | s)", _frames()["laplace_sim"], family="poisson").design
@@ -361,7 +361,7 @@ def test_the_kernel_rows_agree_with_the_results_working_weights(eta, y, extra, d
     """The Laplace loops (numba, laplace_kernel._row) and the results' shrinkage
     (numpy, results.glm_pooling) each write a row's score and information: the same numbers,
     so a change to one family's formulas in one place cannot drift from the other."""
-    from lmm_bayes.inference.laplace_kernel import FAMILY_CODE, _row
+    from lmm_bayes.inference.methods.laplace.kernel import FAMILY_CODE, _row
     from lmm_bayes.results.glm_pooling import score_and_weights, working_weights
     from lmm_bayes.spec.family import get_family
 

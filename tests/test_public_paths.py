@@ -20,7 +20,7 @@ from scipy import stats
 
 import lmm_bayes as lb
 from lmm_bayes.errors import SamplingWarning
-from lmm_bayes.inference.sufficient import sufficient_statistics
+from lmm_bayes.inference.methods.collapsed.sufficient import sufficient_statistics
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 MIXED = "y ~ x + z + (1 + x | g) + (0 + z | g)"

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lmm_bayes as lb
-from lmm_bayes.inference.sufficient import sufficient_statistics
+from lmm_bayes.inference.methods.collapsed.sufficient import sufficient_statistics
 from lmm_bayes.results import io
 from lmm_bayes.results.io_reduction import REDUCTION_GROUP
 from lmm_bayes.spec.reduction import Reduction, crossproducts

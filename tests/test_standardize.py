@@ -27,9 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lmm_bayes as lb
-from lmm_bayes.inference import collapsed
-from lmm_bayes.inference.crossed import CrossedSystem
-from lmm_bayes.inference.laplace import LaplaceSystem
+from lmm_bayes.inference.methods.collapsed import likelihood as collapsed
+from lmm_bayes.inference.methods.crossed.system import CrossedSystem
+from lmm_bayes.inference.methods.laplace.system import LaplaceSystem
 from lmm_bayes.inference.standardize import check_representable, standardize
 
 SLOPES = "Reaction ~ Days + (Days | Subject)"

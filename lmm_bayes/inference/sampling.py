@@ -1,13 +1,16 @@
 """Running a sampler: the compiled-model cache, and the posterior as an ArviZ DataTree.
 
-The collapsed method with nutpie (the default) runs on the kernel compiled once per
-machine (:mod:`lmm_bayes.inference.kernel_sampler`), for crossed designs with the blocked
-Cholesky of :mod:`lmm_bayes.inference.crossed`; everything else compiles a PyMC graph.
+The runner knows the methods only through their protocol
+(:class:`~lmm_bayes.inference.methods.base.Method`): :func:`sample_posterior` asks a method to
+``run`` (each method's package says how: the collapsed, crossed and Laplace methods on the kernel
+compiled once per machine with nutpie, the Gibbs sampler on its own sweeps, the full method and the
+collapsed method's reference graph through a PyMC graph, :func:`run_sampler`), then maps the draws
+back and builds the DataTree the same way for all.
 
-The compiled nutpie model is cached by the model's structure (design shapes, factor
-layout, priors, method; see :mod:`lmm_bayes.inference.methods`): refitting the same
-structure with new data (simulation-based calibration, bootstraps, the CLI on a fresh
-data file of the same shape) swaps the data in instead of compiling again.
+A compiled PyMC graph is cached by the model's structure (design shapes, factor layout, priors,
+method: the method's ``structure_key``): refitting the same structure with new data
+(simulation-based calibration, bootstraps, the CLI on a fresh data file of the same shape) swaps
+the data in instead of compiling again.
 """
 
 from __future__ import annotations
@@ -17,28 +20,26 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pymc as pm
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
-from lmm_bayes.inference import kernel_loader, kernel_sampler
 from lmm_bayes.inference.layout import (
     b_name,
     constant_data,
     fitted_linear_predictor,
-    model_coords,
     pointwise_log_likelihood,
 )
-from lmm_bayes.inference.gibbs import SAMPLER_NAME
-from lmm_bayes.inference.methods import Collapsed, Crossed, Gibbs, Laplace, Method
 from lmm_bayes.inference.standardize import Standardization
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
 from lmm_bayes.version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover  (the methods import this module's samplers)
+    from lmm_bayes.inference.methods.base import Method
 
 __all__ = [
     "ADAPTATIONS", "MAX_LOGLIK_VALUES", "SAMPLERS", "SamplerSettings", "choose_adaptation", "run_sampler",
@@ -62,6 +63,7 @@ MIN_NUTPIE_TUNE = 1
 
 #: the collapsed method with nutpie runs on the compiled-once kernel; False samples its PyMC
 #: graph instead (compiled per model structure), which benchmarks and tests compare against
+#: (read by :meth:`lmm_bayes.inference.methods.collapsed.method.Collapsed.run` at each fit)
 USE_KERNEL = True
 
 _COMPILED: OrderedDict[str, Any] = OrderedDict()
@@ -225,29 +227,7 @@ def sample_posterior(
         priors = standardization.priors(priors)
         if keep_b == "float32" and not standardization.is_identity:
             keep_b = "all"  # b is mapped back in float64, then kept in float32 (the same draws as "all")
-    on_kernel = isinstance(method, (Crossed, Laplace)) or (USE_KERNEL and isinstance(method, Collapsed))
-    if isinstance(method, Gibbs):  # its own sampler: no NUTS, no graph (the sweeps are compiled once per machine)
-        reused = True  # nothing is compiled per model: the sweeps are compiled once per machine
-        posterior, stats = method.sample(priors, settings, keep_b)
-    elif isinstance(method, Laplace) and settings.sampler != "nutpie":
-        raise ValueError(f"method='laplace' samples with nutpie only, not sampler={settings.sampler!r}; "
-                         "use method='full' with that sampler")
-    elif on_kernel and settings.sampler == "nutpie":
-        # no graph to compile: the kernel is compiled once per machine (kernel_sampler)
-        reused = kernel_loader.is_loaded()
-        coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
-        compiled = kernel_sampler.nutpie_model(method.kernel_model(priors), coords)
-        # chains already run on every core: a multi-threaded BLAS in each (the crossed method's
-        # LAPACK calls) would make its threads spin against the other chains' (measured 50x slower
-        # at 160 effects); the draws of b, one small factorisation each, gain nothing from threads either
-        with threadpool_limits(1, user_api="blas"):
-            raw, stats = sample_nutpie(compiled, settings)
-            posterior = method.complete(raw, settings.seed, keep_b)
-    else:
-        raw, stats, reused = run_sampler(
-            lambda: method.build(priors), method.structure_key(priors), method.data, settings
-        )
-        posterior = method.complete(raw, settings.seed, keep_b)
+    posterior, stats, reused = method.run(priors, settings, keep_b)
     if standardization is not None:
         posterior = standardization.to_user(posterior)
     if kept != keep_b:
@@ -271,12 +251,11 @@ def sample_posterior(
         **(attrs or {}),
         "priors": user_priors.to_json(),
         "method": method.name,
-        "centered": int(getattr(method, "centered", False)),
+        "centered": int(method.centered),
         **settings.attrs(),
-        **({"sampler": SAMPLER_NAME} if isinstance(method, Gibbs) else {}),
         "compiled_model_reused": int(reused),
         "keep_b": keep_b,
-        **(method.check.attrs() if isinstance(method, Laplace) and method.check else {}),
+        **method.provenance(),  # the Gibbs sampler's name for the sampler's; the Laplace check
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     idata = xr.DataTree.from_dict(groups)

@@ -3,7 +3,8 @@
 The one place a fit is made: the design is standardized (:mod:`lmm_bayes.inference.standardize`),
 the method resolved for the working design (:func:`~lmm_bayes.inference.methods.resolve_method`),
 the posterior sampled and mapped back (:func:`~lmm_bayes.inference.sampling.sample_posterior`),
-and the Laplace method's check acted on (``method="auto"`` samples the full model when it fails).
+and the method's fallback acted on (:func:`~lmm_bayes.inference.methods.registry.fallback_after`:
+``method="auto"`` samples the full model when the Laplace method's check fails).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Literal
 
-from lmm_bayes.errors import MethodNote, SamplingWarning
+from lmm_bayes.errors import MethodNote
 from lmm_bayes.inference.layout import KEEP_B
-from lmm_bayes.inference.methods import Full, resolve_method
+from lmm_bayes.inference.methods import fallback_after, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, choose_adaptation, sample_posterior
 from lmm_bayes.inference.standardize import WorkingScales, standardize
 from lmm_bayes.results.fit import MixedModelFit
@@ -59,13 +60,13 @@ def fit_model(
         with nutpie); ``"gibbs"`` is a collapsed Gibbs sampler (not NUTS; ``sampler`` and
         ``target_accept`` do not apply, ``tune`` sweeps are discarded) for random
         intercepts only, whose sweep is linear in rows and levels
-        (:mod:`lmm_bayes.inference.gibbs`); ``"auto"`` picks collapsed where it applies,
+        (:mod:`lmm_bayes.inference.methods.gibbs.sampler`); ``"auto"`` picks collapsed where it applies,
         and gibbs for crossed random intercepts with many levels (see
         :func:`~lmm_bayes.inference.methods.resolve_method`). A GLMM
         (:class:`~lmm_bayes.GLMM`, any family but Gaussian) has ``"laplace"``: b
         integrated out per top-level cluster by Laplace's approximation, NUTS on β and the
         variance parameters, b drawn by importance resampling, and the approximation checked
-        by the importance weights' Pareto k (:mod:`lmm_bayes.inference.laplace`); for nested
+        by the importance weights' Pareto k (:mod:`lmm_bayes.inference.methods.laplace.system`); for nested
         designs with a log or logit link ``"auto"`` takes it and keeps the result only when
         the check passes, else it samples the full model and says why (``"laplace"`` itself
         warns instead). Other GLMMs get the full method; ``"collapsed"`` and ``"gibbs"`` raise
@@ -82,7 +83,7 @@ def fit_model(
     progressbar : bool
     centered : bool
         Centered parameterization of the full model (for teaching the funnel). For a GLMM,
-        hierarchical centering (:mod:`lmm_bayes.inference.glm_centered`): every cluster's
+        hierarchical centering (:mod:`lmm_bayes.inference.methods.full.centered`): every cluster's
         effects sampled around β (a nested cluster's around its parent's), which mixes far
         better when clusters hold much data (``benchmarks/RESULTS_glmm.md``).
     log_likelihood : bool or "auto"
@@ -135,7 +136,7 @@ def fit_model(
     def sample(strategy, note: str) -> MixedModelFit:
         idata = sample_posterior(
             model.design, model.priors, strategy,
-            choose_adaptation(settings, working.max_predictor_correlation(), sampled_b=isinstance(strategy, Full)),
+            choose_adaptation(settings, working.max_predictor_correlation(), sampled_b=strategy.samples_b),
             log_likelihood=log_likelihood, keep_b=keep_b,
             attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
             standardization=working,
@@ -143,15 +144,10 @@ def fit_model(
         return MixedModelFit(idata=idata, model=model)
 
     fit = sample(strategy, note)
-    check = getattr(strategy, "check", None)  # the Laplace method's importance check
-    if check is not None and not check.passed:
-        if method == "auto":
-            note = f"method='auto' chose 'full': {check.reason()}"
-            warnings.warn(note, MethodNote, stacklevel=3)
-            fit = sample(Full(working.design), note)
-        else:
-            warnings.warn(
-                f"{check.reason()}, so this posterior may differ from the exact one: refit with method='full' "
-                "(method='auto' does so by itself)", SamplingWarning, stacklevel=3)
+    fallback = fallback_after(strategy, method)  # the Laplace method's failed check: decided in inference.methods
+    if fallback is not None:
+        warnings.warn(fallback.note, fallback.warning, stacklevel=3)
+        if fallback.method is not None:
+            fit = sample(fallback.method, fallback.note)
     fit.warn_if_unreliable(stacklevel=4)
     return fit

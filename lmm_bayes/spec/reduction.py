@@ -2,7 +2,7 @@
 
 A nested LMM needs its rows only through the per-cluster cross products of
 ``F = [Z_1 ... Z_K, X, y]`` summed over the rows of each cluster of the finest factor
-(:mod:`lmm_bayes.inference.sufficient` sums them up the nesting chain), and, for the
+(:mod:`lmm_bayes.inference.methods.collapsed.sufficient` sums them up the nesting chain), and, for the
 default priors, each column's mean, SD and whether it is constant. Both are sums over
 rows, so they are a map-reduce: :func:`partial_sums` is the map (one partition, or all
 rows in memory), :func:`add_partial_sums` the reduce. :class:`Reduction` holds the result

@@ -1,4 +1,4 @@
-"""Compiled loops of the Laplace method (:mod:`lmm_bayes.inference.laplace`): per-cluster modes,
+"""Compiled loops of the Laplace method (:mod:`lmm_bayes.inference.methods.laplace.system`): per-cluster modes,
 the marginal likelihood with its exact gradient, and the importance-checked draws of b.
 
 Every top-level cluster ``j`` owns a dense block ``b_j`` of its own effects and those of all

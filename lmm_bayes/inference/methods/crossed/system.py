@@ -1,7 +1,7 @@
 """The collapsed method for crossed factors: subjects x items with every b integrated out.
 
 For ``y = X beta + Z u + e``, ``u ~ N(0, Lambda)``, the marginal likelihood needs
-``M = Z'Z + sigma^2 Lambda^-1`` (module :mod:`lmm_bayes.inference.collapsed`: determinant
+``M = Z'Z + sigma^2 Lambda^-1`` (module :mod:`lmm_bayes.inference.methods.collapsed.likelihood`: determinant
 lemma and Woodbury). Nested factors make M an arrow the kernel eliminates cluster by
 cluster; crossed factors (``(1 | subject) + (1 | item)``) couple every subject to every
 item it saw, so M is a general sparse matrix.
@@ -15,7 +15,7 @@ The linear algebra is the blocked Cholesky of lme4 and MixedModels.jl, with two 
   ``S = D - B'A^-1 B`` (``B`` the sparse coupling ``Z_1'Z_rest``), factorised by LAPACK.
 
 The coupling ``B'A^-1 B`` is eliminated cluster by cluster (compiled loops,
-:mod:`lmm_bayes.inference.crossed_kernel`) when each cluster meets few dense effects
+:mod:`lmm_bayes.inference.methods.crossed.kernel`) when each cluster meets few dense effects
 (students who rated a few lecturers), and as one BLAS product when most clusters meet most of
 them (every subject saw every item): :data:`DENSE_COUPLING`.
 
@@ -29,7 +29,7 @@ gives no saving there and needs CHOLMOD, which is not a wheel on every platform;
 Gibbs scheme (Papaspiliopoulos, Roberts & Zanella 2020; Papaspiliopoulos, Stumpf-Fetizon &
 Zanella 2023) costs O(rows) per sweep but takes random intercepts only, whereas this exact
 marginal keeps NUTS for slopes and correlations too. For random intercepts with a big dense
-block that scheme is :mod:`lmm_bayes.inference.gibbs`, which ``method="auto"`` takes above
+block that scheme is :mod:`lmm_bayes.inference.methods.gibbs.sampler`, which ``method="auto"`` takes above
 :data:`SMALL_DENSE_EFFECTS` dense effects; with slopes, above :data:`MAX_DENSE_EFFECTS`
 effects ``method="auto"`` takes the full method instead.
 
@@ -44,7 +44,7 @@ The gradient is exact by Fisher's identity, as in the kernel: it needs the poste
 of every b and the diagonal ``q x q`` blocks of ``Cov(b | y) = sigma^2 M^-1``:
 ``S^-1``'s blocks for the dense factors, ``A_j^-1 + P_j S^-1 P_j'`` (``P = A^-1 B``) for the
 block-diagonal one. The priors, the covariance transforms and the chain rule are the
-kernel's (:func:`~lmm_bayes.inference.kernel.density_start`, ``density_finish``).
+kernel's (:func:`~lmm_bayes.inference.methods.collapsed.kernel.density_start`, ``density_finish``).
 
 After sampling, b is drawn exactly: the dense factors' effects from ``N(S^-1 r, sigma^2
 S^-1)``, then each block-diagonal cluster given them.
@@ -62,9 +62,9 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.linalg import lapack, solve_triangular
 
-from lmm_bayes.inference.kernel_loader import load_crossed
+from lmm_bayes.inference.methods.kernel_loader import load_crossed
 from lmm_bayes.inference.layout import b_name, covariance_values
-from lmm_bayes.inference.packing import KernelModel, pack_parameters
+from lmm_bayes.inference.methods.collapsed.packing import KernelModel, pack_parameters
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
 
@@ -337,7 +337,7 @@ def draw_crossed_effects(
     """Draw every b of a crossed design exactly from ``b | beta, theta, y``, one per posterior draw.
 
     Returns ``{g}_b`` on (``chain``, ``draw``, ``g``, ``{g}_effect``) per grouping factor, as
-    :func:`lmm_bayes.inference.collapsed.draw_random_effects` does for nested designs.
+    :func:`lmm_bayes.inference.methods.collapsed.likelihood.draw_random_effects` does for nested designs.
     """
     system = CrossedSystem.from_design(design) if system is None else system
     groups = design.groups

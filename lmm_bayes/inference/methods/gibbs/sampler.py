@@ -2,7 +2,7 @@
 
 ``y ~ 1 + (1 | student) + (1 | lecturer) + (1 | dept)`` with thousands of levels on every
 side couples every student to every lecturer they rated: the exact marginal of
-:mod:`lmm_bayes.inference.crossed` then factorises a dense block of all lecturers and
+:mod:`lmm_bayes.inference.methods.crossed.system` then factorises a dense block of all lecturers and
 departments (1,114 effects, ~50 ms a gradient), which no number of NUTS steps makes cheap.
 This module samples the same posterior (same model, same priors) with a Gibbs sampler
 whose sweep costs O(rows x fixed effects + levels), no factorisation larger than p x p.
@@ -19,7 +19,7 @@ mean of every factor's b are nearly confounded; the collapsed one has a relaxati
 bounded as the design grows (PRZ 2020 prove it with the variances known and balanced
 designs, and show the hyperparameter-extended sampler outperforming alternatives
 empirically; PSZ 2023 analyse random, sparse designs on average). The compiled sweeps are
-in :mod:`lmm_bayes.inference.gibbs_kernel`.
+in :mod:`lmm_bayes.inference.methods.gibbs.kernel`.
 
 The SDs are not conjugate under the package's priors (half-normal, exponential,
 half-Student-t, half-Cauchy): each is updated exactly by slice sampling on its log scale,
@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from lmm_bayes.inference.kernel_loader import load_gibbs
+from lmm_bayes.inference.methods.kernel_loader import load_gibbs
 from lmm_bayes.inference.layout import BETA, KEEP_B, SIGMA, b_name, sd_name
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
@@ -89,7 +89,7 @@ def gibbs_obstacle(design: Design) -> str:
 
 @dataclass(frozen=True, eq=False)
 class GibbsSystem:
-    """The design's per-level sums, laid out for :func:`~lmm_bayes.inference.gibbs_kernel.run_chain`.
+    """The design's per-level sums, laid out for :func:`~lmm_bayes.inference.methods.gibbs.kernel.run_chain`.
 
     Built once per design by :meth:`from_design` (one pass over the rows per factor).
     """

@@ -1,6 +1,6 @@
 """Per-cluster sufficient statistics of a nested LMM, computed in one vectorised pass.
 
-The collapsed likelihood (:mod:`lmm_bayes.inference.collapsed`) needs, per cluster of each factor
+The collapsed likelihood (:mod:`lmm_bayes.inference.methods.collapsed.likelihood`) needs, per cluster of each factor
 of a nesting chain (``subject > subject:neuron > ...``), ``Z'Z``, ``Z'X``, ``Z'y`` and the
 cross-products with the ancestors' effects, plus ``X'X``, ``X'y`` and ``y'y``. They are
 built with bincounts over the rows of the finest factor and summed up the chain: no
@@ -69,7 +69,7 @@ def require_chain(design: Design) -> tuple[GroupDesign, ...]:
     except ValueError as err:
         raise ValueError(
             f"these statistics need one factor or a chain of nested factors: {err}; crossed designs are "
-            "integrated out by lmm_bayes.inference.crossed.CrossedSystem (fit with method='collapsed' or 'auto')"
+            "integrated out by lmm_bayes.inference.methods.crossed.system.CrossedSystem (fit with method='collapsed' or 'auto')"
         ) from None
 
 

@@ -5,7 +5,7 @@ top-level cluster (a subject, with its neurons) is a block of effects that no ot
 touch. Per block, the integral over b is replaced by Laplace's approximation at the mode,
 found by damped Newton steps with the exact Hessian ``Z'WZ + G^-1`` (as glmer and INLA do);
 NUTS samples β, the SDs and correlations (and the negative binomial's dispersion) on that
-marginal, with its exact gradient (:mod:`lmm_bayes.inference.laplace_kernel`).
+marginal, with its exact gradient (:mod:`lmm_bayes.inference.methods.laplace.kernel`).
 
 An approximation must not pass silently for the posterior. After sampling, every draw's
 blocks get ``n_proposals`` draws from their Laplace normal ``N(b_hat, H^-1)``, weighted by
@@ -38,10 +38,10 @@ import pandas as pd
 import xarray as xr
 from scipy import special
 
-from lmm_bayes.inference import laplace_kernel as lk
+from lmm_bayes.inference.methods.laplace import kernel as lk
 from lmm_bayes.inference.layout import BETA, SIGMA, b_name, covariance_values, hyperparameter_draws, hyperparameters
-from lmm_bayes.inference.packing import KernelModel, pack_parameters
-from lmm_bayes.inference.sufficient import nesting_chain
+from lmm_bayes.inference.methods.collapsed.packing import KernelModel, pack_parameters
+from lmm_bayes.inference.methods.collapsed.sufficient import nesting_chain
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Prior, Priors, resolve_priors

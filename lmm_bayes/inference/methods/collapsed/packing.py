@@ -1,4 +1,4 @@
-"""A collapsed model as data for the compiled kernel (:mod:`lmm_bayes.inference.kernel`).
+"""A collapsed model as data for the compiled kernel (:mod:`lmm_bayes.inference.methods.collapsed.kernel`).
 
 :func:`pack` lays out the sufficient statistics, the nesting chain, the correlated
 blocks and the priors in two flat arrays (``ints``, ``floats``), so one compiled
@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lmm_bayes.inference.kernel_loader import load
+from lmm_bayes.inference.methods.kernel_loader import load
 from lmm_bayes.inference.layout import BETA, SIGMA, bis, corr_name, sd_name
-from lmm_bayes.inference.sufficient import SufficientStats
+from lmm_bayes.inference.methods.collapsed.sufficient import SufficientStats
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 
@@ -31,12 +31,12 @@ def _prior_row(prior: Prior, kernel) -> tuple[int, tuple[float, float, float]]:
 
 @dataclass(frozen=True, eq=False)
 class KernelModel:
-    """A collapsed model packed for :func:`lmm_bayes.inference.kernel.log_density`.
+    """A collapsed model packed for :func:`lmm_bayes.inference.methods.collapsed.kernel.log_density`.
 
     Attributes
     ----------
     ints, floats : ndarray
-        The structure and the data (layout in :mod:`lmm_bayes.inference.kernel`).
+        The structure and the data (layout in :mod:`lmm_bayes.inference.methods.collapsed.kernel`).
     n_dim : int
         Length of the unconstrained parameter vector.
     start : ndarray
@@ -47,7 +47,7 @@ class KernelModel:
         integrates b out (crossed designs); None for the kernel's own.
     chain_marginal : callable or None
         Makes a fresh ``marginal`` for each chain, for one that keeps state between calls
-        (the Laplace method's warm start: :mod:`lmm_bayes.inference.laplace`); None shares ``marginal``.
+        (the Laplace method's warm start: :mod:`lmm_bayes.inference.methods.laplace.system`); None shares ``marginal``.
     """
 
     design: Design
@@ -191,7 +191,7 @@ def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> Kerne
     Examples
     --------
     >>> import lmm_bayes as lb
-    >>> from lmm_bayes.inference.sufficient import sufficient_statistics
+    >>> from lmm_bayes.inference.methods.collapsed.sufficient import sufficient_statistics
     >>> m = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))
     >>> km = pack(m.design, m.priors, sufficient_statistics(m.design))
     >>> km.n_dim  # beta (2), log sigma, 2 log SDs, 1 correlation
@@ -244,8 +244,8 @@ def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> Kerne
 def pack_parameters(design: Design, priors: Priors | None, groups: tuple[GroupDesign, ...]) -> KernelModel:
     """The parameters and priors of a model with the factors ``groups`` (any structure), without data.
 
-    Enough for :func:`lmm_bayes.inference.kernel.density_start`, ``density_finish`` and
-    ``constrain``: the crossed method (:mod:`lmm_bayes.inference.crossed`) adds its own
+    Enough for :func:`lmm_bayes.inference.methods.collapsed.kernel.density_start`, ``density_finish`` and
+    ``constrain``: the crossed method (:mod:`lmm_bayes.inference.methods.crossed.system`) adds its own
     marginal likelihood.
 
     Examples

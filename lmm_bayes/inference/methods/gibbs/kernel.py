@@ -1,4 +1,4 @@
-"""Compiled sweeps of the collapsed Gibbs sampler (:mod:`lmm_bayes.inference.gibbs`).
+"""Compiled sweeps of the collapsed Gibbs sampler (:mod:`lmm_bayes.inference.methods.gibbs.sampler`).
 
 One call of :func:`run_chain` runs one chain from start to end in machine code, without
 the GIL, so chains run side by side in threads. Every step is an exact draw from a full
@@ -7,7 +7,7 @@ random intercepts only::
 
     y = X beta + sum_k b_k[code_k] + e,   b_k ~ N(0, tau_k^2 I),   e ~ N(0, sigma^2 I).
 
-Arrays passed in (built once by :mod:`lmm_bayes.inference.gibbs`): ``codes`` (K, n) holds
+Arrays passed in (built once by :mod:`lmm_bayes.inference.methods.gibbs.sampler`): ``codes`` (K, n) holds
 every row's level in the flat vector of all factors' b (factor k's levels are
 ``offsets[k]:offsets[k+1]``); ``counts`` the rows of each level; ``sX`` (levels, p) the sum
 of each level's rows of X; ``W`` (K, p, p) the within-level cross products

@@ -1,4 +1,4 @@
-"""Compiled loops of the crossed collapsed method (:mod:`lmm_bayes.inference.crossed`).
+"""Compiled loops of the crossed collapsed method (:mod:`lmm_bayes.inference.methods.crossed.system`).
 
 The blocked Cholesky's per-cluster work, compiled once per machine by numba (``cache=True``)
 and run without the GIL: :func:`schur` eliminates the block-diagonal factor and forms the
@@ -11,7 +11,7 @@ j's coupling to the m dense effects is stored by rows ``t in ptr[j]:ptr[j+1]``: 
 effect ``col[t]`` with ``Bv[t, a] = (Z_j[:, a])' Z_dense[:, col[t]]``. ``rest`` holds one row
 ``(first effect, levels, effects)`` per dense factor, ``Grest`` its ``sigma^2 G^-1``.
 
-This module uses nothing of :mod:`lmm_bayes.inference.kernel`: numba checks its cache against
+This module uses nothing of :mod:`lmm_bayes.inference.methods.collapsed.kernel`: numba checks its cache against
 each function's own file, so the two compiled files never run stale code of each other.
 Importing it compiles or loads every function (a tiny call at the bottom), so the loader's
 notice covers it.

@@ -25,13 +25,13 @@ level conditional on the levels above (the Schur complement gives the top
 level's marginal; the eliminated blocks give the conditionals).
 
 Crossed factors (subject x item) do not give an arrow structure; they are integrated
-out by the blocked Cholesky of :mod:`lmm_bayes.inference.crossed` instead (``supports``
+out by the blocked Cholesky of :mod:`lmm_bayes.inference.methods.crossed.system` instead (``supports``
 says whether this module's elimination applies).
 
 This module holds the numpy reference (:func:`marginal_loglik`), the PyMC graph of the
 collapsed model (the reference the tests compare against, and ``LMM.pymc_model``) and the
 exact draws of b. Fits sample the same density through the kernel compiled once per
-machine (:mod:`lmm_bayes.inference.kernel`), which runs the same elimination.
+machine (:mod:`lmm_bayes.inference.methods.collapsed.kernel`), which runs the same elimination.
 
 Choices of the graph, measured in ``benchmarks/README.md``: beta stays a NUTS parameter (the
 covariance parameters already mix at ~1 effective draw per draw); the small q x q
@@ -52,10 +52,10 @@ import scipy.sparse as sp
 import xarray as xr
 
 from lmm_bayes.inference.graph import add_fixed_effects, add_group_covariance, add_sigma
-from lmm_bayes.inference.kernel_loader import load
+from lmm_bayes.inference.methods.kernel_loader import load
 from lmm_bayes.inference.layout import b_name, covariance_values, model_coords
-from lmm_bayes.inference.packing import KernelModel, pack
-from lmm_bayes.inference.sufficient import (
+from lmm_bayes.inference.methods.collapsed.packing import KernelModel, pack
+from lmm_bayes.inference.methods.collapsed.sufficient import (
     Level,
     SufficientStats,
     nesting_chain,
@@ -96,7 +96,7 @@ def supports(design: Design) -> tuple[bool, str]:
     terms (the likelihood then needs only ``X'X``, ``X'y`` and ``y'y``, so a
     regression on 10^6 rows samples as fast as one on 100). Crossed factors
     (subject x item) make ``M`` a general sparse matrix rather than an arrow; they
-    go to :mod:`lmm_bayes.inference.crossed`.
+    go to :mod:`lmm_bayes.inference.methods.crossed.system`.
 
     Examples
     --------

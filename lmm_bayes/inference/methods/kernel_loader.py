@@ -1,6 +1,8 @@
-"""Loading the compiled kernels (:mod:`lmm_bayes.inference.kernel`,
-:mod:`lmm_bayes.inference.crossed_kernel` for crossed designs and
-:mod:`lmm_bayes.inference.gibbs_kernel` for the Gibbs sampler), and saying so when they compile.
+"""Loading the compiled kernels (:mod:`lmm_bayes.inference.methods.collapsed.kernel`,
+:mod:`lmm_bayes.inference.methods.crossed.kernel` for crossed designs and
+:mod:`lmm_bayes.inference.methods.gibbs.kernel` for the Gibbs sampler), and saying so when they compile.
+
+Shared by those three methods, so it sits beside their packages rather than in one of them.
 
 Importing the kernel loads it from numba's on-disk cache (about half a second) or, the first
 time on a machine or after the package changed, compiles it (about a minute on 2 cores).
@@ -11,6 +13,7 @@ than a few seconds, naming the folder where the result is cached for later proce
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
 import time
@@ -21,9 +24,9 @@ __all__ = ["cache_location", "is_loaded", "load", "load_crossed", "load_gibbs", 
 
 #: loading from the cache takes under a second; longer than this means numba is compiling
 NOTICE_AFTER_S = 3.0
-_KERNEL = "lmm_bayes.inference.kernel"
-_CROSSED = "lmm_bayes.inference.crossed_kernel"
-_GIBBS = "lmm_bayes.inference.gibbs_kernel"
+_KERNEL = "lmm_bayes.inference.methods.collapsed.kernel"
+_CROSSED = "lmm_bayes.inference.methods.crossed.kernel"
+_GIBBS = "lmm_bayes.inference.methods.gibbs.kernel"
 _NOTICED: list[str] = []
 
 
@@ -39,7 +42,9 @@ def cache_location() -> str:
 
     if numba.config.CACHE_DIR:
         return str(numba.config.CACHE_DIR)
-    here = Path(__file__).resolve().parent / "__pycache__"
+    # numba caches each compiled file beside its source: the kernel's folder (the crossed and
+    # Gibbs files cache beside theirs, in their methods' folders)
+    here = Path(importlib.util.find_spec(_KERNEL).origin).resolve().parent / "__pycache__"
     return str(here) if here.parent.exists() and _writable(here.parent) else "the user's numba cache folder"
 
 

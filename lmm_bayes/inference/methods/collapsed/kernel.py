@@ -2,11 +2,11 @@
 
 Importing this module loads the compiled kernel from numba's on-disk cache, or, the first
 time on a machine (or after the file changed), compiles it: import it through
-:func:`lmm_bayes.inference.kernel_loader.load`, which says so on screen.
+:func:`lmm_bayes.inference.methods.kernel_loader.load`, which says so on screen.
 
 The model's structure (fixed effects, factors of the nesting chain, clusters, effects per
 factor, correlated blocks, prior families) is passed as *data*: two flat arrays ``ints``
-and ``floats`` laid out by :mod:`lmm_bayes.inference.packing`. So one machine code serves
+and ``floats`` laid out by :mod:`lmm_bayes.inference.methods.collapsed.packing`. So one machine code serves
 every formula and data set, and numba's on-disk cache (``cache=True``) makes a new
 process load it in a fraction of a second instead of compiling a PyMC graph for ~30 s.
 
@@ -31,7 +31,7 @@ down the chain:
 * ``d/d G_k = (G_k^-1 B_k G_k^-1 - L_k G_k^-1) / 2`` with ``B_k = sum_j (m_j m_j' + V_j)``;
 * ``d/d sigma = -n / sigma + (r'r - (W'r)'M^-1(W'r) + sigma^2 (sum_k L_k q_k - sum_k tr(G_k^-1 B_k))) / sigma^3``.
 
-Crossed designs (:mod:`lmm_bayes.inference.crossed`) get ``m_j`` and ``V_j`` from another
+Crossed designs (:mod:`lmm_bayes.inference.methods.crossed.system`) get ``m_j`` and ``V_j`` from another
 factorisation and share the rest: :func:`density_start` and :func:`density_finish`.
 
 Cost: a batch of tiny Choleskys per factor above the finest; the finest factor, when it has
