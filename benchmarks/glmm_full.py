@@ -7,7 +7,7 @@ data frame, one after the other, in one run of this script:
 
 * lmm-bayes ``lb.GLMM(..., family="poisson").fit(method="full")`` with nutpie, non-centered
   b (the default) and hierarchically centered (``centered=True``);
-* lmm-bayes ``fit(method="laplace")`` when ``lmm_bayes.inference.methods.METHODS`` has it
+* lmm-bayes ``fit(method="laplace")`` when ``lmm_bayes.inference.methods.registry.METHODS`` has it
   (skipped, and said so, otherwise), with its ``diagnostics()`` and every
   ``fit.posterior.attrs`` key starting with ``laplace_``;
 * bambi (``family="poisson"``, nutpie: ``inference_method="nutpie"``, which bambi hands to
@@ -124,10 +124,10 @@ def ours(df: pd.DataFrame, args, *, method: str = "full", centered: bool = False
 
 def laplace(df: pd.DataFrame, args) -> dict | None:
     """The fast path's row, when this lmm-bayes has ``method="laplace"``; None (and a note) otherwise."""
-    from lmm_bayes.inference.methods import METHODS
+    from lmm_bayes.inference.methods.registry import METHODS
 
     if "laplace" not in METHODS:
-        print(f"method='laplace' is not in lmm_bayes.inference.methods.METHODS {METHODS}: its row is skipped")
+        print(f"method='laplace' is not in lmm_bayes.inference.methods.registry.METHODS {METHODS}: its row is skipped")
         return None
     try:
         return ours(df, args, method="laplace")

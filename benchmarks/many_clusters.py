@@ -44,7 +44,7 @@ TEN_MILLION = (1000, 100, 100)
 
 
 def _gradient_ms(model) -> float:
-    from lmm_bayes.inference.methods import resolve_method
+    from lmm_bayes.inference.methods.registry import resolve_method
 
     method, _ = resolve_method(model.design, "collapsed")
     packed = method.kernel_model(model.priors)

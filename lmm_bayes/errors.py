@@ -146,7 +146,7 @@ class MethodNote(UserWarning):
     Examples
     --------
     >>> import lmm_bayes as lb
-    >>> from lmm_bayes.inference.methods import resolve_method
+    >>> from lmm_bayes.inference.methods.registry import resolve_method
     >>> import pandas as pd
     >>> df = pd.DataFrame({"s": list("aabbccdd") * 2, "item": list("xyxyxyxy") * 2, "y": range(16)})
     >>> model = lb.LMM("y ~ 1 + (1 | s) + (1 | item)", df)  # crossed factors

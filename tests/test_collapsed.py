@@ -19,7 +19,7 @@ from scipy.stats import multivariate_normal
 
 import lmm_bayes as lb
 from lmm_bayes.inference.methods.collapsed import likelihood as collapsed
-from lmm_bayes.inference.methods import Collapsed, Crossed, choose_method, resolve_method
+from lmm_bayes.inference.methods.registry import Collapsed, Crossed, choose_method, resolve_method
 
 NESTED = "y ~ x + (1 + x | subject) + (1 | subject:neuron)"
 SLEEP = "Reaction ~ Days + (Days | Subject)"

@@ -24,7 +24,7 @@ from lmm_bayes.errors import ImplicitNestingWarning, MethodNote
 from lmm_bayes.inference.methods.crossed import system as crossed
 from lmm_bayes.inference.methods.crossed.system import CrossedSystem, crossed_model
 from lmm_bayes.inference.methods.kernel_loader import load
-from lmm_bayes.inference.methods import Collapsed, Crossed, Full, resolve_method
+from lmm_bayes.inference.methods.registry import Collapsed, Crossed, Full, resolve_method
 from lmm_bayes.inference.methods.collapsed.sufficient import nesting_chain
 
 DATA = Path(__file__).parent / "data"

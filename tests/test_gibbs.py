@@ -22,7 +22,7 @@ from lmm_bayes.errors import ImplicitNestingWarning, SamplingWarning
 from lmm_bayes.inference.methods.gibbs.sampler import GibbsSystem, gibbs_obstacle, sample_gibbs
 from lmm_bayes.inference.methods.kernel_loader import load_gibbs
 from lmm_bayes.inference.layout import posterior_vars
-from lmm_bayes.inference.methods import Collapsed, Crossed, Full, Gibbs, resolve_method
+from lmm_bayes.inference.methods.registry import Collapsed, Crossed, Full, Gibbs, resolve_method
 
 DATA = Path(__file__).parent / "data"
 SIM_FORMULA = "y ~ cond + (1 | subject) + (1 | item)"

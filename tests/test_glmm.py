@@ -377,7 +377,7 @@ def test_model_file_with_a_family(tmp_path, cbpp):
 
 def test_gaussian_glmm_is_the_lmm(cbpp):
     """family='gaussian' gives the LMM's priors and its exact collapsed method."""
-    from lmm_bayes.inference.methods import resolve_method
+    from lmm_bayes.inference.methods.registry import resolve_method
 
     g = lb.GLMM("incidence ~ C(period) + (1 | herd)", cbpp, family="gaussian")
     m = lb.LMM("incidence ~ C(period) + (1 | herd)", cbpp)

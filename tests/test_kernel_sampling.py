@@ -12,7 +12,7 @@ import lmm_bayes as lb
 from lmm_bayes.inference import sampling
 from lmm_bayes.inference.methods import kernel_loader
 from lmm_bayes.inference.methods.collapsed import kernel_sampler
-from lmm_bayes.inference.methods import resolve_method
+from lmm_bayes.inference.methods.registry import resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings
 
 

@@ -23,7 +23,7 @@ from scipy import optimize, stats
 import lmm_bayes as lb
 from lmm_bayes.errors import MethodNote, SamplingWarning
 from lmm_bayes.inference.methods.laplace.system import MAX_PARETO_K, LaplaceSystem
-from lmm_bayes.inference.methods import resolve_method
+from lmm_bayes.inference.methods.registry import resolve_method
 
 DATA = Path(__file__).parent / "data"
 REF = json.loads((DATA / "laplace_lme4.json").read_text())["entries"]

@@ -16,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from lmm_bayes.inference.methods import METHODS
+from lmm_bayes.inference.methods.registry import METHODS
 
 __all__ = ["main", "build_parser"]
 

@@ -47,7 +47,7 @@ from lmm_bayes.inference.layout import (
     hyperparameter_draws,
     hyperparameters,
 )
-from lmm_bayes.inference.methods import METHODS, resolve_method
+from lmm_bayes.inference.methods.registry import METHODS, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design

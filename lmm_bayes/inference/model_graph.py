@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lmm_bayes.inference.methods import resolve_method
+from lmm_bayes.inference.methods.registry import resolve_method
 from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.spec import validate
 

@@ -1,7 +1,7 @@
 """``fit_model``: sample a model's posterior and wrap it as a :class:`~lmm_bayes.results.fit.MixedModelFit`.
 
 The one place a fit is made: the design is standardized (:mod:`lmm_bayes.inference.standardize`),
-the method resolved for the working design (:func:`~lmm_bayes.inference.methods.resolve_method`),
+the method resolved for the working design (:func:`~lmm_bayes.inference.methods.registry.resolve_method`),
 the posterior sampled and mapped back (:func:`~lmm_bayes.inference.sampling.sample_posterior`),
 and the method's fallback acted on (:func:`~lmm_bayes.inference.methods.registry.fallback_after`:
 ``method="auto"`` samples the full model when the Laplace method's check fails).
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from lmm_bayes.errors import MethodNote
 from lmm_bayes.inference.layout import KEEP_B
-from lmm_bayes.inference.methods import fallback_after, resolve_method
+from lmm_bayes.inference.methods.registry import fallback_after, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings, choose_adaptation, sample_posterior
 from lmm_bayes.inference.standardize import WorkingScales, standardize
 from lmm_bayes.results.fit import MixedModelFit
@@ -62,7 +62,7 @@ def fit_model(
         intercepts only, whose sweep is linear in rows and levels
         (:mod:`lmm_bayes.inference.methods.gibbs.sampler`); ``"auto"`` picks collapsed where it applies,
         and gibbs for crossed random intercepts with many levels (see
-        :func:`~lmm_bayes.inference.methods.resolve_method`). A GLMM
+        :func:`~lmm_bayes.inference.methods.registry.resolve_method`). A GLMM
         (:class:`~lmm_bayes.GLMM`, any family but Gaussian) has ``"laplace"``: b
         integrated out per top-level cluster by Laplace's approximation, NUTS on β and the
         variance parameters, b drawn by importance resampling, and the approximation checked

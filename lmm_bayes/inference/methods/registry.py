@@ -27,7 +27,10 @@ from lmm_bayes.inference.methods.laplace.method import Laplace
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 
-__all__ = ["LAST_RESORT", "METHODS", "PREFERENCE", "Fallback", "choose_method", "fallback_after", "resolve_method"]
+__all__ = [
+    "LAST_RESORT", "METHODS", "PREFERENCE", "Collapsed", "Crossed", "Fallback", "Full", "Gibbs", "Laplace", "Method",
+    "choose_method", "fallback_after", "resolve_method",
+]
 
 #: what ``method="auto"`` tries, most preferred first: the Laplace method for a GLMM; the collapsed
 #: method for one factor or nested factors; for crossed factors the Gibbs sampler where it is faster

@@ -57,7 +57,6 @@ def schur(A0, Gs, ptr, col, Bv, cs, cr, D0, rest, Grest, dense):
     dense effects): S is returned without it.
     """
     L, q = A0.shape[0], A0.shape[1]
-    m = D0.shape[0]
     S = D0.copy()
     for r in range(rest.shape[0]):
         first, levels, qk = rest[r, 0], rest[r, 1], rest[r, 2]
