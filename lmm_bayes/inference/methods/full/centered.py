@@ -44,7 +44,7 @@ def centring_plan(design: Design) -> dict[tuple[str, int], tuple[str, int] | Non
     Examples
     --------
     >>> import numpy as np, pandas as pd
-    >>> from lmm_bayes.spec.glmm import GLMM
+    >>> from lmm_bayes.spec.glmm import GeneralizedMixedModel as GLMM
     >>> df = pd.DataFrame({"y": np.arange(24) % 3, "x": np.arange(24.0), "s": np.repeat(list("ab"), 12),
     ...                    "n": np.tile(np.repeat(list("pqr"), 4), 2)})
     >>> centring_plan(GLMM("y ~ x + (1 + x | s) + (1 | s:n)", df, family="poisson").design)
