@@ -41,7 +41,7 @@ from lmm_bayes.results.fit import Fit
 from lmm_bayes.results.io import load
 from lmm_bayes.results.pooling_fit import PoolingFit
 from lmm_bayes.spec.design import Design, GroupDesign, build_design
-from lmm_bayes.spec.family import Family
+from lmm_bayes.spec.families import Family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.glmm import GLMM
 from lmm_bayes.spec.model import LMM

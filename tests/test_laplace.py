@@ -363,7 +363,7 @@ def test_the_kernel_rows_agree_with_the_results_working_weights(eta, y, extra, d
     so a change to one family's formulas in one place cannot drift from the other."""
     from lmm_bayes.inference.laplace_kernel import FAMILY_CODE, _row
     from lmm_bayes.results.glm_pooling import score_and_weights, working_weights
-    from lmm_bayes.spec.family import get_family
+    from lmm_bayes.spec.families import get_family
 
     n = float(y + extra)
     cases = {  # family: (the loops' family code, trials or pooled rows, alpha; the results' trials, aux)

@@ -196,7 +196,7 @@ def load_model_file(path: str | Path) -> ModelFile:
     ModelFileError
         (a ValueError) bad TOML, unknown or missing keys, wrong types, a bad formula.
     """
-    from lmm_bayes.spec.family import get_family
+    from lmm_bayes.spec.families import get_family
     from lmm_bayes.spec.formula import parse_formula
     from lmm_bayes.spec.glmm import split_glm_formula
 

@@ -16,7 +16,6 @@ import pandas as pd
 
 from lmm_bayes.results.effects import is_categorical
 from lmm_bayes.results.summary import format_table
-from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import Fit
@@ -101,7 +100,7 @@ def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
     from lmm_bayes.teaching import check_plots, glm_plots, plots
 
     chains = fit.posterior.sizes["chain"]
-    family = family_of(fit.design)
+    family = fit.design.family
     out: list[tuple[str, Callable[[], object]]] = [
         ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)) if chains > 1
         else ("Trace plots of the hyperparameters (one chain: no rank plots)", lambda: check_plots.plot_trace(fit)),
@@ -110,7 +109,7 @@ def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
     if family.counts:
         out.append(("Hanging rootogram: observed vs expected frequency of each count",
                     lambda: glm_plots.plot_rootogram(fit, max_count=_max_count(fit))))
-    elif not family.is_gaussian:
+    elif family.successes:
         out.append(("Calibration: observed vs predicted proportion of successes by bin",
                     lambda: glm_plots.plot_calibration(fit, bins=_bins(fit), seed=0)))
     what = "residuals" if family.is_gaussian else "Pearson residuals"
@@ -134,7 +133,7 @@ def _bins(fit: Fit) -> int:
 
 def _family_tables(fit: Fit) -> list[str]:
     """A GLMM's rate or odds ratios and its predictive-check table; nothing for a Gaussian model."""
-    family = family_of(fit.design)
+    family = fit.design.family
     if family.is_gaussian:
         return []
     parts = []
@@ -202,7 +201,7 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
         groups = [first, *(g for g in groups if g.name != first.name)]
     title = title or f"lmm-bayes report: {fit.model.formula}"
     summary = fit.summary()
-    family = family_of(fit.design)
+    family = fit.design.family
     link = "" if family.is_gaussian else f" (link scale: {family.link})"
     latent = "" if family.is_gaussian else " on the latent scale (Nakagawa, Johnson & Schielzeth 2017)"
     parts = [

@@ -53,7 +53,6 @@ from lmm_bayes.inference.packing import KernelModel, pack
 from lmm_bayes.inference.sufficient import SufficientStats, nesting_chain, sufficient_statistics
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, GroupDesign
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["METHODS", "Collapsed", "Crossed", "Full", "Gibbs", "Laplace", "Method", "choose_method", "resolve_method"]
@@ -63,7 +62,7 @@ METHODS = ("auto", "full", "collapsed", "gibbs", "laplace")
 
 def _key(name: str, design: Design, priors: Priors, rows: int | None, centered: bool) -> str:
     layout = [(g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups]
-    family = family_of(design)
+    family = design.family
     glm = [family.name, family.link, sorted(glm_data(design))]
     # the working priors of the defaults are the same numbers for any data, up to the last bits
     # of the maps (2.5 s_y / s_x * s_x / s_y): rounded, so a new data set reuses the compiled model
@@ -115,14 +114,14 @@ class Full:
         return _key(self.name, self.design, priors, self.design.n, self.centered)
 
     def build(self, priors: Priors) -> pm.Model:
-        if self.centered and not family_of(self.design).is_gaussian:  # a GLMM: hierarchical centering
+        if self.centered and not self.design.family.is_gaussian:  # a GLMM: hierarchical centering
             return build_hierarchical_model(self.design, priors)
         return build_model(self.design, priors, centered=self.centered)
 
     def data(self) -> dict[str, np.ndarray]:
         d = self.design
         updates = {"X": d.X, "y_obs": d.y, **glm_data(d)}
-        if self.centered and not family_of(d).is_gaussian and not uses_X(d):
+        if self.centered and not d.family.is_gaussian and not uses_X(d):
             del updates["X"]
         for g in d.groups:
             updates[codes_name(g)] = g.codes
@@ -323,7 +322,7 @@ def resolve_method(
             "fitted from sufficient statistics with method='collapsed' (or 'auto'); method='full' and "
             "centered=True need every row in memory (load it with pandas)"
         )
-    family = family_of(design)
+    family = design.family
     if method in ("collapsed", "gibbs") and not family.is_gaussian:
         what = ("integrates b out exactly" if method == "collapsed"
                 else "draws b and β from their exact normal conditionals")

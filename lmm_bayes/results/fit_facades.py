@@ -86,9 +86,8 @@ class FitFacades:
         ((3, 3), True, 0.0)
         """
         from lmm_bayes.results.covariance import implied_covariance
-        from lmm_bayes.spec.family import family_of
 
-        family = family_of(self.design)
+        family = self.design.family
         if not family.is_gaussian:
             raise ValueError(
                 f"the implied covariance of y, Z G Zᵀ + σ² I, is a Gaussian model's: for family={family.name!r} "

@@ -1,0 +1,128 @@
+"""Response families of a generalized linear mixed model: one class per family, found by name.
+
+A family says how the linear predictor ``eta = X beta + Z b + offset`` meets the data:
+the mean is ``g⁻¹(eta)`` for the link ``g``, and the response is drawn from the family's
+distribution around that mean. Every formula that differs between families lives in its
+class (:class:`~lmm_bayes.spec.families.base.Family` lists them): callers ask the
+design's family (``design.family``) and never branch on its name.
+
+================  ======================  ==========================  ==============================
+family            links (first: default)  response                    extra parameter
+================  ======================  ==========================  ==============================
+gaussian          identity                any real number             ``sigma`` (residual SD)
+poisson           log                     counts 0, 1, 2, ...         —
+negativebinomial  log                     counts 0, 1, 2, ...         ``dispersion`` = 1/√alpha
+bernoulli         logit, probit           0 or 1                      —
+binomial          logit, probit           successes 0..n of n trials  —
+================  ======================  ==========================  ==============================
+
+The negative binomial is NB2 (lme4's ``glmer.nb``, brms's ``negbinomial``):
+``Var(y) = mu + mu² / alpha``. Its extra parameter is reported as ``dispersion = 1/√alpha``,
+the coefficient of variation of the gamma-distributed rate multiplier behind the
+overdispersion: 0 is Poisson, and on the log scale it is close to the SD of an
+observation-level random effect, so it reads next to the model's other SDs.
+
+The latent-scale variance (:meth:`Family.latent_variance`) is the distribution-specific
+variance of Nakagawa, Johnson & Schielzeth (2017, *J. R. Soc. Interface* 14: 20170213)
+used for the ICC and the variance partition on the link scale: π²/3 for the logit link, 1
+for the probit link, and the lognormal approximation ``log(1 + 1/lambda)`` (Poisson) or
+``log(1 + 1/lambda + 1/alpha)`` (negative binomial) for the log link, ``lambda`` the
+expected count.
+
+Modules: ``base`` (the :class:`Family` base class), ``links`` (link objects), ``checks``
+(row checks, trials), and one module per family: ``gaussian``, ``poisson``,
+``negative_binomial``, ``binomial`` (binomial and Bernoulli, its one-trial case).
+
+Adding a family (say Gamma)
+---------------------------
+1. Write ``families/gamma.py``: a frozen dataclass ``Gamma(Family)`` that sets the class
+   attributes (``name``, ``links``, ``aux`` and whichever of ``counts``, ``successes``,
+   ``needs_trials``, ``latent_needs_mean`` apply; ``kernel_code`` only with a case in the
+   Laplace kernel) and defines the base's methods that raise ``NotImplementedError``
+   (response check, log-likelihood, draws, variance, latent variance, working weights,
+   score, default intercept, PyMC likelihood). A new link is one class in ``links.py``.
+2. Add ``Gamma`` to :data:`REGISTERED` below (one line); ``get_family("gamma")``,
+   ``lb.GLMM(..., family="gamma")`` and the error messages' lists of names follow.
+3. Add its tests (``tests/test_families.py``: its doctests run with the package; a
+   simulate-and-fit check in ``tests/test_glmm_surface.py``). An extra parameter other
+   than ``sigma`` or ``dispersion`` also needs its field in
+   :class:`~lmm_bayes.spec.priors.Priors`.
+
+Examples
+--------
+>>> get_family("poisson")
+Family(name='poisson', link='log')
+>>> get_family("binomial", "cloglog")
+Traceback (most recent call last):
+...
+ValueError: link='cloglog' is not available for family='binomial'; choose one of ['logit', 'probit']
+"""
+
+from __future__ import annotations
+
+from lmm_bayes.spec.families.base import Family
+from lmm_bayes.spec.families.binomial import Bernoulli, Binomial
+from lmm_bayes.spec.families.checks import check_trials
+from lmm_bayes.spec.families.gaussian import Gaussian
+from lmm_bayes.spec.families.negative_binomial import NegativeBinomial
+from lmm_bayes.spec.families.poisson import Poisson
+
+__all__ = [
+    "FAMILIES", "GAUSSIAN", "REGISTERED", "Bernoulli", "Binomial", "Family", "Gaussian", "NegativeBinomial",
+    "Poisson", "check_trials", "get_family", "require_gaussian",
+]
+
+#: the family classes, in the order error messages list them: a new family is one more line
+REGISTERED: tuple[type[Family], ...] = (
+    Gaussian,
+    Poisson,
+    NegativeBinomial,
+    Bernoulli,
+    Binomial,
+)
+
+#: family name → its links, the canonical (default) one first
+FAMILIES: dict[str, tuple[str, ...]] = {f.name: f.links for f in REGISTERED}
+_BY_NAME: dict[str, type[Family]] = {f.name: f for f in REGISTERED}
+_ALIASES: dict[str, str] = {a: f.name for f in REGISTERED for a in f.aliases}
+
+#: the linear mixed model's family, every design's default
+GAUSSIAN: Family = Gaussian()
+
+
+def get_family(family: str | Family, link: str | None = None) -> Family:
+    """The :class:`Family` for a name (and link; ``None`` takes the canonical one).
+
+    Examples
+    --------
+    >>> get_family("nb") == get_family("negativebinomial"), get_family("bernoulli", "probit")
+    (True, Family(name='bernoulli', link='probit'))
+    """
+    if isinstance(family, Family):
+        if link is not None and link != family.link:
+            raise ValueError(f"link={link!r} contradicts the family's own link {family.link!r}; give one of them")
+        return family
+    if not isinstance(family, str):
+        raise TypeError(f"family must be a name such as 'poisson', got {type(family).__name__}")
+    key = family.lower().replace("_", "").replace(" ", "")
+    key = _ALIASES.get(key, key)
+    if key not in FAMILIES:
+        raise ValueError(f"family={family!r} is not one of {list(FAMILIES)}")
+    links = FAMILIES[key]
+    if link is None:
+        return _BY_NAME[key](links[0])
+    if not isinstance(link, str):
+        raise TypeError(f"link must be a name such as {links[0]!r}, got {type(link).__name__}")
+    if link not in links:
+        raise ValueError(f"link={link!r} is not available for family={key!r}; choose one of {list(links)}")
+    return _BY_NAME[key](link)
+
+
+def require_gaussian(design: object, what: str) -> None:
+    """``ValueError`` unless the design is Gaussian: ``what`` is built for Gaussian models only (so far)."""
+    family = design.family
+    if not family.is_gaussian:
+        raise ValueError(
+            f"{what} is built for Gaussian models only so far; this model is family={family.name!r} "
+            "(not built yet for generalized models: issue 20)"
+        )
