@@ -81,7 +81,7 @@ def _held(fit: Fit) -> dict[str, object]:
     since trials must be whole numbers."""
     design = fit.design
     held = reference_row(design.data)
-    terms = getattr(design, "trials_terms", ())
+    terms = () if design.trials is None else design.trials_terms  # trials: a GLMM's design (GLMDesign)
     if terms:
         predictors = set(design.spec.predictor_variables)
         reads = [c for c in design.data.columns

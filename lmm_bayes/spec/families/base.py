@@ -158,8 +158,7 @@ class Family:
         raise NotImplementedError(f"family={self.name!r} has data-scaled priors")
 
     def default_aux_prior(self):
-        """The link-scale default prior of :attr:`aux` (a :class:`~lmm_bayes.Prior`), or None."""
-        return None
+        """The link-scale default prior of :attr:`aux` (a :class:`~lmm_bayes.Prior`), or None (none, or data-scaled)."""
 
     def add_likelihood(self, eta, y, *, trials=None, priors=None) -> None:
         """The observed ``y`` at linear predictor ``eta`` (offset included) in the PyMC model in context.

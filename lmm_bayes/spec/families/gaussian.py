@@ -43,7 +43,7 @@ class Gaussian(Family):
         return eta + aux * rng.standard_normal(np.broadcast_shapes(eta.shape, np.shape(aux)))
 
     def variance(self, mu, aux=None, trials=None):
-        return aux**2 + 0 * mu
+        return aux**2 + 0.0 * mu  # sigma² on every row: broadcast to mu's shape
 
     def latent_variance(self, mean_count=None, aux=None):
         return np.asarray(aux, dtype=float) ** 2
