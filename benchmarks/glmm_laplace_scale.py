@@ -67,7 +67,7 @@ def gradients(model) -> dict:
 
 
 def draw_times(system, beta, Ginv, n_draws: int = 40) -> tuple[float, float]:
-    """Milliseconds per draw of b after sampling (``laplace_kernel.draw_effects``, 4 proposals per
+    """Milliseconds per draw of b after sampling (``laplace.kernel.draw_effects``, 4 proposals per
     block, 2 threads) for draws spread like a posterior, with every draw's Newton iterations
     started from zero and from the modes at the draws' mean (what ``draw_laplace_effects`` does)."""
     from lmm_bayes.inference.methods.laplace import kernel as lk

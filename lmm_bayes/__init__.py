@@ -42,7 +42,7 @@ from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.comparison import compare
 from lmm_bayes.results.contextual import within_between
 from lmm_bayes.spec.design import Design, GroupDesign, build_design
-from lmm_bayes.spec.family import Family
+from lmm_bayes.spec.families.registry import Family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.priors import Prior, Priors
 from lmm_bayes.teaching.pooling import PoolingComparison

@@ -20,7 +20,7 @@ from scipy import special
 
 import lmm_bayes as lb
 from lmm_bayes.errors import SamplingWarning
-from lmm_bayes.spec.family import get_family
+from lmm_bayes.spec.families.registry import get_family
 
 DATA = Path(__file__).parent / "data"
 REF = {e["dataset"]: e for e in json.loads((DATA / "glmm_lme4.json").read_text())["entries"]}

@@ -225,7 +225,7 @@ def test_no_pooling_is_each_clusters_own_glm(counts_fit, probit_fit):
 def test_no_finite_estimate_for_all_zero_or_all_one_clusters():
     from lmm_bayes.results.glm_pooling import cluster_glm
 
-    from lmm_bayes.spec.family import get_family
+    from lmm_bayes.spec.families.registry import get_family
 
     fam = get_family("bernoulli")
     y = np.array([0, 0, 0, 1, 1, 1, 0, 1, 1.0])

@@ -358,12 +358,12 @@ def test_the_check_reads_a_correlation_below_its_diagonal_only():
 @given(eta=st.floats(-8, 8), y=st.integers(0, 40), extra=st.integers(0, 20), dispersion=st.floats(0.05, 3.0))
 @settings(max_examples=200, deadline=None)
 def test_the_kernel_rows_agree_with_the_results_working_weights(eta, y, extra, dispersion):
-    """The Laplace loops (numba, laplace_kernel._row) and the results' shrinkage
+    """The Laplace loops (numba, laplace.kernel._row) and the results' shrinkage
     (numpy, results.glm_pooling) each write a row's score and information: the same numbers,
     so a change to one family's formulas in one place cannot drift from the other."""
     from lmm_bayes.inference.methods.laplace.kernel import FAMILY_CODE, _row
     from lmm_bayes.results.glm_pooling import score_and_weights, working_weights
-    from lmm_bayes.spec.family import get_family
+    from lmm_bayes.spec.families.registry import get_family
 
     n = float(y + extra)
     cases = {  # family: (the loops' family code, trials or pooled rows, alpha; the results' trials, aux)

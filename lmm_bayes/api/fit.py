@@ -27,7 +27,6 @@ from lmm_bayes.results.predict import predict, predict_summary
 from lmm_bayes.results.predictive import posterior_predictive
 from lmm_bayes.results.residuals import fitted, residuals
 from lmm_bayes.results.shrinkage import shrinkage
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.teaching.check_plots import plot_loo_pit, plot_pair, plot_rank, plot_residuals, plot_trace
 from lmm_bayes.teaching.effects_plot import plot_effects
 from lmm_bayes.teaching.plots import plot_caterpillar, plot_ppc
@@ -181,7 +180,7 @@ class Fit(_Saved, MixedModelFit):
         >>> cov.shape, bool(cov.iloc[0, 1] > 0), float(cov.iloc[0, 2])
         ((3, 3), True, 0.0)
         """
-        family = family_of(self.design)
+        family = self.design.family
         if not family.is_gaussian:
             raise ValueError(
                 f"the implied covariance of y, Z G Zᵀ + σ² I, is a Gaussian model's: for family={family.name!r} "

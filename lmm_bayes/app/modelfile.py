@@ -49,7 +49,7 @@ from lmm_bayes.api.model import GLMM, LMM
 from lmm_bayes.calibration.simulate import simulate_hierarchy
 from lmm_bayes.errors import ModelFileError
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import get_family
+from lmm_bayes.spec.families.registry import get_family
 from lmm_bayes.spec.formula import parse_formula
 from lmm_bayes.spec.glmm import split_glm_formula
 

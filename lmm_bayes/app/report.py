@@ -18,7 +18,6 @@ from lmm_bayes.results.comparison import HIGH_PARETO_K
 from lmm_bayes.results.covariance import group_covariance
 from lmm_bayes.results.effects import is_categorical
 from lmm_bayes.results.summary import format_table
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.teaching import check_plots, glm_plots, plots, pooling_plots
 
 __all__ = ["report_html", "write_report"]
@@ -96,7 +95,7 @@ def _group_figures(fit: Fit, g) -> list[tuple[str, Callable[[], object]]]:
 
 def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
     chains = fit.posterior.sizes["chain"]
-    family = family_of(fit.design)
+    family = fit.design.family
     out: list[tuple[str, Callable[[], object]]] = [
         ("Rank plots of the hyperparameters", lambda: check_plots.plot_rank(fit)) if chains > 1
         else ("Trace plots of the hyperparameters (one chain: no rank plots)", lambda: check_plots.plot_trace(fit)),
@@ -105,7 +104,7 @@ def _model_figures(fit: Fit) -> list[tuple[str, Callable[[], object]]]:
     if family.counts:
         out.append(("Hanging rootogram: observed vs expected frequency of each count",
                     lambda: glm_plots.plot_rootogram(fit, max_count=_max_count(fit))))
-    elif not family.is_gaussian:
+    elif family.successes:
         out.append(("Calibration: observed vs predicted proportion of successes by bin",
                     lambda: glm_plots.plot_calibration(fit, bins=_bins(fit), seed=0)))
     what = "residuals" if family.is_gaussian else "Pearson residuals"
@@ -129,7 +128,7 @@ def _bins(fit: Fit) -> int:
 
 def _family_tables(fit: Fit) -> list[str]:
     """A GLMM's rate or odds ratios and its predictive-check table; nothing for a Gaussian model."""
-    family = family_of(fit.design)
+    family = fit.design.family
     if family.is_gaussian:
         return []
     parts = []
@@ -195,7 +194,7 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
         groups = [first, *(g for g in groups if g.name != first.name)]
     title = title or f"lmm-bayes report: {fit.model.formula}"
     summary = fit.summary()
-    family = family_of(fit.design)
+    family = fit.design.family
     link = "" if family.is_gaussian else f" (link scale: {family.link})"
     latent = "" if family.is_gaussian else " on the latent scale (Nakagawa, Johnson & Schielzeth 2017)"
     parts = [

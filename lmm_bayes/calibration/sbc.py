@@ -51,7 +51,6 @@ from lmm_bayes.inference.methods.registry import METHODS, resolve_method
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.priors import Priors, resolve_priors
 
@@ -91,7 +90,7 @@ def _parameter_values(
     n = prior.sizes["draw"]
     beta = prior[BETA].values[0] if BETA in prior else np.zeros((n, 0))
     G = {g.name: covariance_values(prior, g)[0] for g in design.groups}
-    aux = family_of(design).aux
+    aux = design.family.aux
     return beta, G, prior[aux].values[0] if aux else None
 
 
@@ -310,7 +309,7 @@ def _simulate_tasks(design: Design, priors: Priors, params: Sequence[Hyperparame
     prior = _prior_samples(design, priors, n_sims, np.random.default_rng(np.random.SeedSequence(seed)))
     truths = hyperparameter_draws(prior, params).transpose("chain", "draw", "parameter").values[0]
     beta, G, aux = _parameter_values(prior, design)
-    family = family_of(design)
+    family = design.family
     tasks = []
     for i, child in enumerate(np.random.SeedSequence(seed).spawn(n_sims)):
         Gi, rng = {k: v[i] for k, v in G.items()}, np.random.default_rng(child)
@@ -318,8 +317,8 @@ def _simulate_tasks(design: Design, priors: Priors, params: Sequence[Hyperparame
             y, _ = draw_response(design.X, design.groups, beta[i], Gi, aux[i], rng)
         else:
             y, _ = draw_glm_response(design.X, design.groups, beta[i], Gi, family, rng,
-                                     aux=None if aux is None else aux[i], trials=getattr(design, "trials", None),
-                                     offset=getattr(design, "offset", None))
+                                     aux=None if aux is None else aux[i], trials=design.trials,
+                                     offset=design.offset)
         tasks.append(Task(index=i, y=y, truth=truths[i].astype(float), seed=int(child.generate_state(1)[0])))
     return tasks
 
@@ -333,7 +332,7 @@ def _refit_recipe(model: MixedModel, response: str) -> tuple[str, pd.DataFrame, 
     """
     design = model.design
     data = design.data.drop(columns=[response])
-    family = family_of(design)
+    family = design.family
     if family.is_gaussian and not hasattr(model, "glm_attrs"):
         return model.formula, data, ()
     attrs = dict(model.glm_attrs)
@@ -343,7 +342,7 @@ def _refit_recipe(model: MixedModel, response: str) -> tuple[str, pd.DataFrame, 
         glm["trials"] = attrs["trials"]
     elif attrs["trials_kind"] == "number":
         glm["trials"] = int(attrs["trials"])
-    elif family.name == "binomial":  # cbind(successes, failures): the trials as a column
+    elif family.needs_trials:  # cbind(successes, failures): the trials as a column
         column = "sbc_trials"
         while column in data:
             column += "_"

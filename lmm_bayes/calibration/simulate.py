@@ -32,7 +32,7 @@ from lmm_bayes.inference.layout import BETA, SIGMA, b_name, bis, corr_name, cov_
 from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
-from lmm_bayes.spec.family import GAUSSIAN, Family, get_family
+from lmm_bayes.spec.families.registry import GAUSSIAN, Family, get_family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.glmm import GeneralizedMixedModel, split_glm_formula
 
@@ -154,7 +154,7 @@ def draw_glm_response(
     Examples
     --------
     >>> import numpy as np, lmm_bayes as lb
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> d = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).design
     >>> y, b = draw_glm_response(d.X, d.groups, np.array([1.0, 0.1]), {"Subject": [[0.25]]},
     ...                          get_family("poisson"), np.random.default_rng(1))
@@ -319,7 +319,7 @@ def _simulate_glm(formula: str, data: pd.DataFrame, params: Any, seed: Seed, fam
     if cbind is not None:
         raise ValueError("simulate takes the successes as a plain response with trials='<column>', "
                          f"not cbind({', '.join(cbind)})")
-    if (fam.name == "binomial") != (trials is not None):
+    if fam.needs_trials != (trials is not None):
         raise ValueError(f"trials='<column>' (each row's trials) is for family='binomial', and needed there; "
                          f"got trials={trials!r} for family={fam.name!r}")
     if trials is not None and not isinstance(trials, str):
@@ -328,7 +328,7 @@ def _simulate_glm(formula: str, data: pd.DataFrame, params: Any, seed: Seed, fam
     validate.check_dataframe(data)
     design = GeneralizedMixedModel(formula, data.assign(**{response: 0}), family=fam, trials=trials).design
     beta, G, aux = check_params(params, design.X_columns, design.groups,
-                                scale="dispersion" if fam.name == "negativebinomial" else None)
+                                scale=fam.aux)
     y, b = draw_glm_response(design.X, design.groups, beta, G, fam, seeded_rng(seed), aux=aux,
                              trials=design.trials, offset=design.offset)
     if trials is not None:
@@ -462,7 +462,7 @@ def simulate_hierarchy(
         y, b = draw_response(X, groups, b_, G_, s_, rng)
         truth = truth_dataset(("Intercept", "x"), groups, b_, G_, s_, b, formula=formula)
         return Simulation(data=data.assign(y=y), truth=truth, formula=formula)
-    n_per_row = counts(trials, n, rng, "trials") if fam.name == "binomial" else None
+    n_per_row = counts(trials, n, rng, "trials") if fam.needs_trials else None
     aux = None if dispersion is None else check_number(dispersion, "dispersion", positive=True)
     y, b = draw_glm_response(X, groups, b_, G_, fam, rng, aux=aux, trials=n_per_row)
     if n_per_row is not None:
@@ -481,11 +481,11 @@ def _check_family_arguments(fam: Family, sigma: Any, trials: Any, dispersion: An
         raise ValueError(
             f"sigma is the Gaussian residual SD; family={fam.name!r} has none (its trial-to-trial "
             "variation comes from the family itself): leave sigma out"
-            + ("; the negative binomial's extra variation is dispersion=" if fam.name == "negativebinomial" else "")
+            + ("; the negative binomial's extra variation is dispersion=" if fam.aux == "dispersion" else "")
         )
-    if (fam.name == "binomial") != (trials is not None):
+    if fam.needs_trials != (trials is not None):
         raise ValueError("trials= (the trials of each row: an int or a (low, high) range) is for family='binomial'"
-                         + (", which needs it" if fam.name == "binomial" else f", not family={fam.name!r}"))
-    if (fam.name == "negativebinomial") != (dispersion is not None):
+                         + (", which needs it" if fam.needs_trials else f", not family={fam.name!r}"))
+    if (fam.aux == "dispersion") != (dispersion is not None):
         raise ValueError("dispersion= (1/sqrt(alpha), > 0) is for family='negativebinomial'"
-                         + (", which needs it" if fam.name == "negativebinomial" else f", not family={fam.name!r}"))
+                         + (", which needs it" if fam.aux == "dispersion" else f", not family={fam.name!r}"))

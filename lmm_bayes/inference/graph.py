@@ -27,7 +27,6 @@ from lmm_bayes.inference.layout import (
     z_name,
 )
 from lmm_bayes.spec.design import Design, GroupDesign
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import GroupPriors, Prior, Priors
 
 __all__ = [
@@ -163,7 +162,7 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
             codes = pm.Data(codes_name(g), g.codes, dims="obs")
             Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
             mu = mu + pt.sum(Zg * b[codes], axis=1)
-        if not family_of(design).is_gaussian:  # a GLMM: link, offset, trials (inference/glm.py)
+        if not design.family.is_gaussian:  # a GLMM: link, offset, trials (inference/glm.py)
             add_glm_likelihood(design, priors, mu, y)
             return model
         sigma = add_sigma(priors)

@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from lmm_bayes.errors import RandomEffectsNotKept
-from lmm_bayes.spec.family import family_of
+from lmm_bayes.spec.families.registry import GAUSSIAN
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
@@ -122,7 +122,7 @@ def posterior_vars(design: Design) -> list[str]:
     >>> posterior_vars(lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).design)
     ['beta', 'sigma', 'Subject_sd', 'Subject_corr', 'Subject_b']
     """
-    aux = family_of(design).aux
+    aux = design.family.aux
     names = [BETA, *([aux] if aux else [])]
     for g in design.groups:
         names.append(sd_name(g))
@@ -205,7 +205,7 @@ def hyperparameters(design: Design, *, fixed: bool = True) -> tuple[Hyperparamet
     out = []
     if fixed:
         out += [Hyperparameter(BETA, (("coef", c),), "Fixed", c, "coef", c) for c in design.X_columns]
-    aux = family_of(design).aux  # sigma (Gaussian), dispersion (negative binomial), or none
+    aux = design.family.aux  # sigma (Gaussian), dispersion (negative binomial), or none
     if aux:
         out.append(Hyperparameter(aux, (), "Residual", aux, None, None))
     for g in design.groups:
@@ -337,7 +337,7 @@ def fitted_linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray
     """``X beta + Z b`` on the fitted rows for every draw: (chain, draw, n)."""
     beta = posterior[BETA].transpose("chain", "draw", ...).values if BETA in posterior else None
     eta = linear_predictor(design.X, beta, fitted_terms(design, posterior))
-    offset = getattr(design, "offset", None)  # a GLMM's offset(...) terms
+    offset = design.offset  # a GLMM's offset(...) terms
     return eta if offset is None else eta + offset
 
 
@@ -346,7 +346,7 @@ def fitted_linear_predictor(design: Design, posterior: xr.Dataset) -> np.ndarray
 
 def gaussian_log_likelihood(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """``log N(y | mu, sigma^2)`` elementwise (``sigma`` broadcast against ``mu``)."""
-    return -0.5 * ((y - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+    return GAUSSIAN.log_likelihood(y, mu, sigma)
 
 
 def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design: Design | None = None) -> xr.DataArray:
@@ -360,13 +360,10 @@ def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design:
     """
     posterior = posterior.transpose("chain", "draw", ...)
     ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(y)))
+    family, trials = (GAUSSIAN, None) if design is None else (design.family, design.trials)
     for c in range(ll.shape[0]):
         one = posterior.isel(chain=[c])
-        family = family_of(design)
-        if family.is_gaussian:
-            ll[c] = gaussian_log_likelihood(y, mean(one)[0], one[SIGMA].values[0][:, None])
-        else:
-            aux = one[family.aux].values[0][:, None] if family.aux else None
-            ll[c] = family.log_likelihood(y, mean(one)[0], aux, getattr(design, "trials", None))
+        aux = one[family.aux].values[0][:, None] if family.aux else None  # sigma for a Gaussian model
+        ll[c] = family.log_likelihood(y, mean(one)[0], aux, trials)
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, "obs": np.arange(len(y))}
     return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")

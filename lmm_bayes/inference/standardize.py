@@ -56,7 +56,6 @@ import xarray as xr
 
 from lmm_bayes.inference.layout import BETA, SIGMA, b_name, corr_name, covariance_values, sd_name
 from lmm_bayes.spec.design import Design, GroupDesign
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.distribution import is_constant
 from lmm_bayes.spec.priors import GroupPriors, Priors
 
@@ -415,7 +414,7 @@ def standardize(design: Design, *, centered: bool = True, scales: WorkingScales 
     # first, so a refusal names the column the user wrote rather than its copy in Z
     start = sum(g.n_effects for g in design.groups)
     y = ColumnScale()
-    if family_of(design).is_gaussian:
+    if design.family.is_gaussian:
         c = _column(red, start + len(design.X_columns), design.y, design.response)
         y = ColumnScale(c.shift if has_intercept else 0.0, c.scale)
     x = []

@@ -189,9 +189,9 @@ def r2(fit: Any, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.Data
     (['marginal', 'conditional'], True)
     """
     table = summarize_draws(r2_draws(fit), ci=ci, prob=prob)
-    family = getattr(fit.design, "family", None)
+    family = fit.design.family
     table.attrs["scale"] = (
-        "response" if family is None or family.is_gaussian
+        "response" if family.is_gaussian
         else f"latent ({family.link} link; Nakagawa, Johnson & Schielzeth 2017)"
     )
     return table

@@ -45,7 +45,6 @@ from lmm_bayes.results.summary import (
     summarize_draws,
 )
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.matrices import categorical_columns
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +81,7 @@ def _held(fit: Fit) -> dict[str, object]:
     since trials must be whole numbers."""
     design = fit.design
     held = reference_row(design.data)
-    terms = getattr(design, "trials_terms", ())
+    terms = () if design.trials is None else design.trials_terms  # trials: a GLMM's design (GLMDesign)
     if terms:
         predictors = set(design.spec.predictor_variables)
         reads = [c for c in design.data.columns
@@ -97,7 +96,7 @@ def _new_observations(fit: Fit, rows: pd.DataFrame, seed) -> xr.DataArray:
     """Draws of a new observation of the population at each row, on the scale of the mean (a binomial's
     successes per trial)."""
     draws = predict(fit, rows, levels="population", kind="response", seed=seed)
-    if family_of(fit.design).name == "binomial":
+    if fit.design.family.needs_trials:
         draws = draws / fit.design.trials_for(rows)
     return draws
 
@@ -191,7 +190,7 @@ def _posterior_mean(fit: Fit, table: pd.DataFrame, own: list) -> np.ndarray:
     post = fit.posterior.transpose("chain", "draw", ...)
     terms = [(coded.Z[h.name], coded.codes[h.name], b_draws(post, h, "the per-cluster lines").values) for h in own]
     eta = eta + linear_predictor(np.zeros((len(table), 0)), None, terms)
-    return family_of(design).inverse_link(eta).mean(axis=(0, 1))
+    return design.family.inverse_link(eta).mean(axis=(0, 1))
 
 
 def conditional_effects(

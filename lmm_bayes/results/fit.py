@@ -37,7 +37,6 @@ from lmm_bayes.results.summary import (
     ridge_tip,
     summarize_draws,
 )
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["MixedModelFit", "check_fit"]
@@ -99,7 +98,7 @@ class MixedModelFit(FittedModel):
             return ["more draws and tuning (draws=4000, tune=2000)", "method='collapsed' (NUTS on the exact marginal)"]
         if self.method != "full":
             return tips
-        if family_of(self.design).is_gaussian:
+        if self.design.family.is_gaussian:
             return ["method='collapsed' (no funnel)", *tips]
         if not self._idata.attrs.get("centered", 0):  # a GLMM: clusters with much data mix better centred
             return ["centered=True (hierarchical centering: for clusters that hold much data)", *tips]

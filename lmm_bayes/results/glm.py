@@ -6,7 +6,7 @@
 * :func:`ratio_table`: ``exp(beta)`` summarised draw by draw (rate or odds ratios);
 * :func:`residual_variance_draws`: the residual's share of the variance partition on the
   latent (link) scale, the distribution-specific variance of Nakagawa, Johnson &
-  Schielzeth (2017) (see :mod:`lmm_bayes.spec.family`);
+  Schielzeth (2017) (see :mod:`lmm_bayes.spec.families`);
 * :func:`require_gaussian`: the clear error of a summary that exists for Gaussian models only.
 """
 
@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from lmm_bayes.inference.layout import BETA, SIGMA, covariance_values
+from lmm_bayes.inference.layout import BETA, covariance_values
 from lmm_bayes.results.summary import summarize_draws
-from lmm_bayes.spec.family import family_of
-from lmm_bayes.spec.family import require_gaussian as require_gaussian_design
+from lmm_bayes.spec.families.registry import require_gaussian as require_gaussian_design
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
@@ -45,7 +44,7 @@ def on_scale(fit: Fit, eta: np.ndarray, kind: str, rng: np.random.Generator,
     Bernoulli and binomial data (as lme4's ``predict(type="response")``); ``"response"``
     draws a count, a 0/1 or the successes of the row's trials.
     """
-    family = family_of(fit.design)
+    family = fit.design.family
     if offset is not None:
         eta = eta + offset
     if kind == "link":
@@ -54,8 +53,6 @@ def on_scale(fit: Fit, eta: np.ndarray, kind: str, rng: np.random.Generator,
         return family.inverse_link(eta)
     post = fit.posterior.transpose("chain", "draw", ...)
     aux = post[family.aux].values[:, :, None] if family.aux else None
-    if family.is_gaussian:
-        return eta + aux * rng.standard_normal(eta.shape)
     return family.draw(rng, eta, aux, trials)
 
 
@@ -66,7 +63,7 @@ def ratio_table(fit: Fit, *, ci: str, prob: float) -> pd.DataFrame:
     the interval (both kinds of interval are invariant under a monotone map, up to the
     HDI's own approximation).
     """
-    family = family_of(fit.design)
+    family = fit.design.family
     if not family.ratio_name:
         raise ValueError(
             f"exponentiate=True gives rate ratios (log link) or odds ratios (logit link); this fit's link is "
@@ -89,12 +86,11 @@ def residual_variance_draws(fit: Fit, at: dict[str, float], *, random: np.ndarra
     """
     post = fit.posterior.transpose("chain", "draw", ...)
     design = fit.design
-    family = family_of(design)
+    family = design.family
     shape = (post.sizes["chain"], post.sizes["draw"])
-    if family.is_gaussian:
-        return post[SIGMA].values ** 2
-    if family.link in ("logit", "probit"):
-        return np.broadcast_to(family.latent_variance(), shape).copy()
+    if not family.latent_needs_mean:  # sigma² (Gaussian), π²/3 (logit), 1 (probit)
+        aux = post[family.aux].values if family.aux else None
+        return np.broadcast_to(family.latent_variance(aux=aux), shape).copy()
     if random is None:
         random = np.zeros(shape)
         for g in design.groups:
@@ -102,7 +98,7 @@ def residual_variance_draws(fit: Fit, at: dict[str, float], *, random: np.ndarra
             random = random + np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z)
     beta = post[BETA].values if BETA in post else np.zeros(shape + (0,))
     eta = np.einsum("cdp,np->cdn", beta, design.X) if design.X.shape[1] else np.zeros(shape + (design.n,))
-    offset = getattr(design, "offset", None)
+    offset = design.offset
     if offset is not None:
         eta = eta + offset
     lam = np.exp(eta).mean(axis=-1) * np.exp(0.5 * random)
@@ -112,7 +108,7 @@ def residual_variance_draws(fit: Fit, at: dict[str, float], *, random: np.ndarra
 
 def describe(fit: Fit) -> str:
     """``"Bayesian linear mixed model"`` or ``"Bayesian generalized linear mixed model (poisson, log link)"``."""
-    family = family_of(fit.design)
+    family = fit.design.family
     if family.is_gaussian:
         return "Bayesian linear mixed model"
     return f"Bayesian generalized linear mixed model ({family.name}, {family.link} link)"

@@ -24,7 +24,6 @@ import xarray as xr
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, summarize_draws
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
@@ -55,7 +54,7 @@ def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, p
     ValueError
         A fit whose family is not a count family.
     """
-    family = family_of(fit.design)
+    family = fit.design.family
     if not family.counts:
         raise ValueError(
             f"a rootogram compares frequencies of counts; this fit is family={family.name!r}; "
@@ -98,15 +97,15 @@ def binned_calibration(fit: Fit, *, bins: int = 10, ci: str = DEFAULT_CI, prob: 
     ValueError
         A fit whose family is not Bernoulli or binomial; ``bins`` not between 1 and the rows.
     """
-    family = family_of(fit.design)
-    if family.name not in ("bernoulli", "binomial"):
+    family = fit.design.family
+    if not family.successes:
         raise ValueError(
             f"binned calibration compares proportions of successes; this fit is family={family.name!r}; "
             "for counts use rootogram"
         )
     d = fit.design
     bins = validate.check_positive_int(bins, "bins", maximum=d.n)
-    trials = np.ones(d.n) if getattr(d, "trials", None) is None else d.trials
+    trials = np.ones(d.n) if d.trials is None else d.trials
     p = predict(fit, kind="mean").mean(("chain", "draw")).values
     order = np.argsort(p, kind="stable")
     which = np.empty(d.n, dtype=np.int64)

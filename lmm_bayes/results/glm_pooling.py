@@ -24,20 +24,13 @@ need for a :class:`~lmm_bayes.GLMM`, on the link scale:
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
 
-from lmm_bayes.spec.family import Family
+from lmm_bayes.spec.families.registry import Family
 
 __all__ = ["cluster_glm", "glm_model_shrinkage", "no_finite_estimate", "score_and_weights", "working_weights"]
 
 #: a coefficient beyond this (on the link scale) after convergence means the maximum is at infinity
 _DIVERGED = 25.0
-
-
-def _probit_parts(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """phi(eta) and Phi (1 - Phi), the latter kept away from 0 in the tails."""
-    Phi = special.ndtr(eta)
-    return stats.norm.pdf(eta), np.clip(Phi * (1.0 - Phi), 1e-300, None)
 
 
 def working_weights(family: Family, eta: np.ndarray, y: np.ndarray, *, trials: np.ndarray | None = None,
@@ -57,27 +50,13 @@ def working_weights(family: Family, eta: np.ndarray, y: np.ndarray, *, trials: n
 
     Examples
     --------
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> working_weights(get_family("binomial"), np.array([0.0]), np.array([3.0]), trials=np.array([10.0]))
     array([2.5])
     >>> working_weights(get_family("poisson"), np.log(np.array([4.0])), np.array([2.0]))
     array([4.])
     """
-    eta = np.asarray(eta, dtype=float)
-    n = 1.0 if trials is None else trials
-    if family.is_gaussian:
-        return np.broadcast_to(1.0 / np.asarray(aux, dtype=float) ** 2, eta.shape).copy()
-    if family.name == "poisson":
-        return np.exp(eta)
-    if family.name == "negativebinomial":
-        alpha = 1.0 / np.asarray(aux, dtype=float) ** 2
-        mu = np.exp(eta)
-        return alpha * mu * (y + alpha) / (alpha + mu) ** 2
-    if family.link == "logit":
-        p = special.expit(eta)
-        return n * p * (1.0 - p)
-    phi, v = _probit_parts(eta)
-    return n * phi**2 / v
+    return family.working_weights(eta, y, trials=trials, aux=aux)
 
 
 def score_and_weights(family: Family, eta: np.ndarray, y: np.ndarray, *, trials: np.ndarray | None = None,
@@ -86,25 +65,12 @@ def score_and_weights(family: Family, eta: np.ndarray, y: np.ndarray, *, trials:
 
     Examples
     --------
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> s, w = score_and_weights(get_family("poisson"), np.log(np.array([4.0])), np.array([2.0]))
     >>> s.tolist(), w.tolist()
     ([-2.0], [4.0])
     """
-    n = 1.0 if trials is None else trials
-    if family.is_gaussian:
-        return (y - eta) / aux**2, np.full_like(eta, 1.0 / aux**2)
-    if family.name == "poisson":
-        mu = np.exp(eta)
-        return y - mu, mu
-    if family.name == "negativebinomial":
-        alpha, mu = 1.0 / aux**2, np.exp(eta)
-        return alpha * (y - mu) / (alpha + mu), alpha * mu / (alpha + mu)
-    if family.link == "logit":
-        p = special.expit(eta)
-        return y - n * p, n * p * (1.0 - p)
-    phi, v = _probit_parts(eta)
-    return (y - n * special.ndtr(eta)) * phi / v, n * phi**2 / v
+    return family.score_and_weights(eta, y, trials=trials, aux=aux)
 
 
 def no_finite_estimate(family: Family, y: np.ndarray, codes: np.ndarray, levels: int,
@@ -116,22 +82,12 @@ def no_finite_estimate(family: Family, y: np.ndarray, codes: np.ndarray, levels:
 
     Examples
     --------
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> no_finite_estimate(get_family("bernoulli"), np.array([0, 0, 1, 1, 0, 1.0]), np.array([0, 0, 1, 1, 2, 2]), 3)
     array(['every response 0: the probability is estimated as 0, its logit as -inf',
            'every response 1: the probability is estimated as 1, its logit as +inf', ''], dtype=object)
     """
-    notes = np.full(levels, "", dtype=object)
-    if family.is_gaussian:
-        return notes
-    total = np.bincount(codes, weights=y, minlength=levels)
-    if family.counts:
-        notes[total == 0] = "every count 0: the rate is estimated as 0, its log as -inf"
-        return notes
-    n = np.bincount(codes, weights=np.ones_like(y) if trials is None else trials, minlength=levels)
-    notes[total == 0] = f"every response 0: the probability is estimated as 0, its {family.link} as -inf"
-    notes[(total == n) & (n > 0)] = f"every response 1: the probability is estimated as 1, its {family.link} as +inf"
-    return notes
+    return family.empty_cluster_notes(y, codes, levels, trials)
 
 
 def _cluster_loglik(family, y, eta, trials, aux, codes, levels):
@@ -160,7 +116,7 @@ def cluster_glm(family: Family, y: np.ndarray, Z: np.ndarray, codes: np.ndarray,
 
     Examples
     --------
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> y, codes = np.array([1.0, 3, 0, 0]), np.array([0, 0, 1, 1])
     >>> theta, cov, ok = cluster_glm(get_family("poisson"), y, np.ones((4, 1)), codes, 2, offset=np.zeros(4))
     >>> np.round(theta[:, 0], 6).tolist(), ok.tolist()   # log(mean) of (1, 3); all zeros: no finite estimate
@@ -224,7 +180,7 @@ def glm_model_shrinkage(family: Family, y: np.ndarray, eta: np.ndarray, Z: np.nd
 
     Examples
     --------
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> # two clusters of 1 and 10 rows at rate 1 (W = 1 per row), tau^2 = 0.25: 4 / (4 + n_j)
     >>> B = glm_model_shrinkage(get_family("poisson"), np.zeros(11), np.zeros((1, 11)), np.ones((11, 1)),
     ...                         np.array([0] + [1] * 10), 2, np.array([[[0.25]]]))

@@ -57,7 +57,6 @@ from lmm_bayes.results.io_integrity import (
 )
 from lmm_bayes.results.io_reduction import REDUCTION_GROUP, SKELETON_GROUP, rebuild_model, reduction_groups
 from lmm_bayes.results.pooling_fit import PoolingModelFit
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.glmm import GeneralizedMixedModel
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.priors import Priors
@@ -401,7 +400,7 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel], classes: Fi
         raise FitFileError(f"{str(path)!r}: {err}; the file may be damaged") from None
     if isinstance(fit, PoolingModelFit):
         columns, factors = fit.beta_columns, ([fit.group] if fit.pooling == "no_pooling" else [])
-        needed = [BETA, *filter(None, [family_of(model.design).aux]), *(coef_name(fit.group) for _ in factors)]
+        needed = [BETA, *filter(None, [model.design.family.aux]), *(coef_name(fit.group) for _ in factors)]
     else:
         columns, factors = list(model.design.X_columns), [g.name for g in model.design.groups]
         needed = posterior_vars(model.design)

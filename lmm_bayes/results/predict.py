@@ -47,7 +47,6 @@ from lmm_bayes.results.glm import on_scale
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import NewRows
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -282,7 +281,7 @@ def predict(
                 b, codes = _with_new_clusters(post, g, b, codes, rows.labels[g.name], rng)
             terms.append((rows.Z[g.name], codes, b))
     mu = linear_predictor(rows.X, beta, terms)
-    if not family_of(design).is_gaussian:  # a GLMM: offset, the link, the family's draws (results/glm.py)
+    if not design.family.is_gaussian:  # a GLMM: offset, the link, the family's draws (results/glm.py)
         offset = design.offset if data is None else design.offset_for(data)
         trials = design.trials if data is None else design.trials_for(data)
         mu = on_scale(fit, mu, kind, rng, offset, trials)

@@ -30,7 +30,6 @@ from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, summarize_draws
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
@@ -58,7 +57,7 @@ def fitted_draws(fit: Fit, *, levels: Literal["existing", "population"] = "exist
     fit = check_fit(fit)
     validate.check_choice(levels, FITTED_LEVELS, "levels")
     mu = predict(fit, None, levels=levels, kind="mean")  # the fitted rows: the design's own X and Z
-    trials = getattr(fit.design, "trials", None)
+    trials = fit.design.trials
     return mu if trials is None else mu * xr.DataArray(trials, dims="obs", coords={"obs": mu["obs"].values})
 
 
@@ -144,7 +143,7 @@ def residuals(
     spread = summarize_draws(resid, ci=ci, prob=prob, diagnostics=False)
     low, high = interval_columns(ci)
     mu_mean = mu.mean(("chain", "draw")).values
-    family = family_of(fit.design)
+    family = fit.design.family
     if family.is_gaussian:
         sigma = float(fit.posterior[SIGMA].mean())
         standardized = spread["mean"].to_numpy() / sigma
@@ -169,13 +168,8 @@ def residuals(
 
 def _variance(fit: Fit, mu: xr.DataArray) -> xr.DataArray:
     """Var(y | mu) per draw and row for a generalized model's expected responses ``mu``."""
-    family = family_of(fit.design)
-    if family.counts:
-        if family.aux is None:
-            return mu
-        dispersion = fit.posterior[family.aux].transpose("chain", "draw")
-        return mu + mu**2 * dispersion**2  # 1/alpha = dispersion²
-    n = xr.DataArray(np.ones(fit.design.n) if getattr(fit.design, "trials", None) is None else fit.design.trials,
+    family = fit.design.family
+    aux = fit.posterior[family.aux].transpose("chain", "draw") if family.aux else None
+    n = xr.DataArray(np.ones(fit.design.n) if fit.design.trials is None else fit.design.trials,
                      dims="obs", coords={"obs": mu["obs"].values})
-    p = mu / n
-    return n * p * (1 - p)
+    return family.variance(mu, aux, n)

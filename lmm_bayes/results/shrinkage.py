@@ -31,7 +31,6 @@ from lmm_bayes.results.glm_pooling import cluster_glm, glm_model_shrinkage, no_f
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
@@ -128,7 +127,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
             f"built from {design.reduction.source} and keeps a sample of {design.n:,} rows. Use fit.ranef({group!r}) "
             "for the partial-pooling estimates, or fit the data in memory"
         )
-    if not family_of(design).is_gaussian:
+    if not design.family.is_gaussian:
         return _glm_shrinkage(fit, g, ci=ci, prob=prob)
     post = fit.posterior
     beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
@@ -198,7 +197,7 @@ def _held_fixed(fit: Fit, g) -> np.ndarray:
     shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
     others = [(h.Z, h.codes, b_draws(post, h, "shrinkage").mean(("chain", "draw")).values)
               for h in design.groups if h.name != g.name]
-    offset = getattr(design, "offset", None)
+    offset = design.offset
     held = linear_predictor(design.X[:, shared], beta[shared], others)
     return held if offset is None else held + offset
 
@@ -206,8 +205,8 @@ def _held_fixed(fit: Fit, g) -> np.ndarray:
 def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
     """:func:`shrinkage` of a generalized model (its docstring), on the link scale."""
     design, post = fit.design, fit.posterior
-    family = family_of(design)
-    trials = getattr(design, "trials", None)
+    family = design.family
+    trials = design.trials
     aux_draws = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
     aux = None if aux_draws is None else float(aux_draws.mean())
     beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
@@ -225,7 +224,7 @@ def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
     se = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0, None))
     no = (np.where(good, theta, np.nan), np.where(good, theta - z * se, np.nan), np.where(good, theta + z * se, np.nan))
 
-    offset = getattr(design, "offset", None)
+    offset = design.offset
     X = design.X
     complete = [np.zeros(g.n_effects) for _ in range(3)]
     if X.shape[1]:
@@ -274,12 +273,12 @@ def glm_posterior_shrinkage(fit: Fit, g) -> np.ndarray:
     ((10, 1), True)
     """
     design, post = fit.design, fit.posterior
-    family = family_of(design)
+    family = design.family
     aux = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
     eta = predict(fit, kind="link").transpose("chain", "draw", "obs").values.reshape(-1, design.n)
     G = covariance_values(post, g).reshape(-1, g.n_effects, g.n_effects)
     return glm_model_shrinkage(family, design.y, eta, g.Z, g.codes, g.n_levels, G,
-                               trials=getattr(design, "trials", None), aux=aux)
+                               trials=design.trials, aux=aux)
 
 
 def link_scale(family) -> str:
@@ -287,9 +286,8 @@ def link_scale(family) -> str:
 
     Examples
     --------
-    >>> from lmm_bayes.spec.family import get_family
+    >>> from lmm_bayes.spec.families.registry import get_family
     >>> link_scale(get_family("binomial", "probit"))
     'link scale: probit'
     """
-    return {"log": "link scale: log rate", "logit": "link scale: log odds",
-            "probit": "link scale: probit"}.get(family.link, "response scale")
+    return family.link_scale

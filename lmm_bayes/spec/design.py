@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from lmm_bayes.spec import labels as lab
 from lmm_bayes.spec import matrices, validate
+from lmm_bayes.spec.families.registry import GAUSSIAN, Family
 from lmm_bayes.spec.formula import ModelSpec
 from lmm_bayes.spec.labels import group_labels
 from lmm_bayes.spec.reduction import Reduction
@@ -142,6 +143,12 @@ class Design:
         the sums over every row the fit needs. ``y``, ``X``, the groups' ``codes`` and ``Z``,
         ``index`` and ``data`` then hold a seeded random sample of the rows (for posterior
         predictive checks, LOO and ``predict()`` without new data), and :attr:`n_rows` counts them all.
+    family : Family
+        The response family and link (:mod:`lmm_bayes.spec.families`); Gaussian by default.
+    offset : ndarray or None
+        A GLMM's summed ``offset(...)`` terms per row, on the link scale; None: no offset.
+    trials : ndarray or None
+        Trials per row (binomial only); None otherwise.
 
     Examples
     --------
@@ -160,6 +167,9 @@ class Design:
     index: pd.Index
     data: pd.DataFrame
     reduction: Reduction | None = field(default=None, repr=False)
+    family: Family = GAUSSIAN
+    offset: np.ndarray | None = field(default=None, repr=False)
+    trials: np.ndarray | None = field(default=None, repr=False)
     _fixed: Any = field(default=None, repr=False)
     _effects: dict = field(default_factory=dict, repr=False)
     _reference: pd.DataFrame | None = field(default=None, repr=False)

@@ -44,7 +44,7 @@ import pandas as pd
 from lmm_bayes.errors import FormulaError
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, build_design
-from lmm_bayes.spec.family import GAUSSIAN, Family, check_trials, get_family
+from lmm_bayes.spec.families.registry import Family, check_trials, get_family
 from lmm_bayes.spec.formula import parse_formula
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.priors import resolve_priors
@@ -54,15 +54,12 @@ __all__ = ["GLMDesign", "GeneralizedMixedModel", "split_glm_formula"]
 
 @dataclass(frozen=True, eq=False)
 class GLMDesign(Design):
-    """A :class:`~lmm_bayes.spec.design.Design` with a family, trials and an offset.
+    """A :class:`~lmm_bayes.spec.design.Design` that can evaluate its trials and offset on new rows.
+
+    (``family``, ``trials`` and ``offset`` are every design's fields.)
 
     Attributes
     ----------
-    family : Family
-    trials : ndarray or None
-        Trials per row (binomial only).
-    offset : ndarray or None
-        The summed ``offset(...)`` terms per row, on the link scale.
     offset_terms : tuple of str
         The offsets' expressions, to evaluate them on new rows.
     trials_terms : tuple of str
@@ -70,9 +67,6 @@ class GLMDesign(Design):
         or the trials column); empty with one number of trials for every row.
     """
 
-    family: Family = GAUSSIAN
-    trials: np.ndarray | None = None
-    offset: np.ndarray | None = None
     offset_terms: tuple[str, ...] = ()
     trials_terms: tuple[str, ...] = ()
 
@@ -148,12 +142,12 @@ class GeneralizedMixedModel(MixedModel):
         design_formula, binomial, offsets = split_glm_formula(formula)
         if binomial is not None and trials is not None:
             raise ValueError("give the trials once: either cbind(successes, failures) or trials=, not both")
-        if fam.name != "binomial" and (binomial is not None or trials is not None):
+        if not fam.needs_trials and (binomial is not None or trials is not None):
             raise ValueError(
                 f"cbind(...) and trials= are for family='binomial', not family={fam.name!r}; "
                 "use family='binomial', or give the response alone"
             )
-        if fam.name == "binomial" and binomial is None and trials is None:
+        if fam.needs_trials and binomial is None and trials is None:
             raise ValueError(
                 "family='binomial' needs the number of trials per row: write the response as "
                 "cbind(successes, failures) or give trials='<column>' (or a number); "
@@ -195,11 +189,10 @@ class GeneralizedMixedModel(MixedModel):
         fam.check_response(design.y, binomial[0] if binomial else design.response, n_trials, index=design.index)
         offset = _evaluate_sum(offsets, rows, "offset") if offsets else None
         base = {f.name: getattr(design, f.name) for f in fields(Design)}
-        base["data"] = rows
+        base.update(data=rows, family=fam, trials=n_trials, offset=offset)
         self._spec = spec
         trials_terms = tuple(binomial) if binomial else (trials,) if isinstance(trials, str) else ()
-        self._design = GLMDesign(**base, family=fam, trials=n_trials, offset=offset, offset_terms=offsets,
-                                 trials_terms=trials_terms)
+        self._design = GLMDesign(**base, offset_terms=offsets, trials_terms=trials_terms)
         self._formula = formula
         self._trials_arg = trials
         self._priors = resolve_priors(self._design, priors, centered=center_predictors)

@@ -59,7 +59,6 @@ import numpy as np
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.distribution import Prior, is_constant
-from lmm_bayes.spec.family import family_of
 
 __all__ = ["Prior", "GroupPriors", "Priors", "resolve_priors", "DEFAULT_ETA"]
 
@@ -228,7 +227,7 @@ def _scales(design: Design) -> tuple[float, float, list[float], dict[str, list[t
 
 def default_priors(design: Design) -> Priors:
     """The data-scaled defaults described in the module docstring."""
-    if not family_of(design).is_gaussian:
+    if not design.family.is_gaussian:
         return _link_scale_priors(design)
     mean_y, s_y, x_sds, z = _scales(design)
     fixed = []
@@ -249,18 +248,8 @@ def default_priors(design: Design) -> Priors:
 
 def _link_scale_priors(design: Design) -> Priors:
     """The defaults of a generalized model: rstanarm's GLM autoscaling with s_y = 1 on the link scale."""
-    family = family_of(design)
-    y = design.y
-    trials = getattr(design, "trials", None)
-    offset = getattr(design, "offset", None)
-    if family.counts:
-        exposure = 1.0 if offset is None else float(np.mean(np.exp(offset)))
-        center = float(np.log(max(np.mean(y), 0.5 / design.n) / exposure))
-    else:
-        n = np.ones_like(y) if trials is None else trials
-        total = float(np.sum(n))
-        p = float(np.clip(np.sum(y) / total, 0.5 / total, 1 - 0.5 / total))
-        center = float(family.link_function(p))
+    family = design.family
+    center = family.default_intercept(design.y, design.trials, design.offset)
     fixed = []
     for j, name in enumerate(design.X_columns):
         if name == "Intercept":
@@ -274,7 +263,7 @@ def _link_scale_priors(design: Design) -> Priors:
             col = g.Z[:, k]
             sds.append((effect, Prior("HalfNormal", sigma=1.0 if is_constant(col) else 1.0 / _sd(col))))
         groups.append((g.name, GroupPriors(sd=tuple(sds), eta=DEFAULT_ETA)))
-    dispersion = Prior("HalfNormal", sigma=1.0) if family.aux == "dispersion" else None
+    dispersion = family.default_aux_prior()
     return Priors(fixed=tuple(fixed), sigma=None, groups=tuple(groups), dispersion=dispersion)
 
 
@@ -338,7 +327,7 @@ def resolve_priors(
             dispersion = Prior.from_value(value, where="dispersion", scale=True)
         elif key in ("sigma", "dispersion"):
             raise ValueError(
-                f"priors: family={family_of(design).name!r} has no {key!r} parameter; "
+                f"priors: family={design.family.name!r} has no {key!r} parameter; "
                 f"its parameters are {known}"
             )
         elif key in groups:

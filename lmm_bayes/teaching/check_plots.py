@@ -24,7 +24,6 @@ from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predictive import posterior_predictive
 from lmm_bayes.results.residuals import residuals
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -179,7 +178,7 @@ def _pair_names(fit: Fit, group: str | None) -> list[str]:
     g = validate.check_group(design, group)
     names = [p.label for p in hyperparameters(design, fixed=False) if p.group == g.name]
     if len(names) < 2:  # one SD alone: pair it with sigma (a GLMM: its dispersion, or the intercept it trades off against)
-        aux = family_of(design).aux
+        aux = design.family.aux
         partner = aux or ("beta[Intercept]" if "Intercept" in design.X_columns else None)
         names = [partner, *names] if partner else names
     return names
@@ -323,7 +322,7 @@ def plot_residuals(fit: Fit, *, groups: Sequence[str] | None = None, **kwargs: A
     ax.set_title("Residuals vs fitted", fontsize="medium")
     ax.set_xlabel(f"fitted {design.response}")
     ax.set_ylabel("residual")
-    gaussian = family_of(design).is_gaussian
+    gaussian = design.family.is_gaussian
     _qq(flat[1], table["standardized"].to_numpy(), "QQ: residuals" if gaussian else "QQ: Pearson residuals",
         "residual / σ" if gaussian else "(y − μ) / √Var(y | μ)")
     k = 2

@@ -18,7 +18,6 @@ import numpy as np
 from lmm_bayes.results.effects import conditional_effects
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
-from lmm_bayes.spec.family import family_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -114,7 +113,7 @@ def plot_effects(
         _draw_lines(ax, ce, design, x, f"{what}, {ce.attrs['interval']}", data)
         held = "" if ce.attrs["reference"] == "{}" else ce.attrs["reference"]
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{design.response} per trial" if family_of(design).name == "binomial" else design.response)
+    ax.set_ylabel(f"{design.response} per trial" if design.family.needs_trials else design.response)
     title = f"{design.response} along {x}" + (f" by {ce.attrs['group']}" if group else "")
     ax.set_title(f"{title}\nothers at {held}" if held else title, fontsize="medium")
     handles, labels = ax.get_legend_handles_labels()
@@ -127,8 +126,8 @@ def plot_effects(
 
 def _observed(design) -> np.ndarray:
     """The data on the scale of the lines: a binomial model's successes per trial (a proportion), else y."""
-    trials = getattr(design, "trials", None)
-    if family_of(design).name == "binomial" and trials is not None:
+    trials = design.trials
+    if design.family.needs_trials and trials is not None:
         return design.y / trials
     return design.y
 

@@ -47,7 +47,6 @@ from lmm_bayes.results.glm_pooling import no_finite_estimate
 from lmm_bayes.results.shrinkage import glm_posterior_shrinkage, link_scale
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.teaching import pooling_plots
 from lmm_bayes.teaching.pooling_models import check_separable, fit_complete_pooling, fit_no_pooling
@@ -220,9 +219,9 @@ def pooling_comparison(
     loo = _loo_table(fits)
     A = normal_equations(g)
     _, ok, notes = identified(g, A)
-    fam = family_of(design)
+    fam = design.family
     if not fam.is_gaussian:  # a cluster whose own likelihood has no finite maximum: its posterior is its prior
-        empty = no_finite_estimate(fam, design.y, g.codes, g.n_levels, getattr(design, "trials", None))
+        empty = no_finite_estimate(fam, design.y, g.codes, g.n_levels, design.trials)
         for j in np.flatnonzero(empty != ""):
             notes[j] = [n or f"{empty[j]} (its no-pooling posterior is its prior)" for n in notes[j]]
             ok[j] = False

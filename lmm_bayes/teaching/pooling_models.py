@@ -32,7 +32,6 @@ from lmm_bayes.inference.sampling import SamplerSettings, run_sampler
 from lmm_bayes.results.estimates import normal_equations
 from lmm_bayes.results.pooling_fit import PoolingModelFit, shared_columns
 from lmm_bayes.spec import validate
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,7 +111,7 @@ def _cluster_priors(design: Design, g: GroupDesign, scale: float, priors) -> dic
     A generalized model's are on the link scale: s_y = 1 (rstanarm's GLM convention) and the
     intercept centred where the mixed model's intercept prior is (the link of the pooled mean).
     """
-    gaussian = family_of(design).is_gaussian
+    gaussian = design.family.is_gaussian
     s_y = _column_sd(design.y) if gaussian else 1.0
     fixed = priors.fixed_by_name.get("Intercept")
     centre = float(np.mean(design.y)) if gaussian else float(fixed.kwargs.get("mu", 0.0)) if fixed else 0.0
@@ -130,14 +129,14 @@ def _likelihood(design: Design, priors, mu, y) -> None:
     """The response given the linear predictor ``mu``: Normal with the model's σ prior, or the GLMM's family."""
     import pymc as pm
 
-    if not family_of(design).is_gaussian:
+    if not design.family.is_gaussian:
         add_glm_likelihood(design, priors, mu, y)  # offset, trials, dispersion
         return
     pm.Normal("y", mu=mu, sigma=add_sigma(priors), observed=y, dims="obs")
 
 
 def _aux_names(design: Design) -> list[str]:
-    aux = family_of(design).aux
+    aux = design.family.aux
     return [aux] if aux else []
 
 
@@ -298,7 +297,7 @@ def fit_no_pooling(
     shared = shared_columns(design, g)
     shared_cols = [design.X_columns[k] for k in shared]
     own = _cluster_priors(design, g, scale, priors)
-    family = family_of(design)
+    family = design.family
     key = json.dumps(["no_pooling", design.n, shared_cols, g.name, g.n_levels, g.effects, own, priors.to_json(),
                       family.name, family.link, sorted(glm_data(design))], default=str)
     updates = {"X": design.X[:, shared], "y_obs": design.y, codes_name(g): g.codes, z_name(g): g.Z,
@@ -349,7 +348,7 @@ def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | 
     design, priors = model.design, model.priors
     g = validate.check_group(design, group)
     settings = settings or SamplerSettings()
-    family = family_of(design)
+    family = design.family
     key = json.dumps(["complete_pooling", design.n, design.X_columns, priors.to_json(), family.name, family.link,
                       sorted(glm_data(design))], default=str)
     updates = {"X": design.X, "y_obs": design.y, **glm_data(design)}
@@ -366,7 +365,7 @@ def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | 
 
 def _offset(design: Design) -> np.ndarray | float:
     """A GLMM's offset per row (added to the linear predictor of the log-likelihood), else 0."""
-    offset = getattr(design, "offset", None)
+    offset = design.offset
     return 0.0 if offset is None else offset
 
 

@@ -42,7 +42,6 @@ from lmm_bayes.inference import sampling
 from lmm_bayes.inference.glm import glm_data
 from lmm_bayes.inference.layout import b_name, model_coords, posterior_vars
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,7 +124,7 @@ class Method(ABC):
 
 def gaussian_only(design: Design, method: str, what: str) -> None:
     """Refuse ``method`` (which ``what``) for a GLMM: ``ValueError`` naming the methods that take one."""
-    family = family_of(design)
+    family = design.family
     if not family.is_gaussian:
         raise ValueError(
             f"method={method!r} {what}, which only a Gaussian response allows; "
@@ -137,7 +136,7 @@ def gaussian_only(design: Design, method: str, what: str) -> None:
 def model_key(name: str, design: Design, priors: Priors, rows: int | None, centered: bool) -> str:
     """The structure key of a method named ``name`` (``rows``: the row count where shapes depend on it)."""
     layout = [(g.name, g.n_levels, g.effects, g.blocks, g.parent) for g in design.groups]
-    family = family_of(design)
+    family = design.family
     glm = [family.name, family.link, sorted(glm_data(design))]
     # the working priors of the defaults are the same numbers for any data, up to the last bits
     # of the maps (2.5 s_y / s_x * s_x / s_y): rounded, so a new data set reuses the compiled model

@@ -26,7 +26,6 @@ from lmm_bayes.inference.methods.crossed.method import Crossed
 from lmm_bayes.inference.methods.gibbs.sampler import gibbs_obstacle
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design, GroupDesign
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["Collapsed"]
@@ -51,7 +50,7 @@ class Collapsed(Method):
     @classmethod
     def obstacle(cls, design: Design, *, sampler: str = "nutpie", centered: bool = False,
                  auto: bool = False) -> str | None:
-        if not family_of(design).is_gaussian:
+        if not design.family.is_gaussian:
             return "the collapsed method integrates b out exactly, which only a Gaussian response allows"
         try:
             nesting_chain(design)
@@ -61,7 +60,7 @@ class Collapsed(Method):
 
     @classmethod
     def expected(cls, design: Design, *, centered: bool = False) -> bool:
-        return family_of(design).is_gaussian
+        return design.family.is_gaussian
 
     @classmethod
     def take(cls, design: Design, *, sampler: str = "nutpie", centered: bool = False) -> Method:

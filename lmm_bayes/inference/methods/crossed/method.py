@@ -22,7 +22,6 @@ from lmm_bayes.inference.methods.crossed.system import (
 )
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["Crossed"]
@@ -45,7 +44,7 @@ class Crossed(Method):
     @classmethod
     def obstacle(cls, design: Design, *, sampler: str = "nutpie", centered: bool = False,
                  auto: bool = False) -> str | None:
-        if not family_of(design).is_gaussian:
+        if not design.family.is_gaussian:
             return "the collapsed method integrates b out exactly, which only a Gaussian response allows"
         if sampler != "nutpie":
             return f"the collapsed method for crossed factors samples with nutpie only (sampler={sampler!r})"
@@ -59,7 +58,7 @@ class Crossed(Method):
 
     @classmethod
     def expected(cls, design: Design, *, centered: bool = False) -> bool:
-        return family_of(design).is_gaussian
+        return design.family.is_gaussian
 
     @cached_property
     def system(self) -> CrossedSystem:

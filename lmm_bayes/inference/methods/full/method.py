@@ -16,7 +16,6 @@ from lmm_bayes.inference.methods.base import Method, Run, in_layout, kept, model
 from lmm_bayes.inference.methods.full.centered import build_hierarchical_model, uses_X
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["Full"]
@@ -45,7 +44,7 @@ class Full(Method):
         return model_key(self.name, self.design, priors, self.design.n, self.centered)
 
     def build(self, priors: Priors) -> pm.Model:
-        if self.centered and not family_of(self.design).is_gaussian:  # a GLMM: hierarchical centering
+        if self.centered and not self.design.family.is_gaussian:  # a GLMM: hierarchical centering
             return build_hierarchical_model(self.design, priors)
         return build_model(self.design, priors, centered=self.centered)
 
@@ -53,7 +52,7 @@ class Full(Method):
         """The ``pm.Data`` values by name, swapped into a cached compiled graph."""
         d = self.design
         updates = {"X": d.X, "y_obs": d.y, **glm_data(d)}
-        if self.centered and not family_of(d).is_gaussian and not uses_X(d):
+        if self.centered and not d.family.is_gaussian and not uses_X(d):
             del updates["X"]
         for g in d.groups:
             updates[codes_name(g)] = g.codes

@@ -15,7 +15,6 @@ from lmm_bayes.inference.methods.crossed.system import SMALL_DENSE_EFFECTS, dens
 from lmm_bayes.inference.methods.gibbs.sampler import SAMPLER_NAME, GibbsSystem, gibbs_obstacle, sample_gibbs
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["Gibbs"]
@@ -44,7 +43,7 @@ class Gibbs(Method):
         rows and levels, wins (``benchmarks/crossed.py`` design (b), 1,114 dense effects, measured it
         well over 10x faster per effective draw). ``"auto"`` asks it only after the nested collapsed
         method, exact and cheap where it applies."""
-        if not family_of(design).is_gaussian:
+        if not design.family.is_gaussian:
             return "the Gibbs sampler draws b and β from their exact normal conditionals, which only a Gaussian " \
                    "response allows"
         why = gibbs_obstacle(design)

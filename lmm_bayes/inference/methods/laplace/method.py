@@ -28,7 +28,6 @@ from lmm_bayes.inference.methods.laplace.system import (
 )
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Priors
 
 __all__ = ["Laplace"]
@@ -61,7 +60,7 @@ class Laplace(Method):
 
     @classmethod
     def expected(cls, design: Design, *, centered: bool = False) -> bool:
-        return not family_of(design).is_gaussian and not centered
+        return not design.family.is_gaussian and not centered
 
     @cached_property
     def system(self) -> LaplaceSystem:

@@ -43,7 +43,6 @@ from lmm_bayes.inference.layout import BETA, SIGMA, b_name, covariance_values, h
 from lmm_bayes.inference.methods.collapsed.packing import KernelModel, pack_parameters
 from lmm_bayes.inference.methods.collapsed.sufficient import nesting_chain
 from lmm_bayes.spec.design import Design, GroupDesign
-from lmm_bayes.spec.family import family_of
 from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 
 __all__ = ["MAX_BLOCK", "MAX_PARETO_K", "MAX_SHIFT", "LaplaceCheck", "LaplaceSystem", "check_laplace",
@@ -75,10 +74,12 @@ def laplace_obstacle(design: Design) -> str:
     >>> laplace_obstacle(lb.GLMM("k ~ 1 + (1 | g)", df, family="bernoulli", link="probit").design)
     "the Laplace method covers the canonical links (log for counts, logit for choices), not link='probit'"
     """
-    family = family_of(design)
+    family = design.family
     if family.is_gaussian:
         return "a Gaussian response has an exact collapsed method (lb.LMM), which the Laplace method would only approximate"
-    if family.name not in ("poisson", "negativebinomial") and family.link != "logit":
+    if family.kernel_code is None:
+        return f"the Laplace kernel has no case for family={family.name!r}"
+    if not family.canonical:
         return (f"the Laplace method covers the canonical links (log for counts, logit for choices), "
                 f"not link={family.link!r}")
     if design.reduction is not None:
@@ -141,7 +142,7 @@ def _post_order(chain: tuple[GroupDesign, ...]) -> tuple[list[np.ndarray], list[
 def _factor_columns(first: np.ndarray, bptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each effect's column of its block's Cholesky factor: the rows below it inside the envelope
     (row i's nonzeros start at ``first[i]``), as ``crow[cptr[e]:cptr[e + 1]]`` (block-local rows)
-    for the effect e (flat); the selected inverse walks them (``laplace_kernel._selected_inverse``)."""
+    for the effect e (flat); the selected inverse walks them (``laplace.kernel._selected_inverse``)."""
     n = int(bptr[-1])
     block = np.repeat(np.arange(bptr.size - 1), np.diff(bptr))
     local = np.arange(n) - bptr[block]
@@ -204,7 +205,7 @@ class LaplaceSystem:
         why = laplace_obstacle(design)
         if why:
             raise ValueError(f"method='laplace' cannot be used for this model: {why}; use method='full'")
-        family = family_of(design)
+        family = design.family
         chain = nesting_chain(design)
         anc = _ancestors(chain)
         n_top = chain[0].n_levels
@@ -225,8 +226,8 @@ class LaplaceSystem:
         cols = np.concatenate([loc[g.codes][:, None] + np.arange(g.n_effects) for g, loc in zip(chain, local)],
                               axis=1)[rows]
         zv = np.concatenate([g.Z for g in chain], axis=1)[rows]
-        offset = getattr(design, "offset", None)
-        trials = getattr(design, "trials", None)
+        offset = design.offset
+        trials = design.trials
         arrays = (
             np.ascontiguousarray(design.X[rows], dtype=float), np.ascontiguousarray(design.y[rows], dtype=float),
             np.zeros(design.n) if offset is None else np.ascontiguousarray(offset[rows], dtype=float),
@@ -234,13 +235,11 @@ class LaplaceSystem:
             np.ascontiguousarray(cols, dtype=np.int64), np.ascontiguousarray(zv, dtype=float), ptr, bptr,
             slot_ptr, np.ascontiguousarray(slots[:, 1]), np.ascontiguousarray(slots[:, 2]), qs, first, cptr, crow,
         )
-        code = lk.FAMILY_CODE[family.name if family.counts else "logit"]
+        code = family.kernel_code
         y, n = arrays[1], arrays[3]
-        constant = float(np.sum(-special.gammaln(y + 1)))
-        if family.name in ("binomial", "bernoulli"):
-            constant += float(np.sum(special.gammaln(n + 1) - special.gammaln(n - y + 1)))
+        constant = family.kernel_constant(y, n)
         counts = np.unique(y, return_counts=True)
-        if family.name != "negativebinomial":
+        if code != lk.FAMILY_CODE["negativebinomial"]:  # log-likelihoods linear in y and n: rows pool
             arrays = _pooled(arrays, chain[0].codes[rows], n_top)
         return cls(design=design, chain=chain, fam=code, arrays=arrays, starts=starts, counts=counts,
                    constant=constant)
