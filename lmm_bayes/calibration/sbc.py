@@ -30,9 +30,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-import pymc as pm
 import xarray as xr
 
 from lmm_bayes.calibration.sbc_result import SBCResult, failures_table, ranks_dataset
@@ -53,6 +53,9 @@ from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.spec.priors import Priors, resolve_priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
 
 __all__ = ["SBCResult", "draw_prior", "failures_table", "ranks_dataset", "sbc"]
 

@@ -10,14 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from lmm_bayes.calibration.workers import Failure
 from lmm_bayes.inference.layout import Hyperparameter
 from lmm_bayes.spec import validate
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+stats = lazy.load("scipy.stats", suppress_warning=True)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

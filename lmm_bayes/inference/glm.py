@@ -8,13 +8,16 @@ non-centered random effects for every family; this module adds the part that dif
 
 from __future__ import annotations
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.families.registry import Family
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
+pytensor = lazy.load("pytensor")  # its .tensor (imported by pytensor itself) is the graphs' algebra
 
 __all__ = ["OFFSET", "TRIALS", "add_glm_likelihood", "glm_data", "inverse_link"]
 
@@ -23,7 +26,7 @@ OFFSET = "offset"
 TRIALS = "trials"
 
 
-def inverse_link(family: Family, eta: pt.TensorVariable) -> pt.TensorVariable:
+def inverse_link(family: Family, eta: pytensor.tensor.TensorVariable) -> pytensor.tensor.TensorVariable:
     """``g⁻¹(eta)`` as a PyTensor expression."""
     return family.link_object.inverse_pt(eta)
 
@@ -40,7 +43,7 @@ def glm_data(design: Design) -> dict[str, np.ndarray]:
     return out
 
 
-def add_glm_likelihood(design: Design, priors: Priors, eta: pt.TensorVariable, y: pt.TensorVariable) -> None:
+def add_glm_likelihood(design: Design, priors: Priors, eta: pytensor.tensor.TensorVariable, y: pytensor.tensor.TensorVariable) -> None:
     """The observed ``y`` of a non-Gaussian family; call inside the model context.
 
     ``eta`` is ``X beta + Z b``; the offset is added here, and the trials become

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 
 from lmm_bayes.inference.glm import add_glm_likelihood
 from lmm_bayes.inference.layout import (
@@ -28,6 +27,10 @@ from lmm_bayes.inference.layout import (
 )
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import GroupPriors, Prior, Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
+pytensor = lazy.load("pytensor")  # its .tensor (imported by pytensor itself) is the graphs' algebra
 
 __all__ = [
     "build_model",
@@ -54,39 +57,39 @@ def _dist(priors: Sequence[Prior], name: str | None = None, **kwargs):
     return cls(name, **params, **kwargs)
 
 
-def _vector_rv(name: str, priors: Sequence[Prior], size: int) -> pt.TensorVariable:
+def _vector_rv(name: str, priors: Sequence[Prior], size: int) -> pytensor.tensor.TensorVariable:
     """A vector parameter whose entries may use different prior families."""
     families = list(dict.fromkeys(p.dist for p in priors))
     if len(families) == 1:
         return _dist(priors, name=name, shape=size)
-    out = pt.zeros(size)
+    out = pytensor.tensor.zeros(size)
     for family in families:
         idx = [i for i, p in enumerate(priors) if p.dist == family]
         part = _dist([priors[i] for i in idx], name=f"{name}_{family}", shape=len(idx))
-        out = pt.set_subtensor(out[idx], part)
+        out = pytensor.tensor.set_subtensor(out[idx], part)
     return out
 
 
-def add_sigma(priors: Priors) -> pt.TensorVariable:
+def add_sigma(priors: Priors) -> pytensor.tensor.TensorVariable:
     """The residual SD ``sigma``; call inside a model context."""
     return getattr(pm, priors.sigma.dist)(SIGMA, **priors.sigma.kwargs)
 
 
-def add_coefficients(plist: Sequence[Prior]) -> pt.TensorVariable:
+def add_coefficients(plist: Sequence[Prior]) -> pytensor.tensor.TensorVariable:
     """``beta`` on dim ``coef`` from one location prior per coefficient (families may mix)."""
     if len({p.dist for p in plist}) == 1:
         return _dist(plist, name=BETA, dims="coef")
     return pm.Deterministic(BETA, _vector_rv(f"{BETA}_parts", plist, len(plist)), dims="coef")
 
 
-def add_fixed_effects(design: Design, priors: Priors) -> pt.TensorVariable:
+def add_fixed_effects(design: Design, priors: Priors) -> pytensor.tensor.TensorVariable:
     """``beta`` on dim ``coef``; call inside a model context."""
     if not design.X_columns:
-        return pt.zeros(0)
+        return pytensor.tensor.zeros(0)
     return add_coefficients([priors.fixed_by_name[c] for c in design.X_columns])
 
 
-def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pytensor.tensor.TensorVariable, pytensor.tensor.TensorVariable]:
     """SDs, correlations and the Cholesky factor L of G for one factor.
 
     Returns ``(sd, L)``; ``{g}_sd`` (and ``{g}_corr`` when correlated) are added as
@@ -103,8 +106,8 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVari
             k = singles.index(block[0])
             s = indep[k : k + 1]
             parts_sd.append(s)
-            parts_L.append(pt.reshape(s, (1, 1)))
-            parts_corr.append(pt.ones((1, 1)))
+            parts_L.append(pytensor.tensor.reshape(s, (1, 1)))
+            parts_corr.append(pytensor.tensor.ones((1, 1)))
             continue
         suffix = "" if len(g.blocks) == 1 else f"_{block[0]}"
         chol, corr, sds = pm.LKJCholeskyCov(
@@ -118,10 +121,10 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVari
         parts_sd.append(sds)
         parts_L.append(chol)
         parts_corr.append(corr)
-    sd = pm.Deterministic(sd_name(g), pt.concatenate(parts_sd), dims=g.effect_dim)
-    L = parts_L[0] if len(parts_L) == 1 else pt.linalg.block_diag(*parts_L)
+    sd = pm.Deterministic(sd_name(g), pytensor.tensor.concatenate(parts_sd), dims=g.effect_dim)
+    L = parts_L[0] if len(parts_L) == 1 else pytensor.tensor.linalg.block_diag(*parts_L)
     if g.correlated:
-        corr = parts_corr[0] if len(parts_corr) == 1 else pt.linalg.block_diag(*parts_corr)
+        corr = parts_corr[0] if len(parts_corr) == 1 else pytensor.tensor.linalg.block_diag(*parts_corr)
         pm.Deterministic(corr_name(g), corr, dims=(g.effect_dim, bis(g.effect_dim)))
     return sd, L
 
@@ -151,17 +154,17 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
         X = pm.Data("X", design.X, dims=("obs", "coef"))
         y = pm.Data("y_obs", design.y, dims="obs")
         beta = add_fixed_effects(design, priors)
-        mu = pt.dot(X, beta) if design.X.shape[1] else pt.zeros(design.n)
+        mu = pytensor.tensor.dot(X, beta) if design.X.shape[1] else pytensor.tensor.zeros(design.n)
         for g, (_, gp) in zip(design.groups, priors.groups):
             _, L = add_group_covariance(g, gp)
             if centered:
-                b = pm.MvNormal(b_name(g), mu=pt.zeros(g.n_effects), chol=L, dims=(g.name, g.effect_dim))
+                b = pm.MvNormal(b_name(g), mu=pytensor.tensor.zeros(g.n_effects), chol=L, dims=(g.name, g.effect_dim))
             else:
                 z = pm.Normal(f"{g.name}_z", 0.0, 1.0, dims=(g.name, g.effect_dim))
-                b = pm.Deterministic(b_name(g), pt.dot(z, L.T), dims=(g.name, g.effect_dim))
+                b = pm.Deterministic(b_name(g), pytensor.tensor.dot(z, L.T), dims=(g.name, g.effect_dim))
             codes = pm.Data(codes_name(g), g.codes, dims="obs")
             Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
-            mu = mu + pt.sum(Zg * b[codes], axis=1)
+            mu = mu + pytensor.tensor.sum(Zg * b[codes], axis=1)
         if not design.family.is_gaussian:  # a GLMM: link, offset, trials (inference/glm.py)
             add_glm_likelihood(design, priors, mu, y)
             return model

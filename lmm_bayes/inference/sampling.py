@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from lmm_bayes.inference.layout import (
@@ -37,6 +37,9 @@ from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
 from lmm_bayes.version import __version__
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
 
 if TYPE_CHECKING:  # pragma: no cover  (the methods import this module's samplers)
     from lmm_bayes.inference.methods.base import Method

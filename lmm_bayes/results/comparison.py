@@ -35,7 +35,6 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -84,10 +83,12 @@ def loo(fit: Any) -> Any:
     >>> bool(-900 < res.elpd < -850), int(res.n_data_points)
     (True, 180)
     """
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
     _check_log_likelihood("this fit", fit)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Pareto.*")
-        result = az.loo(fit.idata, pointwise=True)
+        result = azs.loo(fit.idata, pointwise=True)
     bad = int((np.asarray(result.pareto_k) > HIGH_PARETO_K).sum())
     if bad:
         warnings.warn(_pareto_advice({"this fit": bad}), UserWarning, stacklevel=2)
@@ -117,6 +118,8 @@ def compare(fits: Mapping[str, Any]) -> pd.DataFrame:
     >>> lb.compare(fits).index[0]  # doctest: +SKIP
     '(Days | Subject)'
     """
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
     if not isinstance(fits, Mapping) or len(fits) < 2:
         raise TypeError("compare needs a dict of two or more fits, e.g. lb.compare({'a': fit_a, 'b': fit_b})")
     for name, fit in fits.items():
@@ -128,8 +131,8 @@ def compare(fits: Mapping[str, Any]) -> pd.DataFrame:
         raise ValueError("compare needs fits of the same response values, row for row; these fits saw different data")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Pareto.*")
-        loos = {k: az.loo(f.idata, pointwise=True) for k, f in fits.items()}  # once, for the table and the check
-        table = az.compare(loos, round_to="none")
+        loos = {k: azs.loo(f.idata, pointwise=True) for k, f in fits.items()}  # once, for the table and the check
+        table = azs.compare(loos, round_to="none")
     bad = {k: int((np.asarray(res.pareto_k) > HIGH_PARETO_K).sum()) for k, res in loos.items()}
     if any(bad.values()):
         warnings.warn(_pareto_advice(bad), UserWarning, stacklevel=2)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
 import scipy.sparse as sp
 import xarray as xr
 
@@ -29,6 +29,9 @@ from lmm_bayes.results.predict import predict
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.version import __version__
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lmm_bayes.inference.layout import BETA, SIGMA, b_draws, covariance_values, linear_predictor
 from lmm_bayes.results.estimates import (
@@ -31,6 +31,9 @@ from lmm_bayes.results.glm_pooling import cluster_glm, glm_model_shrinkage, no_f
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
 from lmm_bayes.spec import validate
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+stats = lazy.load("scipy.stats", suppress_warning=True)
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit

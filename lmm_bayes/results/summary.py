@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -108,6 +107,8 @@ def interval_bounds(
     >>> round(float(low), 6), round(float(high), 6)
     (50.0, 950.0)
     """
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
     ci, prob = check_interval(ci, prob)
     bounds = (azs.hdi if ci == "hdi" else azs.eti)(draws, prob=prob, dim=list(dim))
     return bounds.sel(ci_bound="lower", drop=True), bounds.sel(ci_bound="upper", drop=True)
@@ -143,6 +144,8 @@ def summarize_draws(
     >>> t.columns.tolist(), t.attrs["interval"]
     (['mean', 'sd', 'eti_low', 'eti_high'], '95% ETI')
     """
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
     ci, prob = check_interval(ci, prob)
     extra = [d for d in draws.dims if d not in ("chain", "draw")]
     if len(extra) == 1:
@@ -189,6 +192,8 @@ def diagnose(params: Sequence[xr.DataArray], sample_stats: xr.Dataset) -> dict[s
     sample_stats : xarray.Dataset
         The sampler's statistics (``diverging``, ``energy``, tree depth).
     """
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         rhat = np.concatenate([np.ravel(azs.rhat(d).values) for d in params]) if params else np.array([np.nan])

@@ -21,12 +21,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
-from formulae import design_matrices
 
 from lmm_bayes.errors import FormulaError
 from lmm_bayes.spec.terms import ModelSpec
+
+# formulae (and the scipy modules it imports) loads at the first formula, not at `import lmm_bayes`
+formulae = lazy.load("formulae")
 
 __all__ = [
     "NAMESPACE", "categorical_columns", "check_finite", "check_powers", "fixed_formula", "for_formulae", "rename",
@@ -133,7 +136,7 @@ def run_formulae(
     """
     try:
         with _quiet():
-            return design_matrices(text, data, na_action="error", extra_namespace=namespace)
+            return formulae.design_matrices(text, data, na_action="error", extra_namespace=namespace)
     except MemoryError:
         raise
     except Exception as err:  # noqa: BLE001 (formulae raises KeyError, TypeError, AttributeError, its own)
@@ -147,7 +150,7 @@ def _failure(formula: str, data: pd.DataFrame, namespace: dict, parts: Sequence[
         for user, alone in parts:
             try:
                 with _quiet():
-                    design_matrices(alone, data, na_action="error", extra_namespace=namespace)
+                    formulae.design_matrices(alone, data, na_action="error", extra_namespace=namespace)
             except MemoryError:
                 raise
             except Exception as part_err:  # noqa: BLE001 (as above)

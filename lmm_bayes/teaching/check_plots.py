@@ -15,15 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import lazy_loader as lazy
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from lmm_bayes.inference.layout import hyperparameter_draws, hyperparameters
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predictive import posterior_predictive
 from lmm_bayes.results.residuals import residuals
 from lmm_bayes.spec import validate
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+stats = lazy.load("scipy.stats", suppress_warning=True)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure

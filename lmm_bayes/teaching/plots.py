@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import arviz_base as azb
 import numpy as np
 import xarray as xr
 
@@ -47,6 +46,8 @@ def _pyplot():
 
 def _thin(tree: xr.DataTree, group: str, num_samples: int, seed: Any) -> xr.Dataset:
     """``num_samples`` draws of ``y`` picked at random (arviz-base's ``extract``, seeded), as one chain."""
+    import arviz_base as azb  # at first use: `import lmm_bayes` stays light
+
     rng = validate.check_seed(seed)
     n = tree[group].sizes["chain"] * tree[group].sizes["draw"]
     picked = azb.extract(

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
@@ -259,9 +258,11 @@ def pooling_comparison(
 
 def _loo_table(fits: Mapping[str, Any]) -> pd.DataFrame:
     """ArviZ's compare table; Pareto-k warnings are gathered into one that names the poolings."""
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = az.compare({k: f.idata for k, f in fits.items()}, round_to="none")
+        table = azs.compare({k: f.idata for k, f in fits.items()}, round_to="none")
     pareto = [str(w.message) for w in caught if "Pareto" in str(w.message)]
     for w in caught:
         if "Pareto" not in str(w.message):

@@ -34,8 +34,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from lmm_bayes.inference import sampling
@@ -43,6 +43,9 @@ from lmm_bayes.inference.glm import glm_data
 from lmm_bayes.inference.layout import b_name, model_coords, posterior_vars
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.inference.sampling import SamplerSettings

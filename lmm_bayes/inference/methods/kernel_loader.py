@@ -1,8 +1,11 @@
 """Loading the compiled kernels (:mod:`lmm_bayes.inference.methods.collapsed.kernel`,
-:mod:`lmm_bayes.inference.methods.crossed.kernel` for crossed designs and
-:mod:`lmm_bayes.inference.methods.gibbs.kernel` for the Gibbs sampler), and saying so when they compile.
+:mod:`lmm_bayes.inference.methods.crossed.kernel` for crossed designs,
+:mod:`lmm_bayes.inference.methods.gibbs.kernel` for the Gibbs sampler and
+:mod:`lmm_bayes.inference.methods.laplace.kernel` for a GLMM's Laplace method), and saying so when
+they compile.
 
-Shared by those three methods, so it sits beside their packages rather than in one of them.
+Shared by those four methods, so it sits beside their packages rather than in one of them; a kernel
+is imported only here, at its first use, so ``import lmm_bayes`` never imports numba.
 
 Importing the kernel loads it from numba's on-disk cache (about half a second) or, the first
 time on a machine or after the package changed, compiles it (about a minute on 2 cores).
@@ -20,13 +23,14 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["cache_location", "is_loaded", "load", "load_crossed", "load_gibbs", "warm_up"]
+__all__ = ["cache_location", "is_loaded", "load", "load_crossed", "load_gibbs", "load_laplace", "warm_up"]
 
 #: loading from the cache takes under a second; longer than this means numba is compiling
 NOTICE_AFTER_S = 3.0
 _KERNEL = "lmm_bayes.inference.methods.collapsed.kernel"
 _CROSSED = "lmm_bayes.inference.methods.crossed.kernel"
 _GIBBS = "lmm_bayes.inference.methods.gibbs.kernel"
+_LAPLACE = "lmm_bayes.inference.methods.laplace.kernel"
 _NOTICED: list[str] = []
 
 
@@ -67,6 +71,11 @@ def load_crossed() -> ModuleType:
 def load_gibbs() -> ModuleType:
     """The Gibbs sampler's compiled sweeps, imported once per process (with a notice while they compile)."""
     return _import_with_notice(_GIBBS)
+
+
+def load_laplace() -> ModuleType:
+    """The Laplace method's compiled Newton modes, gradient and proposals, imported once per process."""
+    return _import_with_notice(_LAPLACE)
 
 
 def _import_with_notice(name: str) -> ModuleType:

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lazy_loader as lazy
 import numpy as np
-from scipy import special, stats
 
 from lmm_bayes.spec.families.base import Family
 from lmm_bayes.spec.families.checks import raise_if_rows
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+special = lazy.load("scipy.special", suppress_warning=True)
+stats = lazy.load("scipy.stats", suppress_warning=True)
 
 __all__ = ["Bernoulli", "Binomial"]
 

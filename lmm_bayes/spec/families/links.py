@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import lazy_loader as lazy
 import numpy as np
-from scipy import special
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+special = lazy.load("scipy.special", suppress_warning=True)
 
 __all__ = ["LINKS", "Identity", "Link", "Log", "Logit", "Probit"]
 

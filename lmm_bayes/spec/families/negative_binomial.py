@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lazy_loader as lazy
 import numpy as np
-from scipy import special, stats
 
 from lmm_bayes.spec.distribution import Prior
 from lmm_bayes.spec.families.base import Family
 from lmm_bayes.spec.families.poisson import check_counts, count_intercept, empty_count_notes
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+special = lazy.load("scipy.special", suppress_warning=True)
+stats = lazy.load("scipy.stats", suppress_warning=True)
 
 __all__ = ["NegativeBinomial"]
 

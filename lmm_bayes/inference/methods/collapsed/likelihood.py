@@ -45,9 +45,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 import scipy.sparse as sp
 import xarray as xr
 
@@ -63,6 +62,10 @@ from lmm_bayes.inference.methods.collapsed.sufficient import (
 )
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
+pytensor = lazy.load("pytensor")  # its .tensor (imported by pytensor itself) is the graphs' algebra
 
 __all__ = [
     "LIKELIHOOD_NAME",
@@ -173,17 +176,26 @@ class _Numpy:
 
 
 class _Pytensor:
-    stack = staticmethod(pt.stack)
-    sqrt = staticmethod(pt.sqrt)
-    log = staticmethod(pt.log)
+    # methods rather than class attributes, so defining the class does not load PyTensor
+    @staticmethod
+    def stack(*args, **kwargs):
+        return pytensor.tensor.stack(*args, **kwargs)
+
+    @staticmethod
+    def sqrt(x):
+        return pytensor.tensor.sqrt(x)
+
+    @staticmethod
+    def log(x):
+        return pytensor.tensor.log(x)
 
     @staticmethod
     def concat_last(a, b):
-        return pt.concatenate([a, b], axis=-1)
+        return pytensor.tensor.concatenate([a, b], axis=-1)
 
     @staticmethod
     def segment_sum(x, index, size):
-        return pt.inc_subtensor(pt.zeros((size, x.shape[-2], x.shape[-1]))[index], x)
+        return pytensor.tensor.inc_subtensor(pytensor.tensor.zeros((size, x.shape[-2], x.shape[-1]))[index], x)
 
 
 def _cholesky(S, q: int, ops) -> list[list[Any]]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from lmm_bayes.inference import sampling
@@ -27,6 +27,9 @@ from lmm_bayes.inference.methods.gibbs.sampler import gibbs_obstacle
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
 
 __all__ = ["Collapsed"]
 

@@ -57,16 +57,19 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import lazy_loader as lazy
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
-from scipy.linalg import lapack, solve_triangular
 
 from lmm_bayes.inference.methods.kernel_loader import load_crossed
 from lmm_bayes.inference.layout import b_name, covariance_values
 from lmm_bayes.inference.methods.collapsed.packing import KernelModel, pack_parameters
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+linalg = lazy.load("scipy.linalg", suppress_warning=True)
 
 __all__ = ["MAX_DENSE_EFFECTS", "CrossedSystem", "crossed_model", "dense_effects", "draw_crossed_effects"]
 
@@ -268,7 +271,7 @@ class CrossedSystem:
             LS = f["LS"]
             logdet_M = f["logdet_A"] + 2.0 * np.log(np.diag(LS)).sum()
             # L' is the Fortran-ordered upper factor; the inverse comes back in its upper triangle
-            Sinv, info = lapack.dpotri(LS.T, lower=0)
+            Sinv, info = linalg.lapack.dpotri(LS.T, lower=0)
             if info != 0:
                 return failed
             Sinv = Sinv.T  # lower triangle of S^-1, as moments reads it
@@ -297,8 +300,8 @@ class CrossedSystem:
         starts = np.cumsum([0] + [g.n_levels * g.n_effects for g in self.groups])
         zr = np.concatenate([z[starts[k] : starts[k + 1]] for k in range(len(self.groups)) if k != self.s])
         LS = f["LS"]
-        mean, _ = lapack.dpotrs(LS, f["rhs"], lower=1)
-        ur = mean + sigma * solve_triangular(LS, zr, lower=True, trans="T", check_finite=False)
+        mean, _ = linalg.lapack.dpotrs(LS, f["rhs"], lower=1)
+        ur = mean + sigma * linalg.solve_triangular(LS, zr, lower=True, trans="T", check_finite=False)
         bs = load_crossed().draw_block(ur, f["cs"], self.ptr, self.col, self.Bv, f["LA"], f["Ainv"], sigma,
                                        np.ascontiguousarray(z[starts[self.s] : starts[self.s + 1]]))
         out = np.empty_like(z)

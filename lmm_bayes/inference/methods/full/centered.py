@@ -16,15 +16,18 @@ factor's effect when the two Z columns are equal; any other effect keeps centre 
 
 from __future__ import annotations
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 
 from lmm_bayes.inference.glm import add_glm_likelihood
 from lmm_bayes.inference.graph import add_fixed_effects, add_group_covariance
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, z_name
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
+pytensor = lazy.load("pytensor")  # its .tensor (imported by pytensor itself) is the graphs' algebra
 
 __all__ = ["build_hierarchical_model", "centring_plan", "uses_X"]
 
@@ -91,10 +94,10 @@ def build_hierarchical_model(design: Design, priors: Priors) -> pm.Model:
         keep = [j for j in range(design.X.shape[1]) if j not in absorbed]
         if keep:
             X = pm.Data("X", design.X, dims=("obs", "coef"))
-            eta = pt.dot(X[:, keep], beta[keep])
+            eta = pytensor.tensor.dot(X[:, keep], beta[keep])
         else:
-            eta = pt.zeros(design.n)
-        own: dict[str, pt.TensorVariable] = {}
+            eta = pytensor.tensor.zeros(design.n)
+        own: dict[str, pytensor.tensor.TensorVariable] = {}
         gp_by_name = dict(priors.groups)
         for g in _parents_first(design):
             _, L = add_group_covariance(g, gp_by_name[g.name])
@@ -102,13 +105,13 @@ def build_hierarchical_model(design: Design, priors: Priors) -> pm.Model:
             for k in range(g.n_effects):
                 centre = plan[(g.name, k)]
                 if centre is None:
-                    parts.append(pt.zeros(g.n_levels))
+                    parts.append(pytensor.tensor.zeros(g.n_levels))
                 elif centre[0] == "beta":
-                    parts.append(pt.ones(g.n_levels) * beta[centre[1]])
+                    parts.append(pytensor.tensor.ones(g.n_levels) * beta[centre[1]])
                 else:
                     parent = design.group(centre[0])
                     parts.append(own[parent.name][np.asarray(g.parent_codes), centre[1]])
-            mean = pt.stack(parts, axis=1)
+            mean = pytensor.tensor.stack(parts, axis=1)
             c = pm.MvNormal(f"{g.name}_c", mu=mean, chol=L, dims=(g.name, g.effect_dim))
             pm.Deterministic(b_name(g), c - mean, dims=(g.name, g.effect_dim))
             own[g.name] = c
@@ -116,6 +119,6 @@ def build_hierarchical_model(design: Design, priors: Priors) -> pm.Model:
             Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
             used = [k for k in range(g.n_effects) if (g.name, k) not in consumed]
             if used:
-                eta = eta + pt.sum(Zg[:, used] * c[codes][:, used], axis=1)
+                eta = eta + pytensor.tensor.sum(Zg[:, used] * c[codes][:, used], axis=1)
         add_glm_likelihood(design, priors, eta, y)
     return model

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import lazy_loader as lazy
 import numpy as np
-import pymc as pm
 import xarray as xr
 
 from lmm_bayes.inference.graph import build_model
@@ -17,6 +17,9 @@ from lmm_bayes.inference.methods.full.centered import build_hierarchical_model, 
 from lmm_bayes.inference.sampling import SamplerSettings
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+pm = lazy.load("pymc")
 
 __all__ = ["Full"]
 

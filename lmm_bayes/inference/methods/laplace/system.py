@@ -33,17 +33,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import lazy_loader as lazy
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import special
 
-from lmm_bayes.inference.methods.laplace import kernel as lk
+from lmm_bayes.inference.methods.kernel_loader import load_laplace
 from lmm_bayes.inference.layout import BETA, SIGMA, b_name, covariance_values, hyperparameter_draws, hyperparameters
 from lmm_bayes.inference.methods.collapsed.packing import KernelModel, pack_parameters
 from lmm_bayes.inference.methods.collapsed.sufficient import nesting_chain
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
+
+# heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
+special = lazy.load("scipy.special", suppress_warning=True)
 
 __all__ = ["MAX_BLOCK", "MAX_PARETO_K", "MAX_SHIFT", "LaplaceCheck", "LaplaceSystem", "check_laplace",
            "draw_laplace_effects", "laplace_model", "laplace_obstacle", "proposals_for", "rename_slot"]
@@ -239,7 +242,7 @@ class LaplaceSystem:
         y, n = arrays[1], arrays[3]
         constant = family.kernel_constant(y, n)
         counts = np.unique(y, return_counts=True)
-        if code != lk.FAMILY_CODE["negativebinomial"]:  # log-likelihoods linear in y and n: rows pool
+        if code != load_laplace().FAMILY_CODE["negativebinomial"]:  # log-likelihoods linear in y and n: rows pool
             arrays = _pooled(arrays, chain[0].codes[rows], n_top)
         return cls(design=design, chain=chain, fam=code, arrays=arrays, starts=starts, counts=counts,
                    constant=constant)
@@ -256,7 +259,7 @@ class LaplaceSystem:
     @property
     def negative_binomial(self) -> bool:
         """Whether the model has the negative binomial's dispersion (in the residual-scale slot)."""
-        return self.fam == lk.FAMILY_CODE["negativebinomial"]
+        return self.fam == load_laplace().FAMILY_CODE["negativebinomial"]
 
     def marginal(self, beta: np.ndarray, s2: float, Ginv: np.ndarray, logdet_G: np.ndarray,
                  start: np.ndarray | None = None):
@@ -269,7 +272,7 @@ class LaplaceSystem:
         """
         alpha = 1.0 / s2 if self.negative_binomial else 1.0
         bhat = np.zeros(self.n_effects) if start is None else start
-        ll, gbeta, galpha, S, ok = lk.marginal(np.asarray(beta, dtype=float), Ginv, self.fam, alpha, *self.arrays,
+        ll, gbeta, galpha, S, ok = load_laplace().marginal(np.asarray(beta, dtype=float), Ginv, self.fam, alpha, *self.arrays,
                                                bhat, True)
         if not ok or not np.isfinite(ll):
             return -np.inf, np.zeros_like(beta), 0.0, np.zeros_like(Ginv)
@@ -307,7 +310,7 @@ class LaplaceSystem:
 
     def modes(self, beta: np.ndarray, Ginv: np.ndarray, alpha: float = 1.0) -> np.ndarray:
         """Every block's mode ``b_hat`` (flat; :attr:`starts` says where each cluster's are)."""
-        return lk.cluster_modes(np.asarray(beta, dtype=float), Ginv, self.fam, alpha, *self.arrays)
+        return load_laplace().cluster_modes(np.asarray(beta, dtype=float), Ginv, self.fam, alpha, *self.arrays)
 
     def unflatten(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Per factor, its clusters' effects ``(..., levels, q)`` from flat vectors ``(..., total)``."""
@@ -454,7 +457,7 @@ def draw_laplace_effects(
     flat = np.empty((D, system.n_effects))
     betas = np.ascontiguousarray(betas, dtype=float)
     start = system.modes(betas.mean(axis=0), Ginv.mean(axis=0), float(alphas.mean()))
-    log_w = lk.draw_effects(betas, Ginv, alphas, system.fam, *system.arrays, start, n_prop, seed_int, flat)
+    log_w = load_laplace().draw_effects(betas, Ginv, alphas, system.fam, *system.arrays, start, n_prop, seed_int, flat)
     hyper = hyperparameter_draws(post, hyperparameters(design)).transpose("chain", "draw", "parameter")
     check = check_laplace(hyper, log_w.reshape(n_chain, n_draw), n_prop)
     result, by_factor = {}, system.unflatten(flat)
