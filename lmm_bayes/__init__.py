@@ -1,19 +1,9 @@
 """lmm-bayes: Bayesian linear mixed-effects models for hierarchical data.
 
-The package reads bottom-up, one sub-package per pipeline stage; each stage imports
-only the stages below it:
-
-============  =====================================================================
-stage         modules
-============  =====================================================================
-bottom        ``errors`` (every error and warning class), ``version``, ``datasets``
-spec          ``formula`` → ``terms`` (``ModelSpec``), ``design``, ``validate``, ``family``, ``priors``, ``model`` (``LMM``), ``glmm`` (``GLMM``)
-inference     ``layout`` (the posterior's names and algebra), ``glm``, ``graph``, ``glm_centered``, ``sufficient``, ``collapsed``, ``crossed``, ``methods``, ``sampling``
-results       ``summary``, ``glm``, ``base``, ``fit``, ``comparison``, ``hypothesis``, ``pooling_fit``, ``estimates``, ``predict``, ``shrinkage``, ``contextual``, ``covariance``, ``io``
-teaching      ``pooling``, ``pooling_models``, ``pooling_plots``, ``plots``
-calibration   ``simulate``, ``sbc``, ``workers``
-app           ``modelfile``, ``cli``, ``report``
-============  =====================================================================
+The user's objects sit in the top layer, :mod:`lmm_bayes.api`, on one sub-package per pipeline
+stage below it (``spec`` → ``inference`` → ``results`` → ``teaching`` → ``calibration``, and
+``app`` for the command); each imports only the layers below it. The module map, every module
+named once on a row's way from ``LMM(...)`` to a table, is ``docs/architecture.md``.
 
 >>> import lmm_bayes as lb
 >>> model = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy"))

@@ -127,6 +127,61 @@ def test_import_cycle_check_can_fail():
         second.unlink()
 
 
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+STAGES = ("api", "app", "calibration", "teaching", "results", "inference", "spec")
+
+
+def _journey() -> str:
+    """The section of docs/architecture.md that names every module once."""
+    text = ARCHITECTURE.read_text()
+    start = text.index("## A row's journey")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def _named_modules(text: str) -> set[str]:
+    """The dotted module names in backticks (``spec.formula``) and the bottom modules (``errors``)."""
+    import re
+
+    names = set(re.findall(r"`([a-z_]+(?:\.[a-z_]+)*)`", text))
+    return {n for n in names if n.split(".")[0] in STAGES or n in _bottom_modules()}
+
+
+def _bottom_modules() -> set[str]:
+    return {_module_name(p).removeprefix("lmm_bayes.") for p in _modules()
+            if p.parent == PACKAGE and p.name != "__init__.py"} | {"data"}
+
+
+def test_the_module_map_names_every_module_and_nothing_else():
+    """docs/architecture.md's journey of a row is the one module map: every module is in it,
+    and every module name in it exists (a package's ``__init__`` is named by the package)."""
+    modules = {_module_name(p).removeprefix("lmm_bayes.") for p in _modules() if p != PACKAGE / "__init__.py"}
+    named = _named_modules(_journey())
+    assert not modules - named, f"modules missing from docs/architecture.md's journey: {sorted(modules - named)}"
+    assert not named - modules, f"names in docs/architecture.md's journey that are no module: {sorted(named - modules)}"
+
+
+def test_module_map_check_can_fail():
+    """The map check sees a missing module and a name that is no module."""
+    assert "spec.formula" in _named_modules("`spec.formula` reads")
+    assert _named_modules("`spec.formulas` and `Design` and `errors`") == {"spec.formulas", "errors"}
+
+
+def test_import_lmm_bayes_loads_no_heavy_library():
+    """``import lmm_bayes`` leaves PyMC, PyTensor, ArviZ, matplotlib, numba, nutpie, Dask, formulae and
+    scipy.stats unloaded (each loads at its first use), so the package imports in well under a second."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lmm_bayes\n"
+        "heavy = ['pymc', 'pytensor', 'arviz', 'arviz_stats', 'arviz_plots', 'matplotlib', 'numba', 'nutpie',\n"
+        "         'dask', 'formulae', 'scipy.stats']\n"
+        "print([m for m in heavy if m in sys.modules and type(sys.modules[m]).__name__ != '_LazyModule'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
 def _private_imports(path: Path) -> list[str]:
     tree = ast.parse(path.read_text())
     here = _module_name(path)
