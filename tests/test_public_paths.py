@@ -174,7 +174,7 @@ def test_sufficient_statistics_of_crossed_factors_say_where_crossed_designs_go()
         warnings.simplefilter("ignore")
         design = lb.LMM("y ~ 1 + (1 | s) + (1 | item)", df).design
     with pytest.raises(ValueError, match=r"need one factor or a chain of nested factors: grouping factors "
-                                         r"'s' and 'item' are crossed.*crossed.CrossedSystem"):
+                                         r"'s' and 'item' are crossed.*crossed.system.CrossedSystem"):
         sufficient_statistics(design)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the factors' labels repeat (implicit nesting): crossed on purpose

@@ -25,7 +25,7 @@ rstanarm and brms), and in a correlated block ``(1 + x | g)`` so do the priors o
 samplers see these priors mapped onto centred, scaled columns
 (:mod:`lmm_bayes.inference.standardize`).
 
-For a generalized model (:class:`~lmm_bayes.spec.glmm.GLMM`, any family but Gaussian)
+For a generalized model (:class:`~lmm_bayes.GLMM`, any family but Gaussian)
 every prior is on the link scale and ``s_y`` is taken as 1, as rstanarm's GLM defaults do
 (a log rate or log odds of ±2.5 is already a large effect; the response's own SD says
 nothing about the link scale):

@@ -1,12 +1,12 @@
 """How a model is sampled: one package per method, each behind one protocol.
 
-* :mod:`.full`: :class:`Full`, every cluster's b a parameter of the PyMC graph (takes every model);
-* :mod:`.collapsed`: :class:`Collapsed`, b integrated out for one factor or nested factors, on the
+* :mod:`.full`: :class:`~lmm_bayes.inference.methods.full.method.Full`, every cluster's b a parameter of the PyMC graph (takes every model);
+* :mod:`.collapsed`: :class:`~lmm_bayes.inference.methods.collapsed.method.Collapsed`, b integrated out for one factor or nested factors, on the
   kernel compiled once per machine;
-* :mod:`.crossed`: :class:`Crossed`, the collapsed method for crossed factors (a blocked Cholesky);
+* :mod:`.crossed`: :class:`~lmm_bayes.inference.methods.crossed.method.Crossed`, the collapsed method for crossed factors (a blocked Cholesky);
   a fit names it ``"collapsed"`` too;
-* :mod:`.gibbs`: :class:`Gibbs`, a collapsed Gibbs sampler for random intercepts, not NUTS;
-* :mod:`.laplace`: :class:`Laplace`, a GLMM's b integrated out by Laplace per cluster, then checked.
+* :mod:`.gibbs`: :class:`~lmm_bayes.inference.methods.gibbs.method.Gibbs`, a collapsed Gibbs sampler for random intercepts, not NUTS;
+* :mod:`.laplace`: :class:`~lmm_bayes.inference.methods.laplace.method.Laplace`, a GLMM's b integrated out by Laplace per cluster, then checked.
 
 Each package holds its Python half (``method``), its compiled half (``kernel``) and its linear
 system. The protocol, :class:`~lmm_bayes.inference.methods.base.Method`, and the helpers the methods

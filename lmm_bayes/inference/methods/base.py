@@ -1,4 +1,4 @@
-"""The protocol every sampling method keeps (:class:`Method`), and the helpers the methods share.
+"""The protocol every sampling method keeps (:class:`~lmm_bayes.inference.methods.base.Method`), and the helpers the methods share.
 
 A method answers, for the registry (:mod:`lmm_bayes.inference.methods.registry`):
 
@@ -121,7 +121,7 @@ class Method(ABC):
         return {}
 
     def fallback(self) -> tuple[Method, str] | None:
-        """After :meth:`run`: the method to sample instead and why, or None to keep the draws."""
+        """After :meth:`~lmm_bayes.inference.methods.base.Method.run`: the method to sample instead and why, or None to keep the draws."""
         return None
 
 

@@ -15,7 +15,7 @@ __all__ = ["Gaussian"]
 class Gaussian(Family):
     """``y ~ Normal(eta, sigma)`` with the identity link.
 
-    Its priors are scaled to the data (:func:`~lmm_bayes.spec.priors.default_priors`), not
+    Its priors are scaled to the data (:func:`~lmm_bayes.spec.priors.resolve_priors`), not
     set on a link scale, so :meth:`default_intercept` and :meth:`default_aux_prior` are the base's.
 
     Examples

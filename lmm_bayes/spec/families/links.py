@@ -24,7 +24,7 @@ __all__ = ["LINKS", "Identity", "Link", "Log", "Logit", "Probit"]
 
 
 class Link:
-    """A link function; subclasses define :meth:`__call__`, :meth:`inverse` and :meth:`inverse_pt`."""
+    """A link function; subclasses define ``__call__``, ``inverse`` and ``inverse_pt``."""
 
     name: ClassVar[str] = ""
     #: what ``exp(beta)`` is on this link ("" where it has no such reading)

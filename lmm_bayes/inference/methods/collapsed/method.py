@@ -1,4 +1,4 @@
-"""The collapsed method (:class:`Collapsed`): b integrated out for one factor or a chain of nested
+"""The collapsed method (:class:`~lmm_bayes.inference.methods.collapsed.method.Collapsed`): b integrated out for one factor or a chain of nested
 factors, sampled on the compiled-once kernel with nutpie (its PyMC graph otherwise), b drawn exactly.
 
 ``method="collapsed"`` has a second form for crossed factors,

@@ -1,4 +1,4 @@
-"""The crossed form of the collapsed method (:class:`Crossed`), sampled with nutpie only."""
+"""The crossed form of the collapsed method (:class:`~lmm_bayes.inference.methods.crossed.method.Crossed`), sampled with nutpie only."""
 
 from __future__ import annotations
 

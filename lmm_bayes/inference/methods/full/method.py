@@ -1,4 +1,4 @@
-"""The full method (:class:`Full`): every cluster's b a parameter; takes every model."""
+"""The full method (:class:`~lmm_bayes.inference.methods.full.method.Full`): every cluster's b a parameter; takes every model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The collapsed Gibbs sampler as a method (:class:`Gibbs`): no PyMC graph, no kernel model."""
+"""The collapsed Gibbs sampler as a method (:class:`~lmm_bayes.inference.methods.gibbs.method.Gibbs`): no PyMC graph, no kernel model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Laplace method as a method (:class:`Laplace`): nutpie on the Laplace marginal, then the check.
+"""The Laplace method as a method (:class:`~lmm_bayes.inference.methods.laplace.method.Laplace`): nutpie on the Laplace marginal, then the check.
 
 Its :meth:`Laplace.fallback` is the full method when the importance check fails: the registry
 (:func:`~lmm_bayes.inference.methods.registry.fallback_after`) samples that instead after
