@@ -12,6 +12,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from lmm_bayes import names
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.families.registry import Family
 from lmm_bayes.spec.priors import Priors
@@ -19,8 +20,8 @@ from lmm_bayes.spec.priors import Priors
 __all__ = ["OFFSET", "TRIALS", "add_glm_likelihood", "glm_data", "inverse_link"]
 
 #: names of the offset and trials ``pm.Data`` in the graph
-OFFSET = "offset"
-TRIALS = "trials"
+OFFSET = names.OFFSET
+TRIALS = names.TRIALS
 
 
 def inverse_link(family: Family, eta: pt.TensorVariable) -> pt.TensorVariable:
@@ -49,6 +50,6 @@ def add_glm_likelihood(design: Design, priors: Priors, eta: pt.TensorVariable, y
     family = design.family
     data = glm_data(design)
     if OFFSET in data:
-        eta = eta + pm.Data(OFFSET, data[OFFSET], dims="obs")
-    trials = pm.Data(TRIALS, data[TRIALS], dims="obs") if TRIALS in data else None
+        eta = eta + pm.Data(OFFSET, data[OFFSET], dims=names.OBS)
+    trials = pm.Data(TRIALS, data[TRIALS], dims=names.OBS) if TRIALS in data else None
     family.add_likelihood(eta, y, trials=trials, priors=priors)

@@ -14,6 +14,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from lmm_bayes import names
 from lmm_bayes.inference.glm import add_glm_likelihood
 from lmm_bayes.inference.layout import (
     BETA,
@@ -75,8 +76,8 @@ def add_sigma(priors: Priors) -> pt.TensorVariable:
 def add_coefficients(plist: Sequence[Prior]) -> pt.TensorVariable:
     """``beta`` on dim ``coef`` from one location prior per coefficient (families may mix)."""
     if len({p.dist for p in plist}) == 1:
-        return _dist(plist, name=BETA, dims="coef")
-    return pm.Deterministic(BETA, _vector_rv(f"{BETA}_parts", plist, len(plist)), dims="coef")
+        return _dist(plist, name=BETA, dims=names.COEF)
+    return pm.Deterministic(BETA, _vector_rv(names.BETA_PARTS, plist, len(plist)), dims=names.COEF)
 
 
 def add_fixed_effects(design: Design, priors: Priors) -> pt.TensorVariable:
@@ -97,7 +98,7 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVari
     parts_sd, parts_L, parts_corr = [], [], []
     singles = [b[0] for b in g.blocks if len(b) == 1]
     if singles:
-        indep = _vector_rv(f"{g.name}_sd_indep", [sd_priors[g.effects[i]] for i in singles], len(singles))
+        indep = _vector_rv(names.sd_indep_name(g.name), [sd_priors[g.effects[i]] for i in singles], len(singles))
     for block in g.blocks:
         if len(block) == 1:
             k = singles.index(block[0])
@@ -106,9 +107,8 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pt.TensorVari
             parts_L.append(pt.reshape(s, (1, 1)))
             parts_corr.append(pt.ones((1, 1)))
             continue
-        suffix = "" if len(g.blocks) == 1 else f"_{block[0]}"
         chol, corr, sds = pm.LKJCholeskyCov(
-            f"{g.name}_chol_cov{suffix}",
+            names.chol_cov_name(g.name, None if len(g.blocks) == 1 else block[0]),
             n=len(block),
             eta=gp.eta,
             sd_dist=_dist([sd_priors[g.effects[i]] for i in block], shape=len(block)),
@@ -148,8 +148,8 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
     ('Subject', 'Subject_effect')
     """
     with pm.Model(coords=model_coords(design)) as model:
-        X = pm.Data("X", design.X, dims=("obs", "coef"))
-        y = pm.Data("y_obs", design.y, dims="obs")
+        X = pm.Data(names.X, design.X, dims=(names.OBS, names.COEF))
+        y = pm.Data(names.Y_OBS, design.y, dims=names.OBS)
         beta = add_fixed_effects(design, priors)
         mu = pt.dot(X, beta) if design.X.shape[1] else pt.zeros(design.n)
         for g, (_, gp) in zip(design.groups, priors.groups):
@@ -157,14 +157,14 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
             if centered:
                 b = pm.MvNormal(b_name(g), mu=pt.zeros(g.n_effects), chol=L, dims=(g.name, g.effect_dim))
             else:
-                z = pm.Normal(f"{g.name}_z", 0.0, 1.0, dims=(g.name, g.effect_dim))
+                z = pm.Normal(names.z_offsets_name(g.name), 0.0, 1.0, dims=(g.name, g.effect_dim))
                 b = pm.Deterministic(b_name(g), pt.dot(z, L.T), dims=(g.name, g.effect_dim))
-            codes = pm.Data(codes_name(g), g.codes, dims="obs")
-            Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
+            codes = pm.Data(codes_name(g), g.codes, dims=names.OBS)
+            Zg = pm.Data(z_name(g), g.Z, dims=(names.OBS, g.effect_dim))
             mu = mu + pt.sum(Zg * b[codes], axis=1)
         if not design.family.is_gaussian:  # a GLMM: link, offset, trials (inference/glm.py)
             add_glm_likelihood(design, priors, mu, y)
             return model
         sigma = add_sigma(priors)
-        pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
+        pm.Normal(names.Y, mu=mu, sigma=sigma, observed=y, dims=names.OBS)
     return model

@@ -366,5 +366,5 @@ def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design:
         one = posterior.isel(chain=[c])
         aux = one[family.aux].values[0][:, None] if family.aux else None  # sigma for a Gaussian model
         ll[c] = family.log_likelihood(y, mean(one)[0], aux, trials)
-    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, "obs": np.arange(len(y))}
-    return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, names.OBS: np.arange(len(y))}
+    return xr.DataArray(ll, dims=("chain", "draw", names.OBS), coords=coords, name=names.Y)
