@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmm_bayes import names
 from lmm_bayes.inference.layout import BETA, SIGMA, b_name, bis, corr_name, cov_name, linear_predictor, sd_name
 from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
 from lmm_bayes.spec import validate
@@ -194,12 +195,12 @@ def truth_dataset(
     >>> t["Subject_sd"].values, t["Subject_corr"].values.round(3).tolist()
     (array([25.,  6.]), [[1.0, 0.033], [0.033, 1.0]])
     """
-    data: dict[str, Any] = {BETA: (("coef",), np.asarray(beta, float))}
+    data: dict[str, Any] = {BETA: ((names.COEF,), np.asarray(beta, float))}
     if sigma is not None:
         data[SIGMA] = ((), float(sigma))
     if family.aux and not family.is_gaussian:
         data[family.aux] = ((), float(aux))
-    coords: dict[str, Any] = {"coef": list(X_columns)}
+    coords: dict[str, Any] = {names.COEF: list(X_columns)}
     for g in groups:
         e, e2 = g.effect_dim, bis(g.effect_dim)
         cov = np.asarray(G[g.name], float)

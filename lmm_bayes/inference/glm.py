@@ -11,6 +11,7 @@ from __future__ import annotations
 import lazy_loader as lazy
 import numpy as np
 
+from lmm_bayes import names
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.families.registry import Family
 from lmm_bayes.spec.priors import Priors
@@ -22,8 +23,8 @@ pytensor = lazy.load("pytensor")  # its .tensor (imported by pytensor itself) is
 __all__ = ["OFFSET", "TRIALS", "add_glm_likelihood", "glm_data", "inverse_link"]
 
 #: names of the offset and trials ``pm.Data`` in the graph
-OFFSET = "offset"
-TRIALS = "trials"
+OFFSET = names.OFFSET
+TRIALS = names.TRIALS
 
 
 def inverse_link(family: Family, eta: pytensor.tensor.TensorVariable) -> pytensor.tensor.TensorVariable:
@@ -52,6 +53,6 @@ def add_glm_likelihood(design: Design, priors: Priors, eta: pytensor.tensor.Tens
     family = design.family
     data = glm_data(design)
     if OFFSET in data:
-        eta = eta + pm.Data(OFFSET, data[OFFSET], dims="obs")
-    trials = pm.Data(TRIALS, data[TRIALS], dims="obs") if TRIALS in data else None
+        eta = eta + pm.Data(OFFSET, data[OFFSET], dims=names.OBS)
+    trials = pm.Data(TRIALS, data[TRIALS], dims=names.OBS) if TRIALS in data else None
     family.add_likelihood(eta, y, trials=trials, priors=priors)

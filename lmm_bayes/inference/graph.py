@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import lazy_loader as lazy
 import numpy as np
 
+from lmm_bayes import names
 from lmm_bayes.inference.glm import add_glm_likelihood
 from lmm_bayes.inference.layout import (
     BETA,
@@ -78,8 +79,8 @@ def add_sigma(priors: Priors) -> pytensor.tensor.TensorVariable:
 def add_coefficients(plist: Sequence[Prior]) -> pytensor.tensor.TensorVariable:
     """``beta`` on dim ``coef`` from one location prior per coefficient (families may mix)."""
     if len({p.dist for p in plist}) == 1:
-        return _dist(plist, name=BETA, dims="coef")
-    return pm.Deterministic(BETA, _vector_rv(f"{BETA}_parts", plist, len(plist)), dims="coef")
+        return _dist(plist, name=BETA, dims=names.COEF)
+    return pm.Deterministic(BETA, _vector_rv(names.BETA_PARTS, plist, len(plist)), dims=names.COEF)
 
 
 def add_fixed_effects(design: Design, priors: Priors) -> pytensor.tensor.TensorVariable:
@@ -100,7 +101,7 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pytensor.tens
     parts_sd, parts_L, parts_corr = [], [], []
     singles = [b[0] for b in g.blocks if len(b) == 1]
     if singles:
-        indep = _vector_rv(f"{g.name}_sd_indep", [sd_priors[g.effects[i]] for i in singles], len(singles))
+        indep = _vector_rv(names.sd_indep_name(g.name), [sd_priors[g.effects[i]] for i in singles], len(singles))
     for block in g.blocks:
         if len(block) == 1:
             k = singles.index(block[0])
@@ -109,9 +110,8 @@ def add_group_covariance(g: GroupDesign, gp: GroupPriors) -> tuple[pytensor.tens
             parts_L.append(pytensor.tensor.reshape(s, (1, 1)))
             parts_corr.append(pytensor.tensor.ones((1, 1)))
             continue
-        suffix = "" if len(g.blocks) == 1 else f"_{block[0]}"
         chol, corr, sds = pm.LKJCholeskyCov(
-            f"{g.name}_chol_cov{suffix}",
+            names.chol_cov_name(g.name, None if len(g.blocks) == 1 else block[0]),
             n=len(block),
             eta=gp.eta,
             sd_dist=_dist([sd_priors[g.effects[i]] for i in block], shape=len(block)),
@@ -151,8 +151,8 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
     ('Subject', 'Subject_effect')
     """
     with pm.Model(coords=model_coords(design)) as model:
-        X = pm.Data("X", design.X, dims=("obs", "coef"))
-        y = pm.Data("y_obs", design.y, dims="obs")
+        X = pm.Data(names.X, design.X, dims=(names.OBS, names.COEF))
+        y = pm.Data(names.Y_OBS, design.y, dims=names.OBS)
         beta = add_fixed_effects(design, priors)
         mu = pytensor.tensor.dot(X, beta) if design.X.shape[1] else pytensor.tensor.zeros(design.n)
         for g, (_, gp) in zip(design.groups, priors.groups):
@@ -160,14 +160,14 @@ def build_model(design: Design, priors: Priors, *, centered: bool = False) -> pm
             if centered:
                 b = pm.MvNormal(b_name(g), mu=pytensor.tensor.zeros(g.n_effects), chol=L, dims=(g.name, g.effect_dim))
             else:
-                z = pm.Normal(f"{g.name}_z", 0.0, 1.0, dims=(g.name, g.effect_dim))
+                z = pm.Normal(names.z_offsets_name(g.name), 0.0, 1.0, dims=(g.name, g.effect_dim))
                 b = pm.Deterministic(b_name(g), pytensor.tensor.dot(z, L.T), dims=(g.name, g.effect_dim))
-            codes = pm.Data(codes_name(g), g.codes, dims="obs")
-            Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
+            codes = pm.Data(codes_name(g), g.codes, dims=names.OBS)
+            Zg = pm.Data(z_name(g), g.Z, dims=(names.OBS, g.effect_dim))
             mu = mu + pytensor.tensor.sum(Zg * b[codes], axis=1)
         if not design.family.is_gaussian:  # a GLMM: link, offset, trials (inference/glm.py)
             add_glm_likelihood(design, priors, mu, y)
             return model
         sigma = add_sigma(priors)
-        pm.Normal("y", mu=mu, sigma=sigma, observed=y, dims="obs")
+        pm.Normal(names.Y, mu=mu, sigma=sigma, observed=y, dims=names.OBS)
     return model

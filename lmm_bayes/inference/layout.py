@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from lmm_bayes import names
 from lmm_bayes.errors import RandomEffectsNotKept
 from lmm_bayes.spec.families.registry import GAUSSIAN
 
@@ -61,8 +62,8 @@ __all__ = [
     "z_name",
 ]
 
-BETA = "beta"
-SIGMA = "sigma"
+BETA = names.BETA
+SIGMA = names.SIGMA
 _SAMPLE_DIMS = ("chain", "draw")
 
 
@@ -75,42 +76,42 @@ def _name(group: GroupDesign | str) -> str:
 
 def sd_name(group: GroupDesign | str) -> str:
     """``"{g}_sd"``: the SDs of a factor's effects."""
-    return f"{_name(group)}_sd"
+    return names.sd_name(_name(group))
 
 
 def corr_name(group: GroupDesign | str) -> str:
     """``"{g}_corr"``: the correlation matrix of a factor's effects."""
-    return f"{_name(group)}_corr"
+    return names.corr_name(_name(group))
 
 
 def b_name(group: GroupDesign | str) -> str:
     """``"{g}_b"``: every cluster's deviations b."""
-    return f"{_name(group)}_b"
+    return names.b_name(_name(group))
 
 
 def cov_name(group: GroupDesign | str) -> str:
     """``"{g}_cov"``: G, the covariance of a factor's effects (in simulated truth)."""
-    return f"{_name(group)}_cov"
+    return names.cov_name(_name(group))
 
 
 def coef_name(group: GroupDesign | str) -> str:
     """``"{g}_coef"``: every cluster's own effects β + b (or a no-pooling fit's coefficients)."""
-    return f"{_name(group)}_coef"
+    return names.coef_name(_name(group))
 
 
 def codes_name(group: GroupDesign | str) -> str:
     """``"{g}_codes"``: the level index of every row (constant data)."""
-    return f"{_name(group)}_codes"
+    return names.codes_name(_name(group))
 
 
 def z_name(group: GroupDesign | str) -> str:
     """``"{g}_Z"``: the per-row values multiplying a factor's effects (constant data)."""
-    return f"{_name(group)}_Z"
+    return names.z_name(_name(group))
 
 
 def bis(dim: str) -> str:
     """The second dim of a square matrix over ``dim`` (``"Subject_effect_bis"``)."""
-    return f"{dim}_bis"
+    return names.bis(dim)
 
 
 def posterior_vars(design: Design) -> list[str]:
@@ -134,7 +135,7 @@ def posterior_vars(design: Design) -> list[str]:
 
 def model_coords(design: Design) -> dict[str, Sequence]:
     """Coords named after the grouping factors (levels as the user wrote them)."""
-    coords: dict[str, Sequence] = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
+    coords: dict[str, Sequence] = {names.COEF: list(design.X_columns), names.OBS: np.arange(design.n)}
     for g in design.groups:
         coords[g.name] = list(g.levels)
         coords[g.effect_dim] = list(g.effects)
@@ -144,11 +145,11 @@ def model_coords(design: Design) -> dict[str, Sequence]:
 
 def constant_data(design: Design) -> xr.Dataset:
     """The design as a fit stores it: ``X`` (obs, coef) and per factor ``{g}_codes``, ``{g}_Z``."""
-    data = {"X": (("obs", "coef"), design.X)}
-    coords: dict[str, Any] = {"obs": np.arange(design.n), "coef": list(design.X_columns)}
+    data = {names.X: ((names.OBS, names.COEF), design.X)}
+    coords: dict[str, Any] = {names.OBS: np.arange(design.n), names.COEF: list(design.X_columns)}
     for g in design.groups:
-        data[codes_name(g)] = ("obs", g.codes)
-        data[z_name(g)] = (("obs", g.effect_dim), g.Z)
+        data[codes_name(g)] = (names.OBS, g.codes)
+        data[z_name(g)] = ((names.OBS, g.effect_dim), g.Z)
         coords[g.effect_dim] = list(g.effects)
     return xr.Dataset(data, coords=coords)
 
@@ -204,7 +205,7 @@ def hyperparameters(design: Design, *, fixed: bool = True) -> tuple[Hyperparamet
     """
     out = []
     if fixed:
-        out += [Hyperparameter(BETA, (("coef", c),), "Fixed", c, "coef", c) for c in design.X_columns]
+        out += [Hyperparameter(BETA, ((names.COEF, c),), "Fixed", c, names.COEF, c) for c in design.X_columns]
     aux = design.family.aux  # sigma (Gaussian), dispersion (negative binomial), or none
     if aux:
         out.append(Hyperparameter(aux, (), "Residual", aux, None, None))
@@ -218,7 +219,7 @@ def hyperparameters(design: Design, *, fixed: bool = True) -> tuple[Hyperparamet
                     out.append(
                         Hyperparameter(
                             corr_name(g), ((ed, a), (bis(ed), c)), g.name, f"corr({a},{c})",
-                            f"{g.name}_pair", f"{a}, {c}",
+                            names.pair_dim(g.name), f"{a}, {c}",
                         )
                     )
     return tuple(out)
@@ -365,5 +366,5 @@ def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design:
         one = posterior.isel(chain=[c])
         aux = one[family.aux].values[0][:, None] if family.aux else None  # sigma for a Gaussian model
         ll[c] = family.log_likelihood(y, mean(one)[0], aux, trials)
-    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, "obs": np.arange(len(y))}
-    return xr.DataArray(ll, dims=("chain", "draw", "obs"), coords=coords, name="y")
+    coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, names.OBS: np.arange(len(y))}
+    return xr.DataArray(ll, dims=("chain", "draw", names.OBS), coords=coords, name=names.Y)

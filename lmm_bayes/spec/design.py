@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from lmm_bayes import names
 from lmm_bayes.spec import labels as lab
 from lmm_bayes.spec import matrices, validate
 from lmm_bayes.spec.families.registry import GAUSSIAN, Family
@@ -100,7 +101,7 @@ class GroupDesign:
     @property
     def effect_dim(self) -> str:
         """Name of the posterior dim of the effects, ``"{name}_effect"``."""
-        return f"{self.name}_effect"
+        return names.effect_dim(self.name)
 
     def counts(self) -> np.ndarray:
         """Rows per level."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lmm_bayes.errors import ImplicitNestingWarning, RowsDroppedWarning
+from lmm_bayes.names import GROUP_SUFFIX_STEMS, GROUP_SUFFIXES, RESERVED_GROUP_NAMES
 
 __all__ = [
     "GROUP_SUFFIXES",
@@ -43,18 +44,9 @@ __all__ = [
     "restarted_labels",
 ]
 
-#: Names a grouping factor (a dim of the posterior, named after its column) cannot take:
-#: the posterior's own dims (``chain``, ``draw``, ``obs``, ``coef``) and the variables
-#: every model holds (``beta``, ``sigma``, the likelihood ``y``, the graph's data ``X`` and
-#: ``y_obs``); PyMC and xarray refuse a dim named like a variable, or merge two dims.
-RESERVED_GROUP_NAMES = ("chain", "draw", "obs", "coef", "beta", "sigma", "y", "X", "y_obs")
-
-#: What :mod:`lmm_bayes.inference.layout` (and the graphs) append to a factor's name
-#: (``Subject_effect``, ``Subject_sd``, ...): a factor named like that of another clashes.
-GROUP_SUFFIXES = (
-    "_effect", "_effect_bis", "_sd", "_sd_indep", "_corr", "_chol_cov", "_z", "_b",
-    "_cov", "_coef", "_codes", "_Z", "_pair",
-)
+# RESERVED_GROUP_NAMES (the posterior's own dims and the variables every model holds) and
+# GROUP_SUFFIXES (what the layout and the graphs append to a factor's name) are those of
+# lmm_bayes.names, derived from the names themselves, so a suffix added there is checked here.
 
 
 def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
@@ -429,7 +421,7 @@ def check_names(spec: Any) -> None:
     for name in names:
         for other in names:
             suffix = name[len(other):] if name != other and name.startswith(other) else None
-            if suffix is not None and (suffix in GROUP_SUFFIXES or suffix.startswith("_chol_cov")):
+            if suffix is not None and (suffix in GROUP_SUFFIXES or suffix.startswith(GROUP_SUFFIX_STEMS)):
                 raise ValueError(
                     f"grouping factor {name!r} is named like a part of grouping factor {other!r} "
                     f"({other + suffix!r} names {other!r}'s {suffix[1:]}); rename the column {name!r}"

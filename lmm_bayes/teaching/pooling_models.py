@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from lmm_bayes import names
 from lmm_bayes.inference.layout import (
     BETA,
     codes_name,
@@ -132,7 +133,7 @@ def _likelihood(design: Design, priors, mu, y) -> None:
     if not design.family.is_gaussian:
         add_glm_likelihood(design, priors, mu, y)  # offset, trials, dispersion
         return
-    pm.Normal("y", mu=mu, sigma=add_sigma(priors), observed=y, dims="obs")
+    pm.Normal(names.Y, mu=mu, sigma=add_sigma(priors), observed=y, dims=names.OBS)
 
 
 def _aux_names(design: Design) -> list[str]:
@@ -149,16 +150,16 @@ def _no_pooling_model(design: Design, g: GroupDesign, shared: list[int], priors,
     centers = np.array([own[e]["mu"] for e in g.effects])
     sds = np.array([own[e]["sigma"] for e in g.effects])
     coords = {
-        "coef": shared_cols,
+        names.COEF: shared_cols,
         g.name: list(g.levels),
         g.effect_dim: list(g.effects),
-        "obs": np.arange(design.n),
+        names.OBS: np.arange(design.n),
     }
     with pm.Model(coords=coords) as model:
-        X = pm.Data("X", design.X[:, shared], dims=("obs", "coef"))
-        y = pm.Data("y_obs", design.y, dims="obs")
-        codes = pm.Data(codes_name(g), g.codes, dims="obs")
-        Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
+        X = pm.Data(names.X, design.X[:, shared], dims=(names.OBS, names.COEF))
+        y = pm.Data(names.Y_OBS, design.y, dims=names.OBS)
+        codes = pm.Data(codes_name(g), g.codes, dims=names.OBS)
+        Zg = pm.Data(z_name(g), g.Z, dims=(names.OBS, g.effect_dim))
         coef = pm.Normal(coef_name(g), mu=centers, sigma=sds, dims=(g.name, g.effect_dim))
         mu = pt.sum(Zg * coef[codes], axis=1)
         if shared:
@@ -172,10 +173,10 @@ def _complete_pooling_model(design: Design, priors) -> pm.Model:
     import pymc as pm
     import pytensor.tensor as pt
 
-    coords = {"coef": list(design.X_columns), "obs": np.arange(design.n)}
+    coords = {names.COEF: list(design.X_columns), names.OBS: np.arange(design.n)}
     with pm.Model(coords=coords) as model:
-        X = pm.Data("X", design.X, dims=("obs", "coef"))
-        y = pm.Data("y_obs", design.y, dims="obs")
+        X = pm.Data(names.X, design.X, dims=(names.OBS, names.COEF))
+        y = pm.Data(names.Y_OBS, design.y, dims=names.OBS)
         if design.X.shape[1]:
             mu = pt.dot(X, add_fixed_effects(design, priors))
         else:
@@ -195,13 +196,13 @@ def _sample(
     return post, stats
 
 
-def _keep(post: xr.Dataset, names: list[str], coords: dict[str, list]) -> xr.Dataset:
-    """The posterior's ``names`` with our coords; an empty ``beta`` (dim ``coef``) where nothing is shared."""
-    post = post[[v for v in names if v in post]]
+def _keep(post: xr.Dataset, variables: list[str], coords: dict[str, list]) -> xr.Dataset:
+    """The posterior's ``variables`` with our coords; an empty ``beta`` (dim ``coef``) where nothing is shared."""
+    post = post[[v for v in variables if v in post]]
     post = post.assign_coords({k: v for k, v in coords.items() if k in post.dims})
     if BETA not in post:
         empty = np.zeros((post.sizes["chain"], post.sizes["draw"], 0))
-        post = post.assign({BETA: xr.DataArray(empty, dims=("chain", "draw", "coef"), coords={"coef": []})})
+        post = post.assign({BETA: xr.DataArray(empty, dims=("chain", "draw", names.COEF), coords={names.COEF: []})})
     return post
 
 
@@ -221,7 +222,7 @@ def _pooling_fit(
     groups = {
         "posterior": post,
         "sample_stats": sample_stats,
-        "observed_data": xr.Dataset({"y": ("obs", design.y)}, coords={"obs": obs}),
+        "observed_data": xr.Dataset({names.Y: (names.OBS, design.y)}, coords={names.OBS: obs}),
         "log_likelihood": pointwise_log_likelihood(design.y, post, mean, design).to_dataset(),
     }
     label = (
@@ -300,10 +301,10 @@ def fit_no_pooling(
     family = design.family
     key = json.dumps(["no_pooling", design.n, shared_cols, g.name, g.n_levels, g.effects, own, priors.to_json(),
                       family.name, family.link, sorted(glm_data(design))], default=str)
-    updates = {"X": design.X[:, shared], "y_obs": design.y, codes_name(g): g.codes, z_name(g): g.Z,
+    updates = {names.X: design.X[:, shared], names.Y_OBS: design.y, codes_name(g): g.codes, z_name(g): g.Z,
                **glm_data(design)}
     post, st = _sample(lambda: _no_pooling_model(design, g, shared, priors, scale), key, updates, settings)
-    coords = {"coef": shared_cols, g.name: list(g.levels), g.effect_dim: list(g.effects)}
+    coords = {names.COEF: shared_cols, g.name: list(g.levels), g.effect_dim: list(g.effects)}
     post = _keep(post, [BETA, *_aux_names(design), coef_name(g)], coords)
     X = design.X[:, shared]
     offset = _offset(design)
@@ -351,9 +352,9 @@ def fit_complete_pooling(model: LMM, group: str, *, settings: SamplerSettings | 
     family = design.family
     key = json.dumps(["complete_pooling", design.n, design.X_columns, priors.to_json(), family.name, family.link,
                       sorted(glm_data(design))], default=str)
-    updates = {"X": design.X, "y_obs": design.y, **glm_data(design)}
+    updates = {names.X: design.X, names.Y_OBS: design.y, **glm_data(design)}
     post, st = _sample(lambda: _complete_pooling_model(design, priors), key, updates, settings)
-    post = _keep(post, [BETA, *_aux_names(design)], {"coef": list(design.X_columns)})
+    post = _keep(post, [BETA, *_aux_names(design)], {names.COEF: list(design.X_columns)})
     offset = _offset(design)
 
     def mean(one: xr.Dataset) -> np.ndarray:

@@ -51,8 +51,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = [
+    "BLOCK_FIELDS",
+    "BLOCK_WIDTH",
     "FAMILY_CODES",
     "HEADER",
+    "LEVEL_FIELDS",
     "LEVEL_WIDTH",
     "constrain",
     "density_finish",
@@ -71,16 +74,21 @@ HEADER = (
     "p", "K", "n_blocks", "n", "levels", "blocks", "effects", "parents", "families",
     "yty", "XtX", "Xty", "priors", "eta",
 )
-# numba reads module-level ints as compile-time constants (not a dict)
-(_P, _K, _NB, _N, _LEV, _BLK, _EFF, _PAR, _FAM, _YTY, _XTX, _XTY, _PRI, _ETA) = range(14)
-# level table: q, Q (effects above), clusters, first cluster, then offsets into floats of
-# ZtZ, ZtA, ZtX, Zty, then 1 when the factor has correlated effects, then for a finest
-# factor with one effect its groups (below): count, offset of their parents in ints, and
-# offset of their (count, Z'Z, W) records in floats
-_LEVEL_WIDTH = 12
-LEVEL_WIDTH = _LEVEL_WIDTH
-# block table: factor, size, first effect (in the effects list), first x, first prior
-_BLOCK_WIDTH = 5
+# numba reads module-level ints as constants (not a dict): here, as its cache checks this file only
+(_P, _K, _NB, _N, _LEV, _BLK, _EFF, _PAR, _FAM, _YTY, _XTX, _XTY, _PRI, _ETA) = range(len(HEADER))
+#: a level table row (one per factor, top first; packing writes it by name): q, the effects Q above,
+#: clusters, first cluster, offsets into floats of Z'Z, Z'A, Z'X, Z'y, 1 for correlated effects, then
+#: for a finest factor with one effect its groups (below): count, offsets of their parents in ints
+#: and of their (count, Z'Z, W) records in floats
+LEVEL_FIELDS = ("q", "q_above", "n_clusters", "first_cluster", "ZtZ", "ZtA", "ZtX", "Zty", "correlated",
+                "n_groups", "group_parents", "group_records")
+(_L_Q, _L_Q_ABOVE, _L_N_CLUSTERS, _L_FIRST_CLUSTER, _L_ZTZ, _L_ZTA, _L_ZTX, _L_ZTY, _L_CORRELATED,
+ _L_N_GROUPS, _L_GROUP_PARENTS, _L_GROUP_RECORDS) = range(len(LEVEL_FIELDS))
+LEVEL_WIDTH = _LEVEL_WIDTH = len(LEVEL_FIELDS)
+#: the fields of a row of the block table: factor, size, first effect (in the effects list), first x, first prior
+BLOCK_FIELDS = ("factor", "size", "first_effect", "first_x", "first_prior")
+(_B_FACTOR, _B_SIZE, _B_FIRST_EFFECT, _B_FIRST_X, _B_FIRST_PRIOR) = range(len(BLOCK_FIELDS))
+BLOCK_WIDTH = _BLOCK_WIDTH = len(BLOCK_FIELDS)
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
 
@@ -177,12 +185,12 @@ def constrain(x, ints, floats):
     lev, blk, eff = ints[_LEV], ints[_BLK], ints[_EFF]
     qmax = 1
     for k in range(K):
-        qmax = max(qmax, ints[lev + k * _LEVEL_WIDTH])
+        qmax = max(qmax, ints[lev + k * _LEVEL_WIDTH + _L_Q])
     sd = np.zeros((K, qmax))
     R = np.zeros((K, qmax, qmax))
     for b in range(n_blocks):
         row = blk + b * _BLOCK_WIDTH
-        k, m, e0, x0 = ints[row], ints[row + 1], ints[row + 2], ints[row + 3]
+        k, m, e0, x0 = ints[row + _B_FACTOR], ints[row + _B_SIZE], ints[row + _B_FIRST_EFFECT], ints[row + _B_FIRST_X]
         for a in range(m):
             sd[k, ints[eff + e0 + a]] = math.exp(x[x0 + a])
         LR, _ = _corr_cholesky(x[x0 + m : x0 + m + m * (m - 1) // 2], m)
@@ -204,10 +212,10 @@ def expand_flat(x, ints, floats, out):
     out[p] = sigma
     at = p + 1
     for k in range(K):
-        q = ints[lev + k * _LEVEL_WIDTH]
+        q = ints[lev + k * _LEVEL_WIDTH + _L_Q]
         out[at : at + q] = sd[k, :q]
         at += q
-        if ints[lev + k * _LEVEL_WIDTH + 8]:
+        if ints[lev + k * _LEVEL_WIDTH + _L_CORRELATED]:
             for a in range(q):
                 for c in range(q):
                     out[at] = R[k, a, c]
@@ -254,8 +262,8 @@ def _cluster_system(ints, floats, row, j, p, beta, s2, Ginv_k, delta, D, S, C, L
     Cholesky factor into L, and ``C = [Z'r, Z'A] - corrections``; False when S is not positive
     definite. ``D`` is the offset of the cluster's corrections in ``delta``, -1 for none.
     """
-    q, Q = ints[row], ints[row + 1]
-    zz, za, zx, zy = ints[row + 4], ints[row + 5], ints[row + 6], ints[row + 7]
+    q, Q = ints[row + _L_Q], ints[row + _L_Q_ABOVE]
+    zz, za, zx, zy = ints[row + _L_ZTZ], ints[row + _L_ZTA], ints[row + _L_ZTX], ints[row + _L_ZTY]
     d = 1 + Q + q
     for a in range(q):
         at = D + (1 + Q + a) * d
@@ -280,7 +288,8 @@ def _cluster_system(ints, floats, row, j, p, beta, s2, Ginv_k, delta, D, S, C, L
 @numba.njit(cache=True, error_model="numpy")
 def _groups_up(ints, floats, row, p, beta, lam, delta, parent_base, logdet_M, reduction):
     """Up pass of a grouped finest factor: log|S| terms and the corrections sent to the parents."""
-    Q, n_groups, gpar, grec = ints[row + 1], ints[row + 9], ints[row + 10], ints[row + 11]
+    Q, n_groups = ints[row + _L_Q_ABOVE], ints[row + _L_N_GROUPS]
+    gpar, grec = ints[row + _L_GROUP_PARENTS], ints[row + _L_GROUP_RECORDS]
     w, dc = 1 + p + Q, 1 + Q
     We = np.empty(w)
     for g in range(n_groups):
@@ -315,7 +324,8 @@ def _groups_up(ints, floats, row, p, beta, lam, delta, parent_base, logdet_M, re
 @numba.njit(cache=True, error_model="numpy")
 def _groups_down(ints, floats, row, p, beta, s2, lam, stack_m, stack_V, ztxm):
     """Down pass of a grouped finest factor: adds to ``ztxm`` and returns ``sum_j E[b_j^2 | y]``."""
-    Q, n_groups, gpar, grec = ints[row + 1], ints[row + 9], ints[row + 10], ints[row + 11]
+    Q, n_groups = ints[row + _L_Q_ABOVE], ints[row + _L_N_GROUPS]
+    gpar, grec = ints[row + _L_GROUP_PARENTS], ints[row + _L_GROUP_RECORDS]
     w = 1 + p + Q
     f = np.empty(w)
     Wf = np.empty(w)
@@ -366,7 +376,7 @@ def _invert_into(G, q, Ginv_k):
 def _stored_or_rebuilt(ints, floats, row, k, K, j, p, beta, s2, Ginv_k, delta, Ls, Cs, l_off, c_off, S, C, L):
     """Cluster j's Cholesky factor and right-hand side into L and C: saved by :func:`_eliminate`
     above the finest factor, recomputed for the finest (which has no corrections from children)."""
-    q, dc = ints[row], 1 + ints[row + 1]
+    q, dc = ints[row + _L_Q], 1 + ints[row + _L_Q_ABOVE]
     if k == K - 1:
         _cluster_system(ints, floats, row, j, p, beta, s2, Ginv_k, delta, -1, S, C, L)
         return
@@ -392,7 +402,7 @@ def _workspace(ints):
     dmax = 1
     for k in range(K):
         row = lev + k * _LEVEL_WIDTH
-        q, Q, nc = ints[row], ints[row + 1], ints[row + 2]
+        q, Q, nc = ints[row + _L_Q], ints[row + _L_Q_ABOVE], ints[row + _L_N_CLUSTERS]
         stored = nc if k < K - 1 else 0
         l_off[k + 1] = l_off[k] + stored * q * q
         c_off[k + 1] = c_off[k] + stored * q * (1 + Q)
@@ -417,10 +427,11 @@ def _eliminate(ints, floats, p, beta, s2, Ginv, Ls, Cs, delta, l_off, c_off, d_o
     reduction = 0.0
     for k in range(K - 1, -1, -1):
         row = lev + k * _LEVEL_WIDTH
-        q, Q, nc, first = ints[row], ints[row + 1], ints[row + 2], ints[row + 3]
+        q, Q, nc = ints[row + _L_Q], ints[row + _L_Q_ABOVE], ints[row + _L_N_CLUSTERS]
+        first = ints[row + _L_FIRST_CLUSTER]
         d, dc = 1 + Q + q, 1 + Q
         leaf = k == K - 1
-        if ints[row + 9]:
+        if ints[row + _L_N_GROUPS]:
             logdet_M, reduction, ok = _groups_up(ints, floats, row, p, beta, s2 * Ginv[k, 0, 0], delta,
                                                  d_off[k - 1] if k else -1, logdet_M, reduction)
             if not ok:
@@ -503,10 +514,11 @@ def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
     stack_V = np.zeros(0)
     for k in range(K):
         row = lev + k * _LEVEL_WIDTH
-        q, Q, nc, first, zx = ints[row], ints[row + 1], ints[row + 2], ints[row + 3], ints[row + 6]
+        q, Q, nc = ints[row + _L_Q], ints[row + _L_Q_ABOVE], ints[row + _L_N_CLUSTERS]
+        first, zx = ints[row + _L_FIRST_CLUSTER], ints[row + _L_ZTX]
         dc, s = 1 + Q, Q + q
         keep = k < K - 1
-        if ints[row + 9]:
+        if ints[row + _L_N_GROUPS]:
             B[k, 0, 0] += _groups_down(ints, floats, row, p, beta, s2, s2 * Ginv[k, 0, 0], stack_m, stack_V, ztxm)
             continue
         new_m = np.empty(nc * s if keep else 0)
@@ -556,7 +568,7 @@ def _marginal(beta, s2, Ginv, logdet_G, ints, floats):
     gG = np.zeros(Ginv.shape)
     for k in range(K):
         row = lev + k * _LEVEL_WIDTH
-        q, nc = ints[row], ints[row + 2]
+        q, nc = ints[row + _L_Q], ints[row + _L_N_CLUSTERS]
         Gi = Ginv[k, :q, :q]
         Bk = B[k, :q, :q]
         q_total += nc * q
@@ -601,24 +613,24 @@ def draw_effects(betas, sigmas, G, ints, floats, z, out):
     e_off = np.zeros(K + 1, dtype=np.int64)
     for k in range(K):
         row = lev + k * _LEVEL_WIDTH
-        e_off[k + 1] = e_off[k] + ints[row + 2] * ints[row]
+        e_off[k + 1] = e_off[k] + ints[row + _L_N_CLUSTERS] * ints[row + _L_Q]
     for d in range(betas.shape[0]):
         beta, s2 = betas[d], sigmas[d] ** 2
         Ginv = np.zeros(G.shape[1:])
         for k in range(K):
-            _invert_into(G[d, k], ints[lev + k * _LEVEL_WIDTH], Ginv[k])
+            _invert_into(G[d, k], ints[lev + k * _LEVEL_WIDTH + _L_Q], Ginv[k])
         delta[:] = 0.0
         _eliminate(ints, floats, p, beta, s2, Ginv, Ls, Cs, delta, l_off, c_off, d_off, dmax)
         for k in range(K):
             row = lev + k * _LEVEL_WIDTH
-            q, Q, nc = ints[row], ints[row + 1], ints[row + 2]
-            zz, za, zx, zy = ints[row + 4], ints[row + 5], ints[row + 6], ints[row + 7]
+            q, Q, nc = ints[row + _L_Q], ints[row + _L_Q_ABOVE], ints[row + _L_N_CLUSTERS]
+            zz, za, zx, zy = ints[row + _L_ZTZ], ints[row + _L_ZTA], ints[row + _L_ZTX], ints[row + _L_ZTY]
             for j in range(nc):
                 # the ancestors' draws, top first (the layout of Z'A)
                 at, cluster = Q, j
                 for kk in range(k - 1, -1, -1):
-                    cluster = ints[par + ints[lev + (kk + 1) * _LEVEL_WIDTH + 3] + cluster]
-                    qk = ints[lev + kk * _LEVEL_WIDTH]
+                    cluster = ints[par + ints[lev + (kk + 1) * _LEVEL_WIDTH + _L_FIRST_CLUSTER] + cluster]
+                    qk = ints[lev + kk * _LEVEL_WIDTH + _L_Q]
                     at -= qk
                     for a in range(qk):
                         anc[at + a] = out[d, e_off[kk] + cluster * qk + a]
@@ -676,7 +688,7 @@ def density_start(x, ints, floats):
     Ginv = np.zeros((K, qmax, qmax))
     logdet_G = np.zeros(K)
     for k in range(K):
-        q = ints[lev + k * _LEVEL_WIDTH]
+        q = ints[lev + k * _LEVEL_WIDTH + _L_Q]
         G = np.empty((q, q))
         for a in range(q):
             for c in range(q):
@@ -693,7 +705,8 @@ def density_finish(x, ints, floats, sd, R, gG, lp, grad):
     fam, pri, eta_at = ints[_FAM], ints[_PRI], ints[_ETA]
     for b in range(n_blocks):
         row = blk + b * _BLOCK_WIDTH
-        k, m, e0, x0, f0 = ints[row], ints[row + 1], ints[row + 2], ints[row + 3], ints[row + 4]
+        k, m, e0 = ints[row + _B_FACTOR], ints[row + _B_SIZE], ints[row + _B_FIRST_EFFECT]
+        x0, f0 = ints[row + _B_FIRST_X], ints[row + _B_FIRST_PRIOR]
         for a in range(m):
             e = ints[eff + e0 + a]
             s = sd[k, e]

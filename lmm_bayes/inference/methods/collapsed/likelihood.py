@@ -60,6 +60,7 @@ from lmm_bayes.inference.methods.collapsed.sufficient import (
     nesting_chain,
     sufficient_statistics,
 )
+from lmm_bayes.names import OBS, Y_MARGINAL
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
 
@@ -83,7 +84,7 @@ __all__ = [
 #: what the collapsed method covers, for messages that say why it does not apply
 SCOPE = "the nested elimination handles one factor or a chain of nested factors"
 #: name of the marginal likelihood term in the PyMC model
-LIKELIHOOD_NAME = "y_marginal"
+LIKELIHOOD_NAME = Y_MARGINAL
 # standard-normal innovations (draws x effects) held at once while drawing b
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -369,7 +370,7 @@ def build_collapsed_model(design: Design, priors: Priors, stats: SufficientStats
     """
     stats = sufficient_statistics(design) if stats is None else stats
     group_priors = priors.group_by_name
-    coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
+    coords = {k: v for k, v in model_coords(design).items() if k != OBS}
     with pm.Model(coords=coords) as model:
         # static shapes let pytensor drop shape checks (faster numba compile); fit.py reuses a
         # compiled model only for designs of the same structure, hence the same shapes

@@ -16,6 +16,7 @@ import numpy as np
 from lmm_bayes.inference.methods.kernel_loader import load
 from lmm_bayes.inference.layout import BETA, SIGMA, bis, corr_name, sd_name
 from lmm_bayes.inference.methods.collapsed.sufficient import SufficientStats
+from lmm_bayes.names import COEF
 from lmm_bayes.spec.design import Design, GroupDesign
 from lmm_bayes.spec.priors import Prior, Priors, resolve_priors
 
@@ -104,7 +105,7 @@ class KernelModel:
         p = len(self.design.X_columns)
         if p:
             names.append(BETA), shapes.append((p,))
-            dims[BETA] = ("coef",)
+            dims[BETA] = (COEF,)
         names.append(SIGMA), shapes.append(())
         for g in self.chain:
             q = g.n_effects
@@ -136,7 +137,8 @@ def _parameters(design: Design, priors: Priors, groups: tuple[GroupDesign, ...],
         for block in g.blocks:
             sd_priors = [gp.sd_by_effect[g.effects[i]] for i in block]
             m = len(block)
-            blocks.append([k, m, len(effects), x_at, len(fams)])
+            fields = dict(factor=k, size=m, first_effect=len(effects), first_x=x_at, first_prior=len(fams))
+            blocks.append(_row(fields, kernel.BLOCK_FIELDS))
             effects.extend(block)
             for pr in sd_priors:
                 code, row = _prior_row(pr, kernel)
@@ -146,6 +148,13 @@ def _parameters(design: Design, priors: Priors, groups: tuple[GroupDesign, ...],
             etas.append(float(gp.eta))
             x_at += m + m * (m - 1) // 2
     return dict(fams=fams, params=params, blocks=blocks, effects=effects, etas=etas, start=start, n_dim=x_at)
+
+
+def _row(fields: dict[str, int], names: tuple[str, ...]) -> list[int]:
+    """A row of one of the kernel's tables from its fields by name, checked against the kernel's order."""
+    if tuple(fields) != names:
+        raise RuntimeError(f"table row fields {tuple(fields)} differ from the kernel's {names}")
+    return list(fields.values())
 
 
 class _Floats:
@@ -214,23 +223,26 @@ def pack(design: Design, priors: Priors | None, stats: SufficientStats) -> Kerne
     n_group_parents = 0  # made absolute below, once the offsets of ints are known
     Q, first = 0, 0
     for k, (g, lev) in enumerate(zip(chain, stats.levels)):
-        row = [lev.q, Q, lev.n_clusters, first, put(lev.ZtZ), put(lev.ZtA), put(lev.ZtX), put(lev.Zty),
-               int(g.correlated), 0, 0, 0]
+        # the floats are put in this order: Z'Z, Z'A, Z'X, Z'y, then the groups' records
+        fields = dict(q=lev.q, q_above=Q, n_clusters=lev.n_clusters, first_cluster=first, ZtZ=put(lev.ZtZ),
+                      ZtA=put(lev.ZtA), ZtX=put(lev.ZtX), Zty=put(lev.Zty), correlated=int(g.correlated),
+                      n_groups=0, group_parents=0, group_records=0)
         if k == len(chain) - 1 and lev.q == 1:
             parents, records = _leaf_groups(lev)
-            row[9:] = [len(parents), n_group_parents, put(records)]
+            fields.update(n_groups=len(parents), group_parents=n_group_parents, group_records=put(records))
             group_parents.append(parents)
             n_group_parents += len(parents)
-        level_rows.extend(row)
+        level_rows.extend(_row(fields, kernel.LEVEL_FIELDS))
         Q += lev.q
         first += lev.n_clusters
     ints = _tables(kernel, header, level_rows, par)
     level_at = header["levels"]
     parents = [np.asarray(lev.parent, dtype=np.int64) for lev in stats.levels]
     group_base = len(ints) + sum(len(a) for a in parents)
-    for k in range(len(stats.levels)):
-        if ints[level_at + k * kernel.LEVEL_WIDTH + 9]:
-            ints[level_at + k * kernel.LEVEL_WIDTH + 10] += group_base
+    n_groups_at, parents_at = (kernel.LEVEL_FIELDS.index(f) for f in ("n_groups", "group_parents"))
+    for k in range(len(stats.levels)):  # the groups' parents follow the clusters' parents in ints
+        if ints[level_at + k * kernel.LEVEL_WIDTH + n_groups_at]:
+            ints[level_at + k * kernel.LEVEL_WIDTH + parents_at] += group_base
     return KernelModel(
         design=design,
         chain=chain,
@@ -263,8 +275,10 @@ def pack_parameters(design: Design, priors: Priors | None, groups: tuple[GroupDe
     header["priors"] = floats.put(np.array(par["params"], dtype=float).reshape(-1, 3))
     header["eta"] = floats.put(par["etas"])
     level_rows: list[int] = []
-    for g in groups:
-        level_rows.extend([g.n_effects, 0, g.n_levels, 0, 0, 0, 0, 0, int(g.correlated), 0, 0, 0])
+    for g in groups:  # no data: every offset 0
+        fields = dict.fromkeys(kernel.LEVEL_FIELDS, 0) | dict(q=g.n_effects, n_clusters=g.n_levels,
+                                                             correlated=int(g.correlated))
+        level_rows.extend(_row(fields, kernel.LEVEL_FIELDS))
     ints = _tables(kernel, header, level_rows, par)
     return KernelModel(
         design=design, chain=tuple(groups), ints=np.asarray(ints, dtype=np.int64), floats=floats.array(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import lazy_loader as lazy
 import numpy as np
 
+from lmm_bayes import names
 from lmm_bayes.inference.glm import add_glm_likelihood
 from lmm_bayes.inference.graph import add_fixed_effects, add_group_covariance
 from lmm_bayes.inference.layout import b_name, codes_name, model_coords, z_name
@@ -89,11 +90,11 @@ def build_hierarchical_model(design: Design, priors: Priors) -> pm.Model:
     absorbed = _absorbed(plan)
     consumed = {c for c in plan.values() if c is not None and c[0] != "beta"}
     with pm.Model(coords=model_coords(design)) as model:
-        y = pm.Data("y_obs", design.y, dims="obs")
+        y = pm.Data(names.Y_OBS, design.y, dims=names.OBS)
         beta = add_fixed_effects(design, priors)
         keep = [j for j in range(design.X.shape[1]) if j not in absorbed]
         if keep:
-            X = pm.Data("X", design.X, dims=("obs", "coef"))
+            X = pm.Data(names.X, design.X, dims=(names.OBS, names.COEF))
             eta = pytensor.tensor.dot(X[:, keep], beta[keep])
         else:
             eta = pytensor.tensor.zeros(design.n)
@@ -112,11 +113,11 @@ def build_hierarchical_model(design: Design, priors: Priors) -> pm.Model:
                     parent = design.group(centre[0])
                     parts.append(own[parent.name][np.asarray(g.parent_codes), centre[1]])
             mean = pytensor.tensor.stack(parts, axis=1)
-            c = pm.MvNormal(f"{g.name}_c", mu=mean, chol=L, dims=(g.name, g.effect_dim))
+            c = pm.MvNormal(names.centred_name(g.name), mu=mean, chol=L, dims=(g.name, g.effect_dim))
             pm.Deterministic(b_name(g), c - mean, dims=(g.name, g.effect_dim))
             own[g.name] = c
-            codes = pm.Data(codes_name(g), g.codes, dims="obs")
-            Zg = pm.Data(z_name(g), g.Z, dims=("obs", g.effect_dim))
+            codes = pm.Data(codes_name(g), g.codes, dims=names.OBS)
+            Zg = pm.Data(z_name(g), g.Z, dims=(names.OBS, g.effect_dim))
             used = [k for k in range(g.n_effects) if (g.name, k) not in consumed]
             if used:
                 eta = eta + pytensor.tensor.sum(Zg[:, used] * c[codes][:, used], axis=1)

@@ -9,6 +9,7 @@ import lazy_loader as lazy
 import numpy as np
 import xarray as xr
 
+from lmm_bayes import names
 from lmm_bayes.inference.graph import build_model
 from lmm_bayes.inference.glm import glm_data
 from lmm_bayes.inference.layout import codes_name, z_name
@@ -54,9 +55,9 @@ class Full(Method):
     def data(self) -> dict[str, np.ndarray]:
         """The ``pm.Data`` values by name, swapped into a cached compiled graph."""
         d = self.design
-        updates = {"X": d.X, "y_obs": d.y, **glm_data(d)}
+        updates = {names.X: d.X, names.Y_OBS: d.y, **glm_data(d)}
         if self.centered and not d.family.is_gaussian and not uses_X(d):
-            del updates["X"]
+            del updates[names.X]
         for g in d.groups:
             updates[codes_name(g)] = g.codes
             updates[z_name(g)] = g.Z
