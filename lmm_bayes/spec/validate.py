@@ -399,8 +399,8 @@ def check_names(spec: Any) -> None:
     * ``Intercept`` read as a predictor (a fixed term or a random effect) would take the
       place of the column of ones, which formulae names ``Intercept`` too;
     * a grouping factor becomes a dim of the posterior: it cannot be named like one of
-      :data:`RESERVED_GROUP_NAMES`, nor like another factor's name plus one of
-      :data:`GROUP_SUFFIXES` (factors ``a`` and ``a_sd``).
+      ``lmm_bayes.names.RESERVED_GROUP_NAMES``, nor like another factor's name plus one of
+      ``lmm_bayes.names.GROUP_SUFFIXES`` (factors ``a`` and ``a_sd``).
 
     A column the formula does not read never matters.
     """
