@@ -243,6 +243,46 @@ def test_user_errors_are_found_before_sampling(tmp_path, capsys, monkeypatch, te
     assert not (tmp_path / "fresh").exists()  # a failed run leaves no output folder behind
 
 
+@pytest.mark.parametrize("text, extra, message", [
+    (GOOD, lambda t: ["--draws", str(2**63)], r"draws=9223372036854775808 is more than 1,000,000 per chain"),
+    (GOOD + "[fit]\ndraws = 1000000000000\n", lambda t: [], r"draws=1000000000000 is more than 1,000,000 per chain"),
+    (GOOD, lambda t: ["--tune", str(10**7)], r"tune=10000000 is more than 1,000,000 per chain"),
+    (GOOD, lambda t: ["--chains", "100000"], r"chains=100000 is more than 1,000, the most a fit takes"),
+    (GOOD, lambda t: ["--chains", "100", "--draws", "200000"],
+     r"chains x draws = 100 x 200000 = 20,000,000 draws is more than 10,000,000, the most a fit keeps"),
+])
+def test_size_limits_are_found_before_sampling(tmp_path, capsys, monkeypatch, text, extra, message):
+    """Draws, tuning steps and chains beyond the limits: one line naming the limit, no sampling, no --out."""
+    from lmm_bayes.results import fitting
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampling started before the error was found")
+
+    monkeypatch.setattr(fitting, "sample_posterior", no_sampling)  # the kernel path does not reach run_sampler
+    test_user_errors_are_found_before_sampling(tmp_path, capsys, monkeypatch, text, extra, message)
+
+
+@pytest.mark.parametrize("out", ["fresh", "new/nested/out"])
+def test_no_output_folder_exists_while_sampling(tmp_path, capsys, monkeypatch, out):
+    """A run the sampler kills (Rust's abort ends the process: no cleanup runs) leaves no --out behind,
+    so the folder is made only once the fit is done; a failure after that removes what the run made."""
+    from lmm_bayes.results import fitting
+
+    seen = []
+
+    def dies(*args, **kwargs):
+        seen.append((tmp_path / out).exists() or (tmp_path / out.split("/")[0]).exists())
+        raise MemoryError("stands for the sampler's abort")
+
+    monkeypatch.setattr(fitting, "sample_posterior", dies)
+    path = tmp_path / "m.toml"
+    path.write_text(GOOD)
+    with pytest.raises(MemoryError):
+        main(["fit", str(path), "--out", str(tmp_path / out)])
+    assert seen == [False]
+    assert not (tmp_path / out.split("/")[0]).exists()
+
+
 def test_force_writes_into_a_folder_that_holds_files(tmp_path):
     from lmm_bayes.app.cli import _prepare_out
 

@@ -95,6 +95,20 @@ def test_dropping_every_row_is_refused(sleepstudy):
         lb.LMM(SLOPES, sleepstudy.assign(Days=np.nan), na_action="drop")
 
 
+
+@pytest.mark.parametrize("build", [
+    lambda d: lb.LMM(SLOPES, d),
+    lambda d: lb.GLMM("Reaction ~ Days + (1 | Subject)", d, family="poisson"),
+    lambda d: lb.LMM("Reaction ~ 1 + (1 | Subject)", d),  # refused even where the copy is unused
+], ids=["LMM", "GLMM", "unused"])
+def test_duplicate_column_names_are_refused_before_the_data_is_read(sleepstudy, build):
+    """pandas gives a frame, not a column, for a duplicated name: refused with the name and the fix."""
+    doubled = pd.concat([sleepstudy, sleepstudy[["Days"]]], axis=1)
+    with pytest.raises(ValueError, match=r"data has duplicate column names: 'Days' \(2 columns\); "
+                                         r"a column name must be unique: rename or drop the copies"):
+        build(doubled)
+
+
 # ---------------------------------------------------------------- LMM.from_hierarchy
 
 

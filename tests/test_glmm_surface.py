@@ -307,6 +307,20 @@ def test_cli_fits_a_count_model_file(tmp_path):
     assert isinstance(back.model, lb.GLMM) and back.model.family.name == "poisson"
 
 
+def test_rootogram_of_huge_counts_is_refused_before_allocating():
+    """Counts near 1e9 would tabulate 1e9 rows (373 GiB for 50 draws): refused, naming the limit and max_count=."""
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": np.repeat(list("abcd"), 5), "y": rng.poisson(1e9, 20)})
+    fit = _fit(lb.GLMM("y ~ 1 + (1 | g)", df, family="poisson"), draws=50, tune=50, chains=1)
+    message = r"at most 10,000 counts \(0 to 9999\).*give max_count=, e\.g\. fit\.rootogram\(max_count=100\)"
+    with pytest.raises(ValueError, match=r"the largest observed count is \d{10}; .*" + message):
+        fit.rootogram()
+    with pytest.raises(ValueError, match=r"max_count=1000000000 is too large; .*" + message):
+        fit.rootogram(max_count=10**9)
+    table = fit.rootogram(max_count=3)  # counting the observed rows allocates no array as wide as the largest count
+    assert table["observed"].tolist() == [0, 0, 0, 0] and table.attrs["observed_above"] == 20
+
+
 # ---------------------------------------------------------------------------- simulate_hierarchy(family=...)
 
 HIER = dict(beta=[0.5, 0.4], G=[[0.3, 0.05], [0.05, 0.1]], sigma_neuron=0.3)

@@ -81,3 +81,23 @@ def test_bad_hypotheses_say_what_is_wrong(fit, text, error, match):
     with pytest.raises(ValueError, match="at least one"):
         fit.hypothesis([])
 
+
+
+@pytest.mark.parametrize("text, match", [
+    ("Days + " * 20000 + "0 > 0", r"hypothesis 'Days \+ Days \+ .*' \(140,005 characters\) is longer than "
+                                  r"2,000 characters"),
+    ("-" * 20000 + "Days > 0", r"\(20,008 characters\) is longer than 2,000 characters"),
+    ("-" * 1000 + "Days > 0", r"nests 1001 levels deep; at most 200 levels"),
+    ("(" * 300 + "Days" + ")" * 300 + " > 0", r"nests 300 parentheses deep; at most 200 levels"),
+])
+def test_hypothesis_length_and_depth_are_limited_before_parsing(fit, text, match):
+    """No RecursionError or MemoryError: the limit is named, and the message quotes only the text's start."""
+    with pytest.raises(ValueError, match=match) as info:
+        fit.hypothesis(text)
+    assert len(str(info.value)) < 500
+
+
+def test_a_long_sum_within_the_limits_is_evaluated(fit):
+    days = fit.posterior["beta"].sel(coef="Days")
+    row = fit.hypothesis("Days + " * 150 + "0 > 0").iloc[0]
+    assert row["estimate"] == pytest.approx(150 * float(days.mean()), rel=1e-9)  # depth 151: under the limit

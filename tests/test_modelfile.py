@@ -71,6 +71,15 @@ def test_model_file_errors(tmp_path, text, message):
         load_model_file(write(tmp_path, text))
 
 
+def test_simulated_data_needs_a_seed(tmp_path):
+    """Without a seed every run would fit other rows: refused at load, saying what to add."""
+    text = (MODELS / "spikes_nested.toml").read_text().replace("seed = 7\n", "", 1)
+    assert "seed = 7" not in text
+    with pytest.raises(ModelFileError, match=r"\[data.simulate\] is missing \['seed'\]; add seed = <int> under "
+                                             r"\[data.simulate\] so that every run simulates the same data"):
+        load_model_file(write(tmp_path, text))
+
+
 def test_data_errors_at_load_time(tmp_path):
     p = write(tmp_path, '[data]\npath = "missing.csv"\n[model]\nformula = "y ~ x"\n')
     with pytest.raises(ModelFileError, match="no file"):

@@ -297,3 +297,13 @@ def test_simulate_family_errors(kwargs, match):
     with pytest.raises(ValueError, match="plain response with trials='<column>', not cbind"):
         lb.simulate("cbind(k, n - k) ~ 1 + (1 | g)", _glm_skeleton(5, 2), seed=1, family="binomial",
                     params={"beta": [0.0], "G": {"g": 0.1}})
+
+
+@pytest.mark.parametrize("sizes, rows", [
+    ((10**15, 2, 2), "4,000,000,000,000,000"),
+    ((2, (1, 10**6), (1, 10**6)), "2,000,000,000,000"),
+])
+def test_rows_to_simulate_are_limited_before_allocating(sizes, rows):
+    """1e15 rows was a MemoryError traceback: the most rows the sizes allow is checked first (ranges at their high end)."""
+    with pytest.raises(ValueError, match=rf"would simulate up to {rows} rows; at most 100,000,000 rows are simulated"):
+        lb.simulate_hierarchy(*sizes, seed=1, **HIER)

@@ -4,14 +4,17 @@
     lmm-bayes demo
 
 Every error a user can cause (model file, data, formula, priors, sampler settings,
-report settings, the output folder) is found before sampling starts and printed as one
-line on stderr, with exit status 2 and no traceback. An existing, non-empty output
-folder is refused unless ``--force`` is given.
+report settings, the output folder, draws and chains beyond their limits) is found before
+sampling starts and printed as one line on stderr, with exit status 2 and no traceback. An
+existing, non-empty output folder is refused unless ``--force`` is given. A new output folder
+is made only once the fit is done, and removed again if writing the report fails, so no run
+that fails (even one the sampler ends outright) leaves a folder behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -76,14 +79,25 @@ def _demo_file() -> Path:
     return path
 
 
+def _topmost_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist (None if ``folder`` exists)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    return missing[-1] if missing else None
+
+
 def _prepare_out(out: str, *, force: bool) -> tuple[Path, bool]:
-    """Check (and create) the output folder before any sampling; returns it and whether it was made."""
+    """Check the output folder before any sampling; returns it and whether it is to be made.
+
+    A folder that does not exist yet is made to try writing into it, then removed again:
+    ``_run`` makes it once the fit is done, so that a run the sampler ends
+    outright (an abort runs no cleanup) leaves nothing behind.
+    """
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; give a folder name")
     if folder.is_dir() and any(folder.iterdir()) and not force:
         raise ValueError(f"--out {out} already holds files; pass --force to overwrite them, or choose another folder")
-    created = not folder.exists()
+    made = _topmost_missing(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".lmm-bayes-write-test"
@@ -91,7 +105,10 @@ def _prepare_out(out: str, *, force: bool) -> tuple[Path, bool]:
         probe.unlink()
     except OSError as err:
         raise ValueError(f"cannot write to --out {out}: {err.strerror or err}") from None
-    return folder, created
+    finally:
+        if made is not None and made.is_dir():
+            shutil.rmtree(made, ignore_errors=True)
+    return folder, made is not None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -101,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
 
     path = _demo_file() if args.command == "demo" else Path(args.model_file)
     mf = load_model_file(path)
-    out, created = _prepare_out(args.out, force=args.force) if args.out is not None else (None, False)
+    out, _ = _prepare_out(args.out, force=args.force) if args.out is not None else (None, False)
+    made = None
     try:
         model = mf.model()
         group = mf.report.get("group")
@@ -116,13 +134,15 @@ def _run(args: argparse.Namespace) -> int:
         print()
         print(fit.summary())
         if out is not None:
+            made = _topmost_missing(out)
+            out.mkdir(parents=True, exist_ok=True)
             written = write_report(fit, out, group=group, title=mf.report.get("title"))
             print()
             for name, p in written.items():
                 print(f"wrote {name:<8} {p}")
     except BaseException:
-        if created and out is not None and not any(out.iterdir()):
-            out.rmdir()  # leave nothing behind for a run that failed
+        if made is not None and made.is_dir():
+            shutil.rmtree(made, ignore_errors=True)  # this run made it: leave nothing behind for a run that failed
         raise
     return 0
 

@@ -15,7 +15,7 @@ error message ever quotes the data's contents beyond its column names.
     [data]
     dataset = "sleepstudy"          # a bundled data set, or
     # path = "my_data.csv"          # a CSV file in this file's folder (or below it), or
-    # simulate = { n_subjects = 20, n_neurons = 25, n_trials = 40, seed = 1, ... }
+    # simulate = { n_subjects = 20, n_neurons = 25, n_trials = 40, seed = 1, ... }  (seed required)
 
     [model]
     formula = "Reaction ~ Days + (Days | Subject)"
@@ -216,9 +216,14 @@ def load_model_file(path: str | Path) -> ModelFile:
         )
     if "simulate" in data:
         _check_keys("[data.simulate] ", data["simulate"], _SIMULATE, path)
-        missing = {"n_subjects", "n_neurons", "n_trials", "beta", "G", "sigma_neuron", "sigma"} - set(data["simulate"])
+        # The seed is required, as by lb.simulate_hierarchy: a file without one would fit other
+        # rows on every run, and the report could not be reproduced from the file alone.
+        required = {"n_subjects", "n_neurons", "n_trials", "beta", "G", "sigma_neuron", "sigma", "seed"}
+        missing = required - set(data["simulate"])
         if missing:
-            raise ModelFileError(f"{path}: [data.simulate] is missing {sorted(missing)}")
+            hint = ("; add seed = <int> under [data.simulate] so that every run simulates the same data"
+                    if "seed" in missing else "")
+            raise ModelFileError(f"{path}: [data.simulate] is missing {sorted(missing)}{hint}")
     model = raw.get("model", {})
     if "formula" not in model:
         raise ModelFileError(f"{path}: [model] formula is required, e.g. formula = \"y ~ x + (1 | g)\"")

@@ -14,7 +14,14 @@ import numpy as np
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign
 
-__all__ = ["check_beta", "check_cov", "check_keys", "check_number", "check_params", "counts", "seeded_rng"]
+__all__ = [
+    "MAX_SIMULATED_ROWS", "check_beta", "check_cov", "check_keys", "check_number", "check_params", "check_rows",
+    "counts", "seeded_rng",
+]
+
+# Each simulated row holds a handful of 8-byte columns plus its labels (about 4 GB at this
+# limit); 1e15 rows failed only when numpy tried to allocate petabytes.
+MAX_SIMULATED_ROWS = 100_000_000
 
 
 def check_number(value: Any, name: str, *, positive: bool = False) -> float:
@@ -175,6 +182,34 @@ def seeded_rng(seed: Any) -> np.random.Generator:
             f"seed must be an int, a numpy Generator or SeedSequence, or None; got {type(seed).__name__}"
         )
     return np.random.default_rng(seed)
+
+
+def check_rows(*sizes: Any) -> None:
+    """Refuse ``simulate_hierarchy``'s sizes whose product (a range at its high end) exceeds :data:`MAX_SIMULATED_ROWS`.
+
+    Sizes that are not positive ints or pairs of them are left to :func:`counts` to refuse.
+
+    Examples
+    --------
+    >>> check_rows(10**15, 2, (1, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: n_subjects x n_neurons x n_trials = 1000000000000000 x 2 x (1, 3) would simulate up to \
+6,000,000,000,000,000 rows; at most 100,000,000 rows are simulated (about 4 GB of columns): use smaller sizes
+    """
+    most = 1
+    for value in sizes:
+        pair = isinstance(value, (tuple, list)) and len(value) == 2
+        parts = list(value) if pair else [value]
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in parts):
+            return
+        most *= int(max(parts))
+    if most > MAX_SIMULATED_ROWS:
+        shown = " x ".join(str(tuple(v) if isinstance(v, list) else v) for v in sizes)
+        raise ValueError(
+            f"n_subjects x n_neurons x n_trials = {shown} would simulate up to {most:,} rows; at most "
+            f"{MAX_SIMULATED_ROWS:,} rows are simulated (about 4 GB of columns): use smaller sizes"
+        )
 
 
 def counts(value: Any, size: int, rng: np.random.Generator, name: str) -> np.ndarray:

@@ -30,7 +30,9 @@ import xarray as xr
 
 from lmm_bayes import names
 from lmm_bayes.inference.layout import BETA, SIGMA, b_name, bis, corr_name, cov_name, linear_predictor, sd_name
-from lmm_bayes.calibration.sim_checks import check_beta, check_cov, check_number, check_params, counts, seeded_rng
+from lmm_bayes.calibration.sim_checks import (
+    check_beta, check_cov, check_number, check_params, check_rows, counts, seeded_rng,
+)
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import GroupDesign, build_design
 from lmm_bayes.spec.families.registry import GAUSSIAN, Family, get_family
@@ -403,6 +405,7 @@ def simulate_hierarchy(
     ------
     TypeError, ValueError
         As for :func:`simulate`, for counts that are not positive ints or ranges,
+        for more than ``MAX_SIMULATED_ROWS`` rows (100,000,000, ranges at their high end),
         and for negative SDs of ``x``.
 
     Examples
@@ -420,6 +423,7 @@ def simulate_hierarchy(
     ('cbind(y, n - y) ~ x + (1 + x | subject) + (1 | subject:neuron)', True)
     """
     n_subjects = validate.check_positive_int(n_subjects, "n_subjects", minimum=2)
+    check_rows(n_subjects, n_neurons, n_trials)  # before any array is allocated
     fam = get_family(family, link)
     _check_family_arguments(fam, sigma, trials, dispersion)
     rng = seeded_rng(seed)

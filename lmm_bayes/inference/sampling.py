@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover  (the methods import this module's sampler
     from lmm_bayes.inference.methods.base import Method
 
 __all__ = [
-    "ADAPTATIONS", "MAX_LOGLIK_VALUES", "SAMPLERS", "SamplerSettings", "choose_adaptation", "run_sampler",
+    "ADAPTATIONS", "MAX_CHAINS", "MAX_DRAWS", "MAX_LOGLIK_VALUES", "MAX_TOTAL_DRAWS", "SAMPLERS", "SamplerSettings", "choose_adaptation", "run_sampler",
     "sample_nutpie", "sample_posterior",
 ]
 
@@ -63,6 +63,14 @@ LOW_RANK_CORRELATION = 0.7
 MAX_SEED = 2**63 - 1
 #: nutpie adapts its step size and mass matrix during tuning and cannot start without it
 MIN_NUTPIE_TUNE = 1
+#: the most draws (and tuning steps) per chain: 10**12 aborted the Rust sampler (the whole
+#: process); a few thousand draws estimate most posteriors well
+MAX_DRAWS = 1_000_000
+#: the most chains: each runs its own sampler state (100,000 hung at 3.9 GB)
+MAX_CHAINS = 1_000
+#: the most draws kept, chains × draws: every parameter's draws are held in memory,
+#: 8 bytes each, so 80 MB per parameter at this limit
+MAX_TOTAL_DRAWS = 10_000_000
 
 #: the collapsed method with nutpie runs on the compiled-once kernel; False samples its PyMC
 #: graph instead (compiled per model structure), which benchmarks and tests compare against
@@ -75,7 +83,12 @@ _CACHE_SIZE = 8
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """The NUTS settings every fit shares, checked once (``TypeError``/``ValueError`` otherwise)."""
+    """The NUTS settings every fit shares, checked once (``TypeError``/``ValueError`` otherwise).
+
+    Draws and tuning steps per chain are at most :data:`MAX_DRAWS`, chains at most
+    :data:`MAX_CHAINS`, and chains × draws at most :data:`MAX_TOTAL_DRAWS`, all checked
+    before anything is allocated or sampled.
+    """
 
     sampler: str = "nutpie"
     draws: int = 1000
@@ -98,12 +111,31 @@ class SamplerSettings:
         minimum_tune = MIN_NUTPIE_TUNE if self.sampler == "nutpie" else 0
         object.__setattr__(self, "tune", validate.check_positive_int(self.tune, "tune", minimum=minimum_tune))
         object.__setattr__(self, "chains", validate.check_positive_int(self.chains, "chains"))
+        self._check_size()
         object.__setattr__(self, "target_accept", validate.check_probability(self.target_accept, "target_accept"))
         if self.seed is not None:
             seed = validate.check_positive_int(self.seed, "seed", minimum=0, maximum=MAX_SEED)
             object.__setattr__(self, "seed", seed)
         if not isinstance(self.progressbar, bool):
             raise TypeError(f"progressbar must be True or False, got {type(self.progressbar).__name__}")
+
+    def _check_size(self) -> None:
+        """Refuse draws, tuning steps or chains beyond the limits, before any allocation."""
+        why = "the sampler reserves every draw of every chain in memory, 8 bytes per parameter"
+        for name, limit in (("draws", MAX_DRAWS), ("tune", MAX_DRAWS), ("chains", MAX_CHAINS)):
+            value = getattr(self, name)
+            if value > limit:
+                per = "" if name == "chains" else " per chain"
+                raise ValueError(
+                    f"{name}={value} is more than {limit:,}{per}, the most a fit takes ({why}); "
+                    f"give {name} of at most {limit:,}: a few thousand draws over 4 chains estimate most posteriors well"
+                )
+        if self.chains * self.draws > MAX_TOTAL_DRAWS:
+            raise ValueError(
+                f"chains x draws = {self.chains} x {self.draws} = {self.chains * self.draws:,} draws is more than "
+                f"{MAX_TOTAL_DRAWS:,}, the most a fit keeps ({why}: 80 MB per parameter at this limit); "
+                "use fewer chains or fewer draws"
+            )
 
     def attrs(self) -> dict[str, Any]:
         """Provenance attributes of a fit made with these settings."""

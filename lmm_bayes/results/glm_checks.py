@@ -28,7 +28,11 @@ from lmm_bayes.spec import validate
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
 
-__all__ = ["binned_calibration", "rootogram"]
+__all__ = ["MAX_ROOTOGRAM_COUNTS", "binned_calibration", "rootogram"]
+
+# One row per count 0..K, each a pass over every row and draw into chains x draws x (K + 1)
+# floats: counts near 1e9 would ask for terabytes, and no picture shows 10,000 bars.
+MAX_ROOTOGRAM_COUNTS = 10_000
 
 
 def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
@@ -38,8 +42,9 @@ def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, p
     ----------
     fit : Fit
     max_count : int, optional
-        The largest count tabulated (default: the largest observed);
-        ``df.attrs["expected_above"]`` holds the expected number of rows above it.
+        The largest count tabulated (default: the largest observed), at most
+        ``MAX_ROOTOGRAM_COUNTS - 1``; ``df.attrs["expected_above"]`` holds the expected
+        number of rows above it.
     ci, prob
         The interval of the expected frequencies.
 
@@ -52,7 +57,8 @@ def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, p
     Raises
     ------
     ValueError
-        A fit whose family is not a count family.
+        A fit whose family is not a count family; more than ``MAX_ROOTOGRAM_COUNTS``
+        counts to tabulate (checked before anything is allocated).
     """
     family = fit.design.family
     if not family.counts:
@@ -62,6 +68,14 @@ def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, p
         )
     y = fit.design.y
     k_max = int(y.max()) if max_count is None else validate.check_positive_int(max_count, "max_count", minimum=0)
+    if k_max >= MAX_ROOTOGRAM_COUNTS:
+        what = f"the largest observed count is {k_max}" if max_count is None else f"max_count={k_max} is too large"
+        raise ValueError(
+            f"{what}; a rootogram tabulates at most {MAX_ROOTOGRAM_COUNTS:,} counts (0 to "
+            f"{MAX_ROOTOGRAM_COUNTS - 1}), as each count is a pass over every row and draw and takes "
+            "chains x draws x 8 bytes; give max_count=, e.g. fit.rootogram(max_count=100): "
+            "attrs['observed_above'] and attrs['expected_above'] then count the rows above it"
+        )
     eta = predict(fit, kind="link").transpose("chain", "draw", "obs").values
     post = fit.posterior.transpose("chain", "draw", ...)
     aux = post[family.aux].values[:, :, None] if family.aux else None
@@ -70,7 +84,8 @@ def rootogram(fit: Fit, *, max_count: int | None = None, ci: str = DEFAULT_CI, p
         expected[..., k] = np.exp(family.log_likelihood(np.full(y.shape, k), eta, aux)).sum(axis=-1)
     draws = xr.DataArray(expected, dims=("chain", "draw", "count"), coords={"count": np.arange(k_max + 1)})
     table = summarize_draws(draws, ci=ci, prob=prob, diagnostics=False)
-    table.insert(0, "observed", np.bincount(y.astype(np.int64), minlength=k_max + 1)[: k_max + 1])
+    # only the tabulated counts: bincount of every y would allocate as many bins as the largest count
+    table.insert(0, "observed", np.bincount(y[y <= k_max].astype(np.int64), minlength=k_max + 1))
     table.index.name = "count"
     table.attrs["expected_above"] = float(len(y) - expected.sum(axis=-1).mean())
     table.attrs["observed_above"] = int((y > k_max).sum())

@@ -8,7 +8,9 @@ one-sided hypothesis with its posterior probability and evidence ratio
 (``cond[b]``) is written between backticks: ``"`cond[b]` > 0"``.
 
 The expression is parsed with :mod:`ast` and only the operations above are evaluated:
-nothing in it is run as code.
+nothing in it is run as code. A hypothesis is at most ``MAX_HYPOTHESIS_LENGTH`` characters
+and nests at most ``MAX_HYPOTHESIS_DEPTH`` operations or parentheses, checked before it is
+parsed (length, parentheses) and before it is evaluated (operations).
 """
 
 from __future__ import annotations
@@ -26,9 +28,54 @@ from lmm_bayes.inference.layout import BETA
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, interval_columns, summarize_draws
 from lmm_bayes.spec import validate
 
-__all__ = ["hypothesis", "hypothesis_draws"]
+__all__ = ["MAX_HYPOTHESIS_DEPTH", "MAX_HYPOTHESIS_LENGTH", "hypothesis", "hypothesis_draws"]
 
 _BINARY = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+
+# Python's parser and the evaluation below recurse once per nested operation: 20,000 of them
+# end in RecursionError or MemoryError. Both limits are far above any hypothesis a reader
+# can check (a sum of 150 coefficients nests 151 deep), and well inside the recursion limit.
+MAX_HYPOTHESIS_LENGTH = 2_000
+MAX_HYPOTHESIS_DEPTH = 200
+
+
+def _shown(text: str) -> str:
+    """The text quoted in a message about its size: its start only."""
+    return repr(text if len(text) <= 40 else text[:40] + " ...")
+
+
+def _check_size(text: str, source: str) -> None:
+    """Refuse a text too long, or nesting parentheses too deep, to parse safely."""
+    if len(text) > MAX_HYPOTHESIS_LENGTH:
+        raise ValueError(
+            f"hypothesis {_shown(text)} ({len(text):,} characters) is longer than {MAX_HYPOTHESIS_LENGTH:,} "
+            "characters, the most a hypothesis may be; write a repeated term once with a factor "
+            "(e.g. 3 * Days), or split it into several hypotheses"
+        )
+    depth = deepest = 0
+    for char in source:  # backtick-quoted names are placeholders here: their parentheses do not count
+        depth += (char == "(") - (char == ")")
+        deepest = max(deepest, depth)
+    if deepest > MAX_HYPOTHESIS_DEPTH:
+        raise ValueError(
+            f"hypothesis {_shown(text)} nests {deepest} parentheses deep; at most {MAX_HYPOTHESIS_DEPTH} levels "
+            "of parentheses and operations are evaluated: remove the redundant parentheses"
+        )
+
+
+def _check_depth(text: str, tree: ast.expr) -> None:
+    """Refuse an expression nesting more operations than the evaluation may recurse through."""
+    deepest, stack = 0, [(tree, 0)]
+    while stack:  # iterative: the point is not to recurse
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node) if isinstance(child, ast.expr))
+    if deepest > MAX_HYPOTHESIS_DEPTH:  # the operations on the deepest path: "Days > 0" is 1 (left - right)
+        raise ValueError(
+            f"hypothesis {_shown(text)} nests {deepest} levels deep; at most {MAX_HYPOTHESIS_DEPTH} levels of "
+            "operations and parentheses are evaluated: write a repeated term once with a factor "
+            "(e.g. 3 * Days, not Days + Days + Days), and drop repeated signs"
+        )
 
 
 def _parse(text: str) -> tuple[ast.expr, str, dict[str, str]]:
@@ -43,6 +90,7 @@ def _parse(text: str) -> tuple[ast.expr, str, dict[str, str]]:
         return key
 
     source = re.sub(r"`([^`]+)`", placeholder, text).replace("==", "=")
+    _check_size(text, source)
     parts = re.split(r"(<=|>=|<|>|=)", source)
     if len(parts) != 3:
         raise ValueError(
@@ -56,6 +104,7 @@ def _parse(text: str) -> tuple[ast.expr, str, dict[str, str]]:
         tree = ast.parse(f"({left}) - ({right})", mode="eval").body
     except SyntaxError:
         raise ValueError(f"hypothesis {text!r} is not arithmetic on coefficient names and numbers") from None
+    _check_depth(text, tree)
     return tree, {"<=": "<", ">=": ">"}.get(op, op), quoted
 
 

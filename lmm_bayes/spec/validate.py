@@ -62,11 +62,32 @@ def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
 
 
 def check_dataframe(data: Any, name: str = "data") -> pd.DataFrame:
-    """Require a pandas DataFrame with at least one row."""
+    """Require a pandas DataFrame with at least one row and no column name twice.
+
+    A duplicated name is refused whether or not the formula uses it: pandas answers
+    ``data[name]`` with a frame rather than a column, so any later read of it would fail
+    or pick one copy silently.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_dataframe(pd.DataFrame([[1, 2]], columns=["x", "x"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: data has duplicate column names: 'x' (2 columns); a column name must be unique: \
+rename or drop the copies, e.g. data.loc[:, ~data.columns.duplicated()] keeps the first of each
+    """
     if not isinstance(data, pd.DataFrame):
         raise TypeError(
             f"{name} must be a pandas DataFrame, got {type(data).__name__}; "
             "convert it with pandas.DataFrame(...) first"
+        )
+    if not data.columns.is_unique:
+        counts = data.columns.value_counts(sort=False)
+        listing = ", ".join(f"{c!r} ({n} columns)" for c, n in counts[counts > 1].items())
+        raise ValueError(
+            f"{name} has duplicate column names: {listing}; a column name must be unique: rename or "
+            f"drop the copies, e.g. {name}.loc[:, ~{name}.columns.duplicated()] keeps the first of each"
         )
     if len(data) == 0:
         raise ValueError(f"{name} has no rows")
