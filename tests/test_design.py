@@ -419,3 +419,30 @@ def test_new_rows_of_the_wrong_type_are_a_value_error(nested):
     model = lb.LMM("y ~ I(x ** 2) + (1|subject)", nested)
     with pytest.raises(ValueError, match="new rows cannot be evaluated"):
         model.design.evaluate(pd.DataFrame({"x": ["a"], "subject": ["s1"]}))
+
+
+def _treatment(values, levels):
+    """Treatment coding built by hand: a column per level after the first (the reference)."""
+    values = np.asarray(values, dtype=object)
+    return np.column_stack([(values == lev).astype(float) for lev in levels[1:]])
+
+
+def test_a_categoricals_first_category_is_the_reference():
+    # categories in an order that is not alphabetical: "mid" is the reference, as in R and formulae
+    values = ["low", "mid", "high", "low", "high", "mid", "low", "mid", "high", "low", "mid", "high"]
+    order = ["mid", "high", "low", "unused"]  # an unused category has no column (R drops unused levels)
+    df = pd.DataFrame({
+        "y": np.linspace(0.0, 1.0, 12), "x": np.arange(12.0),
+        "dose": pd.Categorical(values, categories=order), "g": list("aabbccaabbcc"),
+    })
+    d = lb.LMM("y ~ dose + (1 + dose | g)", df).design
+    assert d.X_columns == ("Intercept", "dose[high]", "dose[low]")
+    np.testing.assert_array_equal(d.X, np.column_stack([np.ones(12), _treatment(values, order[:3])]))
+    assert d.group("g").effects == ("Intercept", "dose[high]", "dose[low]")
+    np.testing.assert_array_equal(d.group("g").Z[:, 1:], _treatment(values, order[:3]))
+    # new rows as text are coded with the fitted order
+    rows = d.evaluate(pd.DataFrame({"dose": ["high", "mid"], "g": ["a", "z"]}))
+    np.testing.assert_array_equal(rows.X, [[1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    # C(x, Sum) omits the last category in the Categorical's order ("low"), not the last alphabetically
+    s = lb.LMM("y ~ C(dose, Sum) + (1 | g)", df).design
+    assert s.X_columns == ("Intercept", "C(dose, Sum)[mid]", "C(dose, Sum)[high]")

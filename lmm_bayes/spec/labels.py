@@ -16,7 +16,11 @@ One rule makes every label, in fitting and in prediction:
 A prediction row belongs to the fitted cluster whose key tuple it prints as (so
 ``308`` and ``"308"`` are one subject: levels are text, as a saved fit stores them);
 rows of one unseen tuple share a new cluster. Levels are ordered by each factor's
-labels as text, the first factor first.
+labels as text, the first factor first, a pandas Categorical's too: the order of a
+grouping factor's levels changes no estimate (unlike a fixed effect's reference level,
+which follows the categories), it is the same for pandas and Dask data (whose categories
+may be unknown or differ by partition), and a saved fit's levels are checked against the
+order it was written with.
 """
 
 from __future__ import annotations

@@ -83,11 +83,23 @@ def rename(column: str, renames: dict) -> str:
 
 
 def for_formulae(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """``frame`` with its integer columns as float64, but those a ``C(...)`` reads.
+    """``frame`` with its integer columns as float64, but those a ``C(...)`` reads, and its Categoricals ordered.
 
     numpy integer arithmetic wraps around silently (``I(x ** 2)`` of a large int64);
     on float64 it cannot. Columns inside ``C(...)`` keep their type: they are categories,
     labelled as written (``C(k)[2]``, not ``C(k)[2.0]``).
+
+    A pandas Categorical keeps its categories' order, so that its first category is the
+    reference level, as in R: formulae sorts the values of an unordered Categorical, and
+    follows the order of an ordered one. Categories no row holds are dropped (R's
+    ``drop.unused.levels``): they would be columns of zeros.
+
+    Examples
+    --------
+    >>> from lmm_bayes.spec.formula import parse_formula
+    >>> frame = pd.DataFrame({"f": pd.Categorical(["a", "b"], categories=["b", "z", "a"])})
+    >>> list(for_formulae(frame, parse_formula("y ~ f"))["f"].cat.categories)
+    ['b', 'a']
     """
     categorical = set(categorical_columns(spec, frame))
     cast = [
@@ -96,9 +108,13 @@ def for_formulae(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
         and pd.api.types.is_integer_dtype(frame[c].dtype)
         and not pd.api.types.is_bool_dtype(frame[c].dtype)
     ]
-    if not cast:
+    ordered = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    if not cast and not ordered:
         return frame
-    return frame.astype({c: "float64" for c in cast})
+    frame = frame.astype({c: "float64" for c in cast})
+    for c in ordered:
+        frame[c] = frame[c].cat.remove_unused_categories().cat.as_ordered()
+    return frame
 
 
 def categorical_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
