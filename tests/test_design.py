@@ -446,3 +446,29 @@ def test_a_categoricals_first_category_is_the_reference():
     # C(x, Sum) omits the last category in the Categorical's order ("low"), not the last alphabetically
     s = lb.LMM("y ~ C(dose, Sum) + (1 | g)", df).design
     assert s.X_columns == ("Intercept", "C(dose, Sum)[mid]", "C(dose, Sum)[high]")
+
+
+def test_backticked_and_keyword_columns_build_the_design():
+    days = np.array([0.0, 1.0, 2.0, 5.0, 3.0, 4.0, 1.5, 2.5])
+    yld = np.array([2.0, 1.0, 3.0, 3.5, 0.5, 1.0, 2.0, 4.0])
+    df = pd.DataFrame({"my y": np.linspace(0.0, 1.0, 8), "my days": days, "yield": yld,
+                       "my group": list("aabbccdd"), "my f": list("xyxyxyxy")})
+    d = lb.LMM("`my y` ~ `my days` + I(`yield` ** 2) + C(`my f`, levels=['y', 'x']) + (1 + `my days` | `my group`)",
+               df).design
+    assert d.X_columns == ("Intercept", "my days", "I(yield ** 2)", "my f[x]")
+    np.testing.assert_array_equal(d.y, df["my y"])
+    np.testing.assert_array_equal(d.X[:, 1], days)
+    np.testing.assert_array_equal(d.X[:, 2], yld**2)
+    np.testing.assert_array_equal(d.X[:, 3], (df["my f"] == "x").astype(float))
+    g = d.group("my group")
+    assert g.effects == ("Intercept", "my days") and g.levels == ("a", "b", "c", "d")
+    np.testing.assert_array_equal(g.Z, np.column_stack([np.ones(8), days]))
+    assert d.Z.toarray()[:, 1::2].sum(axis=1).tolist() == days.tolist()
+    rows = d.evaluate(pd.DataFrame({"my days": [7.0], "yield": [3.0], "my f": ["y"], "my group": ["a"]}))
+    np.testing.assert_array_equal(rows.X, [[1.0, 7.0, 9.0, 0.0]])
+    k = lb.LMM("`my y` ~ `yield` + (1 | `my group`)", df).design
+    assert k.X_columns == ("Intercept", "yield")
+    np.testing.assert_array_equal(k.X[:, 1], yld)
+    # a power of one backticked term outside I() is refused like any other
+    with pytest.raises(lb.FormulaError, match="write I"):
+        lb.LMM("`my y` ~ `my days` ** 2 + (1 | `my group`)", df)

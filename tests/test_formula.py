@@ -102,3 +102,26 @@ def test_formula_errors(formula, message, caret):
 def test_formula_must_be_text():
     with pytest.raises(TypeError, match="formula must be a string"):
         parse_formula(42)
+
+
+def test_backticked_names_are_columns():
+    spec = parse_formula("`my y` ~ `my days` + log(`yield`) + (1 + `my days` | `my group`)")
+    assert spec.fixed_terms == ("`my days`", "log(`yield`)")  # formulae reads the backticks
+    assert spec.random[0].factors == ("my group",) and spec.random[0].blocks[0].expr == "1 + `my days`"
+    assert spec.variables == ("my y", "my days", "yield", "my group")
+    assert spec.response_variables == ("my y",)
+    levels = parse_formula("y ~ C(`my f`, levels=['b', 'a'])").levels_calls[0]
+    assert (levels.column, levels.levels) == ("my f", ("b", "a"))
+
+
+@pytest.mark.parametrize("formula, message, caret", [
+    ("y ~ yield + x", "Python keyword; for a column of that name write it in backticks, `yield`", 4),
+    ("y ~ I(x^2)", r"'\^' is not a power here \(in Python it is XOR\): write \*\* instead", 7),
+    ("y ~ (a + b)^2", r"write \*\* instead", 11),
+    ("y ~ `x + z", "backtick is never closed", 4),
+    ("y ~ `` + z", "empty backticks", 4),
+])
+def test_keywords_powers_and_backticks_say_what_to_write(formula, message, caret):
+    with pytest.raises(FormulaError, match=message) as info:
+        parse_formula(formula)
+    assert info.value.position == caret

@@ -13,7 +13,10 @@ coding follow formulae. What formulae does not know, this module adds:
   instead of the last) and ``C(x, Treatment("b"))`` (reference ``b``), passed to
   formulae as written (:data:`CODINGS`);
 * a closed list of transformations: nothing in the formula is evaluated except
-  the names in :data:`ALLOWED_CALLS` and data columns.
+  the names in :data:`ALLOWED_CALLS` and data columns;
+* R's backtick-quoted names, ```my days``` or ```yield``` (a Python keyword), wherever a
+  column can stand; the terms keep the backticks, which formulae reads, and the column
+  names drop them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import ast
 import io
 import keyword
+import re
 import tokenize
 from dataclasses import dataclass
 
@@ -47,20 +51,56 @@ class _Tok:
     text: str
     start: int  # character offset in the formula
     end: int
+    quoted: str | None = None  # the column a backtick-quoted name stands for (text is its stand-in)
+
+    @property
+    def name(self) -> str:
+        """The column a NAME token reads: ``my days`` for ```my days```."""
+        return self.text if self.quoted is None else self.quoted
+
+
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
+def _stand_ins(formula: str) -> tuple[str, dict[str, str]]:
+    """The formula with every ```name``` replaced by an identifier as long, and those identifiers' names.
+
+    Python's tokenizer knows no backticks; an identifier of the same length keeps every
+    offset (and so every caret) where it is in the user's text.
+    """
+    if formula.count("`") % 2:
+        raise FormulaError(formula, formula.rindex("`"), "this backtick is never closed; write `my column`")
+    names: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+
+    def stand_in(m: re.Match) -> str:
+        name = m.group(1)
+        if not name.strip():
+            raise FormulaError(formula, m.start(), "empty backticks; write a column's name between them, `my column`")
+        if name not in by_name:
+            k = 0
+            while (cand := f"_{k:0{len(m.group(0)) - 1}d}") in formula or cand in names:
+                k += 1
+            by_name[name], names[cand] = cand, name
+        return by_name[name]
+
+    return _BACKTICKED.sub(stand_in, formula), names
 
 
 def _tokens(formula: str) -> list[_Tok]:
     toks: list[_Tok] = []
     depth: list[_Tok] = []
+    code, quoted = _stand_ins(formula)
     try:
-        for t in tokenize.generate_tokens(io.StringIO(formula).readline):
+        for t in tokenize.generate_tokens(io.StringIO(code).readline):
             if t.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT,
                           tokenize.DEDENT, tokenize.COMMENT):
                 continue
             if t.type == tokenize.ERRORTOKEN and not t.string.strip():
                 continue
-            tok = _Tok(t.type, t.string, t.start[1], t.end[1])
-            if tok.kind == tokenize.ERRORTOKEN or tok.text in {"$", "?", "!", ";", "`"}:
+            tok = _Tok(t.type, t.string, t.start[1], t.end[1],
+                       quoted.get(t.string) if t.type == tokenize.NAME else None)
+            if tok.kind == tokenize.ERRORTOKEN or tok.text in {"$", "?", "!", ";"}:
                 raise FormulaError(formula, tok.start, f"unexpected character {tok.text!r}")
             if tok.text in "([{" and tok.kind == tokenize.OP:
                 depth.append(tok)
@@ -117,6 +157,10 @@ def _check_expression(formula: str, toks: list[_Tok], where: str) -> tuple[set[s
     text = _text(formula, toks)
     # syntax: formula operators are Python operators except ':' (same validity as '*')
     probe = "".join("*" if (t.kind == tokenize.OP and t.text == ":") else t.text for t in toks)
+    for tok in toks:
+        if tok.kind == tokenize.NAME and keyword.iskeyword(tok.text) and tok.text not in {"True", "False", "None"}:
+            raise FormulaError(formula, tok.start, f"syntax error: {tok.text!r} is a Python keyword; "
+                                                   f"for a column of that name write it in backticks, `{tok.text}`")
     try:
         ast.parse(_spaced(formula, toks, probe), mode="eval")
     except SyntaxError as err:
@@ -156,7 +200,7 @@ def _check_expression(formula: str, toks: list[_Tok], where: str) -> tuple[set[s
                 raise FormulaError(formula, tok.start, f"{tok.text!r} is not allowed in a formula")
             if in_c and paren_stack and _inside_levels(toks, i):
                 continue
-            variables.add(tok.text)
+            variables.add(tok.name)
         elif tok.kind == tokenize.OP:
             if tok.text == ".":
                 raise FormulaError(
@@ -176,7 +220,11 @@ def _check_expression(formula: str, toks: list[_Tok], where: str) -> tuple[set[s
                 raise FormulaError(formula, tok.start, f"{tok.text!r} is only allowed inside C(x, levels=[...])")
             elif tok.text == "=" and in_c and prev is not None and prev.text == "levels":
                 pass
-            elif tok.text in {"=", "==", "<", ">", "<=", ">=", "!=", "&", "^", "@", "%", "//", "<<", ">>", "|"}:
+            elif tok.text == "^":  # R's power; Python's XOR on integers: never evaluate it
+                raise FormulaError(formula, tok.start,
+                                   "'^' is not a power here (in Python it is XOR): write ** instead, "
+                                   "I(x ** 2) for a square, (a + b) ** 2 for the interactions of a and b")
+            elif tok.text in {"=", "==", "<", ">", "<=", ">=", "!=", "&", "@", "%", "//", "<<", ">>", "|"}:
                 raise FormulaError(formula, tok.start, f"operator {tok.text!r} is not allowed in {where}")
         elif tok.kind == tokenize.STRING and not in_c:
             raise FormulaError(formula, tok.start, "text in quotes is only allowed inside C(x, levels=[...])")
@@ -222,7 +270,7 @@ def _levels_call(formula: str, toks: list[_Tok], i: int) -> list[LevelsCall]:
                 break
         j += 1
     text = _text(formula, toks[i : j + 1])
-    node = ast.parse(text.replace(":", "*"), mode="eval").body
+    node = ast.parse(_spaced(formula, toks[i : j + 1], "").replace(":", "*"), mode="eval").body
     assert isinstance(node, ast.Call)  # guaranteed by the tokens; not user-facing
     if not node.args or not isinstance(node.args[0], ast.Name) or len(node.args) > 2:
         raise FormulaError(formula, toks[i].start,
@@ -242,7 +290,8 @@ def _levels_call(formula: str, toks: list[_Tok], i: int) -> list[LevelsCall]:
         raise FormulaError(formula, toks[i].start, "levels= must be a literal list, e.g. levels=['b', 'a']") from None
     if not isinstance(levels, (list, tuple)) or len(levels) < 2:
         raise FormulaError(formula, toks[i].start, "levels= must list at least two levels, e.g. levels=['b', 'a']")
-    return [LevelsCall(text=text, column=node.args[0].id, levels=tuple(levels))]
+    column = next(t.name for t in toks[i : j + 1] if t.text == node.args[0].id)
+    return [LevelsCall(text=text, column=column, levels=tuple(levels))]
 
 
 def _check_coding(formula: str, at: int, node: ast.expr) -> None:
@@ -272,8 +321,9 @@ def _parse_group(formula: str, toks: list[_Tok]) -> list[tuple[str, ...]]:
         if k % 2 == 0:
             if tok.kind != tokenize.NAME or keyword.iskeyword(tok.text):
                 raise FormulaError(formula, tok.start,
-                                   "a grouping factor must be a column name, or names joined by ':' or '/'")
-            names.append(tok.text)
+                                   "a grouping factor must be a column name, or names joined by ':' or '/' "
+                                   "(a name that is not an identifier in backticks, `my group`)")
+            names.append(tok.name)
         else:
             if tok.text not in {":", "/"}:
                 raise FormulaError(formula, tok.start,
@@ -443,4 +493,4 @@ def parse_formula(formula: str) -> ModelSpec:
 
 
 def _ordered_names(toks: list[_Tok]) -> list[str]:
-    return [t.text for t in toks if t.kind == tokenize.NAME]
+    return [t.name for t in toks if t.kind == tokenize.NAME]

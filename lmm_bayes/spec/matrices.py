@@ -40,7 +40,8 @@ __all__ = [
 # transformations formulae does not define itself (center, scale, C and I it does)
 NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
-_C_COLUMN = re.compile(r"\bC\(\s*([A-Za-z_]\w*)")
+_C_COLUMN = re.compile(r"\bC\(\s*(?:`([^`]+)`|([A-Za-z_]\w*))")
+_BACKTICKED = re.compile(r"`[^`]*`")
 _HINTS = {
     "log": "{arg} <= 0?",
     "sqrt": "{arg} < 0?",
@@ -63,17 +64,22 @@ def fixed_formula(spec: ModelSpec) -> tuple[str, dict, dict, list[tuple[str, str
     renames = {}
     for k, call in enumerate(spec.levels_calls):
         name = f"levels{k}_"
-        replaced = f"C({call.column}, levels={name})"
+        replaced = f"C({_quoted(call.column)}, levels={name})"
         text = text.replace(call.text, replaced)
         namespace[name] = list(call.levels)
-        renames[replaced] = call.column
+        renames[f"C({call.column}, levels={name})"] = call.column  # formulae names columns without backticks
     parts = [(spec.response, f"{spec.response} ~ 1")]
     for term in spec.fixed_terms:
         alone = term
         for k, call in enumerate(spec.levels_calls):
-            alone = alone.replace(call.text, f"C({call.column}, levels=levels{k}_)")
+            alone = alone.replace(call.text, f"C({_quoted(call.column)}, levels=levels{k}_)")
         parts.append((term, f"{spec.response} ~ {alone}"))
     return text, namespace, renames, parts
+
+
+def _quoted(column: str) -> str:
+    """A column's name as formulae reads it: in backticks unless it is an identifier."""
+    return column if column.isidentifier() else f"`{column}`"
 
 
 def rename(column: str, renames: dict) -> str:
@@ -128,7 +134,7 @@ def categorical_columns(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
     ['k', 'f']
     """
     texts = [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]
-    inside_c = {m.group(1) for text in texts for m in _C_COLUMN.finditer(text)}
+    inside_c = {m.group(1) or m.group(2) for text in texts for m in _C_COLUMN.finditer(text)}
     return [
         c for c in frame.columns
         if c in inside_c or not pd.api.types.is_numeric_dtype(frame[c].dtype) or pd.api.types.is_bool_dtype(frame[c].dtype)
@@ -217,7 +223,7 @@ def check_powers(spec: ModelSpec) -> None:
     """
     for text in [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]:
         try:
-            tree = ast.parse(text.replace(":", "@"), mode="eval")
+            tree = ast.parse(_BACKTICKED.sub("_q", text).replace(":", "@"), mode="eval")
         except SyntaxError:  # formula.py has checked the syntax; formulae reports anything else
             continue
         if _silent_power(tree):
