@@ -267,6 +267,26 @@ def test_residuals_are_pearson_for_a_glmm(counts_fit, cbpp_fit):
                                rtol=1e-10)
 
 
+def test_binomial_mean_and_link_of_new_rows_need_no_trials(cbpp, cbpp_fit):
+    """New rows without the trials' columns (issue 37 item 10): "link" is X beta + b and "mean" its inverse
+    logit, draw by draw (written out here); "response" alone needs the trials, and says so."""
+    d = cbpp_fit.design
+    rows = [0, 5, 20]
+    new = cbpp.loc[rows, ["period", "herd"]]  # no incidence, no size
+    post = cbpp_fit.posterior.transpose("chain", "draw", ...)
+    eta = post["beta"].values @ d.X[rows].T + post["herd_b"].values[:, :, d.groups[0].codes[rows], 0]
+    link = cbpp_fit.predict(new, kind="link")
+    mean = cbpp_fit.predict(new, kind="mean")
+    np.testing.assert_allclose(link.values, eta, rtol=1e-10)
+    np.testing.assert_allclose(mean.values, special.expit(eta), rtol=1e-10)
+    table = cbpp_fit.predict_summary(new, kind="mean")
+    np.testing.assert_allclose(table["mean"].to_numpy(), special.expit(eta).mean(axis=(0, 1)), rtol=1e-10)
+    with pytest.raises(ValueError, match=r"kind='response' draws .*trials.*'incidence'.*kind='mean'"):
+        cbpp_fit.predict(new, kind="response", seed=1)
+    resp = cbpp_fit.predict(cbpp.loc[rows], kind="response", seed=1).values
+    assert np.all(resp == np.round(resp)) and resp.min() >= 0 and np.all(resp <= d.trials[rows])
+
+
 def test_pair_plot_partners_and_implied_covariance_error(nb_fit, cbpp_fit):
     assert [ax.get_xlabel() for ax in nb_fit.plot_pair("g").axes if ax.get_xlabel()] == ["dispersion", "g_sd[Intercept]"]
     assert [ax.get_xlabel() for ax in cbpp_fit.plot_pair("herd").axes if ax.get_xlabel()] == [

@@ -269,3 +269,70 @@ def test_the_pooling_tables_take_the_interval_choice_too(slopes_fit):
     low = np.quantile(_flat(coef), 0.1, axis=0).ravel()
     np.testing.assert_allclose(table["partial_pooling_low"].to_numpy(), low, rtol=1e-12)
     assert table.attrs["intervals"].startswith("80%") and "partial pooling ETI" in table.attrs["intervals"]
+
+
+# ---------------------------------------------------------------- non-finite at= and hypotheses (issue 37 item 11)
+
+
+@pytest.mark.parametrize(("at", "error", "message"), [
+    ({"Days": float("inf")}, ValueError, r"at\['Days'\] = inf is not a finite number"),
+    ({"Days": float("nan")}, ValueError, r"at\['Days'\] = nan is not a finite number"),
+    ({"Days": 1e200}, ValueError, r"not finite in every draw at Days = 1e\+200.*overflow"),
+    ({"Days": "5"}, TypeError, r"at\['Days'\] must be a number, got str '5'"),
+])
+def test_icc_refuses_a_non_finite_at(slopes_fit, at, error, message):
+    with pytest.raises(error, match=message):
+        slopes_fit.icc(at=at)
+
+
+def test_icc_at_a_large_finite_value_is_the_hand_formula(slopes_fit):
+    """Far out (Days = 1e6) the share is still z'Gz / (z'Gz + sigma^2), G written out from the SDs and correlation."""
+    post = slopes_fit.posterior.transpose("chain", "draw", ...)
+    sd = post["Subject_sd"].values
+    rho = post["Subject_corr"].values[..., 0, 1]
+    z0, z1 = 1.0, 1e6
+    zGz = (z0 * sd[..., 0]) ** 2 + (z1 * sd[..., 1]) ** 2 + 2 * z0 * z1 * rho * sd[..., 0] * sd[..., 1]
+    share = zGz / (zGz + post["sigma"].values ** 2)
+    table = slopes_fit.icc(at={"Days": 1e6})
+    assert table.loc["Subject", "mean"] == pytest.approx(share.mean(), rel=1e-10)
+    assert table.attrs["at"] == "evaluated at Days=1e+06"
+
+
+@pytest.mark.parametrize(("at", "error", "message"), [
+    ({"x": float("nan")}, ValueError, r"at\['x'\] = nan is not a finite number"),
+    ({"x": float("-inf")}, ValueError, r"at\['x'\] = -inf is not a finite number"),
+    ({"x": 1e308}, ValueError, r"contrasts of 'cond' at x = 1e\+308 are not all finite.*overflow.*x from -?\d"),
+    ({"x": 1e160}, ValueError, r"at x = 1e\+160 are not all finite \(their SD overflows\)"),
+    ({"x": "high"}, TypeError, r"at\['x'\] must be a number, got str 'high'"),
+])
+def test_contrasts_refuse_a_non_finite_at(treatment_fit, at, error, message):
+    with pytest.raises(error, match=message) as err:
+        treatment_fit.contrasts("cond", at=at)
+    assert "na_action" not in str(err.value)  # contrasts() has no such argument
+
+
+def test_contrasts_at_a_finite_value_are_the_coefficients(treatment_fit):
+    """At x = 1e3 the means are Intercept + cond + 1e3 x + site averaged, by hand draw by draw."""
+    beta = treatment_fit.posterior["beta"].transpose("chain", "draw", "coef")
+    from lmm_bayes.results.contrasts import contrast_draws
+
+    base = beta.sel(coef="Intercept") + 1e3 * beta.sel(coef="x") + 0.5 * beta.sel(coef="site[south]")
+    draws = contrast_draws(treatment_fit, "cond", at={"x": 1e3})
+    np.testing.assert_allclose(draws.sel(contrast="a").values, base.values, rtol=1e-10)
+    np.testing.assert_allclose(draws.sel(contrast="b").values, (base + beta.sel(coef="cond[b]")).values,
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("Days / 0 > 1", r"left side 'Days / 0' is not finite in every draw \(division by zero\)"),
+    ("Days > 1 / (Intercept - Intercept)", r"right side '1 / \(Intercept - Intercept\)' is not finite .*division"),
+    ("Days * 1e308 * 10 > 0", r"left side 'Days \* 1e308 \* 10' is not finite .*\(overflow\)"),
+    ("Days > 1e999", r"right side '1e999' is not finite"),
+    ("Intercept * 5e305 > -5e305 * Intercept", r"left - right is not finite .*\(overflow\)"),
+    ("Days > " + "9" * 400, r"right side '9999.*' is not finite in every draw \(a number beyond float's range\)"),
+    ("Days > 0 / 0", r"right side '0 / 0' is not finite in every draw \(division by zero\)"),
+])
+def test_a_hypothesis_that_is_not_finite_is_refused(slopes_fit, text, message):
+    """Was: 'Days / 0 > 1' held with probability 1.0 (inf > 0 in every draw)."""
+    with pytest.raises(ValueError, match=message):
+        slopes_fit.hypothesis(text)

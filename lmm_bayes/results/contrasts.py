@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from lmm_bayes.results.fit import check_fit
+from lmm_bayes.results.fit import at_number, check_fit, data_range
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label, summarize_draws
 from lmm_bayes.spec.matrices import categorical_columns
@@ -115,6 +115,8 @@ def reference_grid(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
             value = at[col]
             if col in categorical and value not in set(data[col].unique()):
                 raise ValueError(f"at[{col!r}] = {value!r} is not a level of {col!r}; levels: {_levels(data[col])}")
+            if col not in categorical:
+                value = at_number(col, value, hint=data_range(col, data[col].to_numpy()))
             columns[col] = [value]
         elif col in categorical:
             columns[col] = _levels(data[col])
@@ -153,7 +155,10 @@ def contrast_draws(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
     True
     """
     grid = reference_grid(fit, variable, at=at)
-    mu = predict(fit, grid, levels="population", kind="mean")  # (chain, draw, obs)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
+        mu = predict(fit, grid, levels="population", kind="mean")  # (chain, draw, obs)
+    if not np.isfinite(mu.values).all():
+        raise _overflow_error(fit, grid, variable, at, "the population means overflow")
     labels = grid[variable].astype(str).to_numpy()
     order = list(dict.fromkeys(labels))
     means = [mu.isel(obs=np.flatnonzero(labels == lev)).mean("obs") for lev in order]
@@ -164,7 +169,22 @@ def contrast_draws(fit: Fit, variable: str, *, at: Mapping[str, Any] | None = No
     out = xr.concat(parts, dim="contrast", coords="minimal", compat="override")
     out = out.assign_coords(contrast=names, kind=("contrast", kinds)).transpose("chain", "draw", "contrast")
     out.attrs = {"grid": _grid_note(grid, variable)}
+    if not np.isfinite(out.values).all():  # a difference of two huge means of opposite signs
+        raise _overflow_error(fit, grid, variable, at, "a difference overflows")
     return out.rename(f"contrasts of {variable}")
+
+
+def _overflow_error(fit: Fit, grid: pd.DataFrame, variable: str, at: Mapping[str, Any] | None,
+                    what: str) -> ValueError:
+    """A float overflowed (``what``): name the numeric values the grid held, and where the data lie."""
+    data = fit.design.data
+    numeric = [c for c in grid.columns if c != variable and c in (at or {}) and grid[c].dtype.kind in "iuf"]
+    where = ", ".join(f"{c} = {grid[c].iloc[0]:g}" for c in numeric) or "the reference grid"
+    ranges = "; ".join(data_range(c, data[c].to_numpy()) for c in numeric)
+    return ValueError(
+        f"the contrasts of {variable!r} at {where} are not all finite ({what}): a float overflows at values "
+        "this far out; hold the predictors near the data" + (f" ({ranges})" if ranges else "")
+    )
 
 
 def _grid_note(grid: pd.DataFrame, variable: str) -> str:
@@ -223,7 +243,10 @@ def contrasts(
     """
     ci, prob = check_interval(ci, prob)
     draws = contrast_draws(fit, variable, at=at)
-    table = summarize_draws(draws.drop_vars("kind"), ci=ci, prob=prob, diagnostics=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
+        table = summarize_draws(draws.drop_vars("kind"), ci=ci, prob=prob, diagnostics=False)
+    if not np.isfinite(table.to_numpy(dtype=float)).all():  # the SD of draws near 1e160 overflows
+        raise _overflow_error(fit, reference_grid(fit, variable, at=at), variable, at, "their SD overflows")
     kinds = draws["kind"].values
     table["prob_positive"] = np.where(kinds == "difference", (draws > 0).mean(("chain", "draw")).values, np.nan)
     table.index = pd.MultiIndex.from_arrays([kinds, draws["contrast"].values], names=["kind", "contrast"])

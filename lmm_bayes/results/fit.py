@@ -39,7 +39,34 @@ from lmm_bayes.results.summary import (
 )
 from lmm_bayes.spec.priors import Priors
 
-__all__ = ["MixedModelFit", "check_fit"]
+__all__ = ["MixedModelFit", "at_number", "check_fit", "data_range"]
+
+
+def at_number(name: str, value: object, *, hint: str = "") -> float:
+    """An ``at=`` value of a numeric predictor as a finite float, or a clear error naming it.
+
+    ``hint`` (e.g. "the data run from 0 to 9") ends the message of a value that is not finite.
+
+    Examples
+    --------
+    >>> at_number("Days", 5)
+    5.0
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"at[{name!r}] must be a number, got {type(value).__name__} {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = float("inf") if value > 0 else float("-inf")
+    if not np.isfinite(number):
+        raise ValueError(f"at[{name!r}] = {number:g} is not a finite number; give the value of {name!r} to "
+                         f"evaluate at as a finite number{'; ' + hint if hint else ''}")
+    return number
+
+
+def data_range(name: str, values: np.ndarray) -> str:
+    """``"Days from 0 to 9 in the fitted rows"``: where a predictor's data lie, for a message."""
+    return f"{name} from {np.min(values):.4g} to {np.max(values):.4g} in the fitted rows"
 
 
 class MixedModelFit(FittedModel):
@@ -235,17 +262,25 @@ class MixedModelFit(FittedModel):
         ['Subject', 'Residual']
         """
         post = self.posterior
-        at = dict(at or {})
+        ranges = {e: data_range(e, g.Z[:, k]) for g in self.design.groups for k, e in enumerate(g.effects)}
+        at = {e: at_number(e, v, hint=ranges.get(e, "")) for e, v in dict(at or {}).items()}
         parts, names = [], []
-        for g in self.design.groups:
-            z = np.array([1.0 if e == "Intercept" else float(at.get(e, 0.0)) for e in g.effects])
-            parts.append(np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z))
-            names.append(g.name)
-        parts.append(residual_variance_draws(self, at))
-        names.append("Residual")
-        return xr.DataArray(
-            np.stack(parts, axis=-1), dims=("chain", "draw", "component"), coords={"component": names}
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, by name
+            for g in self.design.groups:
+                z = np.array([1.0 if e == "Intercept" else at.get(e, 0.0) for e in g.effects])
+                parts.append(np.einsum("i,cdij,j->cd", z, covariance_values(post, g), z))
+                names.append(g.name)
+            parts.append(residual_variance_draws(self, at))
+            names.append("Residual")
+            values = np.stack(parts, axis=-1)
+            finite = np.isfinite(values).all() and np.isfinite(values.sum(axis=-1)).all()
+        if not finite:
+            where = ", ".join(f"{e} = {v:g}" for e, v in at.items())
+            raise ValueError(
+                f"the variances are not finite in every draw at {where}: z'Gz overflows a float at a value this "
+                f"far out; evaluate at values near the data ({'; '.join(ranges[e] for e in at if e in ranges)})"
+            )
+        return xr.DataArray(values, dims=("chain", "draw", "component"), coords={"component": names})
 
     def icc(self, *, at: Mapping[str, float] | None = None, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Intraclass correlation / variance partition, per draw then summarised.

@@ -10,7 +10,9 @@ one-sided hypothesis with its posterior probability and evidence ratio
 The expression is parsed with :mod:`ast` and only the operations above are evaluated:
 nothing in it is run as code. A hypothesis is at most ``MAX_HYPOTHESIS_LENGTH`` characters
 and nests at most ``MAX_HYPOTHESIS_DEPTH`` operations or parentheses, checked before it is
-parsed (length, parentheses) and before it is evaluated (operations).
+parsed (length, parentheses) and before it is evaluated (operations). A side, or left - right,
+that is not finite in every draw (a division by zero, an overflow, a number beyond float's
+range) raises ``ValueError`` naming it: an infinite draw would otherwise hold "with probability 1".
 """
 
 from __future__ import annotations
@@ -78,8 +80,11 @@ def _check_depth(text: str, tree: ast.expr) -> None:
         )
 
 
-def _parse(text: str) -> tuple[ast.expr, str, dict[str, str]]:
-    """(expression of left - right, operator, placeholder -> coefficient name)."""
+def _parse(text: str) -> tuple[ast.expr, str, dict[str, str], tuple[str, str]]:
+    """(expression of left - right, operator, placeholder -> coefficient name, the two sides as written).
+
+    The expression is ``BinOp(left, Sub, right)``: its operands are the two sides.
+    """
     if not isinstance(text, str) or not text.strip():
         raise TypeError(f"a hypothesis must be a string like 'Days > 5', got {text!r}")
     quoted: dict[str, str] = {}
@@ -105,18 +110,41 @@ def _parse(text: str) -> tuple[ast.expr, str, dict[str, str]]:
     except SyntaxError:
         raise ValueError(f"hypothesis {text!r} is not arithmetic on coefficient names and numbers") from None
     _check_depth(text, tree)
-    return tree, {"<=": "<", ">=": ">"}.get(op, op), quoted
+
+    def written(side: str) -> str:
+        return re.sub(r"\b_q\d+\b", lambda m: f"`{quoted[m[0]]}`" if m[0] in quoted else m[0], side)
+
+    return tree, {"<=": "<", ">=": ">"}.get(op, op), quoted, (written(left), written(right))
+
+
+def _reason(err: FloatingPointError) -> str:
+    """What numpy's floating-point error says, in words: a division by zero or an overflow."""
+    message = str(err)
+    if "divide" in message:  # "divide by zero ..." and 0 / 0's "invalid value encountered in divide"
+        return "division by zero"
+    return "overflow" if "overflow" in message else f"an undefined result: {message}"
+
+
+def _not_finite(text: str, what: str, reason: str) -> ValueError:
+    return ValueError(
+        f"hypothesis {text!r}: {what} is not finite in every draw ({reason}); rewrite it so that no draw "
+        "divides by zero or exceeds about 1e308 (e.g. divide both sides by the same number)"
+    )
 
 
 def hypothesis_draws(post: Any, text: str) -> tuple[xr.DataArray, str]:
     """Draws of ``left - right`` of hypothesis ``text`` (dims chain, draw) and its operator."""
     names = [str(c) for c in post[BETA]["coef"].values] if BETA in post else []
-    tree, op, quoted = _parse(text)
+    beta = post[BETA].transpose("chain", "draw", "coef") if BETA in post else None
+    tree, op, quoted, (left_text, right_text) = _parse(text)
 
     def value(node: ast.expr) -> Any:
         number = isinstance(node, ast.Constant) and type(node.value) in (int, float)
         if number:
-            return float(node.value)
+            try:
+                return float(node.value)
+            except OverflowError:  # a whole number of 309 digits or more: reported as beyond float's range
+                return np.inf
         if isinstance(node, ast.Name):
             name = quoted.get(node.id, node.id)
             if name not in names:
@@ -125,7 +153,7 @@ def hypothesis_draws(post: Any, text: str) -> tuple[xr.DataArray, str]:
                     f"hypothesis {text!r}: {name!r} is not a fixed effect{hint}; the fixed effects are {names} "
                     "(write names like cond[b] between backticks: `cond[b]`)"
                 )
-            return post[BETA].sel(coef=name, drop=True)
+            return beta.sel(coef=name).values  # numpy, not xarray: xarray's arithmetic silences errstate
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             inner = value(node.operand)
             return -inner if isinstance(node.op, ast.USub) else inner
@@ -136,10 +164,28 @@ def hypothesis_draws(post: Any, text: str) -> tuple[xr.DataArray, str]:
             f"not {ast.unparse(node)!r}"
         )
 
-    draws = value(tree)
-    if not isinstance(draws, xr.DataArray):
+    def evaluated(node: ast.expr, what: str) -> Any:
+        # raised, not warned: a division by zero or an overflow would otherwise hold "with probability 1"
+        try:
+            with np.errstate(divide="raise", over="raise", invalid="raise"):
+                result = value(node)
+        except FloatingPointError as err:
+            raise _not_finite(text, what, _reason(err)) from None
+        if not np.isfinite(result).all():  # a literal beyond float's range: 1e999 reads as inf
+            raise _not_finite(text, what, "a number beyond float's range")
+        return result
+
+    left = evaluated(tree.left, f"the left side {left_text!r}")
+    right = evaluated(tree.right, f"the right side {right_text!r}")
+    if not isinstance(left, np.ndarray) and not isinstance(right, np.ndarray):
         raise ValueError(f"hypothesis {text!r} names no fixed effect: it is a statement about numbers only")
-    return draws.transpose("chain", "draw"), op
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            draws = np.subtract(left, right)  # (chain, draw): at least one side names a fixed effect
+    except FloatingPointError as err:
+        raise _not_finite(text, "left - right", _reason(err)) from None
+    return xr.DataArray(draws, dims=("chain", "draw"),
+                        coords={"chain": post["chain"].values, "draw": post["draw"].values}), op
 
 
 def hypothesis(fit: Any, hypotheses: str | Sequence[str], *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:

@@ -195,6 +195,17 @@ def _obs_coord(index: pd.Index) -> np.ndarray:
     return np.asarray(index)
 
 
+def _new_trials(design, data: pd.DataFrame) -> np.ndarray | None:
+    """The trials of new rows for ``kind="response"``; a missing or bad column's error says why they are needed."""
+    try:
+        return design.trials_for(data)
+    except ValueError as err:
+        raise ValueError(
+            f"kind='response' draws each new row's successes out of its trials, so data needs the trials' "
+            f"columns ({err}); kind='mean' (the probability per trial) and kind='link' need no trials"
+        ) from None
+
+
 def predict(
     fit: Fit,
     data: pd.DataFrame | None = None,
@@ -225,7 +236,8 @@ def predict(
         ``N(0, sigma^2)`` noise, or drawn from the family: a count, a 0/1, the successes
         of the row's trials); ``"link"``: the linear predictor on the link scale (log
         rate, log odds; for a Gaussian model the same as ``"mean"``). A GLMM's new rows
-        need the columns of its offsets, and for ``"response"`` of its trials.
+        need the columns of its offsets; a binomial model's need the columns of its
+        trials for ``"response"`` only (``"mean"`` and ``"link"`` need no trials).
     seed : int or numpy.random.Generator, optional
         Seeds the draws of new clusters' effects and of the noise; the same seed
         gives the same array. Not used by ``levels="existing"``/``"population"``
@@ -283,7 +295,8 @@ def predict(
     mu = linear_predictor(rows.X, beta, terms)
     if not design.family.is_gaussian:  # a GLMM: offset, the link, the family's draws (results/glm.py)
         offset = design.offset if data is None else design.offset_for(data)
-        trials = design.trials if data is None else design.trials_for(data)
+        # only a drawn response needs the trials: the mean is the probability per trial
+        trials = design.trials if data is None or kind != "response" else _new_trials(design, data)
         mu = on_scale(fit, mu, kind, rng, offset, trials)
     elif kind == "response":
         mu += post[SIGMA].values[:, :, None] * rng.standard_normal(mu.shape)
