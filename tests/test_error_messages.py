@@ -347,3 +347,46 @@ def test_a_malformed_literal_is_not_called_an_unclosed_parenthesis(formula, mess
 def test_a_response_of_two_columns_gets_the_response_hint_without_fixed_terms():
     with pytest.raises(lb.FormulaError, match="the response must be one column or a transformation of one"):
         lb.LMM("Reaction + Days ~ 1 + (1 | Subject)", lb.datasets.load("sleepstudy"))
+
+
+# ---------------------------------------------------------------------------- the model kind (issue 37 item 12)
+
+
+def _binary_rows() -> pd.DataFrame:
+    return pd.DataFrame({"y": [0, 1, 1, 0] * 5, "x": np.arange(20.0), "g": list("abcd") * 5})
+
+
+def test_a_dask_frame_given_to_glmm_says_glmms_take_pandas_only():
+    import dask.dataframe as dd
+
+    frame = dd.from_pandas(_binary_rows(), npartitions=2)
+    with pytest.raises(TypeError, match=r"lb.GLMM takes a pandas DataFrame only, got a Dask DataFrame.*"
+                                        r"exact only for a Gaussian response.*\.compute\(\)"):
+        lb.GLMM("y ~ x + (1 | g)", frame, family="bernoulli")
+
+
+@pytest.mark.parametrize(
+    ("family", "column", "needs"),
+    [
+        ("bernoulli", lambda y: y.astype(str), r"a GLMM with family='bernoulli' needs 0/1"),
+        ("poisson", lambda y: y.astype("category"), r"a GLMM with family='poisson' needs counts"),
+    ],
+)
+def test_a_glmm_response_of_text_speaks_of_the_glmm(family, column, needs):
+    rows = _binary_rows()
+    with pytest.raises(ValueError, match=rf"the response 'y' must be numeric, got dtype \w+; {needs}") as caught:
+        lb.GLMM("y ~ x + (1 | g)", rows.assign(y=column(rows["y"])), family=family)
+    assert "linear mixed model" not in str(caught.value)
+
+
+def test_a_dask_built_model_of_a_text_response_says_so():
+    import dask.dataframe as dd
+
+    rows = _binary_rows()
+    frame = dd.from_pandas(rows.assign(y=rows["y"].astype(str)), npartitions=2)
+    with pytest.raises(ValueError, match=r"a linear mixed model built from a Dask DataFrame or Parquet files "
+                                         r"needs a continuous response"):
+        lb.LMM("y ~ x + (1 | g)", frame, progress=False)
+    with pytest.raises(ValueError, match=r"^the response 'y' must be numeric, got dtype \w+; a linear mixed model "
+                                         r"needs a continuous response"):  # in memory: the LMM's words, as before
+        lb.LMM("y ~ x + (1 | g)", rows.assign(y=rows["y"].astype(str)))

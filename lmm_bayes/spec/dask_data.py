@@ -377,7 +377,8 @@ def build_reduced_design(
         )
     _check_supported(spec, frame)
     meta = frame._meta[list(columns)]
-    validate.check_numeric_response(meta[spec.response], spec.response)
+    validate.check_numeric_response(meta[spec.response], spec.response, needs="a linear mixed model built "
+                                    "from a Dask DataFrame or Parquet files needs a continuous response")
     group_cols = tuple(dict.fromkeys(f for t in spec.random for f in t.factors))
     texts = [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]
     in_c = {m.group(1) for t in texts for m in _C_COLUMN.finditer(t)}
