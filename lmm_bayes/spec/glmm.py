@@ -34,6 +34,7 @@ response column is read as 0/1.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmm_bayes.errors import FormulaError
+from lmm_bayes.errors import FormulaError, SeparationWarning
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.dask_data import is_dask_frame
 from lmm_bayes.spec.design import Design, build_design
@@ -197,6 +198,10 @@ class GeneralizedMixedModel(MixedModel):
                 f"{binomial[0]} + {binomial[1]}")
             n_trials = check_trials(n_trials, name, index=design.index)
         fam.check_response(design.y, binomial[0] if binomial else design.response, n_trials, index=design.index)
+        note = fam.separation_note(design.y, binomial[0] if binomial else design.response, n_trials,
+                                   design.X, design.X_columns)
+        if note is not None:
+            warnings.warn(note, SeparationWarning, stacklevel=2)
         offset = _evaluate_sum(offsets, rows, "offset") if offsets else None
         base = {f.name: getattr(design, f.name) for f in fields(Design)}
         base.update(data=rows, family=fam, trials=n_trials, offset=offset)
