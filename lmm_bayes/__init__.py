@@ -27,6 +27,7 @@ from lmm_bayes.errors import (
     RandomEffectsNotKept,
     RowsDroppedWarning,
     SamplingWarning,
+    SeparationWarning,
 )
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.comparison import compare
@@ -72,4 +73,5 @@ __all__ = [
     "MethodNote",
     "ImplicitNestingWarning",
     "RowsDroppedWarning",
+    "SeparationWarning",
 ]

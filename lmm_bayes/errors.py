@@ -16,6 +16,7 @@ __all__ = [
     "RandomEffectsNotKept",
     "RowsDroppedWarning",
     "SamplingWarning",
+    "SeparationWarning",
 ]
 
 
@@ -121,6 +122,26 @@ class ImplicitNestingWarning(UserWarning):
     ...     _ = lb.LMM("y ~ 1 + (1 | subject) + (1 | neuron)", df)  # neuron "1" of a and of b merged
     >>> [w.category.__name__ for w in caught]
     ['ImplicitNestingWarning']
+    """
+
+
+class SeparationWarning(UserWarning):
+    """A binary or binomial response is separated: its likelihood has no finite maximum.
+
+    Every response one outcome (all 0, all 1, every trial a success), or a binary predictor
+    that is one value exactly where the response is a success: the data push the intercept
+    (or that predictor's coefficient) towards infinity, so its posterior is its prior's tail.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> import warnings, pandas as pd
+    >>> df = pd.DataFrame({"y": [0] * 8, "g": list("abcd") * 2})
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = lb.GLMM("y ~ 1 + (1 | g)", df, family="bernoulli")
+    >>> [w.category.__name__ for w in caught]
+    ['SeparationWarning']
     """
 
 

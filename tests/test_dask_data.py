@@ -277,6 +277,54 @@ def test_bad_files_are_named(df, tmp_path):
         lb.LMM.from_parquet(3, FORMULA)
 
 
+
+def _small_files(folder, n_files: int = 2) -> list:
+    """Tiny Parquet files of one model (issue 37 item 9): 20 rows each."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for k in range(n_files):
+        part = pd.DataFrame({"y": rng.normal(size=20), "x": rng.normal(size=20),
+                             "subject": np.repeat([f"s{2 * k}", f"s{2 * k + 1}"], 10)})
+        paths.append(folder / f"part-{k}.parquet")
+        part.to_parquet(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda good: b"", r"part-1\.parquet' is empty \(0 bytes\)"),
+        (lambda good: good[: len(good) // 2], r"part-1\.parquet' is truncated, corrupt or not a Parquet file"),
+        (lambda good: np.random.default_rng(0).bytes(len(good)), r"part-1\.parquet' is truncated, corrupt"),
+        (lambda good: good[120:], r"part-1\.parquet' is truncated, corrupt"),  # footer intact, pages not
+    ],
+    ids=["empty", "truncated", "random-bytes", "damaged-pages"],
+)
+def test_unreadable_parquet_files_are_named(tmp_path, damage, match):
+    paths = _small_files(tmp_path)
+    paths[1].write_bytes(damage(paths[1].read_bytes()))
+    with pytest.raises(ValueError, match=match + r".*remove the file .* or rewrite it") as caught:
+        lb.LMM.from_parquet(tmp_path, "y ~ x + (1 | subject)", progress=False)
+    assert type(caught.value) is ValueError  # not pyarrow's ArrowInvalid (a ValueError too)
+    frame = dd.read_parquet(str(tmp_path))  # the user's own Dask frame over the same files
+    with pytest.raises(ValueError, match=match) as caught:
+        lb.LMM("y ~ x + (1 | subject)", frame, progress=False)
+    assert type(caught.value) is ValueError
+
+
+@pytest.mark.parametrize("column", ["x", "y"])
+def test_a_column_of_text_in_one_file_only_is_named(tmp_path, column):
+    paths = _small_files(tmp_path, n_files=3)
+    part = pd.read_parquet(paths[1])
+    part.assign(**{column: part[column].astype(str)}).to_parquet(paths[1])
+    match = (rf"column '{column}' holds text \(.*\) in file '.*part-1\.parquet' but numbers \(double\) "
+             r"in 2 other file\(s\).*cast the column in that file")
+    with pytest.raises(ValueError, match=match):
+        lb.LMM.from_parquet(tmp_path, "y ~ x + (1 | subject)", progress=False)
+    frame = dd.read_parquet(str(tmp_path))  # meta from the first file: numbers; partition 1 holds text
+    with pytest.raises(ValueError, match=rf"partition 1: column '{column}' holds text .* but numbers"):
+        lb.LMM("y ~ x + (1 | subject)", frame, progress=False)
+
 @pytest.mark.parametrize(
     ("formula", "match"),
     [

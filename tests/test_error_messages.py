@@ -347,3 +347,81 @@ def test_a_malformed_literal_is_not_called_an_unclosed_parenthesis(formula, mess
 def test_a_response_of_two_columns_gets_the_response_hint_without_fixed_terms():
     with pytest.raises(lb.FormulaError, match="the response must be one column or a transformation of one"):
         lb.LMM("Reaction + Days ~ 1 + (1 | Subject)", lb.datasets.load("sleepstudy"))
+
+
+# ---------------------------------------------------------------------------- the model kind (issue 37 item 12)
+
+
+def _binary_rows() -> pd.DataFrame:
+    return pd.DataFrame({"y": [0, 1, 1, 0] * 5, "x": np.arange(20.0), "g": list("abcd") * 5})
+
+
+def test_a_dask_frame_given_to_glmm_says_glmms_take_pandas_only():
+    import dask.dataframe as dd
+
+    frame = dd.from_pandas(_binary_rows(), npartitions=2)
+    with pytest.raises(TypeError, match=r"lb.GLMM takes a pandas DataFrame only, got a Dask DataFrame.*"
+                                        r"exact only for a Gaussian response.*\.compute\(\)"):
+        lb.GLMM("y ~ x + (1 | g)", frame, family="bernoulli")
+
+
+@pytest.mark.parametrize(
+    ("family", "column", "needs"),
+    [
+        ("bernoulli", lambda y: y.astype(str), r"a GLMM with family='bernoulli' needs 0/1"),
+        ("poisson", lambda y: y.astype("category"), r"a GLMM with family='poisson' needs counts"),
+    ],
+)
+def test_a_glmm_response_of_text_speaks_of_the_glmm(family, column, needs):
+    rows = _binary_rows()
+    with pytest.raises(ValueError, match=rf"the response 'y' must be numeric, got dtype \w+; {needs}") as caught:
+        lb.GLMM("y ~ x + (1 | g)", rows.assign(y=column(rows["y"])), family=family)
+    assert "linear mixed model" not in str(caught.value)
+
+
+def test_a_dask_built_model_of_a_text_response_says_so():
+    import dask.dataframe as dd
+
+    rows = _binary_rows()
+    frame = dd.from_pandas(rows.assign(y=rows["y"].astype(str)), npartitions=2)
+    with pytest.raises(ValueError, match=r"a linear mixed model built from a Dask DataFrame or Parquet files "
+                                         r"needs a continuous response"):
+        lb.LMM("y ~ x + (1 | g)", frame, progress=False)
+    with pytest.raises(ValueError, match=r"^the response 'y' must be numeric, got dtype \w+; a linear mixed model "
+                                         r"needs a continuous response"):  # in memory: the LMM's words, as before
+        lb.LMM("y ~ x + (1 | g)", rows.assign(y=rows["y"].astype(str)))
+
+
+# ---------------------------------------------------------------------------- separation (issue 37 item 14)
+
+
+@pytest.mark.parametrize(
+    ("formula", "family", "y", "match"),
+    [
+        ("y ~ x + (1 | g)", "bernoulli", lambda r: 0 * r["y"], r"the response 'y' is 0 in every row"),
+        ("y ~ x + (1 | g)", "bernoulli", lambda r: 0 * r["y"] + 1, r"the response 'y' is 1 in every row"),
+        ("cbind(y, n - y) ~ x + (1 | g)", "binomial", lambda r: r["n"], r"the response 'y' is a success in every trial"),
+        ("cbind(y, n - y) ~ x + (1 | g)", "binomial", lambda r: 0 * r["y"], r"the response 'y' is 0 in every row"),
+    ],
+    ids=["bernoulli-0", "bernoulli-1", "binomial-all-successes", "binomial-0"],
+)
+def test_a_response_of_one_outcome_warns_that_the_prior_drives_the_intercept(formula, family, y, match):
+    rows = _binary_rows().assign(n=4)
+    with pytest.warns(lb.SeparationWarning, match=match + r".*no finite maximum.*intercept .* driven by its prior"):
+        lb.GLMM(formula, rows.assign(y=y(rows)), family=family)
+
+
+def test_a_binary_predictor_that_separates_the_response_is_named():
+    rows = _binary_rows().assign(treated=lambda r: r["y"] * 1.0)  # treated = 1 exactly where y = 1
+    with pytest.warns(lb.SeparationWarning, match=r"the predictor 'treated' separates the response 'y' "
+                                                  r"perfectly \(y is 1 exactly where treated = 1\)"):
+        lb.GLMM("y ~ treated + (1 | g)", rows, family="bernoulli")
+
+
+def test_ordinary_binary_data_gives_no_separation_warning():
+    rows = _binary_rows().assign(treated=[0, 1] * 10, n=4, k=[0, 1, 2, 3, 4] * 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lb.GLMM("y ~ x + treated + (1 | g)", rows, family="bernoulli")
+        lb.GLMM("cbind(k, n - k) ~ x + (1 | g)", rows, family="binomial")
+        lb.GLMM("k ~ x + (1 | g)", rows.assign(k=0), family="poisson")  # all-zero counts: not separation

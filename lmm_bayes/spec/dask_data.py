@@ -33,13 +33,11 @@ response (``log(y)``: add the column with Dask first), and ``center()`` / ``scal
 
 from __future__ import annotations
 
-import glob
 import re
 import sys
 import threading
 import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,9 +48,10 @@ from lmm_bayes.spec import labels as lab
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec
+from lmm_bayes.spec.parquet_files import column_kind, read_failure
 from lmm_bayes.spec.reduction import Reduction, add_partial_sums, partial_sums
 
-__all__ = ["DEFAULT_SAMPLE_ROWS", "build_reduced_design", "is_dask_frame", "parquet_frame", "reduced_design", "with_rows"]
+__all__ = ["DEFAULT_SAMPLE_ROWS", "build_reduced_design", "is_dask_frame", "reduced_design", "with_rows"]
 
 #: rows kept in memory for posterior predictive checks, LOO and ``predict()``: their pointwise
 #: log-likelihood (4 chains x 1000 draws) takes 160 MB
@@ -72,51 +71,6 @@ def is_dask_frame(obj: Any) -> bool:
     """
     return "dask" in sys.modules and type(obj).__module__.split(".")[0] in ("dask", "dask_expr") \
         and hasattr(obj, "to_delayed") and hasattr(obj, "npartitions")
-
-
-# ---------------------------------------------------------------------------- parquet
-
-
-def _read_file(path: str, columns: list[str]) -> pd.DataFrame:
-    return pd.read_parquet(path, columns=columns)
-
-
-def parquet_frame(path: str | Path, columns: list[str]) -> tuple[Any, list[str]]:
-    """One Dask partition per Parquet file of ``path`` (a file, a folder or a glob), and the files.
-
-    Every file's schema (its footer, not its rows) is checked for ``columns`` first, so a
-    file that lacks one is named.
-
-    Raises
-    ------
-    TypeError
-        ``path`` is not a path.
-    ValueError
-        No file matches; a file lacks a column the formula uses.
-    """
-    import dask.dataframe as dd
-    import pyarrow.parquet as pq
-
-    if isinstance(path, bool) or not isinstance(path, (str, Path)):
-        raise TypeError(f"path must be a Parquet file, folder or glob (str or pathlib.Path), got {type(path).__name__}")
-    text = str(path)
-    if Path(text).is_dir():
-        files = sorted(glob.glob(str(Path(text) / "**" / "*.parquet"), recursive=True))
-    else:
-        files = sorted(glob.glob(text, recursive=True))
-    if not files:
-        raise ValueError(f"no Parquet file matches {text!r}; give a file, a folder of .parquet files or a glob")
-    for f in files:
-        names = set(pq.read_schema(f).names)
-        missing = [c for c in columns if c not in names]
-        if missing:
-            raise ValueError(
-                f"file {f!r} has no column {', '.join(repr(c) for c in missing)} (the formula uses "
-                f"{list(columns)}); every file of {text!r} must hold them"
-            )
-    meta = pd.read_parquet(files[0], columns=list(columns)).iloc[:0]
-    frame = dd.from_map(_read_file, files, columns=list(columns), meta=meta, enforce_metadata=False)
-    return frame, files
 
 
 # ---------------------------------------------------------------------------- the plan sent to workers
@@ -165,7 +119,15 @@ def _clean(part: pd.DataFrame, columns: tuple[str, ...], na_action: str) -> tupl
     return part, counts, int(bad.sum())
 
 
-def _scan(part: pd.DataFrame, i: int, columns: tuple, group_cols: tuple, category_cols: tuple, na_action: str) -> dict:
+def _scan(part: pd.DataFrame, i: int, columns: tuple, group_cols: tuple, category_cols: tuple, na_action: str,
+          kinds: dict) -> dict:
+    for col, kind in kinds.items():  # a partition unlike the meta (text in one file) is named before any sum
+        if column_kind(part[col].dtype) not in (kind, None) and part[col].notna().any():
+            raise ValueError(
+                f"partition {i}: column {col!r} holds {column_kind(part[col].dtype)} ({part[col].dtype}) but "
+                f"{kind} in the Dask DataFrame's meta; cast the column in every partition (or in the file it "
+                "comes from) to one type"
+            )
     part, bad, n_bad = _clean(part, columns, na_action)
     first = _first_rows(part, group_cols, category_cols)
     return {"rows": [len(part)], "bad": [(i, bad)] if bad else [], "dropped": n_bad, "first": first}
@@ -232,17 +194,29 @@ def _tree(items: list, combine, *args: Any):
     return items[0]
 
 
-def _compute(value: Any, progress: bool, what: str) -> Any:
+def _compute(value: Any, progress: bool, what: str, frame: Any) -> Any:
     """Compute on the active scheduler: a ``distributed`` client if there is one, else Dask's own."""
-    import dask
-
     try:
-        from distributed import default_client, progress as distributed_progress
+        from distributed import default_client
 
         client = default_client()
     except (ImportError, ValueError):
         client = None
+    try:
+        return _compute_on(value, progress, what, client)
+    except Exception as err:  # a file that cannot be read: say so, naming it where Dask says which
+        clear = read_failure(err, frame)
+        if clear is None:
+            raise
+        raise clear from None
+
+
+def _compute_on(value: Any, progress: bool, what: str, client: Any) -> Any:
+    import dask
+
     if client is not None:
+        from distributed import progress as distributed_progress
+
         future = client.compute(value)
         if progress:
             print(f"lmm-bayes: {what}", flush=True)
@@ -367,7 +341,7 @@ def build_reduced_design(
     progress : bool
         Show Dask's progress bar (or ``distributed``'s with a client) for both passes.
     files : list of str, optional
-        The file of each partition (:func:`parquet_frame`), for error messages.
+        The file of each partition (:func:`~lmm_bayes.spec.parquet_files.parquet_frame`), for error messages.
 
     Returns
     -------
@@ -403,7 +377,8 @@ def build_reduced_design(
         )
     _check_supported(spec, frame)
     meta = frame._meta[list(columns)]
-    validate.check_numeric_response(meta[spec.response], spec.response)
+    validate.check_numeric_response(meta[spec.response], spec.response, needs="a linear mixed model built "
+                                    "from a Dask DataFrame or Parquet files needs a continuous response")
     group_cols = tuple(dict.fromkeys(f for t in spec.random for f in t.factors))
     texts = [*spec.fixed_terms, *(b.expr for t in spec.random for b in t.blocks)]
     in_c = {m.group(1) for t in texts for m in _C_COLUMN.finditer(t)}
@@ -414,9 +389,11 @@ def build_reduced_design(
     )
 
     parts = frame.to_delayed()
-    scans = [dask.delayed(_scan)(p, i, columns, group_cols, category_cols, na_action) for i, p in enumerate(parts)]
+    kinds = {c: column_kind(meta[c].dtype) for c in columns}
+    scans = [dask.delayed(_scan)(p, i, columns, group_cols, category_cols, na_action, kinds)
+             for i, p in enumerate(parts)]
     scan = _compute(_tree(scans, _merge_scans, group_cols, category_cols), progress,
-                    f"reading the levels ({len(parts)} partitions)")
+                    f"reading the levels ({len(parts)} partitions)", frame)
     lengths = np.asarray(scan["rows"], dtype=np.int64)
     if scan["bad"]:
         total = sum(sum(c.values()) for _, c in scan["bad"])
@@ -450,7 +427,7 @@ def build_reduced_design(
     reference = np.hstack([g.Z for g in skel.groups] + [skel.X, skel.y[:, None]]).mean(axis=0)
     reduced = [dask.delayed(_reduce)(p, i, plan, positions[i], int(offsets[i]), reference)
                for i, p in enumerate(parts)]
-    out = _compute(_tree(reduced, _add), progress, f"reducing {n_rows:,} rows to sufficient statistics")
+    out = _compute(_tree(reduced, _add), progress, f"reducing {n_rows:,} rows to sufficient statistics", frame)
     source = (f"{len(files)} Parquet files" if files else f"a Dask DataFrame of {len(parts)} partitions")
     sample = pd.concat(out.pop("sample"))
     reduction = Reduction(n=n_rows, leaf=leaf, source=source, sample_seed=seed, dropped=dropped,

@@ -34,6 +34,7 @@ response column is read as 0/1.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -41,8 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lmm_bayes.errors import FormulaError
+from lmm_bayes.errors import FormulaError, SeparationWarning
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.dask_data import is_dask_frame
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.families.registry import Family, check_trials, get_family
 from lmm_bayes.spec.formula import parse_formula
@@ -137,6 +139,12 @@ class GeneralizedMixedModel(MixedModel):
         center_predictors: bool | None = None,
     ):
         fam = get_family(family, link)
+        if is_dask_frame(data):
+            raise TypeError(
+                "lb.GLMM takes a pandas DataFrame only, got a Dask DataFrame: a model is reduced to per-cluster "
+                "sums, exact only for a Gaussian response (lb.LMM), and a GLMM's likelihood has no such sums. "
+                "Load the rows with data.compute() if they fit in memory, or fit a Gaussian response with lb.LMM"
+            )
         validate.check_dataframe(data)
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
         design_formula, binomial, offsets = split_glm_formula(formula)
@@ -170,6 +178,9 @@ class GeneralizedMixedModel(MixedModel):
                                       [*spec.variables, *extra_cols], na_action)
         used = used.assign(**{c: used[c].astype(int) for c in spec.response_variables
                               if pd.api.types.is_bool_dtype(used[c])})
+        for col in spec.response_variables:  # before build_design, whose words are the LMM's
+            validate.check_numeric_response(used[col], col, needs=f"a GLMM with family={fam.name!r} needs "
+                                            f"{_response_words(fam)}")
         design = build_design(spec, used, na_action="raise")
         rows = used.loc[design.index]
         n_trials = None
@@ -187,6 +198,10 @@ class GeneralizedMixedModel(MixedModel):
                 f"{binomial[0]} + {binomial[1]}")
             n_trials = check_trials(n_trials, name, index=design.index)
         fam.check_response(design.y, binomial[0] if binomial else design.response, n_trials, index=design.index)
+        note = fam.separation_note(design.y, binomial[0] if binomial else design.response, n_trials,
+                                   design.X, design.X_columns)
+        if note is not None:
+            warnings.warn(note, SeparationWarning, stacklevel=2)
         offset = _evaluate_sum(offsets, rows, "offset") if offsets else None
         base = {f.name: getattr(design, f.name) for f in fields(Design)}
         base.update(data=rows, family=fam, trials=n_trials, offset=offset)
@@ -237,6 +252,17 @@ def _columns_of(exprs: list[str]) -> list[str]:
 
 def _wrapped(expr: str) -> str:
     return expr if expr.isidentifier() else f"I({expr})"
+
+
+def _response_words(fam: Family) -> str:
+    """What a family's response is, for the message on a response that is not numbers."""
+    if fam.counts:
+        return "counts (0, 1, 2, ...)"
+    if fam.successes and not fam.needs_trials:
+        return "0/1 (or True/False)"
+    if fam.successes:
+        return "numbers of successes (0, 1, 2, ...)"
+    return "a continuous response"
 
 
 def _evaluate_sum(exprs: tuple[str, ...], data: pd.DataFrame, what: str) -> np.ndarray:

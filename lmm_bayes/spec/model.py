@@ -16,11 +16,11 @@ from lmm_bayes.spec.dask_data import (
     DEFAULT_SAMPLE_ROWS,
     build_reduced_design,
     is_dask_frame,
-    parquet_frame,
     reduced_design,
 )
 from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
+from lmm_bayes.spec.parquet_files import parquet_frame
 from lmm_bayes.spec.priors import Priors, resolve_priors
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,7 +121,8 @@ class MixedModel:
         Raises
         ------
         ValueError
-            No file matches; a file lacks a column (named); missing values (the partition and
+            No file matches; a file is empty, truncated or corrupt, lacks a column, or holds a
+            column as text where the others hold numbers (each named); missing values (the partition and
             file named); crossed factors, a transformed response, ``center()``/``scale()``.
 
         Examples

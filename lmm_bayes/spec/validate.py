@@ -78,8 +78,10 @@ def check_dataframe(data: Any, name: str = "data") -> pd.DataFrame:
 rename or drop the copies, e.g. data.loc[:, ~data.columns.duplicated()] keeps the first of each
     """
     if not isinstance(data, pd.DataFrame):
+        library = type(data).__module__.split(".")[0]  # a Dask (or polars) DataFrame is no "DataFrame" to pandas
+        kind = type(data).__name__ if library in ("builtins", "numpy") else f"{library} {type(data).__name__}"
         raise TypeError(
-            f"{name} must be a pandas DataFrame, got {type(data).__name__}; "
+            f"{name} must be a pandas DataFrame, got {kind}; "
             "convert it with pandas.DataFrame(...) first"
         )
     if not data.columns.is_unique:
@@ -152,8 +154,21 @@ def check_missing(data: pd.DataFrame, columns: Sequence[str], na_action: str) ->
     return data.loc[~bad]
 
 
-def check_numeric_response(values: pd.Series | np.ndarray, name: str) -> None:
-    """The response must be numeric (not text, not categorical, not boolean)."""
+def check_numeric_response(values: pd.Series | np.ndarray, name: str,
+                           needs: str = "a linear mixed model needs a continuous response") -> None:
+    """The response must be numeric (not text, not categorical, not boolean).
+
+    ``needs`` says what the model (an LMM, one built from Dask, a GLMM of a family) needs.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_numeric_response(pd.Series(["1", "0"]), "y", needs="a GLMM with family='bernoulli' needs 0/1")
+    Traceback (most recent call last):
+    ...
+    ValueError: the response 'y' must be numeric, got dtype ...; a GLMM with family='bernoulli' needs 0/1 \
+(convert it with pandas.to_numeric)
+    """
     if isinstance(values, pd.Series):
         ok = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         kind = str(values.dtype)
@@ -163,7 +178,7 @@ def check_numeric_response(values: pd.Series | np.ndarray, name: str) -> None:
     if not ok:
         raise ValueError(
             f"the response {name!r} must be numeric, got dtype {kind}; "
-            "a linear mixed model needs a continuous response (convert it with pandas.to_numeric)"
+            f"{needs} (convert it with pandas.to_numeric)"
         )
 
 

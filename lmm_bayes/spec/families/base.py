@@ -109,6 +109,14 @@ class Family:
         """
         raise NotImplementedError
 
+    def separation_note(self, y: np.ndarray, name: str, trials: np.ndarray | None = None,
+                        X: np.ndarray | None = None, columns: tuple[str, ...] = ()) -> str | None:
+        """What separates the response, if anything: a sentence for a warning, or None.
+
+        Only binary and binomial responses can be separated (:class:`~lmm_bayes.spec.families.binomial.Binomial`).
+        """
+        return None
+
     # ------------------------------------------------------------ the distribution
     def log_likelihood(self, y: np.ndarray, eta: np.ndarray, aux: np.ndarray | None = None,
                        trials: np.ndarray | None = None) -> np.ndarray:

@@ -61,6 +61,38 @@ class Binomial(Family):
         raise_if_rows(y > trials, y, f"the successes {name!r} must not exceed the trials",
                       "check that the successes and trials columns are the ones you meant", extra=trials, index=index)
 
+    def separation_note(self, y, name, trials=None, X=None, columns=()):
+        """Every response one outcome, or one binary column of X that splits the outcomes exactly.
+
+        Examples
+        --------
+        >>> Bernoulli().separation_note(np.array([1.0, 1.0, 1.0]), "correct")[:40]
+        "the response 'correct' is 1 in every row"
+        >>> Bernoulli().separation_note(np.array([0.0, 1.0, 1.0]), "correct") is None
+        True
+        """
+        y = np.asarray(y, dtype=float)
+        n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
+        prior = (f"the likelihood has no finite maximum (complete separation), so the estimate of the intercept "
+                 f"(the {self.link} of the probability) is driven by its prior, not by the data")
+        if len(y) and np.all(y == 0):
+            return f"the response {name!r} is 0 in every row: {prior}; report it as such, or model data with both outcomes"
+        if len(y) and np.all(y == n):
+            what = "1 in every row" if trials is None else "a success in every trial"
+            return f"the response {name!r} is {what}: {prior}; report it as such, or model data with both outcomes"
+        none, every = y == 0, y == n
+        if X is None or not np.all(none | every):
+            return None  # a row with both outcomes: no single column separates them
+        for j, col in enumerate(columns):  # one pass per column: one value at every success, another at none
+            at_every, at_none = X[every, j], X[none, j]
+            if at_every.min() == at_every.max() != at_none.min() == at_none.max():
+                hi = at_every[0]
+                return (f"the predictor {col!r} separates the response {name!r} perfectly ({name} is "
+                        f"{'1' if trials is None else 'a success in every trial'} exactly where {col} = {hi:g}): "
+                        f"its coefficient's likelihood has no finite maximum, so its estimate (and the "
+                        f"intercept's) is driven by its prior, not by the data")
+        return None
+
     def log_likelihood(self, y, eta, aux=None, trials=None):
         n = 1 if trials is None else trials
         if self.link == "logit":
