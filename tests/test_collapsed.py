@@ -176,6 +176,53 @@ def test_draws_of_b_have_the_exact_conditional_mean_and_covariance(key, sleepstu
     np.testing.assert_allclose(sigma**2 * T @ T.T, cov, atol=1e-8, rtol=1e-8)
 
 
+def test_fitted_draws_of_b_are_the_exact_conditional_given_each_draws_hyperparameters():
+    """Through ``LMM(...).fit(method="collapsed")`` (nutpie, the compiled kernel, the working scale and
+    back): b | beta, sigma, G, y is N(m, P^-1), P = Z'Z / sigma^2 + G^-1, m = P^-1 Z'(y - X beta) / sigma^2
+    (beta conditioned on, as ``draw_random_effects`` samples it), computed per draw with numpy from the
+    stored beta, sigma, {g}_sd, {g}_corr; b read by level label. With P = L L', w = L'(b - m) is N(0, I)
+    in every draw, and the draws' innovations are independent given the hyperparameters, so over
+    N = 1000 draws of D = 56 effects: sum |w|^2 ~ chi2(N D) and N |mean w|^2 ~ chi2(D), each within its
+    two-sided 1e-4 interval (3.9 SD; measured -0.7 and -1.0 SD). b 2% too wide moves the first by
+    6.7 SD. Measured on a scratch edit: the finest factor's innovations x 1.03 in the kernel's
+    draw_effects (40 of the 56 effects) put the first at +6.5 SD."""
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny design's short chains may warn; the check is given theta
+        model = lb.LMM(NESTED, nested_data(3, subjects=8, neurons=5, seed=4))
+        fit = model.fit(method="collapsed", draws=500, tune=500, chains=2, seed=7, progressbar=False)
+    assert fit.method == "collapsed"
+    d = model.design
+    post = fit.posterior.transpose("chain", "draw", ...)
+    N = post.sizes["chain"] * post.sizes["draw"]
+    Z = d.Z.toarray()  # columns: factors in design order, level-major, effects within
+    b_parts, Ginv_parts = [], []
+    for g in d.groups:
+        b_parts.append(post[f"{g.name}_b"].sel({g.name: list(g.levels)}).values.reshape(N, -1))
+        sd = post[f"{g.name}_sd"].values.reshape(N, -1)
+        corr = (post[f"{g.name}_corr"].values.reshape(N, g.n_effects, g.n_effects) if f"{g.name}_corr" in post
+                else np.eye(g.n_effects))
+        Ginv = np.linalg.inv(sd[:, :, None] * corr * sd[:, None, :])
+        Ginv_parts.append(Ginv)
+    b = np.hstack(b_parts)
+    beta = post["beta"].values.reshape(N, -1)
+    s2 = post["sigma"].values.reshape(N) ** 2
+    D = b.shape[1]
+    assert D == Z.shape[1] == 56
+    w = np.empty((N, D))
+    for i in range(N):
+        Ginv_full = sl.block_diag(*[np.kron(np.eye(g.n_levels), Gi[i]) for g, Gi in zip(d.groups, Ginv_parts)])
+        P = Z.T @ Z / s2[i] + Ginv_full
+        m = np.linalg.solve(P, Z.T @ (d.y - d.X @ beta[i]) / s2[i])
+        w[i] = np.linalg.cholesky(P).T @ (b[i] - m)
+    scale, centre = float(np.sum(w**2)), float(N * np.sum(w.mean(axis=0) ** 2))
+    lo, hi = stats.chi2(N * D).ppf([5e-5, 1 - 5e-5])
+    assert lo < scale < hi, (scale, N * D, lo, hi)
+    lo, hi = stats.chi2(D).ppf([5e-5, 1 - 5e-5])
+    assert lo < centre < hi, (centre, D, lo, hi)
+
+
 def test_draw_random_effects_labels_and_seed():
     design = lb.LMM(NESTED, nested_data(3, subjects=4, neurons=3, seed=2)).design
     post = xr.Dataset({
