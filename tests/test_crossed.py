@@ -20,7 +20,7 @@ from scipy.linalg import block_diag
 from scipy.stats import binom, multivariate_normal
 
 import lmm_bayes as lb
-from lmm_bayes.errors import ImplicitNestingWarning, MethodNote
+from lmm_bayes.errors import ImplicitNestingWarning
 from lmm_bayes.inference.methods.crossed import system as crossed
 from lmm_bayes.inference.methods.crossed.system import CrossedSystem, crossed_model
 from lmm_bayes.inference.methods.kernel_loader import load
