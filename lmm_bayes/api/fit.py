@@ -406,6 +406,15 @@ class PoolingFit(_Saved, PoolingModelFit):
 
     Read like a :class:`Fit`; see :class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`
     for its draws and attributes.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> cmp = lb.compare_pooling("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"),
+    ...                          group="Subject", draws=300, tune=300, chains=2, seed=1, progressbar=False)
+    >>> fit = cmp.fits["no_pooling"]
+    >>> type(fit).__name__, fit.pooling, fit.coef("Subject").shape
+    ('PoolingFit', 'no_pooling', (18, 7))
     """
 
     @classmethod
