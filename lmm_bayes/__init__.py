@@ -11,6 +11,11 @@ named once on a row's way from ``LMM(...)`` to a table, is ``docs/architecture.m
 (180, 36)
 """
 
+# arviz_stats first, on purpose: every fit's diagnostics need it, and imported after the stages it
+# walks sys.modules through inspect.getmodule, which loads PyMC and PyTensor behind their lazy
+# proxies (about 0.4 s more for a fit in a new process: benchmarks/import_time.py)
+import arviz_stats  # noqa: F401, I001
+
 from lmm_bayes import datasets
 from lmm_bayes.api.fit import Fit, PoolingFit
 from lmm_bayes.api.io import load
