@@ -259,7 +259,13 @@ def test_size_limits_are_found_before_sampling(tmp_path, capsys, monkeypatch, te
         raise AssertionError("sampling started before the error was found")
 
     monkeypatch.setattr(fitting, "sample_posterior", no_sampling)  # the kernel path does not reach run_sampler
-    test_user_errors_are_found_before_sampling(tmp_path, capsys, monkeypatch, text, extra, message)
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    code = main(["fit", str(path), "--out", str(tmp_path / "fresh"), *extra(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert not (tmp_path / "fresh").exists()
 
 
 @pytest.mark.parametrize("out", ["fresh", "new/nested/out"])
