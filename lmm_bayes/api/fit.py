@@ -9,7 +9,7 @@ Each method hands the work to the function it names, which takes the fit as its 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
 import xarray as xr
@@ -35,7 +35,31 @@ __all__ = ["Fit", "PoolingFit"]
 
 
 class _Saved:
-    """What every user's fit does alike: save itself and draw its caterpillar plot."""
+    """What every user's fit does alike: come from a lower stage's fit, save itself, draw its caterpillar plot."""
+
+    @classmethod
+    def of(cls, fit: FittedModel) -> Self:
+        """The user's fit of the same draws and model as a fit from a lower stage.
+
+        A function of the results or teaching stage that fits or loads returns the stage's own
+        fit (:class:`~lmm_bayes.results.fit.MixedModelFit`, a no- or complete-pooling
+        :class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`); this gives it every method of
+        the user's class it is called on.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> from lmm_bayes.inference.sampling import SamplerSettings
+        >>> from lmm_bayes.results.fitting import fit_model
+        >>> from lmm_bayes.teaching.pooling_models import fit_complete_pooling
+        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
+        >>> fit = lb.Fit.of(fit_model(model, draws=200, tune=200, chains=2, seed=1, progressbar=False))
+        >>> settings = SamplerSettings(draws=200, tune=200, chains=2, seed=1, progressbar=False)
+        >>> pooled = lb.PoolingFit.of(fit_complete_pooling(model, "Subject", settings=settings))
+        >>> type(fit).__name__, fit.posterior["beta"].shape, type(pooled).__name__, pooled.pooling
+        ('Fit', (2, 200, 2), 'PoolingFit', 'complete_pooling')
+        """
+        return cls(idata=fit.idata, model=fit.model)
 
     def save(self, path: Any) -> None:
         """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`.
@@ -91,23 +115,6 @@ class Fit(_Saved, MixedModelFit):
     <lmm_bayes.Fit 'Reaction ~ Days + (1 | Subject)': method=collapsed, sampler=nutpie, 2 chains x 500 draws>
     """
 
-    @classmethod
-    def of(cls, fit: FittedModel) -> Fit:
-        """The user's fit of the same draws and model as a fit from a lower stage.
-
-        A function of the results stage that fits or loads returns the stage's own
-        :class:`~lmm_bayes.results.fit.MixedModelFit`; this gives it every method of a ``Fit``.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> from lmm_bayes.results.fitting import fit_model
-        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
-        >>> fit = lb.Fit.of(fit_model(model, draws=200, tune=200, chains=2, seed=1, progressbar=False))
-        >>> type(fit).__name__, fit.posterior["beta"].shape
-        ('Fit', (2, 200, 2))
-        """
-        return cls(idata=fit.idata, model=fit.model)
 
     def contrasts(self, variable: str, **kwargs: Any) -> pd.DataFrame:
         """Population means of a categorical predictor's levels and their pairwise differences.
@@ -417,19 +424,3 @@ class PoolingFit(_Saved, PoolingModelFit):
     ('PoolingFit', 'no_pooling', (18, 7))
     """
 
-    @classmethod
-    def of(cls, fit: FittedModel) -> PoolingFit:
-        """The user's pooling fit of the same draws and model as a fit from a lower stage.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> from lmm_bayes.inference.sampling import SamplerSettings
-        >>> from lmm_bayes.teaching.pooling_models import fit_complete_pooling
-        >>> model = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy"))
-        >>> settings = SamplerSettings(draws=200, tune=200, chains=2, seed=1, progressbar=False)
-        >>> fit = lb.PoolingFit.of(fit_complete_pooling(model, "Subject", settings=settings))
-        >>> type(fit).__name__, fit.pooling
-        ('PoolingFit', 'complete_pooling')
-        """
-        return cls(idata=fit.idata, model=fit.model)
