@@ -138,19 +138,19 @@ def _loo_fit(heavy: bool, seed: int):
 
 def test_high_pareto_k_is_one_warning_naming_the_poolings():
     """ArviZ's per-fit Pareto-k warnings become one UserWarning that names the flagged poolings only."""
-    from lmm_bayes.teaching.pooling import _loo_table
+    from lmm_bayes.teaching.nested_pooling import loo_table
 
     fits = {"no_pooling": _loo_fit(True, 0), "partial_pooling": _loo_fit(False, 1)}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = _loo_table(fits)
+        table = loo_table(fits)
     messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     assert len(messages) == 1, messages
     assert messages[0].startswith("PSIS-LOO: some observations have a high Pareto k (no_pooling), so")
     assert table.loc["no_pooling", "diag_elpd"] and not table.loc["partial_pooling", "diag_elpd"]
     with warnings.catch_warnings(record=True) as caught:  # nothing to say when every k-hat is low
         warnings.simplefilter("always")
-        _loo_table({"no_pooling": _loo_fit(False, 2), "partial_pooling": _loo_fit(False, 3)})
+        loo_table({"no_pooling": _loo_fit(False, 2), "partial_pooling": _loo_fit(False, 3)})
     assert not [w for w in caught if "Pareto" in str(w.message)]
 
 
@@ -158,7 +158,7 @@ def test_estimates_layout(radon_cmp, radon):
     e = radon_cmp.estimates
     assert e.index.names == ["level", "effect"]
     assert list(e.columns) == ESTIMATE_COLUMNS
-    assert e.shape == (85, 14)
+    assert e.shape == (85, 15)
     assert e.index[0] == ("AITKIN", "Intercept")
     assert e["n_obs"].sum() == len(radon)
     assert e.loc[("AITKIN", "Intercept"), "n_obs"] == (radon["county"] == "AITKIN").sum()
@@ -197,13 +197,15 @@ def test_partial_pooling_lies_between_no_pooling_and_population(radon_cmp):
     hi = np.maximum(e["no_pooling"], e["population"]) + 3 * mcse
     inside = (e["partial_pooling"] >= lo) & (e["partial_pooling"] <= hi)
     assert inside.all(), e[~inside]
-    # fraction_moved = (no - partial) / (no - population), by hand; in [0, 1] up to the same 3 MCSE
+    # fraction_moved = (no - partial) / (no - population), by hand; in [0, 1] up to the same 3 MCSE,
+    # and put on the bound it passed by less than that (Monte Carlo error, not a move past the target)
     gap = e["no_pooling"] - e["population"]
-    np.testing.assert_allclose(e["fraction_moved"], (e["no_pooling"] - e["partial_pooling"]) / gap, rtol=1e-12)
+    hand = ((e["no_pooling"] - e["partial_pooling"]) / gap).to_numpy()
+    np.testing.assert_allclose(e["fraction_moved"], np.clip(hand, 0, 1), rtol=1e-12)
     finite = e["fraction_moved"].dropna()
     assert len(finite) == 85
     slack = 3 * mcse / np.abs(gap.to_numpy())
-    assert (finite >= -slack).all() and (finite <= 1 + slack).all()
+    assert (hand >= -slack).all() and (hand <= 1 + slack).all()
 
 
 def test_shrinkage_is_the_models_own_factor_by_hand(radon_cmp):
@@ -292,7 +294,7 @@ def test_pooling_fit_log_likelihood_is_the_gaussian_of_its_mean(radon_cmp, radon
 def test_random_slopes_comparison(radon_slopes_cmp, radon):
     cmp = radon_slopes_cmp
     e = cmp.estimates
-    assert e.shape == (170, 14)
+    assert e.shape == (170, 15)
     assert list(e.index[:2]) == [("AITKIN", "Intercept"), ("AITKIN", "floor")]
     assert cmp.loo.index[0] == "partial_pooling"
     # a county of houses all on one floor cannot estimate its own floor effect: NaN, with a note
@@ -303,7 +305,7 @@ def test_random_slopes_comparison(radon_slopes_cmp, radon):
     assert slope.loc[one_floor, "note"].str.startswith("not identified by the cluster's own data").all()
     assert slope.loc[one_floor, "partial_pooling"].notna().all()
     assert slope["no_pooling"].notna().sum() == len(floors) - len(one_floor)
-    assert (e["note"] == "").sum() == e["no_pooling"].notna().sum()
+    assert e["note"].str.startswith("not identified").sum() == e["no_pooling"].isna().sum()
     # a floor effect that varies between counties is less certain than one regression says
     assert cmp.fixed_effect_se.loc["floor", "ratio"] > 1
 
@@ -332,7 +334,7 @@ def test_arrows_plot_of_a_comparison(radon_slopes_cmp):
 def test_fit_shrinkage_is_the_clusters_own_least_squares(radon_cmp, radon):
     partial = radon_cmp.fits["partial_pooling"]
     table = partial.shrinkage("county")
-    assert list(table.columns) == ESTIMATE_COLUMNS and table.shape == (85, 14)
+    assert list(table.columns) == ESTIMATE_COLUMNS and table.shape == (85, 15)
     floor = partial.fixef().loc["floor", "mean"]
     rows = radon[radon["county"] == "AITKIN"]
     by_hand = np.mean(rows["log_radon"] - floor * rows["floor"])
@@ -361,7 +363,7 @@ def test_unidentified_effects_are_nan_with_a_note(radon):
 
 def test_shrinkage_with_random_slopes(slopes_fit):
     table = slopes_fit.shrinkage("Subject")
-    assert table.shape == (36, 14)
+    assert table.shape == (36, 15)
     assert list(table.index.get_level_values("effect")[:2]) == ["Intercept", "Days"]
     assert table.attrs["group"] == "Subject"
     # every subject has 10 days: both effects identified, no-pooling = per-subject OLS
@@ -533,7 +535,7 @@ def test_arrows_need_two_effects(radon_cmp):
             "log_radon ~ floor + (1 | county/floor)",
             {"group": "county"},
             ValueError,
-            "exactly one grouping factor",
+            "'county:floor' lies in 'county', not the other way round: give group='county:floor'",
         ),
         (RADON, {"group": "county", "draw": 100}, TypeError, r"unknown sampler setting\(s\) \['draw'\]"),
         (RADON, {"group": "county", "log_likelihood": False}, ValueError, "needs log_likelihood"),

@@ -8,7 +8,9 @@ The comparison itself (the three fits, LOO, the per-cluster estimates, the pictu
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -17,9 +19,13 @@ import pandas as pd
 from lmm_bayes.api.fit import Fit, PoolingFit
 from lmm_bayes.api.model import GLMM, LMM
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
+from lmm_bayes.teaching.nested_pooling import NestedPoolingComparison
 from lmm_bayes.teaching.pooling import PoolingComparison, pooling_comparison
 
 __all__ = ["compare_pooling"]
+
+#: where the package lives: a warning is attributed to the first caller outside it
+PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
 
 def compare_pooling(
@@ -35,7 +41,7 @@ def compare_pooling(
     ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     no_pooling_scale: float = 10.0,
     **fit_kwargs: Any,
-) -> PoolingComparison:
+) -> PoolingComparison | NestedPoolingComparison:
     """Fit a model with no, partial and complete pooling and compare them.
 
     * **complete pooling**: the fixed part only, one regression for everybody,
@@ -49,6 +55,17 @@ def compare_pooling(
 
     All three are fitted on the same rows and compared by PSIS-LOO on the same
     observations.
+
+    **A hierarchy** (``y ~ x + (1 + x | subject) + (1 | subject:neuron)``, ``group=
+    "subject:neuron"``): four poolings of the neurons
+    (:class:`~lmm_bayes.teaching.nested_pooling.NestedPoolingComparison`): no pooling (each
+    neuron its own regression of its whole line: its own effects and its subject's), within
+    pooling (each subject its own line, unpooled; the neurons pooled around it), partial
+    pooling (the hierarchy) and complete pooling. Each neuron's estimate is its whole line;
+    partial pooling pulls it toward its subject's line (``target``), which is pulled toward the
+    population's. ``shrinkage_by_level`` gives the model's B_j of every level. The other
+    grouping factors must all be factors ``group`` lies in. One line on stderr names each fit
+    as it starts (``progressbar=False`` silences it).
 
     With ``family`` (counts, choices, k of n: :class:`~lmm_bayes.GLMM`'s families and
     arguments) all three keep the family, link, offset and trials: complete pooling is the
@@ -64,11 +81,12 @@ def compare_pooling(
     Parameters
     ----------
     formula : str
-        lme4 syntax with exactly one grouping factor, e.g.
-        ``"log_radon ~ floor + (floor | county)"``.
+        lme4 syntax with one grouping factor, e.g. ``"log_radon ~ floor + (floor | county)"``,
+        or a hierarchy (``"y ~ x + (1 + x | subject) + (1 | subject:neuron)"``).
     data : pandas.DataFrame
     group : str
-        The grouping factor (must be the formula's).
+        The grouping factor (must be the formula's); in a hierarchy, the level to compare
+        (the finest: ``"subject:neuron"``).
     priors : mapping, optional
         Prior overrides of the mixed model (:func:`lmm_bayes.spec.priors.resolve_priors`);
         complete and no pooling use its fixed-effect and residual priors.
@@ -89,14 +107,15 @@ def compare_pooling(
 
     Returns
     -------
-    PoolingComparison
+    PoolingComparison or NestedPoolingComparison
 
     Raises
     ------
     TypeError
         ``group`` is not a string, or an unknown sampler setting is given.
     ValueError
-        The formula has not exactly one grouping factor, ``group`` is not it,
+        The formula has no grouping factor, ``group`` is not one of its factors, another
+        factor is not one ``group`` lies in (crossed factors),
         ``log_likelihood=False`` is asked for (LOO needs it), or a fixed effect
         is constant within every cluster (a cluster-level predictor, which a
         no-pooling model cannot tell apart from the clusters' own intercepts).
@@ -109,7 +128,7 @@ def compare_pooling(
     >>> sorted(cmp.loo.index)
     ['complete_pooling', 'no_pooling', 'partial_pooling']
     >>> cmp.estimates.shape
-    (18, 14)
+    (18, 15)
     >>> bool(cmp.fixed_effect_se.loc["Intercept", "ratio"] > 1)
     True
     """
@@ -122,8 +141,13 @@ def compare_pooling(
             return LMM(formula, data, priors=priors, na_action=na_action)
         return GLMM(formula, data, family=family, link=link, trials=trials, priors=priors, na_action=na_action)
 
-    comparison = pooling_comparison(build_model, group=group, ci=ci, prob=prob,
-                                    no_pooling_scale=no_pooling_scale, **fit_kwargs)
+    # the fits' warnings (sampler health, LOO) are said at the user's call, not inside the package
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        comparison = pooling_comparison(build_model, group=group, ci=ci, prob=prob,
+                                        no_pooling_scale=no_pooling_scale, **fit_kwargs)
+    for w in caught:
+        warnings.warn(w.message, w.category, skip_file_prefixes=(PACKAGE_DIR,))
     fits = {name: (Fit if name == "partial_pooling" else PoolingFit).of(fit)
             for name, fit in comparison.fits.items()}
     return dataclasses.replace(comparison, fits=MappingProxyType(fits))

@@ -30,6 +30,7 @@ import xarray as xr
 from lmm_bayes import names
 from lmm_bayes.errors import RandomEffectsNotKept
 from lmm_bayes.spec.families.registry import GAUSSIAN
+from lmm_bayes.spec.lineage import line_group, lineage
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
@@ -51,6 +52,7 @@ __all__ = [
     "gaussian_log_likelihood",
     "hyperparameter_draws",
     "hyperparameters",
+    "line_draws",
     "linear_predictor",
     "model_coords",
     "pointwise_log_likelihood",
@@ -308,6 +310,33 @@ def population_effects(posterior: xr.Dataset, g: GroupDesign) -> xr.DataArray:
     parts = [beta.sel(coef=e, drop=True) if e in columns else zero for e in g.effects]
     return xr.concat(parts, dim=g.effect_dim).assign_coords({g.effect_dim: list(g.effects)}).transpose(
         "chain", "draw", g.effect_dim
+    )
+
+
+def line_draws(posterior: xr.Dataset, design: Design, g: GroupDesign, *, own: bool = True,
+               needed_by: str = "the clusters' whole lines") -> xr.DataArray:
+    """Every cluster's whole line per draw: β + the b of the clusters it lies in + its own b.
+
+    Over :func:`~lmm_bayes.spec.lineage.line_effects` (its ancestors' effects and its own),
+    dims (chain, draw, ``g.name``, ``{g}_effect``). For a factor nested in nothing it is
+    ``β + b``, as ``fit.coef_draws``. With ``own=False`` the cluster's own b is left out:
+    its parent's line, the line partial pooling pulls it toward (β for a factor nested in
+    nothing). ``needed_by`` names the caller in the error of a fit that kept no b.
+    """
+    line = line_group(design, g)
+    chain = [*([(g, np.arange(g.n_levels))] if own else []), *lineage(design, g)]
+    pop = population_effects(posterior, line).transpose("chain", "draw", line.effect_dim).values
+    total = np.repeat(pop[:, :, None, :], g.n_levels, axis=2)
+    for h, codes in chain:
+        b = b_draws(posterior, h, needed_by).transpose("chain", "draw", h.name, h.effect_dim).values
+        for k, e in enumerate(h.effects):
+            total[:, :, :, line.effects.index(e)] += b[:, :, codes, k]
+    return xr.DataArray(
+        total,
+        dims=("chain", "draw", g.name, g.effect_dim),
+        coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
+                g.name: list(g.levels), g.effect_dim: list(line.effects)},
+        name=coef_name(g),
     )
 
 

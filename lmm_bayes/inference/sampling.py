@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover  (the methods import this module's sampler
     from lmm_bayes.inference.methods.base import Method
 
 __all__ = [
-    "ADAPTATIONS", "MAX_CHAINS", "MAX_DRAWS", "MAX_LOGLIK_VALUES", "MAX_TOTAL_DRAWS", "SAMPLERS", "SamplerSettings", "choose_adaptation", "run_sampler",
+    "ADAPTATIONS", "MAX_CHAINS", "MAX_DRAWS", "MAX_LOGLIK_VALUES", "MAX_TOTAL_DRAWS", "SAMPLERS", "SamplerSettings", "choose_adaptation", "log_likelihood_draws", "run_sampler",
     "sample_nutpie", "sample_posterior",
 ]
 
@@ -165,6 +165,25 @@ def choose_adaptation(settings: SamplerSettings, max_correlation: float, *, samp
         return settings
     low_rank = sampled_b or max_correlation > LOW_RANK_CORRELATION
     return replace(settings, adaptation="low_rank" if low_rank else "diag")
+
+
+def log_likelihood_draws(posterior: xr.Dataset, n_obs: int) -> xr.Dataset:
+    """The draws a pointwise log-likelihood of ``n_obs`` rows is computed on when it must stay small.
+
+    All of them while chains × draws × rows is at most :data:`MAX_LOGLIK_VALUES`, else every
+    k-th draw of each chain, the smallest k that keeps it there (PSIS-LOO needs a few hundred
+    draws, not all of them).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> post = xr.Dataset({"sigma": (("chain", "draw"), np.ones((4, 1000)))})
+    >>> log_likelihood_draws(post, 50_000).sizes["draw"]      # 4 x 1000 x 50,000 = 5 x the limit
+    200
+    """
+    total = posterior.sizes["chain"] * posterior.sizes["draw"] * n_obs
+    step = max(1, -(-total // MAX_LOGLIK_VALUES))
+    return posterior if step == 1 else posterior.isel(draw=slice(None, None, step))
 
 
 def run_sampler(

@@ -141,9 +141,15 @@ class FittedModel:
         """Draws of every cluster's own effects, dims (chain, draw, level, effect)."""
         raise NotImplementedError  # pragma: no cover - every kind of fit defines it
 
-    def coef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+    def coef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
+             include_parents: bool = False) -> pd.DataFrame:
         """Cluster-specific effects (β + b for the mixed model; an effect without a fixed part is b alone),
         of one grouping factor or of every factor (``group=None``, as lme4).
+
+        As lme4's ``coef``, a nested cluster's effects are β + its own b. With
+        ``include_parents=True`` (a mixed model's fit) they are its whole line: β + the b of
+        the clusters it lies in + its own b, over their effects and its own (a neuron's
+        slope is its subject's), the line it is pulled toward being its parent's.
 
         Returns
         -------
@@ -161,8 +167,9 @@ class FittedModel:
         FrozenList(['group', 'level', 'effect'])
         """
         if group is None:
-            return self._every_group(self.coef, ci=ci, prob=prob)
-        table = summarize_draws(self.coef_draws(group), ci=ci, prob=prob)
+            return self._every_group(self.coef, ci=ci, prob=prob, include_parents=include_parents)
+        draws = self.coef_draws(group, include_parents=True) if include_parents else self.coef_draws(group)
+        table = summarize_draws(draws, ci=ci, prob=prob)
         table.index = table.index.set_names(["level", "effect"])
         return table
 

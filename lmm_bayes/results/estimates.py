@@ -29,10 +29,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ESTIMATE_COLUMNS",
+    "FRACTION_SLACK",
+    "bounded_fraction",
     "POOLINGS",
     "estimates_table",
     "identified",
     "mean_interval",
+    "mean_mcse",
     "model_shrinkage",
     "posterior_shrinkage",
     "normal_equations",
@@ -49,10 +52,14 @@ ESTIMATE_COLUMNS = [
     "n_obs",
     *(f"{p}{suffix}" for p in POOLINGS for suffix in ("", "_low", "_high")),
     "population",
+    "target",
     "shrinkage",
     "fraction_moved",
     "note",
 ]
+
+#: how far past its bounds [0, 1] a fraction moved may lie and still count as on them (rounding)
+FRACTION_SLACK = 1e-9
 
 #: (mean, HDI low, HDI high) of one pooling, each an array over (level, effect) or broadcastable to it
 Interval = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -71,6 +78,21 @@ def mean_interval(da: xr.DataArray, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     """
     low, high = interval_bounds(da, ci=ci, prob=prob)
     return da.mean(("chain", "draw")).values, low.values, high.values
+
+
+def mean_mcse(da: xr.DataArray) -> np.ndarray:
+    """Monte Carlo SE of the posterior mean over (chain, draw), as an array of the remaining dims.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.random.default_rng(0).normal(size=(4, 1000, 2)), dims=("chain", "draw", "k"))
+    >>> bool(np.allclose(mean_mcse(da), 1 / np.sqrt(4000), rtol=0.2))
+    True
+    """
+    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
+
+    return np.asarray(azs.mcse(da, method="mean").values)
 
 
 def normal_equations(g: GroupDesign) -> np.ndarray:
@@ -239,8 +261,15 @@ def estimates_table(
     factor: np.ndarray,
     notes: np.ndarray,
     intervals: str,
+    target: str = "population",
+    mcse: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The per-cluster table of the three poolings, with the shrinkage factor.
+
+    ``fraction_moved`` (:func:`shrinkage_factor`) is a fraction of the way from the
+    cluster's own estimate to its target: where it comes out below 0 (the estimate moved
+    away from the target) or above 1 (past it), which a cluster's effects correlated with
+    its other effects or another factor's can cause, it is NaN and the note says which.
 
     Parameters
     ----------
@@ -248,13 +277,20 @@ def estimates_table(
         The grouping factor whose clusters are the rows.
     no, partial, complete : (mean, low, high)
         Each pooling's estimate and interval bounds, arrays broadcastable to (levels, effects).
-    population : ndarray (effects,)
-        :func:`population_values`.
+    population : ndarray (effects,) or (levels, effects)
+        The value each cluster is pulled toward: :func:`population_values`, or for a
+        nested factor each cluster's parent line.
     factor : ndarray (levels, effects)
         The model's shrinkage factor, :func:`model_shrinkage`.
     notes : ndarray of str (levels, effects)
     intervals : str
         What the intervals are, stored in ``table.attrs["intervals"]``.
+    target : str
+        What ``population`` is, in the ``target`` column: ``"population"``, or for a
+        nested factor ``"subject line"`` (its parent's).
+    mcse : ndarray (levels, effects), optional
+        Monte Carlo SE of the gap between the no- and partial-pooling estimates: a fraction
+        moved past a bound by less than 3 of them is put on the bound, not refused.
 
     Returns
     -------
@@ -271,7 +307,7 @@ def estimates_table(
     >>> t = estimates_table(g, no=one, partial=half, complete=half, population=np.array([1.0]),
     ...                     factor=np.full((18, 1), 0.4), notes=np.full((18, 1), ""), intervals="made up")
     >>> t.shape, float(t["shrinkage"].iloc[0]), float(t["fraction_moved"].iloc[0])
-    ((18, 14), 0.4, 0.5)
+    ((18, 15), 0.4, 0.5)
     """
     J, q = g.n_levels, g.n_effects
     pop = np.broadcast_to(population, (J, q))
@@ -281,11 +317,42 @@ def estimates_table(
         cols[f"{name}_low"] = np.broadcast_to(lo, (J, q)).ravel().astype(float)
         cols[f"{name}_high"] = np.broadcast_to(hi, (J, q)).ravel().astype(float)
     cols["population"] = pop.ravel().astype(float)
+    cols["target"] = np.full(J * q, target, dtype=object)
     cols["shrinkage"] = np.broadcast_to(factor, (J, q)).ravel().astype(float)
-    cols["fraction_moved"] = shrinkage_factor(cols["no_pooling"], cols["partial_pooling"], cols["population"])
-    cols["note"] = notes.ravel().astype(str)
+    moved = shrinkage_factor(cols["no_pooling"], cols["partial_pooling"], cols["population"])
+    slack = None if mcse is None else 3 * np.broadcast_to(mcse, (J, q)).ravel() / np.abs(
+        cols["no_pooling"] - cols["population"])
+    cols["fraction_moved"], cols["note"] = bounded_fraction(moved, notes.ravel().astype(object), target, slack=slack)
     index = pd.MultiIndex.from_product([list(g.levels), list(g.effects)], names=["level", "effect"])
     table = pd.DataFrame(cols, index=index)[ESTIMATE_COLUMNS]
     table.attrs["group"] = g.name
     table.attrs["intervals"] = intervals
+    table.attrs["target"] = target
     return table
+
+
+def bounded_fraction(moved: np.ndarray, notes: np.ndarray, target: str, *,
+                     slack: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fractions moved on [0, 1]; NaN, with a note, where they fall outside by more than ``slack``.
+
+    ``slack`` (per value; default :data:`FRACTION_SLACK`, rounding) is how far past a bound
+    a fraction may lie and be put on it: 3 Monte Carlo SEs of a posterior mean, say.
+
+    Examples
+    --------
+    >>> moved, notes = bounded_fraction(np.array([0.5, 1.2, -0.1]), np.array(["", "", ""], dtype=object), "population")
+    >>> moved.tolist()
+    [0.5, nan, nan]
+    >>> print(notes[1])
+    fraction_moved undefined: the partial-pooling estimate moved past its target (population)
+    """
+    out = moved.copy()
+    notes = notes.copy()
+    tol = FRACTION_SLACK if slack is None else np.maximum(np.nan_to_num(slack, nan=0.0), FRACTION_SLACK)
+    low, high = moved < -tol, moved > 1 + tol
+    out[low | high] = np.nan
+    for i in np.flatnonzero(low | high):
+        how = "away from" if low[i] else "past"
+        said = f"fraction_moved undefined: the partial-pooling estimate moved {how} its target ({target})"
+        notes[i] = f"{notes[i]}; {said}" if notes[i] else said
+    return np.clip(out, 0.0, 1.0), notes.astype(str)

@@ -22,6 +22,7 @@ from lmm_bayes.inference.layout import (
     covariance_values,
     hyperparameter_draws,
     hyperparameters,
+    line_draws,
     population_effects,
 )
 from lmm_bayes.inference.standardize import standardize
@@ -229,8 +230,12 @@ class MixedModelFit(FittedModel):
         table.index = table.index.set_names(["level", "effect"])
         return table
 
-    def coef_draws(self, group: str) -> xr.DataArray:
+    def coef_draws(self, group: str, *, include_parents: bool = False) -> xr.DataArray:
         """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect).
+
+        With ``include_parents=True``, a nested cluster's whole line: β + the b of the
+        clusters it lies in + its own b, over its own effects and theirs (a neuron's slope
+        is its subject's); the same as β + b for a factor nested in nothing.
 
         Examples
         --------
@@ -242,6 +247,8 @@ class MixedModelFit(FittedModel):
         """
         g = self._group(group)
         post = self.posterior
+        if include_parents:
+            return line_draws(post, self.design, g, needed_by="coef")
         b = b_draws(post, g, "coef").transpose("chain", "draw", g.name, g.effect_dim)
         return (b + population_effects(post, g)).transpose("chain", "draw", g.name, g.effect_dim).rename(coef_name(g))
 

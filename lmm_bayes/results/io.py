@@ -399,7 +399,7 @@ def _read_fit(tree: xr.DataTree, path: Path, cls: type[FittedModel], classes: Fi
     except ValueError as err:  # a pooling fit's pooling or group attribute is damaged
         raise FitFileError(f"{str(path)!r}: {err}; the file may be damaged") from None
     if isinstance(fit, PoolingModelFit):
-        columns, factors = fit.beta_columns, ([fit.group] if fit.pooling == "no_pooling" else [])
+        columns, factors = fit.beta_columns, ([fit.group] if fit.pooling in ("no_pooling", "within_pooling") else [])
         needed = [BETA, *filter(None, [model.design.family.aux]), *(coef_name(fit.group) for _ in factors)]
     else:
         columns, factors = list(model.design.X_columns), [g.name for g in model.design.groups]

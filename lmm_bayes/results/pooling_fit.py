@@ -14,15 +14,17 @@ import xarray as xr
 
 from lmm_bayes.inference.layout import BETA, SIGMA, coef_name, population_effects
 from lmm_bayes.results.base import FittedModel
+from lmm_bayes.results.estimates import normal_equations
+from lmm_bayes.spec.lineage import line_group, lineage
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
     from lmm_bayes.spec.model import MixedModel as LMM
 
-__all__ = ["POOLING_KINDS", "PoolingModelFit", "shared_columns"]
+__all__ = ["POOLING_KINDS", "PoolingModelFit", "aliased_with_clusters", "check_separable", "shared_columns"]
 
 #: The poolings a :class:`PoolingModelFit` can be.
-POOLING_KINDS = ("no_pooling", "complete_pooling")
+POOLING_KINDS = ("no_pooling", "within_pooling", "complete_pooling")
 
 
 def shared_columns(design: Design, g: GroupDesign) -> list[int]:
@@ -36,6 +38,53 @@ def shared_columns(design: Design, g: GroupDesign) -> list[int]:
     ['floor']
     """
     return [k for k, c in enumerate(design.X_columns) if c not in g.effects]
+
+
+# ====================================================================== what no pooling can estimate
+
+
+def aliased_with_clusters(design: Design, g: GroupDesign) -> list[str]:
+    """Shared fixed columns a no-pooling model cannot tell apart from the clusters' own effects.
+
+    A column is aliased when, after projecting out every cluster's own effects
+    within the cluster, nothing of it (or of it beyond the columns before it) is left.
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> d = lb.LMM("log_radon ~ floor + log_uranium + (1 | county)", lb.datasets.load("radon")).design
+    >>> aliased_with_clusters(d, d.group("county"))
+    ['log_uranium']
+    """
+    shared = shared_columns(design, g)
+    if not shared:
+        return []
+    Xs = design.X[:, shared]
+    Ainv = np.linalg.pinv(normal_equations(g), rcond=1e-10, hermitian=True)
+    C = np.zeros((g.n_levels, g.n_effects, len(shared)))
+    np.add.at(C, g.codes, g.Z[:, :, None] * Xs[:, None, :])
+    fitted = np.einsum("nk,nkl,nlp->np", g.Z, Ainv[g.codes], C[g.codes])
+    R = Xs - fitted
+    scale = np.maximum(np.linalg.norm(Xs, axis=0), 1.0)
+    aliased, kept = [], []
+    for k in range(len(shared)):
+        trial = R[:, kept + [k]] / scale[kept + [k]]
+        if np.linalg.matrix_rank(trial, tol=1e-8 * np.sqrt(design.n)) == len(kept):
+            aliased.append(design.X_columns[shared[k]])
+        else:
+            kept.append(k)
+    return aliased
+
+
+def check_separable(design: Design, g: GroupDesign) -> None:
+    """Raise ``ValueError`` when a fixed effect is a cluster-level predictor (:func:`aliased_with_clusters`)."""
+    aliased = aliased_with_clusters(design, g)
+    if aliased:
+        raise ValueError(
+            f"fixed effect(s) {aliased} do not vary within the clusters of {g.name!r} (apart from the "
+            "clusters' own effects): a no-pooling model cannot tell such cluster-level predictors apart "
+            f"from each {g.name}'s own intercept. Remove them from the formula to compare poolings"
+        )
 
 
 class PoolingModelFit(FittedModel):
@@ -82,7 +131,7 @@ class PoolingModelFit(FittedModel):
 
     @property
     def pooling(self) -> str:
-        """``"no_pooling"`` or ``"complete_pooling"``."""
+        """``"no_pooling"``, ``"within_pooling"`` (a nested factor pooled within its parent) or ``"complete_pooling"``."""
         return str(self._idata.attrs["pooling"])
 
     @property
@@ -96,7 +145,12 @@ class PoolingModelFit(FittedModel):
         d = self.design
         if self.pooling == "complete_pooling":
             return list(d.X_columns)
-        return [d.X_columns[k] for k in shared_columns(d, d.group(self.group))]
+        g = d.group(self.group)
+        if self.pooling == "within_pooling":  # each parent's own line covers the effects above g
+            g = line_group(d, lineage(d, g)[0][0])
+        elif self._idata.attrs.get("whole_line"):  # a nested cluster's own regression of its whole line
+            g = line_group(d, g)
+        return [d.X_columns[k] for k in shared_columns(d, g)]
 
     def __repr__(self) -> str:
         a = self._idata.attrs
@@ -105,18 +159,21 @@ class PoolingModelFit(FittedModel):
             f"{a['chains']} chains x {a['draws']} draws>"
         )
 
-    def coef_draws(self, group: str) -> xr.DataArray:
+    def coef_draws(self, group: str, *, include_parents: bool = False) -> xr.DataArray:
         """Draws of every cluster's effects, dims (chain, draw, level, effect), like :meth:`Fit.coef_draws`.
 
         Complete pooling gives every cluster the same (fixed) values, 0 for an
-        effect without a fixed part.
+        effect without a fixed part. ``include_parents`` is the mixed model's (a pooling
+        fit's clusters lie in nothing) and is refused here.
         """
+        if include_parents:
+            raise ValueError("include_parents=True is for a mixed model's fit: a pooling fit's clusters lie in nothing")
         g = self._group(group)
         if g.name != self.group:
             raise ValueError(f"this fit compares poolings over {self.group!r}, not {g.name!r}")
         post = self.posterior
         name = coef_name(g)
-        if self.pooling == "no_pooling":
+        if self.pooling in ("no_pooling", "within_pooling"):
             return post[name].rename(name)
         levels = xr.DataArray(np.zeros(g.n_levels), dims=g.name, coords={g.name: list(g.levels)})
         return (population_effects(post, g) + levels).transpose("chain", "draw", g.name, g.effect_dim).rename(name)

@@ -15,15 +15,15 @@ import lazy_loader as lazy
 import numpy as np
 import pandas as pd
 
-from lmm_bayes.inference.layout import BETA, SIGMA, b_draws, covariance_values, linear_predictor
+from lmm_bayes.inference.layout import BETA, SIGMA, b_draws, covariance_values, line_draws, linear_predictor
 from lmm_bayes.results.estimates import (
     ESTIMATE_COLUMNS,
     POOLINGS,
     estimates_table,
     identified,
     mean_interval,
+    mean_mcse,
     normal_equations,
-    population_values,
     posterior_shrinkage,
 )
 from lmm_bayes.results.fit import check_fit
@@ -31,6 +31,7 @@ from lmm_bayes.results.glm_pooling import cluster_glm, glm_model_shrinkage, no_f
 from lmm_bayes.results.predict import predict
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
 from lmm_bayes.spec import validate
+from lmm_bayes.spec.lineage import line_group, lineage
 
 # heavy libraries load at first use (lazy_loader): `import lmm_bayes` and the kernel path never pay for them
 stats = lazy.load("scipy.stats", suppress_warning=True)
@@ -69,6 +70,17 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     and unbounded when a cluster's own estimate lies near the population value (a
     secondary column, for teaching).
 
+    **A nested factor** (``subject:neuron`` in ``(1 + x | subject) + (1 | subject:neuron)``):
+    every row is the cluster's whole line (β + its subject's b + its own b, over its own
+    effects and its subject's; :func:`~lmm_bayes.spec.lineage.line_group`), and its target,
+    in ``population``, is its parent's line (β + its subject's b, posterior mean), the line
+    partial pooling pulls it toward; the ``target`` column says which (``"population"`` or
+    ``"subject line"``). No pooling is the cluster's own least squares of its whole line;
+    an effect the cluster has none of its own (a neuron's slope) has ``shrinkage`` 1, pulled
+    all the way to its parent's. ``fraction_moved`` lies in [0, 1]; where the estimate moved
+    away from or past its target (correlated effects, other factors), it is NaN and the note
+    says so.
+
     **A generalized model** (:class:`~lmm_bayes.GLMM`): every column is on the link scale
     (log rate, log odds, probit; ``table.attrs["scale"]`` says which). No pooling is the
     cluster's own GLM, fitted by maximum likelihood with the same family and everything
@@ -99,7 +111,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     pandas.DataFrame
         Indexed by (``level``, ``effect``); columns :data:`ESTIMATE_COLUMNS`:
         ``n_obs``, ``no_pooling``, ``no_pooling_low``, ``no_pooling_high``, the
-        same for ``partial_pooling`` and ``complete_pooling``, ``population``,
+        same for ``partial_pooling`` and ``complete_pooling``, ``population``, ``target``,
         ``shrinkage``, ``fraction_moved``, ``note``.
 
     Raises
@@ -133,20 +145,14 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     if not design.family.is_gaussian:
         return _glm_shrinkage(fit, g, ci=ci, prob=prob)
     post = fit.posterior
-    beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
+    line, target, target_label = _line_and_target(fit, g)
 
-    # the cluster's own least squares, everything else held at the posterior means
-    shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
-    others = [
-        (h.Z, h.codes, b_draws(post, h, "shrinkage").mean(("chain", "draw")).values)
-        for h in design.groups if h.name != g.name
-    ]
-    offset = linear_predictor(design.X[:, shared], beta.iloc[shared].to_numpy(), others)
-    r = design.y - offset
-    A = normal_equations(g)
-    c = np.zeros((g.n_levels, g.n_effects))
-    np.add.at(c, g.codes, g.Z * r[:, None])
-    Ainv, ok, notes = identified(g, A)
+    # the cluster's own least squares of its whole line, everything else held at the posterior means
+    r = design.y - _held_fixed(fit, line)
+    A = normal_equations(line)
+    c = np.zeros((line.n_levels, line.n_effects))
+    np.add.at(c, line.codes, line.Z * r[:, None])
+    Ainv, ok, notes = identified(line, A)
     est = np.einsum("jkl,jl->jk", Ainv, c)
     sigma = float(post[SIGMA].mean())
     z = stats.norm.ppf(0.5 + prob / 2)
@@ -154,21 +160,48 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     est = np.where(ok, est, np.nan)
     no = (est, np.where(ok, est - z * se, np.nan), np.where(ok, est + z * se, np.nan))
 
-    partial = mean_interval(fit.coef_draws(g.name), ci=ci, prob=prob)
-    complete = _ols_coefficients(design, g.effects, prob)
+    lines = line_draws(post, design, g, needed_by="shrinkage")
+    partial = mean_interval(lines, ci=ci, prob=prob)
+    complete = _ols_coefficients(design, line.effects, prob)
     return estimates_table(
-        g,
+        line,
         no=no,
         partial=partial,
         complete=complete,
-        population=population_values(beta, g.effects),
-        factor=posterior_shrinkage(post, g, A),
+        population=target,
+        factor=_on_line(line, g, posterior_shrinkage(post, g, normal_equations(g))),
         notes=notes,
         intervals=(
             f"{100 * prob:.4g}%: no pooling normal interval with the fitted residual SD; partial pooling {ci.upper()}; "
             "complete pooling OLS t interval"
         ),
+        target=target_label,
+        mcse=mean_mcse(lines),
     )
+
+
+def _line_and_target(fit: Fit, g) -> tuple:
+    """``g`` over its whole line's effects, the line each cluster is pulled toward (posterior mean), and its name.
+
+    A factor nested in nothing is pulled toward the population (β); a nested one toward its
+    parent's line (β + the b of the clusters it lies in): ``"subject line"``.
+    """
+    design = fit.design
+    line = line_group(design, g)
+    parents = lineage(design, g)
+    target = line_draws(fit.posterior, design, g, own=False, needed_by="shrinkage").mean(("chain", "draw")).values
+    return line, target, f"{parents[0][0].name} line" if parents else "population"
+
+
+def _on_line(line, g, factor: np.ndarray) -> np.ndarray:
+    """The model's shrinkage factor of ``g``'s own effects, on its whole line: 1 for an effect it has none of.
+
+    A neuron without a slope of its own takes its subject's: pulled all the way to its parent's line.
+    """
+    out = np.ones((line.n_levels, line.n_effects))
+    for k, e in enumerate(g.effects):
+        out[:, line.effects.index(e)] = factor[:, k]
+    return out
 
 
 def _ols_coefficients(design: Design, effects: Sequence[str], prob: float):
@@ -193,13 +226,18 @@ def _ols_coefficients(design: Design, effects: Sequence[str], prob: float):
     return m, lo, hi
 
 
-def _held_fixed(fit: Fit, g) -> np.ndarray:
-    """Per row, the linear predictor without ``g``'s own effects, at the posterior means (offset included)."""
+def _held_fixed(fit: Fit, line) -> np.ndarray:
+    """Per row, the linear predictor without the cluster's whole ``line``, at the posterior means (offset included).
+
+    Left out: the fixed effects of the line's effects, the cluster's own b and the b of the
+    clusters it lies in; kept: the other fixed effects and every other factor's b.
+    """
     design, post = fit.design, fit.posterior
     beta = post[BETA].mean(("chain", "draw")).values
-    shared = [k for k, c in enumerate(design.X_columns) if c not in g.effects]
+    shared = [k for k, c in enumerate(design.X_columns) if c not in line.effects]
+    inside = {line.name, *(a.name for a, _ in lineage(design, design.group(line.name)))}
     others = [(h.Z, h.codes, b_draws(post, h, "shrinkage").mean(("chain", "draw")).values)
-              for h in design.groups if h.name != g.name]
+              for h in design.groups if h.name not in inside]
     offset = design.offset
     held = linear_predictor(design.X[:, shared], beta[shared], others)
     return held if offset is None else held + offset
@@ -212,14 +250,14 @@ def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
     trials = design.trials
     aux_draws = post[family.aux].transpose("chain", "draw").values.reshape(-1) if family.aux else None
     aux = None if aux_draws is None else float(aux_draws.mean())
-    beta = pd.Series(post[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float)
     z = stats.norm.ppf(0.5 + prob / 2)
+    line, target, target_label = _line_and_target(fit, g)
 
-    A = normal_equations(g)
-    _, ok, notes = identified(g, A)
-    theta, cov, converged = cluster_glm(family, design.y, g.Z, g.codes, g.n_levels, offset=_held_fixed(fit, g),
-                                        trials=trials, aux=aux)
-    empty = no_finite_estimate(family, design.y, g.codes, g.n_levels, trials)
+    A = normal_equations(line)
+    _, ok, notes = identified(line, A)
+    theta, cov, converged = cluster_glm(family, design.y, line.Z, line.codes, line.n_levels,
+                                        offset=_held_fixed(fit, line), trials=trials, aux=aux)
+    empty = no_finite_estimate(family, design.y, line.codes, line.n_levels, trials)
     for j in np.flatnonzero(~converged):
         why = empty[j] or "the cluster's own likelihood has no finite maximum (separation): no estimate"
         notes[j] = [n or why for n in notes[j]]
@@ -229,24 +267,26 @@ def _glm_shrinkage(fit: Fit, g, *, ci: str, prob: float) -> pd.DataFrame:
 
     offset = design.offset
     X = design.X
-    complete = [np.zeros(g.n_effects) for _ in range(3)]
+    complete = [np.zeros(line.n_effects) for _ in range(3)]
     if X.shape[1]:
         pooled, pcov, pok = cluster_glm(family, design.y, X, np.zeros(design.n, dtype=np.int64), 1,
                                         offset=np.zeros(design.n) if offset is None else offset, trials=trials, aux=aux)
-    for k, e in enumerate(g.effects):
+    for k, e in enumerate(line.effects):
         if e in design.X_columns and pok[0]:
             i = design.X_columns.index(e)
             half = z * np.sqrt(pcov[0, i, i])
             complete[0][k], complete[1][k], complete[2][k] = pooled[0, i], pooled[0, i] - half, pooled[0, i] + half
 
-    factor = glm_posterior_shrinkage(fit, g)
+    factor = _on_line(line, g, glm_posterior_shrinkage(fit, g))
     table = estimates_table(
-        g,
+        line,
         no=no,
-        partial=mean_interval(fit.coef_draws(g.name), ci=ci, prob=prob),
+        partial=mean_interval(lines := line_draws(post, design, g, needed_by="shrinkage"), ci=ci, prob=prob),
         complete=tuple(complete),
-        population=population_values(beta, g.effects),
+        population=target,
         factor=factor,
+        target=target_label,
+        mcse=mean_mcse(lines),
         notes=notes,
         intervals=(
             f"{100 * prob:.4g}%: no pooling Wald interval of each cluster's own GLM; partial pooling {ci.upper()}; "

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,18 +36,27 @@ from lmm_bayes.results.estimates import (
     estimates_table,
     identified,
     mean_interval,
+    mean_mcse,
     normal_equations,
     population_values,
     posterior_shrinkage,
 )
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.glm_pooling import no_finite_estimate
+from lmm_bayes.results.pooling_fit import check_separable
 from lmm_bayes.results.shrinkage import glm_posterior_shrinkage, link_scale
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_label
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.teaching import pooling_plots
-from lmm_bayes.teaching.pooling_models import check_separable, fit_complete_pooling, fit_no_pooling
+from lmm_bayes.teaching.nested_pooling import (
+    NestedPoolingComparison,
+    loo_table,
+    nested_pooling_comparison,
+    partial_pooling_fit,
+    progress,
+)
+from lmm_bayes.teaching.pooling_models import fit_complete_pooling, fit_no_pooling
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -167,8 +175,11 @@ def pooling_comparison(
     ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     no_pooling_scale: float = 10.0,
     **fit_kwargs: Any,
-) -> PoolingComparison:
+) -> PoolingComparison | NestedPoolingComparison:
     """No, partial and complete pooling of the model ``build_model()`` makes, fitted and compared.
+
+    For a factor nested in others (``subject:neuron`` of a subject / neuron hierarchy) four
+    poolings: :func:`~lmm_bayes.teaching.nested_pooling.nested_pooling_comparison`.
 
     The work of :func:`lmm_bayes.compare_pooling`, which documents the arguments and builds the
     model; the arguments are checked before the model is built, so a wrong setting is reported
@@ -199,23 +210,30 @@ def pooling_comparison(
             "compare_pooling compares the poolings by LOO, which needs log_likelihood; "
             "leave log_likelihood out"
         )
+    if fit_kwargs.get("keep_b") == "none":
+        raise ValueError(
+            "compare_pooling needs the draws of b (each cluster's estimate, and LOO); leave keep_b out"
+        )
     settings = SamplerSettings(**{k: v for k, v in fit_kwargs.items() if k in _SETTINGS})
     model = build_model()
     design = model.design
-    if len(design.groups) != 1:
-        raise ValueError(
-            f"compare_pooling needs a formula with exactly one grouping factor; {model.formula!r} has "
-            f"{len(design.groups)}: {[h.name for h in design.groups]}"
-        )
+    if not design.groups:
+        raise ValueError(f"compare_pooling needs a grouping factor; {model.formula!r} has none")
     g = design.group(group)
+    if len(design.groups) > 1:  # a factor in a hierarchy: four poolings (teaching/nested_pooling.py)
+        return nested_pooling_comparison(model, g, ci=ci, prob=prob, no_pooling_scale=no_pooling_scale,
+                                         settings=settings, fit_kwargs=fit_kwargs)
     check_separable(design, g)
 
-    partial = fit_model(model, **{**fit_kwargs, "log_likelihood": True})
+    progress(settings, 1, 3, "partial pooling (the mixed model)")
+    partial = partial_pooling_fit(model, fit_kwargs)
+    progress(settings, 2, 3, f"no pooling (each {g.name} its own regression)")
     no = fit_no_pooling(model, g.name, scale=no_pooling_scale, settings=settings)
+    progress(settings, 3, 3, "complete pooling (the fixed part only)")
     complete = fit_complete_pooling(model, g.name, settings=settings)
     fits = {"no_pooling": no, "partial_pooling": partial, "complete_pooling": complete}
 
-    loo = _loo_table(fits)
+    loo = loo_table(fits, n_obs=design.n, seed=settings.seed)
     A = normal_equations(g)
     _, ok, notes = identified(g, A)
     fam = design.family
@@ -225,6 +243,7 @@ def pooling_comparison(
             notes[j] = [n or f"{empty[j]} (its no-pooling posterior is its prior)" for n in notes[j]]
             ok[j] = False
     np_m, np_lo, np_hi = mean_interval(no.coef_draws(g.name), ci=ci, prob=prob)
+    mcse = np.hypot(mean_mcse(no.coef_draws(g.name)), mean_mcse(partial.coef_draws(g.name)))
     beta = pd.Series(
         partial.posterior[BETA].mean(("chain", "draw")).values, index=list(design.X_columns), dtype=float
     )
@@ -237,6 +256,7 @@ def pooling_comparison(
         factor=posterior_shrinkage(partial.posterior, g, A) if fam.is_gaussian else glm_posterior_shrinkage(partial, g),
         notes=notes,
         intervals=f"{interval_label(ci, prob)} of each pooling's posterior",
+        mcse=mcse,
     )
     if not fam.is_gaussian:
         estimates.attrs["scale"] = link_scale(fam)
@@ -254,28 +274,3 @@ def pooling_comparison(
         group=g.name,
         formula=model.formula,
     )
-
-
-def _loo_table(fits: Mapping[str, Any]) -> pd.DataFrame:
-    """ArviZ's compare table; Pareto-k warnings are gathered into one that names the poolings."""
-    import arviz_stats as azs  # at first use: `import lmm_bayes` stays light
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = azs.compare({k: f.idata for k, f in fits.items()}, round_to="none")
-    pareto = [str(w.message) for w in caught if "Pareto" in str(w.message)]
-    for w in caught:
-        if "Pareto" not in str(w.message):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if pareto:
-        flagged = [
-            k for k in table.index if isinstance(table.loc[k, "diag_elpd"], str) and table.loc[k, "diag_elpd"]
-        ]
-        warnings.warn(
-            f"PSIS-LOO: some observations have a high Pareto k ({', '.join(flagged) or 'see .loo'}), so "
-            "their elpd estimates are less reliable. Such observations strongly influence their own "
-            "cluster's estimate, typical of small clusters without pooling; see the diag_elpd column of .loo",
-            UserWarning,
-            stacklevel=3,
-        )
-    return table
