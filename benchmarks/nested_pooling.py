@@ -47,7 +47,7 @@ def main() -> None:
         times.append(time.perf_counter() - start)
         print(f"{run}: {times[-1]:.1f} s", flush=True)
     coef = cmp.fits["partial_pooling"].coef("subject:neuron", include_parents=True)["mean"].to_numpy()
-    gap = float(np.max(np.abs(coef - cmp.estimates["partial_pooling"].to_numpy())))
+    gap = float(np.max(np.abs(coef - cmp.estimates["partial_pooling"].to_numpy())))  # 0: the same table
     print(cmp)
     print(f"\n{len(df):,} rows, {platform.processor() or platform.machine()}, "
           f"{args.chains} chains x {args.draws} draws (+{args.tune} tuning)")

@@ -56,7 +56,8 @@ def test_partial_pooling_is_each_neurons_whole_line(cmp, data):
     np.testing.assert_allclose(e.xs("Intercept", level="effect")["partial_pooling"], intercept.mean(0), rtol=1e-10)
     np.testing.assert_allclose(e.xs("x", level="effect")["partial_pooling"], slope.mean(0), rtol=1e-10)
     coef = fit.coef(NEURON, include_parents=True)
-    np.testing.assert_allclose(coef["mean"].to_numpy(), e["partial_pooling"].to_numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(coef["mean"].to_numpy(), e["partial_pooling"].to_numpy())  # to the last digit
+    np.testing.assert_array_equal(coef["hdi_low"].to_numpy(), e["partial_pooling_low"].to_numpy())
     # the target is the subject's line (β + its b), not the population's
     target = (beta[:, None, :] + bs[:, up, :]).mean(0)
     np.testing.assert_allclose(e["target"].to_numpy(), target.ravel(), rtol=1e-10)
@@ -227,3 +228,35 @@ def test_a_fit_too_large_for_every_draw_gets_its_log_likelihood_on_thinned_draws
         mu = mu + (g.Z * post[f"{g.name}_b"].transpose(g.name, ...).values[g.codes]).sum(1)
     expected = stats.norm.logpdf(d.y, mu, float(post["sigma"]))
     np.testing.assert_allclose(ll.isel(chain=1).sel(draw=8).values, expected, rtol=1e-10)
+
+
+def test_a_glmm_hierarchy_is_compared_on_the_link_scale():
+    """Poisson spikes in neurons in subjects: the four fits keep the family; lines and targets on the log scale."""
+    df = simulate_hierarchy(4, 4, 12, beta=[1.0, 0.3], G=[[0.2, 0.0], [0.0, 0.04]], sigma_neuron=0.3,
+                            family="poisson", seed=4).data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmp = lb.compare_pooling("y ~ x + (1 + x | subject) + (1 | subject:neuron)", df, group=NEURON,
+                                 family="poisson", draws=200, tune=200, chains=2, seed=1, progressbar=False)
+    e = cmp.estimates
+    assert e.attrs["scale"] == "link scale: log rate"
+    fit = cmp.fits["partial_pooling"]
+    beta, bs, bn = _post(fit, "beta"), _post(fit, "subject_b"), _post(fit, f"{NEURON}_b")
+    up = _parent_codes(df)
+    np.testing.assert_allclose(e.xs("Intercept", level="effect")["partial_pooling"],
+                               (beta[:, [0]] + bs[:, up, 0] + bn[:, :, 0]).mean(0), rtol=1e-10)
+    np.testing.assert_allclose(e.xs("Intercept", level="effect")["target"], (beta[:, [0]] + bs[:, up, 0]).mean(0),
+                               rtol=1e-10)
+    B = cmp.shrinkage_by_level
+    assert ((B["min"] > 0) & (B["max"] < 1)).all()
+    # no pooling: each neuron's own Poisson regression (wide priors): its posterior mean within one
+    # posterior SD of the neuron's maximum likelihood line (scipy)
+    from scipy.optimize import minimize
+
+    draws = cmp.fits["no_pooling"].coef_draws(NEURON)
+    own, sd = draws.mean(("chain", "draw")).values, draws.std(("chain", "draw")).values
+    for j, (_, rows) in enumerate(df.groupby(["subject", "neuron"], sort=True, observed=True)):
+        x, y = rows["x"].to_numpy(), rows["y"].to_numpy()
+        mle = minimize(lambda t: np.sum(np.exp(t[0] + t[1] * x) - y * (t[0] + t[1] * x)), np.zeros(2)).x
+        assert np.all(np.abs(own[j] - mle) < sd[j]), (j, own[j], mle, sd[j])
+    assert sorted(cmp.loo.index) == ["complete_pooling", "no_pooling", "partial_pooling", "within_pooling"]

@@ -50,6 +50,7 @@ from lmm_bayes.results.estimates import (
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.pooling_fit import check_separable
 from lmm_bayes.results.shrinkage import glm_posterior_shrinkage
+from lmm_bayes.results.summary import interval_columns
 from lmm_bayes.spec.lineage import line_group, lineage
 from lmm_bayes.teaching.nested_pooling_plots import plot_nested_arrows
 from lmm_bayes.teaching.pooling_models import fit_complete_pooling, fit_no_pooling, fit_within_pooling
@@ -279,9 +280,13 @@ def _estimates(design: Design, g: GroupDesign, line: GroupDesign, fits: Mapping[
         "within_pooling": fits["within_pooling"].coef_draws(g.name),
         "partial_pooling": partial.coef_draws(g.name, include_parents=True),
     }
+    # partial pooling: the fit's own coef table, so the two agree to the last digit
+    coef = partial.coef(g.name, ci=ci, prob=prob, include_parents=True)
     for name in NESTED_POOLINGS:
         if name == "complete_pooling":
             m, lo, hi = mean_interval(population_effects(fits[name].posterior, line), ci=ci, prob=prob)
+        elif name == "partial_pooling":
+            m, lo, hi = (coef[c].to_numpy().reshape(J, q) for c in ("mean", *interval_columns(ci)))
         else:
             m, lo, hi = mean_interval(draws[name], ci=ci, prob=prob)
         keep = ok if name == "no_pooling" else True
