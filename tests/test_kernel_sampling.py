@@ -122,9 +122,30 @@ def test_a_compile_says_so(monkeypatch, capsys):
     assert not kernel_loader.is_loaded()
     assert kernel_loader.warm_up() >= 0 and kernel_loader.is_loaded()
     err = capsys.readouterr().err
-    # one notice, though both compiled files load
+    # one notice for each compiled file that loads slowly, naming it (the Laplace kernel, loaded, says nothing)
     assert err.count("compiling the collapsed sampler's kernel once for this machine") == 1
+    assert err.count("compiling the crossed method's loops once for this machine") == 1
+    assert "Laplace" not in err
     assert kernel_loader.cache_location() in err
     # loaded: no second notice
     kernel_loader.warm_up()
     assert capsys.readouterr().err == ""
+
+
+def test_a_graph_compile_says_so(capsys):
+    """A model graph nutpie compiles (a GLMM's, a pooling model's) gets one line; a reused one none."""
+    import pymc as pm
+
+    from lmm_bayes.inference.sampling import SamplerSettings, run_sampler
+
+    def build():
+        with pm.Model() as model:
+            pm.Normal("mu", 0.0, 1.0)
+        return model
+
+    settings = SamplerSettings(draws=20, tune=20, chains=1, seed=1, progressbar=True)
+    key = "test_a_graph_compile_says_so"
+    run_sampler(build, key, dict, settings)
+    assert capsys.readouterr().err.count("lmm-bayes: compiling this model's graph") == 1
+    run_sampler(build, key, dict, settings)
+    assert "compiling" not in capsys.readouterr().err

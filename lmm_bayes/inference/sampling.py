@@ -16,6 +16,7 @@ the data in instead of compiling again.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -208,6 +209,9 @@ def run_sampler(
         compiled = _COMPILED.get(key)
         reused = compiled is not None
         if compiled is None:
+            if s.progressbar:  # a compile is the one wait a user cannot see coming
+                print("lmm-bayes: compiling this model's graph (seconds to a minute; a model of the same "
+                      "structure reuses it in this process)", file=sys.stderr, flush=True)
             compiled = nutpie.compile_pymc_model(build(), freeze_model=False)
             _COMPILED[key] = compiled
             while len(_COMPILED) > _CACHE_SIZE:

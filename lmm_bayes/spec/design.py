@@ -349,7 +349,8 @@ def _reference_rows(used: pd.DataFrame, spec: ModelSpec, dms: list) -> tuple[pd.
 
 
 def build_design(
-    spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise", n_rows: int | None = None
+    spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise", n_rows: int | None = None,
+    one_per_row: bool = False,
 ) -> Design:
     """Evaluate a spec on data.
 
@@ -364,6 +365,8 @@ def build_design(
         The rows ``data`` stands for, when it holds one row per cluster of a larger data set
         (:mod:`lmm_bayes.spec.dask_data`): fewer levels than rows is checked against it, and
         the fixed effects' rank is left to the caller (on the whole data's ``X'X``).
+    one_per_row : bool
+        Accept a grouping factor with one level per row (a GLMM's observation-level effect).
 
     Returns
     -------
@@ -413,7 +416,8 @@ def build_design(
     effects_dms = {}
     for term in spec.random:
         codes, levels, keys = lab.encode_levels([factor_labels[f] for f in term.factors], term.factors)
-        validate.check_grouping(term.group, len(levels), len(used) if n_rows is None else n_rows)
+        validate.check_grouping(term.group, len(levels), len(used) if n_rows is None else n_rows,
+                                one_per_row=one_per_row)
         parts, names, blocks = [], [], []
         dms = []
         for block in term.blocks:

@@ -181,7 +181,7 @@ class GeneralizedMixedModel(MixedModel):
         for col in spec.response_variables:  # before build_design, whose words are the LMM's
             validate.check_numeric_response(used[col], col, needs=f"a GLMM with family={fam.name!r} needs "
                                             f"{_response_words(fam)}")
-        design = build_design(spec, used, na_action="raise")
+        design = build_design(spec, used, na_action="raise", one_per_row=True)  # overdispersion: one level per row
         rows = used.loc[design.index]
         n_trials = None
         if binomial is not None:
@@ -198,6 +198,7 @@ class GeneralizedMixedModel(MixedModel):
                 f"{binomial[0]} + {binomial[1]}")
             n_trials = check_trials(n_trials, name, index=design.index)
         fam.check_response(design.y, binomial[0] if binomial else design.response, n_trials, index=design.index)
+        _check_one_per_row(design, fam, n_trials)
         note = fam.separation_note(design.y, binomial[0] if binomial else design.response, n_trials,
                                    design.X, design.X_columns)
         if note is not None:
@@ -241,6 +242,17 @@ class GeneralizedMixedModel(MixedModel):
         lines[0] = f"GLMM: {self._formula}"
         lines.insert(1, f"  family:        {self.family.name} (link: {self.family.link})")
         return "\n".join(lines)
+
+
+def _check_one_per_row(design: Design, family: Family, trials: np.ndarray | None) -> None:
+    """Refuse an observation-level effect on 0/1 responses, where nothing tells it apart from the mean."""
+    per_row = [g.name for g in design.groups if g.n_levels == design.n]
+    if per_row and (family.name == "bernoulli" or (trials is not None and np.all(trials == 1))):
+        raise ValueError(
+            f"grouping factor {per_row[0]!r} has one level per row: an observation-level random effect models "
+            "overdispersion, which a 0/1 response cannot show (each row's own effect is not identified). "
+            "Drop the term, or group the rows (e.g. by subject)"
+        )
 
 
 def _columns_of(exprs: list[str]) -> list[str]:

@@ -182,14 +182,19 @@ def check_numeric_response(values: pd.Series | np.ndarray, name: str,
         )
 
 
-def check_grouping(name: str, n_levels: int, n_rows: int) -> None:
-    """At least two levels, and fewer levels than rows (lme4's check)."""
+def check_grouping(name: str, n_levels: int, n_rows: int, *, one_per_row: bool = False) -> None:
+    """At least two levels, and fewer levels than rows (lme4's check).
+
+    ``one_per_row=True`` (a GLMM's count or k-of-n response) also accepts one level per row:
+    an observation-level random effect, the usual model of overdispersion, which a Gaussian
+    model cannot tell apart from its residual.
+    """
     if n_levels < 2:
         raise ValueError(
             f"grouping factor {name!r} has {n_levels} level; a random effect needs at least 2 "
             "(drop the term, or check that the column is the one you meant)"
         )
-    if n_levels >= n_rows:
+    if n_levels >= n_rows and not (one_per_row and n_levels == n_rows):
         raise ValueError(
             f"grouping factor {name!r} has {n_levels} levels for {n_rows} rows; the number of levels "
             "must be smaller than the number of rows, or the random effect cannot be told apart "

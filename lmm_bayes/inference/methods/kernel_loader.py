@@ -32,6 +32,9 @@ _CROSSED = "lmm_bayes.inference.methods.crossed.kernel"
 _GIBBS = "lmm_bayes.inference.methods.gibbs.kernel"
 _LAPLACE = "lmm_bayes.inference.methods.laplace.kernel"
 _NOTICED: list[str] = []
+#: what each compiled file is, for the notice printed while it compiles
+_WHAT = {_KERNEL: "the collapsed sampler's kernel", _CROSSED: "the crossed method's loops",
+         _GIBBS: "the Gibbs sampler's sweeps", _LAPLACE: "the GLMM Laplace method's kernel"}
 
 
 def is_loaded() -> bool:
@@ -84,10 +87,10 @@ def _import_with_notice(name: str) -> ModuleType:
     done = threading.Event()
 
     def notice() -> None:
-        if not done.wait(NOTICE_AFTER_S) and not _NOTICED:
-            _NOTICED.append(name)  # one notice a process, however many compiled files load
+        if not done.wait(NOTICE_AFTER_S) and name not in _NOTICED:
+            _NOTICED.append(name)  # one notice a process for each compiled file
             print(
-                "lmm-bayes: compiling the collapsed sampler's kernel once for this machine "
+                f"lmm-bayes: compiling {_WHAT[name]} once for this machine "
                 f"(about a minute); later models and processes load it from {cache_location()}",
                 file=sys.stderr, flush=True,
             )
@@ -100,7 +103,7 @@ def _import_with_notice(name: str) -> ModuleType:
 
 
 def warm_up() -> float:
-    """Load (or compile) the kernel now; returns the seconds it took.
+    """Load (or compile) every compiled kernel now (collapsed, crossed, Gibbs, Laplace); returns the seconds it took.
 
     ``bash run.sh`` calls it when it sets a machine up, so that a user's first fit does not wait.
 
@@ -113,4 +116,5 @@ def warm_up() -> float:
     load()
     load_crossed()
     load_gibbs()
+    load_laplace()  # a user's first GLMM would otherwise wait for it
     return time.perf_counter() - start
