@@ -224,7 +224,7 @@ def run_one(ctx: Context, task: Task) -> Outcome:
     )
 
 
-def attempt(ctx: Any, task: Any, run: Callable[[Any, Any], Any] = run_one) -> Any:
+def attempt(ctx: Any, task: Any, run: Callable[[Any, Any], Any] | None = None) -> Any:
     """``run(ctx, task)`` (:func:`run_one` by default), with any exception (not ``KeyboardInterrupt``)
     returned as a :class:`Failure`.
 
@@ -234,7 +234,7 @@ def attempt(ctx: Any, task: Any, run: Callable[[Any, Any], Any] = run_one) -> An
     """
     try:
         _isolate_compiledir(ctx.parent_pid)
-        return run(ctx, task)
+        return (run_one if run is None else run)(ctx, task)  # looked up now: tests replace run_one
     except Exception as err:  # noqa: BLE001 - one simulation's error must not stop the others
         return Failure.of(task, err)
 
@@ -260,7 +260,7 @@ def check_executor(executor: Any) -> None:
     )
 
 
-def execute(ctx: Any, tasks: Sequence[Any], executor: Any, run: Callable[[Any, Any], Any] = run_one,
+def execute(ctx: Any, tasks: Sequence[Any], executor: Any, run: Callable[[Any, Any], Any] | None = None,
             ) -> Iterator[Any]:
     """Run ``run`` (:func:`run_one` by default) on every task on ``executor`` (see :func:`check_executor`);
     yield results in order of completion.
@@ -275,8 +275,8 @@ def execute(ctx: Any, tasks: Sequence[Any], executor: Any, run: Callable[[Any, A
 
         shared = executor.scatter(ctx, broadcast=True)
         token = uuid.uuid4().hex[:8]
-        prefix = "sbc" if run is run_one else run.__name__
-        futures = {executor.submit(attempt, shared, t, run, pure=False, key=f"{prefix}-{token}-{t.index}"): t
+        prefix, extra = ("sbc", ()) if run is None else (run.__name__, (run,))
+        futures = {executor.submit(attempt, shared, t, *extra, pure=False, key=f"{prefix}-{token}-{t.index}"): t
                    for t in tasks}
         try:
             for future in as_completed(futures):
@@ -298,9 +298,10 @@ def _result(future: Any, task: Task) -> Outcome | Failure:
         return Failure.of(task, err)
 
 
-def _from_pool(pool: cf.Executor, ctx: Any, tasks: Sequence[Any], run: Callable[[Any, Any], Any],
+def _from_pool(pool: cf.Executor, ctx: Any, tasks: Sequence[Any], run: Callable[[Any, Any], Any] | None,
                ) -> Iterator[Any]:
-    futures = {pool.submit(attempt, ctx, t, run): t for t in tasks}
+    extra = () if run is None else (run,)  # SBC's calls stay attempt(ctx, task)
+    futures = {pool.submit(attempt, ctx, t, *extra): t for t in tasks}
     try:
         for future in cf.as_completed(futures):
             yield _result(future, futures[future])
