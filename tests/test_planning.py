@@ -277,3 +277,26 @@ def test_a_rerun_skips_the_points_on_disk_and_runs_only_what_is_new(tmp_path, mo
     assert third.table()["n_sims"].tolist() == [3, 3, 3]
     with pytest.raises(ValueError, match="holds a plan with other settings \\(truth differ\\)"):
         lb.plan_study(**{**args, "truth": {**RI_TRUTH, "sigma": 2.0}}, n_sims=2)
+
+
+def test_costs_and_the_cheapest_design_meeting_the_target():
+    """Three nested points with known power (effect / SE 1.5, 2.5, 3.5 on 4000 synthetic intervals each);
+    cost per subject 1000, per neuron 50, per trial 1, computed by hand."""
+    points = [(4, 5, 40, 1 / 1.5), (8, 2, 20, 1 / 2.5), (6, 5, 10, 1 / 3.5)]
+    frame = pd.concat([synthetic(1.0, se, 4000, np.random.default_rng(k)).assign(
+        subjects=s, neurons=n, trials=t, sim=range(4000), quantity="x") for k, (s, n, t, se) in enumerate(points)])
+    plan = lb.StudyPlan(simulations=frame, axes=("subjects", "neurons", "trials"), varied=("subjects",))
+    costs = {"subject": 1000, "neuron": 50, "trial": 1}
+    by_hand = {(s, n, t): s * 1000 + s * n * 50 + s * n * t for s, n, t, _ in points}  # 5800, 8000+800+320, 6000+1500+300
+    table = plan.costs(costs, power=0.6)
+    assert table["cost"].tolist() == sorted(by_hand.values())
+    assert [by_hand[tuple(r)] for r in table[["subjects", "neurons", "trials"]].values] == table["cost"].tolist()
+    powers = {se: stats.norm.sf(1.96 - 1 / se) + stats.norm.cdf(-1.96 - 1 / se) for *_, se in points}
+    assert table["meets"].tolist() == [powers[se] >= 0.6 for *_, se in sorted(points, key=lambda p: by_hand[p[:3]])]
+    best = plan.cheapest(costs, power=0.6)  # (4, 5, 40) has power 0.32; (6, 5, 10) 0.94 at 7800
+    assert (best["subjects"], best["cost"]) == (6, 7800.0)
+    assert plan.cheapest(costs, power=0.6, budget=8000)["cost"] == 7800.0
+    with pytest.raises(ValueError, match="no design point of the grid meets the target within the budget"):
+        plan.cheapest(costs, power=0.6, budget=7000)
+    with pytest.raises(ValueError, match="this design's units.*did you mean 'neuron'"):
+        plan.costs({"neurons": 5})

@@ -7,12 +7,13 @@ ROPE or the treatment of unconverged fits can change without fitting again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from lmm_bayes.planning.cost import check_costs, cost_table
 from lmm_bayes.planning.metrics import operating_characteristics
 
 __all__ = ["StudyPlan"]
@@ -79,6 +80,58 @@ class StudyPlan:
         by = [*self.axes, "quantity"]
         table = operating_characteristics(self.simulations, by, rope=rope, unconverged=unconverged)
         return table.set_index(by)
+
+    def costs(self, costs: Mapping[str, float], *, quantity: str | None = None, power: float | None = 0.8,
+              width: float | None = None, budget: float | None = None, unconverged: str = "miss") -> pd.DataFrame:
+        """The trade-off: every design point with its cost and whether it meets the target, cheapest first.
+
+        Parameters
+        ----------
+        costs : dict
+            Cost per ``"subject"``, ``"neuron"`` (nested) or ``"item"`` (crossed), and ``"trial"``
+            (each recorded row); a unit left out costs nothing.
+        quantity : str, optional
+            Default: the first one reported.
+        power, width : float, optional
+            The target: power at least ``power``, expected interval width at most ``width``.
+        budget : float, optional
+            Adds ``within_budget``.
+        unconverged : {"miss", "keep"}
+            As for :meth:`table`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The quantity's table rows with ``cost``, ``meets`` (and ``within_budget``), sorted by
+            cost (:mod:`lmm_bayes.planning.cost`).
+        """
+        names = list(dict.fromkeys(self.simulations["quantity"]))
+        quantity = names[0] if quantity is None else quantity
+        if quantity not in names:
+            raise ValueError(f"quantity {quantity!r} was not reported; the plan has {names}")
+        nested = "neurons" in self.axes
+        table = self.table(unconverged=unconverged).reset_index()
+        return cost_table(table[table["quantity"] == quantity].reset_index(drop=True), check_costs(costs, nested),
+                          nested=nested, power=power, width=width, budget=budget)
+
+    def cheapest(self, costs: Mapping[str, float], *, quantity: str | None = None, power: float | None = 0.8,
+                 width: float | None = None, budget: float | None = None, unconverged: str = "miss") -> pd.Series:
+        """The cheapest design point of the grid that meets the target (within ``budget``); arguments as :meth:`costs`.
+
+        Raises
+        ------
+        ValueError
+            No point meets it: the message names the best one reached and suggests a wider grid.
+        """
+        table = self.costs(costs, quantity=quantity, power=power, width=width, budget=budget, unconverged=unconverged)
+        ok = table["meets"] & (table["within_budget"] if budget is not None else True)
+        if not ok.any():
+            best = table.loc[table["power"].idxmax()] if power is not None else table.loc[table["width"].idxmin()]
+            sizes = ", ".join(f"{a}={int(best[a])}" for a in self.axes)
+            reached = f"power {best['power']:.3f}" if power is not None else f"width {best['width']:.3g}"
+            raise ValueError(f"no design point of the grid meets the target{' within the budget' if budget else ''}; "
+                             f"the best reaches {reached} ({sizes}, cost {best['cost']:g}): extend the grid")
+        return table[ok].iloc[0]
 
     def failures(self) -> pd.DataFrame:
         """The failed fits: design point, simulation, the fit's seed and the error."""
