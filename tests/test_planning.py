@@ -300,3 +300,35 @@ def test_costs_and_the_cheapest_design_meeting_the_target():
         plan.cheapest(costs, power=0.6, budget=7000)
     with pytest.raises(ValueError, match="this design's units.*did you mean 'neuron'"):
         plan.costs({"neurons": 5})
+
+
+@pytest.fixture(scope="module")
+def pilot():
+    """A pilot of 6 subjects: its posterior of the condition effect is wide (SD about 0.4)."""
+    rows = Hierarchy.of({"subjects": 6, "neurons": 1, "trials": 10}, condition="between").rows()
+    data = lb.simulate(RI, rows, params=RI_TRUTH, seed=8).data
+    return lb.LMM(RI, data).fit(draws=500, tune=500, chains=2, seed=1, progressbar=False)
+
+
+def test_assurance_draws_each_simulations_truth_from_the_pilot(pilot):
+    plan = lb.plan_study(RI, {"subjects": 60, "neurons": 1, "trials": 10}, condition="between", truth=pilot,
+                         grid={"subjects": [40, 60]}, n_sims=12, seed=9, quantities=["condition", "sigma"], **FAST)
+    post = pilot.idata.posterior
+    beta = post["beta"].sel(coef="condition").values.reshape(-1)
+    sigma = post["sigma"].values.reshape(-1)
+    picks = [int(np.random.default_rng(np.random.SeedSequence([9, i])).integers(len(beta))) for i in range(12)]
+    sims = plan.simulations.sort_values(["subjects", "quantity", "sim"])
+    for n in (40, 60):  # the same truths at every design point
+        at = sims[sims["subjects"] == n]
+        assert at.loc[at["quantity"] == "condition", "truth"].tolist() == beta[picks].tolist()
+        assert at.loc[at["quantity"] == "sigma", "truth"].tolist() == sigma[picks].tolist()
+    cond = sims[(sims["quantity"] == "condition") & (sims["subjects"] == 60)]
+    se = between_reference(60, 10, float(np.sqrt(pilot.idata.posterior["subject_sd"].mean())), 1.0, 0)[0]
+    # the data followed each simulation's own truth: estimates scatter about it by the design's SE,
+    # far less than the truths scatter about their mean
+    assert (cond["estimate"] - cond["truth"]).std() < 2 * se < (cond["truth"] - cond["truth"].mean()).std()
+    assert plan.attrs["assurance"] and "assurance" in repr(plan)
+    assert plan.table().loc[(60, 1, 10, "condition"), "truth"] == pytest.approx(beta[picks].mean())
+    with pytest.raises(ValueError, match="pilot fit's parameters.*are not the plan's"):
+        lb.plan_study("y ~ condition + (1 + condition | subject)", {"subjects": 6, "neurons": 1, "trials": 4},
+                      truth=pilot, n_sims=2, seed=1, **FAST)

@@ -11,13 +11,16 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from lmm_bayes.calibration.simulate import simulate
 from lmm_bayes.calibration.workers import check_executor
 from lmm_bayes.inference.methods.registry import METHODS, resolve_method
 from lmm_bayes.planning.hierarchy import Hierarchy, expand_grid
 from lmm_bayes.planning.result import StudyPlan
 from lmm_bayes.planning.runner import PlanContext, PointStore, run_plan
-from lmm_bayes.planning.truth import resolve_quantities, truth_params
+from lmm_bayes.planning.truth import PilotDraws, resolve_quantities, truth_params
+from lmm_bayes.results.fit import MixedModelFit
 from lmm_bayes.results.summary import check_interval
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.formula import parse_formula
@@ -31,7 +34,7 @@ def plan_study(
     formula: str,
     sizes: Mapping[str, int],
     *,
-    truth: Mapping[str, Any],
+    truth: Mapping[str, Any] | MixedModelFit,
     seed: int,
     grid: Mapping[str, Any] | None = None,
     condition: str | None = "within",
@@ -68,10 +71,15 @@ def plan_study(
         The base design point: ``{"subjects": 12, "neurons": 5, "trials": 20}`` (trials in
         neurons in subjects) or ``{"subjects": 30, "items": 20}`` (crossed; optional
         ``"trials"``, repetitions per subject and item, 1 by default).
-    truth : dict
+    truth : dict or Fit
         The assumed parameters, as :func:`~lmm_bayes.simulate`'s ``params``: ``"beta"`` (a
         dict by fixed effect), ``"G"`` (per grouping factor a covariance, a number for one
-        effect, or ``{"sd": [...], "corr": r}``) and ``"sigma"``.
+        effect, or ``{"sd": [...], "corr": r}``) and ``"sigma"``. Or a **pilot fit** (an
+        ``lb.Fit`` of an LMM with the plan's fixed effects and factors): each simulation then
+        draws its truth from the pilot's posterior (the draw chosen by ``(seed, i)``, the same
+        at every design point), and power is **assurance**, the chance of success averaged
+        over what the pilot leaves uncertain (``attrs["assurance"]``; the table's ``truth`` is
+        the mean of the simulations' truths, and type S/M and coverage use each one's own).
     seed : int
         Simulation ``i`` at a design point depends only on ``(seed, the point's sizes, i)``:
         the same whatever the executor, its number of workers or the rest of the grid.
@@ -157,7 +165,13 @@ def plan_study(
     if lacking:
         raise ValueError(f"the formula reads {lacking}, which the planned hierarchy does not have; its columns are "
                          f"{list(rows.columns)}" + ("" if condition else " (condition=None drops 'condition')"))
-    params = truth_params(truth)
+    pilot = PilotDraws.of(truth) if isinstance(truth, MixedModelFit) else None
+    if pilot is not None:  # the pilot's parameters must be the plan's, before any is used
+        noise = np.random.default_rng(0).standard_normal(len(rows))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pilot.check(MixedModel(formula, rows.assign(**{spec.response: noise})).design)
+    params = truth_params(truth) if pilot is None else pilot.params(0)
     sim = simulate(formula, rows, params=params, seed=seed)  # checks the truth against the formula
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -167,10 +181,11 @@ def plan_study(
     ctx = PlanContext(
         formula=formula, params=params, quantities=found, truth=tuple(float(q.of(sim.truth)) for q in found),
         fit_kwargs=(("draws", draws), ("tune", tune), ("chains", chains), ("method", method)),
-        ci=ci, prob=prob, seed=seed, parent_pid=os.getpid(),
+        ci=ci, prob=prob, seed=seed, parent_pid=os.getpid(), pilot=pilot,
     )
     settings = {"formula": formula, "kind": "nested" if base.nested else "crossed", "condition": condition,
-                "truth": params, "quantities": [q.name for q in found], "seed": seed, "ci": ci, "prob": prob,
+                "truth": params if pilot is None else {"pilot": truth.model.formula, "draws": pilot.digest()},
+                "assurance": pilot is not None, "quantities": [q.name for q in found], "seed": seed, "ci": ci, "prob": prob,
                 "draws": draws, "tune": tune, "chains": chains, "method": method}
     store = None if folder is None else PointStore(folder, {**settings, "version": __version__})
     sims, skipped = run_plan(ctx, points, n_sims, executor=executor, store=store, progressbar=progressbar)

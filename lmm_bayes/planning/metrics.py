@@ -14,7 +14,8 @@ Per design point and quantity, over the ``K`` simulations:
   (the posterior mean) has the wrong sign, SE √(s(1 − s)/n_detected); **type M**, the
   exaggeration ratio: the mean of \\|estimate\\| / \\|truth\\| among the detections, SE
   sd/√n_detected. Both need a non-zero truth (NaN otherwise: then power is the false
-  positive rate).
+  positive rate). Each simulation is compared with its own truth: under assurance (the truth
+  drawn from a pilot's posterior) ``truth`` is their mean.
 * with ``rope=(low, high)``: ``p_outside_rope``, the share of the K whose interval lies
   wholly outside the region of practical equivalence, and ``p_inside_rope``, wholly inside
   (Kruschke's decision rule), failures again counted as neither.
@@ -62,7 +63,7 @@ def _one(group: pd.DataFrame, rope: tuple[float, float] | None, unconverged: str
     signed = group["kind"].iloc[0] == "coef"
     detected = used & ((lower > 0) | (upper < 0))  # NaN bounds (a failure) compare False
     row: dict[str, Any] = {
-        "truth": float(truth[0]), "n_sims": k, "n_failed": int((status == "failed").sum()),
+        "truth": float(truth[0] if (truth == truth[0]).all() else truth.mean()), "n_sims": k, "n_failed": int((status == "failed").sum()),
         "n_unconverged": int((status == "unconverged").sum()), "n_used": int(used.sum()),
     }
     row["power"], row["power_mcse"] = _share(detected, k) if signed else (np.nan, np.nan)
@@ -70,9 +71,9 @@ def _one(group: pd.DataFrame, rope: tuple[float, float] | None, unconverged: str
     row["coverage"], row["coverage_mcse"] = _share(((lower <= truth) & (truth <= upper))[used], int(used.sum()))
     row["bias"], row["bias_mcse"] = _mean((est - truth)[used])
     n_det = int(detected.sum())
-    if signed and truth[0] != 0:
+    if signed and (truth != 0).all():  # each simulation's own truth (one for all, but for assurance)
         row["type_s"], row["type_s_mcse"] = _share((np.sign(est) != np.sign(truth))[detected], n_det)
-        row["type_m"], row["type_m_mcse"] = _mean(np.abs(est[detected]) / abs(truth[0]))
+        row["type_m"], row["type_m_mcse"] = _mean(np.abs(est[detected]) / np.abs(truth[detected]))
     else:
         row["type_s"] = row["type_s_mcse"] = row["type_m"] = row["type_m_mcse"] = np.nan
     if rope is not None:

@@ -184,5 +184,6 @@ class StudyPlan:
     def __repr__(self) -> str:
         n_points = len(self.simulations.drop_duplicates(list(self.axes)))
         failed = int((self.simulations.drop_duplicates([*self.axes, "sim"])["status"] == "failed").sum())
+        kind = "; power is assurance (truth from a pilot's posterior)" if self.attrs.get("assurance") else ""
         return (f"StudyPlan({self.attrs.get('formula', '')!r}: {n_points} design points x "
-                f"{self.attrs.get('n_sims')} simulations, {failed} failed; .table(), .plot())")
+                f"{self.attrs.get('n_sims')} simulations, {failed} failed{kind}; .table(), .plot())")

@@ -33,7 +33,7 @@ import pandas as pd
 from lmm_bayes.calibration.simulate import simulate
 from lmm_bayes.calibration.workers import Failure, collect, execute
 from lmm_bayes.planning.hierarchy import Hierarchy, simulation_seeds
-from lmm_bayes.planning.truth import Quantity
+from lmm_bayes.planning.truth import PilotDraws, Quantity
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.summary import interval_bounds
 from lmm_bayes.spec.model import MixedModel
@@ -48,7 +48,7 @@ COLUMNS = ("sim", "seed", "quantity", "kind", "truth", "estimate", "lower", "upp
 
 @dataclass(frozen=True, eq=False)
 class PlanContext:
-    """What every simulation shares: the model, the truth, the quantities, the fit's settings."""
+    """What every simulation shares: the model, the truth (or a pilot's draws), the quantities, the fit's settings."""
 
     formula: str
     params: dict[str, Any]
@@ -59,6 +59,18 @@ class PlanContext:
     prob: float
     seed: int
     parent_pid: int
+    pilot: PilotDraws | None = None
+
+    def params_for(self, sim: int) -> dict[str, Any]:
+        """Simulation ``sim``'s parameters: the plan's truth, or its draw of the pilot's posterior."""
+        return self.params if self.pilot is None else self.pilot.params(self.pilot.index(self.seed, sim))
+
+    def truth_for(self, sim: int) -> tuple[float, ...]:
+        """Each quantity's true value in simulation ``sim``."""
+        if self.pilot is None:
+            return self.truth
+        j = self.pilot.index(self.seed, sim)
+        return tuple(self.pilot.value(q, j) for q in self.quantities)
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,7 @@ def simulate_and_fit(ctx: PlanContext, task: PlanTask) -> list[dict[str, Any]]:
 
     start = time.perf_counter()
     stream, fit_seed = simulation_seeds(ctx.seed, task.point, task.sim)
-    sim = simulate(ctx.formula, task.point.rows(), params=ctx.params, seed=stream)
+    sim = simulate(ctx.formula, task.point.rows(), params=ctx.params_for(task.sim), seed=stream)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a fit's own warnings are read below, as its status
         fit = fit_model(MixedModel(ctx.formula, sim.data), **dict(ctx.fit_kwargs), seed=fit_seed,
@@ -86,7 +98,7 @@ def simulate_and_fit(ctx: PlanContext, task: PlanTask) -> list[dict[str, Any]]:
     stats = fit.idata.sample_stats.to_dataset()
     divergences = int(stats["diverging"].values.sum()) if "diverging" in stats else 0
     rows = []
-    for q, truth in zip(ctx.quantities, ctx.truth):
+    for q, truth in zip(ctx.quantities, ctx.truth_for(task.sim)):
         draws = q.of(posterior)
         low, high = interval_bounds(draws, ci=ctx.ci, prob=ctx.prob)
         with warnings.catch_warnings():
@@ -106,7 +118,7 @@ def failed_rows(ctx: PlanContext, task: PlanTask, failure: Failure) -> list[dict
     return [{"sim": task.sim, "seed": task.seed, "quantity": q.name, "kind": q.kind, "truth": truth,
              "estimate": np.nan, "lower": np.nan, "upper": np.nan, "status": "failed", "r_hat": np.nan,
              "divergences": 0, "seconds": np.nan, "message": f"{failure.error}: {failure.message}"}
-            for q, truth in zip(ctx.quantities, ctx.truth)]
+            for q, truth in zip(ctx.quantities, ctx.truth_for(task.sim))]
 
 
 class PointStore:
@@ -184,17 +196,24 @@ def run_plan(ctx: PlanContext, points: Sequence[Hierarchy], n_sims: int, *, exec
         fresh[p].extend(rows)
         left[p] -= 1
         if left[p] == 0 and store is not None:
-            store.save(points[p], pd.concat([done[p], pd.DataFrame(fresh[p], columns=list(COLUMNS))]))
+            store.save(points[p], _join(done[p], fresh[p]))
 
     if tasks:
         collect(execute(ctx, tasks, executor, run=fit_task), len(tasks), progressbar, label="Design", each=each)
     frames = []
     for p, point in enumerate(points):
-        frame = pd.concat([done[p], pd.DataFrame(fresh[p], columns=list(COLUMNS))]) if fresh[p] else done[p]
-        frames.append(frame.assign(**point.sizes))
+        frames.append(_join(done[p], fresh[p]).assign(**point.sizes))
     out = pd.concat(frames, ignore_index=True)
     out["message"] = out["message"].fillna("")
-    return out, skipped
+    # numbers as numbers, whether they came from a worker, from disk or from an empty frame
+    return out.astype({**{c: float for c in ("truth", "estimate", "lower", "upper", "r_hat", "seconds")},
+                       **{c: "int64" for c in ("sim", "seed", "divergences")}}), skipped
+
+
+def _join(held: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows read from disk and the new ones (no empty frame in the concatenation: pandas warns)."""
+    parts = [f for f in (held, pd.DataFrame(rows, columns=list(COLUMNS))) if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(COLUMNS))
 
 
 @dataclass(frozen=True)

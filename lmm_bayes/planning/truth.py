@@ -2,7 +2,10 @@
 
 The truth is :func:`~lmm_bayes.simulate`'s ``params`` (``"beta"``, ``"G"``, ``"sigma"``), where a
 factor's G may also be given as its SDs and correlation: ``{"sd": [0.5, 0.2], "corr": 0.3}``
-(a number for two effects, a matrix for more; 0 when left out). A quantity is a fixed
+(a number for two effects, a matrix for more; 0 when left out). Or the truth is a pilot
+fit's posterior (:class:`PilotDraws`): each simulation then draws its truth from it, and power
+becomes *assurance*, the probability of success averaged over what the pilot leaves uncertain.
+A quantity is a fixed
 effect's name (``"condition"``), ``"sigma"``, or a factor's SD, ``"sd(subject)"`` (its first
 effect) or ``"sd(subject, condition)"``.
 """
@@ -17,11 +20,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from lmm_bayes.inference.layout import BETA, SIGMA, sd_name
+from lmm_bayes.inference.layout import BETA, SIGMA, covariance_values, sd_name
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 
-__all__ = ["Quantity", "resolve_quantities", "truth_params"]
+__all__ = ["PilotDraws", "Quantity", "resolve_quantities", "truth_params"]
 
 _SD = re.compile(r"^sd\(\s*([^,()]+?)\s*(?:,\s*([^,()]+?)\s*)?\)$")
 
@@ -38,6 +41,7 @@ class Quantity:
     kind: str
     var: str
     select: tuple[tuple[str, str], ...] = ()
+    group: str = ""
 
     def of(self, data: xr.Dataset) -> xr.DataArray:
         """This quantity in ``data`` (a posterior or a truth dataset)."""
@@ -113,7 +117,7 @@ def resolve_quantities(quantities: Any, design: Design) -> tuple[Quantity, ...]:
             effect = m.group(2) or g.effects[0]
             if effect not in g.effects:
                 raise ValueError(f"{q!r}: {g.name} has the effects {list(g.effects)}{validate.did_you_mean(effect, g.effects)}")
-            found.append(Quantity(q, "sd", sd_name(g), ((g.effect_dim, effect),)))
+            found.append(Quantity(q, "sd", sd_name(g), ((g.effect_dim, effect),), g.name))
         else:
             raise ValueError(
                 f"quantity {q!r} is not in the formula{validate.did_you_mean(q, columns)}: a fixed effect "
@@ -122,3 +126,66 @@ def resolve_quantities(quantities: Any, design: Design) -> tuple[Quantity, ...]:
     if len({q.name for q in found}) != len(found):
         raise ValueError(f"quantities repeat a name: {list(quantities)}")
     return tuple(found)
+
+
+@dataclass(frozen=True, eq=False)
+class PilotDraws:
+    """A pilot fit's posterior draws, flattened over chains: the truth of assurance.
+
+    Simulation ``sim`` takes draw :meth:`index` (from ``(seed, sim)`` alone, so the same truth at
+    every design point: the curves compare designs on common truths).
+    """
+
+    columns: tuple[str, ...]
+    beta: np.ndarray  # (draws, p)
+    G: dict[str, np.ndarray]  # group -> (draws, q, q)
+    effects: dict[str, tuple[str, ...]]
+    sigma: np.ndarray  # (draws,)
+
+    @classmethod
+    def of(cls, fit: Any) -> PilotDraws:
+        """The draws of ``fit`` (an ``lb.Fit`` of a Gaussian model)."""
+        design = fit.model.design
+        if not design.family.is_gaussian:
+            raise ValueError(f"a pilot fit for plan_study must be a Gaussian model (lb.LMM); this one is "
+                             f"family={design.family.name!r}")
+        post = fit.idata.posterior.to_dataset()
+        beta = post[BETA].transpose("chain", "draw", "coef").values
+        flat = lambda a: a.reshape(-1, *a.shape[2:])  # noqa: E731 - (chain, draw, ...) -> (draws, ...)
+        return cls(columns=tuple(design.X_columns), beta=flat(beta),
+                   G={g.name: flat(covariance_values(post, g)) for g in design.groups},
+                   effects={g.name: tuple(g.effects) for g in design.groups},
+                   sigma=post[SIGMA].values.reshape(-1))
+
+    def check(self, design: Design) -> None:
+        """``ValueError`` unless the plan's model has the pilot's fixed effects and factors."""
+        mine = (tuple(design.X_columns), {g.name: tuple(g.effects) for g in design.groups})
+        if mine != (self.columns, self.effects):
+            raise ValueError(f"the pilot fit's parameters (fixed effects {list(self.columns)}, factors {self.effects}) "
+                             f"are not the plan's ({list(mine[0])}, {mine[1]}): fit the pilot with the plan's formula")
+
+    def index(self, seed: int, sim: int) -> int:
+        return int(np.random.default_rng(np.random.SeedSequence([int(seed), int(sim)])).integers(len(self.sigma)))
+
+    def params(self, j: int) -> dict[str, Any]:
+        """Draw ``j`` as :func:`~lmm_bayes.simulate`'s ``params``."""
+        return {"beta": dict(zip(self.columns, self.beta[j])), "G": {g: v[j] for g, v in self.G.items()},
+                "sigma": float(self.sigma[j])}
+
+    def value(self, q: Quantity, j: int) -> float:
+        """Quantity ``q`` at draw ``j``."""
+        if q.kind == "coef":
+            return float(self.beta[j, self.columns.index(dict(q.select)["coef"])])
+        if q.kind == "sigma":
+            return float(self.sigma[j])
+        k = self.effects[q.group].index(q.select[0][1])
+        return float(np.sqrt(self.G[q.group][j, k, k]))
+
+    def digest(self) -> str:
+        """A fingerprint of the draws, for the folder's settings."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.beta, self.sigma, *(self.G[g] for g in sorted(self.G))):
+            h.update(np.ascontiguousarray(a, dtype=float).tobytes())
+        return h.hexdigest()[:16]
