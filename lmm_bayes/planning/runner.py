@@ -33,15 +33,14 @@ import pandas as pd
 from lmm_bayes.calibration.simulate import simulate
 from lmm_bayes.calibration.workers import Failure, collect, execute
 from lmm_bayes.planning.hierarchy import Hierarchy, simulation_seeds
+from lmm_bayes.planning.metrics import RHAT_LIMIT
 from lmm_bayes.planning.truth import PilotDraws, Quantity
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.summary import interval_bounds
 from lmm_bayes.spec.model import MixedModel
 
-__all__ = ["Done", "PlanContext", "PlanTask", "PointStore", "RHAT_LIMIT", "run_plan", "fit_task", "simulate_and_fit"]
+__all__ = ["Done", "PlanContext", "PlanTask", "PointStore", "run_plan", "fit_task", "simulate_and_fit"]
 
-#: A quantity's R-hat above this (or NaN), or any divergence in its fit, marks it ``"unconverged"`` in that simulation.
-RHAT_LIMIT = 1.01
 COLUMNS = ("sim", "seed", "quantity", "kind", "truth", "estimate", "lower", "upper", "status", "r_hat",
            "divergences", "seconds", "message")
 
