@@ -144,8 +144,8 @@ def test_unconverged_fits_count_as_missed_unless_kept_and_sds_have_no_power():
     kept = operating_characteristics(sims, ["q"], unconverged="keep").iloc[0]
     assert missed["n_unconverged"] == 100 and missed["power"] == detected[100:].sum() / 1000
     assert kept["power"] == detected.sum() / 1000
-    # from the fits' own R-hat and divergences: above 1.05 (not 1.01), NaN, or a divergence
-    health = synthetic(3.0, 1.0, 4, rng).assign(r_hat=[1.03, 1.06, np.nan, 1.0], divergences=[0, 0, 0, 2])
+    # from the fits' own R-hat and divergences: above 1.01, NaN, or a divergence
+    health = synthetic(3.0, 1.0, 4, rng).assign(r_hat=[1.009, 1.02, np.nan, 1.0], divergences=[0, 0, 0, 2])
     assert operating_characteristics(health, ["q"]).iloc[0]["n_unconverged"] == 3
     sd = operating_characteristics(synthetic(0.5, 0.1, 50, rng, kind="sd"), ["q"]).iloc[0]
     assert np.isnan(sd["power"]) and np.isnan(sd["type_m"]) and sd["width"] == pytest.approx(2 * 1.96 * 0.1, rel=1e-3)

@@ -129,7 +129,7 @@ def plan_study(
     Notes
     -----
     Power counts every simulation: a fit that raised counts as no detection, and so does
-    one that did not converge (a divergence, or the quantity's R-hat above 1.05;
+    one that did not converge (a divergence, or the quantity's R-hat above 1.01;
     ``table(unconverged="keep")`` keeps its interval instead); ``n_failed`` and
     ``n_unconverged`` are in the table and ``.failures()`` lists the errors.
 

@@ -133,7 +133,8 @@ class PointStore:
         if path.exists():
             held = json.loads(path.read_text())
             ours = json.loads(text)
-            differ = sorted(k for k in set(held) | set(ours) if held.get(k) != ours.get(k))
+            # the package version is recorded, not compared: an upgrade may resume a plan
+            differ = sorted(k for k in set(held) | set(ours) - {"version"} if held.get(k) != ours.get(k))
             if differ:
                 raise ValueError(f"the folder {str(folder)!r} holds a plan with other settings ({', '.join(differ)} "
                                  "differ): name another folder, or delete this one to start again")
