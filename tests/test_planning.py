@@ -335,3 +335,17 @@ def test_assurance_draws_each_simulations_truth_from_the_pilot(pilot):
     with pytest.raises(ValueError, match="pilot fit's parameters.*are not the plan's"):
         lb.plan_study("y ~ condition + (1 + condition | subject)", {"subjects": 6, "neurons": 1, "trials": 4},
                       truth=pilot, n_sims=2, seed=1, **FAST)
+
+
+def test_a_crossed_plan_fits_subjects_by_items():
+    """Subjects x items, the condition in a Latin square; a large effect (3 residual SDs) is found in
+    every simulation, and the items' SD is reported with its width."""
+    plan = lb.plan_study("y ~ condition + (1 | subject) + (1 | item)", {"subjects": 8, "items": 8}, n_sims=2, seed=4,
+                         truth={"beta": {"Intercept": 0.0, "condition": 3.0}, "G": {"subject": 0.25, "item": 0.25},
+                                "sigma": 1.0}, quantities=["condition", "sd(item)"], **FAST)
+    table = plan.table()
+    assert table.index.names == ["subjects", "items", "trials", "quantity"]
+    row = table.loc[(8, 8, 1, "condition")]
+    assert row["n_failed"] == 0 and row["power"] == 1.0
+    sd = table.loc[(8, 8, 1, "sd(item)")]
+    assert sd["truth"] == 0.5 and np.isnan(sd["power"]) and 0 < sd["width"] < 3

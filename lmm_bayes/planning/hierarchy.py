@@ -89,6 +89,7 @@ class Hierarchy:
 
     @property
     def nested(self) -> bool:
+        """Trials in neurons in subjects (else subjects x items)."""
         return self.neurons > 0
 
     @property
@@ -98,10 +99,12 @@ class Hierarchy:
 
     @property
     def sizes(self) -> dict[str, int]:
+        """Each of :attr:`axes` with its size."""
         return {a: getattr(self, a) for a in self.axes}
 
     @property
     def n_rows(self) -> int:
+        """The rows of this design point: every recorded trial."""
         return self.subjects * (self.neurons or self.items) * self.trials
 
     def check(self) -> None:

@@ -142,6 +142,7 @@ class PointStore:
             path.write_text(text)
 
     def path(self, point: Hierarchy) -> Path:
+        """The file of ``point``."""
         return self.folder / f"point-{point.label()}.csv"
 
     def load(self, point: Hierarchy) -> pd.DataFrame:
@@ -152,6 +153,7 @@ class PointStore:
         return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"message": str})
 
     def save(self, point: Hierarchy, frame: pd.DataFrame) -> None:
+        """Write ``point``'s simulations whole (a temporary file renamed over the old one)."""
         path = self.path(point)
         tmp = path.with_suffix(".tmp")
         frame.sort_values(["sim", "quantity"]).to_csv(tmp, index=False)

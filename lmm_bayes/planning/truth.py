@@ -165,6 +165,7 @@ class PilotDraws:
                              f"are not the plan's ({list(mine[0])}, {mine[1]}): fit the pilot with the plan's formula")
 
     def index(self, seed: int, sim: int) -> int:
+        """The draw simulation ``sim`` takes: uniform over the draws, from ``(seed, sim)`` alone."""
         return int(np.random.default_rng(np.random.SeedSequence([int(seed), int(sim)])).integers(len(self.sigma)))
 
     def params(self, j: int) -> dict[str, Any]:
