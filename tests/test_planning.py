@@ -349,3 +349,16 @@ def test_a_crossed_plan_fits_subjects_by_items():
     assert row["n_failed"] == 0 and row["power"] == 1.0
     sd = table.loc[(8, 8, 1, "sd(item)")]
     assert sd["truth"] == 0.5 and np.isnan(sd["power"]) and 0 < sd["width"] < 3
+
+
+def test_the_analysis_priors_are_those_of_every_fit():
+    """A prior Normal(0, 0.01) on the effect pins every estimate near 0: nothing is detected and the
+    bias is about minus the effect (with the default priors the same data find it every time)."""
+    args = dict(formula=RI, sizes={"subjects": 8, "neurons": 1, "trials": 6}, n_sims=2, seed=6,
+                truth={**RI_TRUTH, "beta": {"Intercept": 0.0, "condition": 3.0}}, **FAST)
+    pinned = lb.plan_study(**args, priors={"condition": lb.Prior("Normal", mu=0, sigma=0.01)}).table().iloc[0]
+    free = lb.plan_study(**args).table().iloc[0]
+    assert pinned["power"] == 0 and abs(pinned["bias"] + 3.0) < 0.1
+    assert free["power"] == 1 and abs(free["bias"]) < 1
+    with pytest.raises(ValueError, match="conditon"):
+        lb.plan_study(**args, priors={"conditon": lb.Prior("Normal", mu=0, sigma=1)})

@@ -39,6 +39,7 @@ def plan_study(
     grid: Mapping[str, Any] | None = None,
     condition: str | None = "within",
     quantities: list[str] | None = None,
+    priors: Mapping[str, Any] | None = None,
     n_sims: int = 200,
     executor: Any = None,
     folder: str | os.PathLike | None = None,
@@ -93,6 +94,9 @@ def plan_study(
         What to report: fixed effects (``"condition"``), ``"sigma"``, factors' SDs
         (``"sd(subject)"``, ``"sd(subject, condition)"``: width, coverage, bias only).
         Default: every fixed effect but the intercept.
+    priors : dict, optional
+        The analysis model's priors, as for :class:`~lmm_bayes.LMM` (overrides of the defaults,
+        which are scaled to each simulated data set as they would be to the real one).
     n_sims : int
         Simulations per design point, at least 2; power's Monte Carlo SE is at most
         0.5/√n_sims (0.035 at 200).
@@ -175,18 +179,18 @@ def plan_study(
     sim = simulate(formula, rows, params=params, seed=seed)  # checks the truth against the formula
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = MixedModel(formula, sim.data)
+        model = MixedModel(formula, sim.data, priors=priors)  # the priors checked here, not in every fit
     resolve_method(model.design, method, sampler="nutpie")  # refused here, not in every fit
     found = resolve_quantities(quantities, model.design)
     ctx = PlanContext(
         formula=formula, params=params, quantities=found, truth=tuple(float(q.of(sim.truth)) for q in found),
         fit_kwargs=(("draws", draws), ("tune", tune), ("chains", chains), ("method", method)),
-        ci=ci, prob=prob, seed=seed, parent_pid=os.getpid(), pilot=pilot,
+        ci=ci, prob=prob, seed=seed, parent_pid=os.getpid(), pilot=pilot, priors=priors,
     )
     settings = {"formula": formula, "kind": "nested" if base.nested else "crossed", "condition": condition,
                 "truth": params if pilot is None else {"pilot": truth.model.formula, "draws": pilot.digest()},
                 "assurance": pilot is not None, "quantities": [q.name for q in found], "seed": seed, "ci": ci, "prob": prob,
-                "draws": draws, "tune": tune, "chains": chains, "method": method}
+                "priors": priors, "draws": draws, "tune": tune, "chains": chains, "method": method}
     store = None if folder is None else PointStore(folder, {**settings, "version": __version__})
     sims, skipped = run_plan(ctx, points, n_sims, executor=executor, store=store, progressbar=progressbar)
     varied = tuple(a for a in base.axes if a in (grid or {}) and len(grid[a]) > 1)

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class PlanContext:
     seed: int
     parent_pid: int
     pilot: PilotDraws | None = None
+    priors: Mapping[str, Any] | None = None
 
     def params_for(self, sim: int) -> dict[str, Any]:
         """Simulation ``sim``'s parameters: the plan's truth, or its draw of the pilot's posterior."""
@@ -91,7 +92,7 @@ def simulate_and_fit(ctx: PlanContext, task: PlanTask) -> list[dict[str, Any]]:
     sim = simulate(ctx.formula, task.point.rows(), params=ctx.params_for(task.sim), seed=stream)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a fit's own warnings are read below, as its status
-        fit = fit_model(MixedModel(ctx.formula, sim.data), **dict(ctx.fit_kwargs), seed=fit_seed,
+        fit = fit_model(MixedModel(ctx.formula, sim.data, priors=ctx.priors), **dict(ctx.fit_kwargs), seed=fit_seed,
                         progressbar=False, log_likelihood=False, keep_b="none")
     posterior = fit.idata.posterior.to_dataset()
     stats = fit.idata.sample_stats.to_dataset()
@@ -161,7 +162,8 @@ class PointStore:
 
 
 def _plain(obj: Any) -> Any:
-    return np.asarray(obj).tolist()
+    """Arrays as lists; anything else JSON cannot write (a Prior) as its repr."""
+    return obj.tolist() if isinstance(obj, (np.ndarray, np.generic)) else repr(obj)
 
 
 def run_plan(ctx: PlanContext, points: Sequence[Hierarchy], n_sims: int, *, executor: Any,
