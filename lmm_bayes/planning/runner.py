@@ -2,7 +2,7 @@
 
 One task is one simulation at one design point: the worker builds the point's rows
 (:meth:`~lmm_bayes.planning.hierarchy.Hierarchy.rows`), draws the response from the
-truth with :func:`~lmm_bayes.calibration.simulate.simulate` (its stream from
+truth with :func:`~lmm_bayes.simulate` (its stream from
 :func:`~lmm_bayes.planning.hierarchy.simulation_seeds`), fits it with
 :func:`~lmm_bayes.results.fitting.fit_model` and returns one row per quantity. The
 executors, the progress bar and the capture of a failed fit are those of
