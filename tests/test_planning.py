@@ -362,3 +362,27 @@ def test_the_analysis_priors_are_those_of_every_fit():
     assert free["power"] == 1 and abs(free["bias"]) < 1
     with pytest.raises(ValueError, match="conditon"):
         lb.plan_study(**args, priors={"conditon": lb.Prior("Normal", mu=0, sigma=1)})
+
+
+def test_an_interrupted_run_keeps_what_it_finished(tmp_path, monkeypatch):
+    real = runner.fit_model
+    fits = []
+
+    def interrupted(model, **kwargs):
+        fits.append(kwargs["seed"])
+        if len(fits) == 5:  # point 4's three fits, point 6's first, then the interrupt
+            raise KeyboardInterrupt
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_model", interrupted)
+    args = dict(formula=RI, sizes={"subjects": 4, "neurons": 1, "trials": 4}, truth=RI_TRUTH, seed=3, n_sims=3,
+                grid={"subjects": [4, 6]}, folder=tmp_path / "plan", **FAST)
+    with pytest.raises(KeyboardInterrupt):
+        lb.plan_study(**args)
+    kept = pd.read_csv(tmp_path / "plan" / "point-subjects=6_neurons=1_trials=4.csv")
+    assert kept["sim"].tolist() == [0]  # point 4 finished (3 fits), point 6 had one when interrupted
+    monkeypatch.setattr(runner, "fit_model", real)
+    plan = lb.plan_study(**args)
+    assert plan.table()["n_sims"].tolist() == [3, 3]
+    assert plan.simulations.sort_values(["subjects", "sim"])["seed"].tolist() == [
+        expected_seed(3, (s, 1, 0, 4), i) for s in (4, 6) for i in range(3)]

@@ -11,7 +11,7 @@ simulation-based calibration (:mod:`lmm_bayes.calibration.workers`).
 With a ``folder`` every design point is written there (``point-<sizes>.csv``) as soon as
 its simulations are done, beside ``plan.json`` (the plan's settings); a rerun with the
 same settings reads the points already done, says how many it skips, and runs only what
-is missing (more simulations of a point run only the new indices: simulation ``i`` is
+is missing (an interrupted run keeps the simulations it finished, of unfinished points too) (more simulations of a point run only the new indices: simulation ``i`` is
 the same in every run). A folder holding another plan is refused.
 """
 
@@ -203,7 +203,12 @@ def run_plan(ctx: PlanContext, points: Sequence[Hierarchy], n_sims: int, *, exec
             store.save(points[p], _join(done[p], fresh[p]))
 
     if tasks:
-        collect(execute(ctx, tasks, executor, run=fit_task), len(tasks), progressbar, label="Design", each=each)
+        try:
+            collect(execute(ctx, tasks, executor, run=fit_task), len(tasks), progressbar, label="Design", each=each)
+        finally:  # interrupted: keep the simulations of unfinished points too (a rerun runs only the rest)
+            for p in range(len(points)):
+                if store is not None and left[p] > 0 and fresh[p]:
+                    store.save(points[p], _join(done[p], fresh[p]))
     frames = []
     for p, point in enumerate(points):
         frames.append(_join(done[p], fresh[p]).assign(**point.sizes))
