@@ -62,7 +62,7 @@ numpydoc_validation_checks = {"GL08", "PR10"}
 numpydoc_validation_exclude = {r"\.__init__$", r"\.__call__$", r"^builtins\.", r"\.with_traceback$",
                                r"\.add_note$",
                                # the stage modules' own pages: checked for parsing, not for completeness
-                               r"^lmm_bayes\.(api|spec|inference|results|teaching|calibration|app)\."}
+                               r"^lmm_bayes\.(api|spec|inference|results|teaching|calibration|planning|app)\."}
 
 # every cross-reference must resolve, except to the libraries this site does not host
 nitpicky = True
@@ -78,6 +78,7 @@ STAGES = [
     ("results", "Results", "Fitted models' tables, prediction and comparison."),
     ("teaching", "Teaching", "Pooling comparisons and the pictures that go with them."),
     ("calibration", "Calibration", "Data simulated with known truth and simulation-based calibration."),
+    ("planning", "Planning a study", "Design analysis: power, precision and type S/M errors per design point."),
     ("errors", "Errors and warnings", "Every error and warning class the package raises."),
     ("datasets", "Data sets", "The data sets shipped with the package."),
 ]
@@ -90,7 +91,7 @@ def _stage(name: str) -> str:
     return parts[1] if len(parts) > 1 else "lmm_bayes"
 
 
-STAGE_PACKAGES = ["api", "spec", "inference", "results", "teaching", "calibration", "app"]
+STAGE_PACKAGES = ["api", "spec", "inference", "results", "teaching", "calibration", "planning", "app"]
 
 
 def reexported() -> dict[str, list[str]]:

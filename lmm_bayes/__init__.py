@@ -20,6 +20,7 @@ from lmm_bayes import datasets
 from lmm_bayes.api.fit import Fit, PoolingFit
 from lmm_bayes.api.io import load
 from lmm_bayes.api.model import GLMM, LMM
+from lmm_bayes.api.planning import plan_study
 from lmm_bayes.api.pooling import compare_pooling
 from lmm_bayes.calibration.sbc import SBCResult, sbc
 from lmm_bayes.calibration.simulate import Simulation, simulate, simulate_hierarchy
@@ -34,6 +35,7 @@ from lmm_bayes.errors import (
     SamplingWarning,
     SeparationWarning,
 )
+from lmm_bayes.planning.result import StudyPlan
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.comparison import compare
 from lmm_bayes.results.contextual import within_between
@@ -70,6 +72,8 @@ __all__ = [
     "simulate_hierarchy",
     "SBCResult",
     "sbc",
+    "plan_study",
+    "StudyPlan",
     "FormulaError",
     "FitFileError",
     "ModelFileError",

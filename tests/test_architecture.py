@@ -128,7 +128,7 @@ def test_import_cycle_check_can_fail():
 
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-STAGES = ("api", "app", "calibration", "teaching", "results", "inference", "spec")
+STAGES = ("api", "app", "planning", "calibration", "teaching", "results", "inference", "spec")
 
 
 def _journey() -> str:

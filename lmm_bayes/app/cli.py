@@ -2,6 +2,7 @@
 
     lmm-bayes fit models/sleepstudy_random_slopes.toml --out results/
     lmm-bayes demo
+    lmm-bayes design plan.toml --out plan/ --workers 2
 
 Every error a user can cause (model file, data, formula, priors, sampler settings,
 report settings, the output folder, draws and chains beyond their limits) is found before
@@ -52,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", metavar="DIR", default=None, help="also write fit.nc, summary.txt, report.html here")
     demo.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
     _fit_options(demo)
+    design = sub.add_parser(
+        "design",
+        help="run a design analysis (power by simulation) from a plan file",
+        description="Run the design analysis a TOML plan file describes (lmm_bayes.plan_study); keep each design "
+        "point in DIR/points (a rerun resumes) and write DIR/table.csv, DIR/power.png and, with [costs], DIR/costs.csv.",
+    )
+    design.add_argument("plan_file", metavar="PLAN.toml", help="the plan file")
+    design.add_argument("--out", metavar="DIR", default="plan", help="output folder (default: plan)")
+    design.add_argument("--workers", type=int, default=1, help="local worker processes (default: 1, in this process)")
+    design.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
@@ -116,6 +127,13 @@ def _run(args: argparse.Namespace) -> int:
     from lmm_bayes.app.report import write_report
     from lmm_bayes.spec import validate
 
+    if args.command == "design":
+        from lmm_bayes.app.planfile import run_plan_file
+
+        for name, p in run_plan_file(args.plan_file, args.out, workers=args.workers,
+                                     progressbar=not args.no_progress).items():
+            print(f"wrote {name:<8} {p}")
+        return 0
     path = _demo_file() if args.command == "demo" else Path(args.model_file)
     mf = load_model_file(path)
     out, _ = _prepare_out(args.out, force=args.force) if args.out is not None else (None, False)

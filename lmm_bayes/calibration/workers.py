@@ -25,7 +25,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,10 +224,17 @@ def run_one(ctx: Context, task: Task) -> Outcome:
     )
 
 
-def attempt(ctx: Context, task: Task) -> Outcome | Failure:
-    """:func:`run_one`, with any exception (not ``KeyboardInterrupt``) returned as a :class:`Failure`."""
+def attempt(ctx: Any, task: Any, run: Callable[[Any, Any], Any] | None = None) -> Any:
+    """``run(ctx, task)`` (:func:`run_one` by default), with any exception (not ``KeyboardInterrupt``)
+    returned as a :class:`Failure`.
+
+    ``run`` is any module-level function (design analysis runs its own, :mod:`lmm_bayes.planning`);
+    ``ctx`` has ``parent_pid`` and ``task`` ``index`` and ``seed``. Each worker process gets its own
+    PyTensor compile directory first.
+    """
     try:
-        return run_one(ctx, task)
+        _isolate_compiledir(ctx.parent_pid)
+        return (run_one if run is None else run)(ctx, task)  # looked up now: tests replace run_one
     except Exception as err:  # noqa: BLE001 - one simulation's error must not stop the others
         return Failure.of(task, err)
 
@@ -253,20 +260,24 @@ def check_executor(executor: Any) -> None:
     )
 
 
-def execute(ctx: Context, tasks: Sequence[Task], executor: Any) -> Iterator[Outcome | Failure]:
-    """Run every task on ``executor`` (see :func:`check_executor`); yield results in order of completion.
+def execute(ctx: Any, tasks: Sequence[Any], executor: Any, run: Callable[[Any, Any], Any] | None = None,
+            ) -> Iterator[Any]:
+    """Run ``run`` (:func:`run_one` by default) on every task on ``executor`` (see :func:`check_executor`);
+    yield results in order of completion.
 
     A simulation that raises, or whose worker dies, yields a :class:`Failure`.
     """
     if executor is None:
         for task in tasks:
-            yield attempt(ctx, task)
+            yield attempt(ctx, task, run)
     elif _is_dask_client(executor):
         from distributed import as_completed
 
         shared = executor.scatter(ctx, broadcast=True)
         token = uuid.uuid4().hex[:8]
-        futures = {executor.submit(attempt, shared, t, pure=False, key=f"sbc-{token}-{t.index}"): t for t in tasks}
+        prefix, extra = ("sbc", ()) if run is None else (run.__name__, (run,))
+        futures = {executor.submit(attempt, shared, t, *extra, pure=False, key=f"{prefix}-{token}-{t.index}"): t
+                   for t in tasks}
         try:
             for future in as_completed(futures):
                 yield _result(future, futures[future])
@@ -274,9 +285,9 @@ def execute(ctx: Context, tasks: Sequence[Task], executor: Any) -> Iterator[Outc
             executor.cancel(list(futures))  # after an interrupt, nothing keeps running (no-op when all are done)
     elif executor == "processes":
         with cf.ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield from _from_pool(pool, ctx, tasks)
+            yield from _from_pool(pool, ctx, tasks, run)
     else:
-        yield from _from_pool(executor, ctx, tasks)
+        yield from _from_pool(executor, ctx, tasks, run)
 
 
 def _result(future: Any, task: Task) -> Outcome | Failure:
@@ -287,8 +298,10 @@ def _result(future: Any, task: Task) -> Outcome | Failure:
         return Failure.of(task, err)
 
 
-def _from_pool(pool: cf.Executor, ctx: Context, tasks: Sequence[Task]) -> Iterator[Outcome | Failure]:
-    futures = {pool.submit(attempt, ctx, t): t for t in tasks}
+def _from_pool(pool: cf.Executor, ctx: Any, tasks: Sequence[Any], run: Callable[[Any, Any], Any] | None,
+               ) -> Iterator[Any]:
+    extra = () if run is None else (run,)  # SBC's calls stay attempt(ctx, task)
+    futures = {pool.submit(attempt, ctx, t, *extra): t for t in tasks}
     try:
         for future in cf.as_completed(futures):
             yield _result(future, futures[future])
@@ -297,16 +310,21 @@ def _from_pool(pool: cf.Executor, ctx: Context, tasks: Sequence[Task]) -> Iterat
             future.cancel()
 
 
-def collect(outcomes: Iterator[Outcome | Failure], total: int, show: bool) -> list[Outcome | Failure]:
-    """Gather ``total`` results (a rich progress bar when ``show``, counting failures), sorted by index."""
+def collect(outcomes: Iterator[Any], total: int, show: bool, *, label: str = "SBC",
+            each: Callable[[Any], None] | None = None) -> list[Any]:
+    """Gather ``total`` results (a rich progress bar named ``label`` when ``show``, counting failures),
+    sorted by index; ``each`` is called with every result as it arrives."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     done: list[Outcome | Failure] = []
-    columns = (TextColumn("SBC{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn(label.replace("[", "\\[") + "{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, disable=not show, transient=False) as bar:
         task = bar.add_task("", total=total)
         for outcome in outcomes:
             done.append(outcome)
+            if each is not None:
+                each(outcome)
             failed = sum(isinstance(o, Failure) for o in done)
             bar.update(task, advance=1, description=f" ({failed} failed)" if failed else "")
     return sorted(done, key=lambda o: o.index)
