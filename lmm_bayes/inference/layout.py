@@ -30,6 +30,7 @@ import xarray as xr
 from lmm_bayes import names
 from lmm_bayes.errors import RandomEffectsNotKept
 from lmm_bayes.spec.families.registry import GAUSSIAN
+from lmm_bayes.spec.residual import posterior_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
@@ -129,6 +130,7 @@ def posterior_vars(design: Design) -> list[str]:
         names.append(sd_name(g))
         if g.correlated:
             names.append(corr_name(g))
+    names += posterior_names(design.residual)  # sigma= and ar= (spec/residual.py)
     names += [b_name(g) for g in design.groups]
     return names
 
