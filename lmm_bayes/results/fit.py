@@ -28,6 +28,7 @@ from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.glm import describe, ratio_table, residual_variance_draws
+from lmm_bayes.results.residual_structure import refuse_structured, residual_sd, residual_table
 from lmm_bayes.results.summary import (
     DEFAULT_CI,
     DEFAULT_PROB,
@@ -202,7 +203,17 @@ class MixedModelFit(FittedModel):
         variance = (draws**2).mean(("chain", "draw")).values
         table.insert(1, "variance", np.where(is_sd, variance, np.nan))
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
+        if self.design.residual is not None:  # sigma= / ar=: tau and rho after sigma (the SD at u = 0)
+            table = pd.concat([table, residual_table(self, ci=ci, prob=prob)]).rename_axis(["group", "term"])
         return table
+
+    def residual_sd(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """The residual SD per level of a model with ``sigma="~ (1 | g)"`` (one row ``"(all)"`` otherwise).
+
+        See :func:`lmm_bayes.results.residual_structure.residual_sd`; ``varcorr()`` holds
+        ``sd(log sigma)`` and ``rho``.
+        """
+        return residual_sd(self, ci=ci, prob=prob)
 
     def ranef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
@@ -261,6 +272,7 @@ class MixedModelFit(FittedModel):
         >>> fit.variance_draws(at={"Days": 5}).coords["component"].values.tolist()
         ['Subject', 'Residual']
         """
+        refuse_structured(self.design, "the variance partition (ICC)")
         post = self.posterior
         ranges = {e: data_range(e, g.Z[:, k]) for g in self.design.groups for k, e in enumerate(g.effects)}
         at = {e: at_number(e, v, hint=ranges.get(e, "")) for e, v in dict(at or {}).items()}

@@ -26,6 +26,7 @@ from lmm_bayes.inference.model_graph import model_graph
 from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
+from lmm_bayes.results.residual_structure import refuse_structured
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.version import __version__
@@ -71,6 +72,7 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     ('chain', 'draw', 'obs')
     """
     fit = check_fit(fit)
+    refuse_structured(fit.design, "posterior_predictive")
     draws = predict(fit, None, levels="existing", kind="response", seed=seed)
     obs = fit.idata["observed_data"]["obs"].values
     pp = xr.Dataset(

@@ -28,6 +28,7 @@ import numpy as np
 from lmm_bayes.inference.layout import SIGMA
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
+from lmm_bayes.results.residual_structure import row_sigma
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, interval_columns, summarize_draws
 from lmm_bayes.spec import validate
 
@@ -144,7 +145,10 @@ def residuals(
     low, high = interval_columns(ci)
     mu_mean = mu.mean(("chain", "draw")).values
     family = fit.design.family
-    if family.is_gaussian:
+    if family.is_gaussian and fit.design.residual is not None:  # each row's sigma_j (Var e_i under AR(1) too)
+        sigma = float(fit.posterior[SIGMA].mean())
+        standardized = spread["mean"].to_numpy() / row_sigma(fit)
+    elif family.is_gaussian:
         sigma = float(fit.posterior[SIGMA].mean())
         standardized = spread["mean"].to_numpy() / sigma
     else:
