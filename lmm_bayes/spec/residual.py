@@ -216,7 +216,7 @@ def residual_design(spec: ResidualSpec, groups: Any, data: pd.DataFrame, index: 
     if bad.any():
         rows = list(index[bad][:5])
         raise ValueError(f"ar={spec.ar!r}: column {col!r} must hold whole numbers (trial numbers), but "
-                         f"{int(bad.sum())} rows do not (first rows: {rows}); number the trials 1, 2, 3, ...")
+                         f"{int(bad.sum())} row(s) do not (first rows: {rows}); number the trials 1, 2, 3, ...")
     time = values.astype(np.int64)
     order = np.lexsort((time, codes))
     same = codes[order][1:] == codes[order][:-1]

@@ -49,9 +49,6 @@ class Structured(Method):
             return "a residual structure needs a Gaussian response"
         if centered:
             return "centered=True applies to method='full', which does not fit sigma= or ar= yet"
-        if design.residual.ar and not design.residual.gap_values.size:
-            return ("ar= needs a cluster with at least two rows: every cluster has one, so rho is not in the "
-                    "likelihood; drop ar=")
         return None
 
     @classmethod
