@@ -33,7 +33,7 @@ import pandas as pd
 
 __all__ = [
     "MAX_GAPS", "RESERVED", "SUPPORTED", "ResidualDesign", "ResidualSpec", "parse_residual", "residual_design",
-    "RHO", "SIGMA_SD", "SIGMA_SD_PRIOR", "SIGMA_U", "SIGMA_Z", "posterior_names", "with_residual",
+    "RHO", "SIGMA_LOG", "SIGMA_SD", "SIGMA_SD_PRIOR", "SIGMA_U", "posterior_names", "with_residual",
 ]
 
 #: what this version fits, for the messages that refuse the rest
@@ -48,11 +48,13 @@ RHO = "rho"
 #: working-scale SD prior, HalfNormal(SIGMA_SD_PRIOR) = HalfNormal(1): a factor of e per SD
 SIGMA_SD = "sigma_sd"
 SIGMA_SD_PRIOR = 1.0
-#: u_j = log sigma_j - log sigma on the factor's dim, and its standard-normal offsets (non-centred)
+#: u_j = log sigma_j - log sigma on the factor's dim, and log sigma_j itself, the parameter sampled
+#: (hierarchically centred, log sigma_j ~ N(log sigma, tau^2): the data pin each sigma_j down, and the
+#: non-centred u_j = tau z_j mixed at bulk ESS 130 of 4000 on 500 neurons x 100 trials)
 SIGMA_U = "sigma_u"
-SIGMA_Z = "sigma_z"
+SIGMA_LOG = "sigma_log"
 #: the posterior names of the residual structure: a grouping factor cannot take them
-RESERVED = (RHO, SIGMA_SD, SIGMA_U, SIGMA_Z)
+RESERVED = (RHO, SIGMA_SD, SIGMA_U, SIGMA_LOG)
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
 _SIGMA = re.compile(rf"^\s*~?\s*(?:1\s*\+\s*)?\(\s*1\s*\|\s*({_NAME})\s*\)\s*$")

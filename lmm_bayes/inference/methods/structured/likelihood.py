@@ -59,7 +59,7 @@ from lmm_bayes.inference.methods.structured.sums import ResidualSums, residual_s
 from lmm_bayes.names import OBS, Y_MARGINAL
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
-from lmm_bayes.spec.residual import RHO, SIGMA_SD, SIGMA_SD_PRIOR, SIGMA_U, SIGMA_Z
+from lmm_bayes.spec.residual import RHO, SIGMA_LOG, SIGMA_SD, SIGMA_SD_PRIOR, SIGMA_U
 
 # heavy libraries load at first use (lazy_loader): `import lmm_bayes` never pays for them
 pm = lazy.load("pymc")
@@ -193,8 +193,8 @@ def build_structured_model(design: Design, priors: Priors, sums: ResidualSums | 
     """The model with b integrated out and ``R_j = sigma_j^2 A_j(rho)``: a potential on the sums.
 
     Priors and names are the package's (``beta``, ``sigma``, ``{g}_sd``, ...) plus those of
-    :mod:`lmm_bayes.spec.residual`: ``sigma_sd`` (tau, HalfNormal(1)), ``sigma_u`` (``u_j = tau z_j``,
-    non-centred) and ``rho`` (Uniform(-1, 1)).
+    :mod:`lmm_bayes.spec.residual`: ``sigma_sd`` (tau, HalfNormal(1)), ``sigma_log`` (``log sigma_j ~
+    N(log sigma, tau^2)``, sampled), ``sigma_u`` (``log sigma_j - log sigma``) and ``rho`` (Uniform(-1, 1)).
 
     Examples
     --------
@@ -202,7 +202,7 @@ def build_structured_model(design: Design, priors: Priors, sums: ResidualSums | 
     >>> df = pd.DataFrame({"y": np.arange(8.0), "g": list("aaaabbbb"), "trial": [1, 2, 3, 4] * 2})
     >>> m = lb.LMM("y ~ 1 + (1 | g)", df, sigma="~ (1 | g)", ar="trial | g")
     >>> sorted(v.name for v in build_structured_model(m.design, m.priors).free_RVs)
-    ['beta', 'g_sd_indep', 'rho', 'sigma', 'sigma_sd', 'sigma_z']
+    ['beta', 'g_sd_indep', 'rho', 'sigma', 'sigma_log', 'sigma_sd']
     """
     sums = residual_sums(design) if sums is None else sums
     res = design.residual
@@ -217,8 +217,9 @@ def build_structured_model(design: Design, priors: Priors, sums: ResidualSums | 
         u = rho = None
         if res.sigma_by:
             tau = pm.HalfNormal(SIGMA_SD, SIGMA_SD_PRIOR)
-            z = pm.Normal(SIGMA_Z, 0.0, 1.0, dims=g.name)
-            u = pm.Deterministic(SIGMA_U, tau * z, dims=g.name)
+            # hierarchically centred: the likelihood reads log sigma_j alone, so sigma and the u_j form no ridge
+            log_sj = pm.Normal(SIGMA_LOG, pytensor.tensor.log(sigma), tau, dims=g.name)
+            u = pm.Deterministic(SIGMA_U, log_sj - pytensor.tensor.log(sigma), dims=g.name)
         if res.ar:
             rho = pm.Uniform(RHO, -1.0, 1.0)
         pm.Potential(Y_MARGINAL, cluster_loglik(arrays, sums.q, sums.p, beta, sigma, chol, rho, u, _Pt))
