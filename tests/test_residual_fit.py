@@ -117,3 +117,14 @@ def test_predict_mean_and_save_load(fitted, tmp_path):
     assert np.allclose(loaded.posterior["rho"].values, post["rho"].values)
     assert np.allclose(loaded.residual_sd()["mean"], fit.residual_sd()["mean"])
     assert np.allclose(loaded.predict(kind="mean").values, mean.values)
+
+
+def test_summary_and_standardized_residuals(fitted):
+    _, _, fit = fitted
+    assert ("Residual", "rho") in fit.summary().varcorr.index
+    res = fit.residuals()
+    post = fit.posterior
+    sd_level = (post["sigma"] * np.exp(post["sigma_u"])).mean(("chain", "draw")).values
+    codes = fit.design.group("neuron").codes
+    assert np.allclose(res["standardized"], res["residual"] / sd_level[codes])
+    assert set(fit.diagnostics()) >= {"max_r_hat", "min_ess_bulk"}
