@@ -1,4 +1,4 @@
-"""A fit with sigma by neuron and AR(1) over trials: recovery, exact b, the refusals, save/load, predict.
+"""A fit with sigma by neuron and condition and AR(1) over trials: recovery, exact b, refusals, save/load, predict.
 
 One model is fitted once per session (module fixture); the data are simulated here with numpy from the
 model's definition, not with the package.
@@ -9,14 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import lmm_bayes as lb
 
-RHO, BETA = 0.6, (2.0, 0.5)
+RHO, BETA, NOISY = 0.6, (2.0, 0.5), 1.5  # NOISY: sigma in condition "b" over condition "a"
 
 
 def simulate(seed: int = 11, J: int = 16, T: int = 50) -> tuple[pd.DataFrame, np.ndarray]:
-    """Half the neurons quiet (sigma 0.4), half noisy (1.2); AR(1) errors with rho = 0.6 over trials."""
+    """Half the neurons quiet (sigma 0.4), half noisy (1.2), x 1.5 on condition "b" trials; e = s_i a_i with a
+    a unit AR(1) (rho = 0.6) over trials, so R = S A S."""
     rng = np.random.default_rng(seed)
     sig = np.where(np.arange(J) < J // 2, 0.4, 1.2)
     rows = []
@@ -27,8 +29,9 @@ def simulate(seed: int = 11, J: int = 16, T: int = 50) -> tuple[pd.DataFrame, np
         for t in range(1, T):
             e[t] = RHO * e[t - 1] + np.sqrt(1 - RHO**2) * rng.normal()
         x = rng.normal(size=T)
-        y = BETA[0] + b0 + (BETA[1] + b1) * x + sig[j] * e
-        rows += [{"neuron": f"n{j:02d}", "trial": t + 1, "x": x[t], "y": y[t]} for t in range(T)]
+        cond = rng.choice(["a", "b"], size=T)
+        y = BETA[0] + b0 + (BETA[1] + b1) * x + sig[j] * np.where(cond == "b", NOISY, 1.0) * e
+        rows += [{"neuron": f"n{j:02d}", "trial": t + 1, "cond": cond[t], "x": x[t], "y": y[t]} for t in range(T)]
     df = pd.DataFrame(rows).sample(frac=1.0, random_state=seed)  # rows out of time order
     return df, sig
 
@@ -36,7 +39,7 @@ def simulate(seed: int = 11, J: int = 16, T: int = 50) -> tuple[pd.DataFrame, np
 @pytest.fixture(scope="module")
 def fitted():
     df, sig = simulate()
-    model = lb.LMM("y ~ x + (1 + x | neuron)", df, sigma="~ (1 | neuron)", ar="trial | neuron")
+    model = lb.LMM("y ~ x + (1 + x | neuron)", df, sigma="~ cond + (1 | neuron)", ar="trial | neuron")
     fit = model.fit(draws=300, tune=300, chains=2, seed=5, progressbar=False)
     return df, sig, fit
 
@@ -52,12 +55,18 @@ def test_rho_and_sigma_ratio_recovered(fitted):
     log_ratio = (np.log(sd.isel(neuron=np.flatnonzero(noisy))).mean("neuron")
                  - np.log(sd.isel(neuron=np.flatnonzero(~noisy))).mean("neuron")).values.ravel()
     assert abs(log_ratio.mean() - np.log(3.0)) < 3 * log_ratio.std()
+    gamma = post["sigma_beta"].sel(sigma_coef="b").values.ravel()  # log(sigma_b / sigma_a)
+    assert abs(gamma.mean() - np.log(NOISY)) < 3 * gamma.std()
     table = fit.residual_sd()
-    assert list(table.index) == levels
-    assert np.allclose(table["mean"], sd.mean(("chain", "draw")).values)
-    assert (table["n"] == 50).all()
+    assert list(table.index) == [(lv, c) for lv in levels for c in ("a", "b")]
+    by_hand = np.stack([sd, sd * np.exp(post["sigma_beta"].sel(sigma_coef="b"))], axis=-1).mean(axis=(0, 1))
+    assert np.allclose(table["mean"], by_hand.ravel())
+    df = fitted[0]
+    counts = df.groupby(["neuron", "cond"]).size()
+    assert table["n"].tolist() == [int(counts.get((lv, c), 0)) for lv in levels for c in ("a", "b")]
     vc = fit.varcorr()
-    assert ("Residual", "rho") in vc.index and ("Residual", "sd(log sigma)") in vc.index
+    for term in ("rho", "sd(log sigma)", "log(sigma[b] / sigma[a])"):
+        assert ("Residual", term) in vc.index
     assert vc.loc[("Residual", "rho"), "mean"] == pytest.approx(rho.mean())
 
 
@@ -76,13 +85,15 @@ def test_b_drawn_from_its_exact_conditional(fitted):
         p = post.isel(draw=k)
         beta, s, rho = p["beta"].values, float(p["sigma"]), float(p["rho"])
         sj = s * np.exp(p["sigma_u"].values)
+        kap = np.where(df.loc[d.index, "cond"].to_numpy() == "b", np.exp(float(p["sigma_beta"].sel(sigma_coef="b"))), 1.0)
         sd, corr = p["neuron_sd"].values, p["neuron_corr"].values
         G = np.outer(sd, sd) * corr
         out = np.zeros((g.n_levels, 2))
         for j in range(g.n_levels):
             rows = np.flatnonzero(g.codes == j)
             Zj, t = g.Z[rows], time[rows]
-            V = Zj @ G @ Zj.T + sj[j] ** 2 * rho ** np.abs(t[:, None] - t[None, :])
+            sr = sj[j] * kap[rows]
+            V = Zj @ G @ Zj.T + np.outer(sr, sr) * rho ** np.abs(t[:, None] - t[None, :])
             out[j] = G @ Zj.T @ np.linalg.solve(V, d.y[rows] - d.X[rows] @ beta)
         means.append(out)
     dense = np.mean(means, axis=0)
@@ -124,7 +135,10 @@ def test_summary_and_standardized_residuals(fitted):
     assert ("Residual", "rho") in fit.summary().varcorr.index
     res = fit.residuals()
     post = fit.posterior
-    sd_level = (post["sigma"] * np.exp(post["sigma_u"])).mean(("chain", "draw")).values
+    logs = np.log(post["sigma"]) + post["sigma_u"] + post["sigma_beta"].sel(sigma_coef="b") * xr.DataArray(
+        [0.0, 1.0], dims="cond", coords={"cond": ["a", "b"]})
+    sd_cell = np.exp(logs).mean(("chain", "draw")).transpose("neuron", "cond").values
     codes = fit.design.group("neuron").codes
-    assert np.allclose(res["standardized"], res["residual"] / sd_level[codes])
+    cond = (fit.design.data["cond"].to_numpy() == "b").astype(int)
+    assert np.allclose(res["standardized"], res["residual"] / sd_cell[codes, cond])
     assert set(fit.diagnostics()) >= {"max_r_hat", "min_ess_bulk"}

@@ -22,14 +22,15 @@ def _data(seed: int = 0, sizes=(1, 2, 5, 9, 3, 1, 7)) -> pd.DataFrame:
     for j, n in enumerate(sizes):
         trials = np.sort(rng.choice(np.arange(1, 3 * n + 2), size=n, replace=False))  # gaps of 1, 2, 3, ...
         for t in trials:
-            rows.append({"g": f"n{j}", "trial": int(t), "x": rng.normal(), "c": rng.choice(["a", "b"])})
+            rows.append({"g": f"n{j}", "trial": int(t), "x": rng.normal(), "c": rng.choice(["a", "b"]),
+                         "k": rng.choice(["lo", "mid", "hi"])})
     df = pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
     df["y"] = 1.0 + 0.5 * df["x"] + rng.normal(size=len(df))
     return df
 
 
-def _dense(df, formula_Z, beta, X, G, sigma_j, rho):
-    """log N(y; X beta, Z G Z' + R) from the definition; ``formula_Z`` the per-row Z block (n, q)."""
+def _dense_cov(df, formula_Z, G, s_row, rho):
+    """Var(y) = Z G Z' + R from the definition: R_ab = s_a s_b rho^|t_a - t_b| within a cluster."""
     n = len(df)
     codes = pd.Categorical(df["g"]).codes
     V = np.zeros((n, n))
@@ -38,7 +39,14 @@ def _dense(df, formula_Z, beta, X, G, sigma_j, rho):
             if codes[a] == codes[b]:
                 V[a, b] = formula_Z[a] @ G @ formula_Z[b]
                 lag = abs(df["trial"].iloc[a] - df["trial"].iloc[b])
-                V[a, b] += sigma_j[codes[a]] ** 2 * (rho ** lag if rho is not None else float(a == b))
+                V[a, b] += s_row[a] * s_row[b] * (rho ** lag if rho is not None else float(a == b))
+    return V
+
+
+def _dense(df, formula_Z, beta, X, G, sigma_j, rho, kappa_row=None):
+    """log N(y; X beta, Z G Z' + R); ``sigma_j`` per cluster, ``kappa_row`` each row's category factor."""
+    s_row = sigma_j[pd.Categorical(df["g"]).codes] * (1.0 if kappa_row is None else kappa_row)
+    V = _dense_cov(df, formula_Z, G, s_row, rho)
     return stats.multivariate_normal(mean=X @ beta, cov=V).logpdf(df["y"].to_numpy())
 
 
@@ -46,6 +54,9 @@ CASES = [  # (sigma=, ar=)
     ("~ (1 | g)", None),
     (None, "trial | g"),
     ("~ (1 | g)", "trial | g"),
+    ("~ k", None),
+    ("~ k", "trial | g"),
+    ("~ k + (1 | g)", "trial | g"),
 ]
 
 
@@ -61,12 +72,18 @@ def test_marginal_equals_dense_normal(sigma, ar, formula, rho):
     q = g.n_effects
     A = rng.normal(size=(q, q))
     G = A @ A.T + 0.3 * np.eye(q)
-    u = rng.normal(scale=0.5, size=g.n_levels) if sigma else np.zeros(g.n_levels)
+    by_group = sigma is not None and "|" in sigma
+    u = rng.normal(scale=0.5, size=g.n_levels) if by_group else np.zeros(g.n_levels)
+    gamma = np.array([0.4, -0.7]) if sigma and "k" in sigma else None  # log(sigma_c / sigma_hi) for lo, mid
     s = 0.7
-    ours = marginal_loglik(d, beta, s, G, rho=rho, sigma_u=u if sigma else None)
+    ours = marginal_loglik(d, beta, s, G, rho=rho, sigma_u=u if by_group else None, sigma_beta=gamma)
     # the dense density reads the data frame's own rows (levels coded alphabetically, as the design's)
     assert list(g.levels) == sorted(df["g"].unique())
-    dense = _dense(df, g.Z, beta, d.X, G, s * np.exp(u), rho if ar else None)
+    kappa = None
+    if gamma is not None:
+        assert d.residual.categories == ("hi", "lo", "mid")
+        kappa = df["k"].map({"hi": 1.0, "lo": np.exp(0.4), "mid": np.exp(-0.7)}).to_numpy()
+    dense = _dense(df, g.Z, beta, d.X, G, s * np.exp(u), rho if ar else None, kappa)
     assert abs(ours - dense) < 1e-10 * max(1.0, abs(dense))
 
 
@@ -109,7 +126,7 @@ def test_trial_order_matters_only_with_ar():
     assert flipped == pytest.approx(on[0], abs=1e-10)
 
 
-@pytest.mark.parametrize("sigma, ar", CASES)
+@pytest.mark.parametrize("sigma, ar", [(None, "trial | g"), ("~ k + (1 | g)", "trial | g")])
 def test_graph_potential_equals_reference(sigma, ar):
     """The PyTensor graph a fit samples evaluates the same density as the numpy reference (checked above
     against the dense normal), at a random point of the unconstrained space."""
@@ -117,7 +134,9 @@ def test_graph_potential_equals_reference(sigma, ar):
 
     m = lb.LMM("y ~ x + (1 + x | g)", _data(), sigma=sigma, ar=ar)
     model = build_structured_model(m.design, m.priors)
-    names = ["beta", "sigma", "g_sd", "g_corr"] + (["rho"] if ar else []) + (["sigma_u"] if sigma else [])
+    by_group, fixed = sigma is not None and "|" in sigma, sigma is not None and "k" in sigma
+    names = (["beta", "sigma", "g_sd", "g_corr"] + (["rho"] if ar else []) + (["sigma_u"] if by_group else [])
+             + (["sigma_beta"] if fixed else []))
     f = model.compile_fn([model.potentials[0]] + [model[n] for n in names], inputs=model.value_vars,
                          point_fn=True, on_unused_input="ignore")
     rng = np.random.default_rng(4)
@@ -125,5 +144,40 @@ def test_graph_potential_equals_reference(sigma, ar):
     value, *params = f(point)
     p = dict(zip(names, params))
     G = np.outer(p["g_sd"], p["g_sd"]) * p["g_corr"]
-    ref = marginal_loglik(m.design, p["beta"], p["sigma"], G, rho=p.get("rho"), sigma_u=p.get("sigma_u"))
+    ref = marginal_loglik(m.design, p["beta"], p["sigma"], G, rho=p.get("rho"), sigma_u=p.get("sigma_u"),
+                          sigma_beta=p.get("sigma_beta"))
     assert value == pytest.approx(ref, rel=1e-10)
+
+
+def test_b_draws_follow_the_dense_conditional():
+    """At one theta, 4000 draws of b have the dense Gaussian conditional's mean and variances
+    (E[b_j | y] = G Z' V^-1 (y - X beta), Cov = G - G Z' V^-1 Z G), AR(1) and sigma by category on."""
+    import xarray as xr
+
+    from lmm_bayes.inference.methods.structured.likelihood import draw_random_effects
+
+    df = _data()
+    d = lb.LMM("y ~ x + (1 + x | g)", df, sigma="~ k", ar="trial | g").design
+    g = d.group("g")
+    N, beta, s, rho, gamma = 4000, np.array([0.8, 0.3]), 0.6, 0.55, np.array([0.4, -0.7])
+    sd, corr = np.array([0.9, 0.5]), np.array([[1.0, 0.3], [0.3, 1.0]])
+    post = xr.Dataset({
+        "beta": (("chain", "draw", "coef"), np.tile(beta, (1, N, 1))),
+        "sigma": (("chain", "draw"), np.full((1, N), s)),
+        "g_sd": (("chain", "draw", "g_effect"), np.tile(sd, (1, N, 1))),
+        "g_corr": (("chain", "draw", "g_effect", "g_effect_bis"), np.tile(corr, (1, N, 1, 1))),
+        "rho": (("chain", "draw"), np.full((1, N), rho)),
+        "sigma_beta": (("chain", "draw", "sigma_coef"), np.tile(gamma, (1, N, 1))),
+    }, coords={"chain": [0], "draw": np.arange(N), "coef": list(d.X_columns), "g_effect": list(g.effects),
+               "g_effect_bis": list(g.effects), "sigma_coef": ["lo", "mid"]})
+    b = draw_random_effects(d, post, seed=1)["g_b"].values[0]  # (draw, level, effect)
+    G = np.outer(sd, sd) * corr
+    kappa = df["k"].map({"hi": 1.0, "lo": np.exp(0.4), "mid": np.exp(-0.7)}).to_numpy()
+    V = _dense_cov(df, g.Z, G, s * kappa, rho)
+    for j in range(g.n_levels):
+        rows = np.flatnonzero(g.codes == j)
+        Vj, Zj = V[np.ix_(rows, rows)], g.Z[rows]
+        mean = G @ Zj.T @ np.linalg.solve(Vj, d.y[rows] - d.X[rows] @ beta)
+        cov = G - G @ Zj.T @ np.linalg.solve(Vj, Zj @ G)
+        assert np.all(np.abs(b[:, j].mean(axis=0) - mean) < 5 * np.sqrt(np.diag(cov) / N))
+        assert np.allclose(b[:, j].var(axis=0), np.diag(cov), rtol=0.12)

@@ -29,7 +29,9 @@ def test_reads_both_and_orders_rows():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"sigma": "~ x"}, r"sigma='~ x' is not a form this version fits"),
+    ({"sigma": "~ x + s"}, r"sigma='~ x \+ s' is not a form this version fits"),
+    ({"sigma": "~ x"}, "column 'x' has 12 categories; a residual SD per category needs 2 to 10"),
+    ({"sigma": "~ cond"}, "names column 'cond', which the data lack"),
     ({"sigma": "~ (1 | s) + (1 | g)"}, "not a form this version fits"),
     ({"ar": "trial"}, r"write 'time \| group'"),
     ({"sigma": "~ (1 | g)", "ar": "trial | s"}, "only by the same factor"),

@@ -39,7 +39,7 @@ from lmm_bayes.results.summary import (
     summarize_draws,
 )
 from lmm_bayes.spec.priors import Priors
-from lmm_bayes.spec.residual import RHO, SIGMA_SD, posterior_names
+from lmm_bayes.spec.residual import RHO, SIGMA_BETA, SIGMA_SD, posterior_names
 
 __all__ = ["MixedModelFit", "at_number", "check_fit", "data_range"]
 
@@ -116,7 +116,7 @@ class MixedModelFit(FittedModel):
         >>> [p.sizes["parameter"] for p in fit.health_parameters()]  # beta (2), sigma, sd(Intercept)
         [4]
         """
-        extra = [self.posterior[v] for v in posterior_names(self.design.residual) if v in (RHO, SIGMA_SD)]
+        extra = [self.posterior[v] for v in posterior_names(self.design.residual) if v in (RHO, SIGMA_SD, SIGMA_BETA)]
         return [hyperparameter_draws(self.posterior, hyperparameters(self.design)), *extra]  # rho, tau: sigma=/ar=
 
     def _reliability_tips(self) -> list[str]:

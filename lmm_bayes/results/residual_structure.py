@@ -18,7 +18,7 @@ import xarray as xr
 
 from lmm_bayes.inference.layout import SIGMA
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, summarize_draws
-from lmm_bayes.spec.residual import RHO, SIGMA_SD, SIGMA_U
+from lmm_bayes.spec.residual import RHO, SIGMA_BETA, SIGMA_COEF, SIGMA_SD, SIGMA_U
 
 __all__ = ["refuse_structured", "residual_sd", "residual_table", "row_sigma", "sigma_draws"]
 
@@ -34,55 +34,79 @@ def refuse_structured(design: Any, what: str) -> None:
                      "structure; fit.predict(kind='mean') and the tables of beta and b use it)")
 
 
-def sigma_draws(fit: Any) -> xr.DataArray:
-    """``sigma_j`` per draw and level of the residual factor (chain, draw, level); one level without ``sigma=``."""
+def _log_ratio(fit: Any) -> xr.DataArray:
+    """``log(sigma_(j,c) / sigma) = u_j + gamma_c`` per draw, on the residual factor's dim and/or ``category``."""
     post, res = fit.posterior, fit.design.residual
-    sigma = post[SIGMA]
-    if res is None or not res.sigma_by:
-        return sigma.expand_dims({"level": ["(all)"]}, axis=-1)
-    return (sigma * np.exp(post[SIGMA_U])).transpose("chain", "draw", res.group)
+    out = xr.zeros_like(post[SIGMA])
+    if res is not None and res.sigma_by:
+        out = out + post[SIGMA_U]
+    if res is not None and res.sigma_fixed:
+        gamma = post[SIGMA_BETA].rename({SIGMA_COEF: "category"})
+        zero = xr.zeros_like(gamma.isel(category=[0])).assign_coords(category=[res.categories[0]])
+        out = out + xr.concat([zero, gamma], dim="category")
+    if res is None or not (res.sigma_by or res.sigma_fixed):
+        out = out.expand_dims({"level": ["(all)"]}, axis=-1)
+    return out.transpose("chain", "draw", ...)
+
+
+def sigma_draws(fit: Any) -> xr.DataArray:
+    """The residual SD per draw and level of the residual factor and/or category (``sigma=``'s terms)."""
+    return (fit.posterior[SIGMA] * np.exp(_log_ratio(fit))).transpose("chain", "draw", ...)
 
 
 def row_sigma(fit: Any) -> np.ndarray:
-    """The posterior mean of each fitted row's residual SD (its level's ``sigma_j``; Var(e_i) under a
-    stationary AR(1) too)."""
-    res = fit.design.residual
-    draws = sigma_draws(fit).mean(("chain", "draw")).values
-    if res is None or not res.sigma_by:
-        return np.full(fit.design.n, float(draws[0]))
-    return draws[fit.design.group(res.group).codes]
+    """The posterior mean of each fitted row's residual SD (its level's and category's ``sigma``; Var(e_i)
+    under a stationary AR(1) too)."""
+    res, d = fit.design.residual, fit.design
+    mean = sigma_draws(fit).mean(("chain", "draw"))
+    if res is None or not (res.sigma_by or res.sigma_fixed):
+        return np.full(d.n, float(mean.values[0]))
+    index = {}
+    if res.sigma_by:
+        index[res.group] = xr.DataArray(d.group(res.group).codes, dims="row")
+    if res.sigma_fixed:
+        index["category"] = xr.DataArray(res.category, dims="row")
+    return mean.isel(index).values
 
 
 def residual_sd(fit: Any, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-    """The residual SD of every level, ``sigma_j = sigma exp(u_j)``, with its rows and interval.
+    """The residual SD of every level (``sigma="~ (1 | g)"``) and/or category (``sigma="~ cond"``).
 
-    Indexed by the level (one row ``"(all)"`` without ``sigma=``); columns ``n`` (rows), then the
-    summary (mean, sd, interval, R-hat, ESS) and ``ratio`` (the posterior mean of ``sigma_j / sigma``,
-    ``sigma`` the SD at ``u = 0``, the median level under the prior).
+    Indexed by the level, the category, or both (one row ``"(all)"`` without either); columns ``n``
+    (rows), then the summary (mean, sd, interval, R-hat, ESS) and ``ratio`` (the posterior mean of
+    ``sigma_(j,c) / sigma``, ``sigma`` the SD of the reference category at ``u = 0``).
     """
-    res = fit.design.residual
+    res, d = fit.design.residual, fit.design
     draws = sigma_draws(fit)
     table = summarize_draws(draws, ci=ci, prob=prob)
+    dims = [x for x in draws.dims if x not in ("chain", "draw")]
+    by = {"level": np.zeros(d.n, dtype=np.int64)}
     if res is not None and res.sigma_by:
-        g = fit.design.group(res.group)
-        table.insert(0, "n", g.counts())
-        table["ratio"] = np.exp(fit.posterior[SIGMA_U]).mean(("chain", "draw")).values
-    else:
-        table.insert(0, "n", fit.design.n)
-        table["ratio"] = 1.0
-    table.index.name = res.group if res is not None and res.sigma_by else "level"
+        by = {res.group: d.group(res.group).codes}
+    if res is not None and res.sigma_fixed:
+        by = {**(by if res.sigma_by else {}), "category": res.category}
+    sizes = [draws.sizes[x] for x in dims]
+    flat = np.ravel_multi_index([by[x] for x in dims], sizes)
+    table.insert(0, "n", np.bincount(flat, minlength=int(np.prod(sizes))))
+    table["ratio"] = np.exp(_log_ratio(fit)).mean(("chain", "draw")).values.ravel()
     return table
 
 
 def residual_table(fit: Any, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
-    """Rows ``("Residual", "sd(log sigma)")`` (tau) and ``("Residual", "rho")`` (AR(1)) where the model has them."""
-    res = fit.design.residual
-    rows = [(t, v) for t, v, on in (("sd(log sigma)", SIGMA_SD, res is not None and res.sigma_by),
-                                    ("rho", RHO, res is not None and res.ar)) if on]
+    """Rows ``("Residual", "log(sigma[c] / sigma[ref])")`` per category, ``("Residual", "sd(log sigma)")`` (tau)
+    and ``("Residual", "rho")`` (AR(1)) where the model has them."""
+    res, post = fit.design.residual, fit.posterior
+    parts = []
+    if res is not None and res.sigma_fixed:  # one row per category but the reference
+        parts += [(f"log(sigma[{c}] / sigma[{res.categories[0]}])", post[SIGMA_BETA].sel({SIGMA_COEF: c}, drop=True))
+                  for c in res.categories[1:]]
+    parts += [(t, post[v]) for t, v, on in (("sd(log sigma)", SIGMA_SD, res is not None and res.sigma_by),
+                                            ("rho", RHO, res is not None and res.ar)) if on]
+    rows = [t for t, _ in parts]
     if not rows:
         return pd.DataFrame()
-    draws = xr.concat([fit.posterior[v] for _, v in rows], dim="parameter").assign_coords(
-        parameter=[t for t, _ in rows]).transpose("chain", "draw", "parameter")
+    draws = xr.concat([v for _, v in parts], dim="parameter").assign_coords(
+        parameter=rows).transpose("chain", "draw", "parameter")
     table = summarize_draws(draws, ci=ci, prob=prob)
-    table.index = pd.MultiIndex.from_tuples([("Residual", t) for t, _ in rows], names=["group", "term"])
+    table.index = pd.MultiIndex.from_tuples([("Residual", t) for t in rows], names=["group", "term"])
     return table

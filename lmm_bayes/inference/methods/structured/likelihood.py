@@ -1,11 +1,13 @@
-"""The marginal likelihood with ``R_j = sigma_j^2 A_j(rho)``, from per-cluster sums, and the exact draws of b.
+"""The marginal likelihood with ``R_j = sigma_j^2 S_j A_j(rho) S_j``, from per-cluster sums, and the exact draws of b.
 
 The model, per cluster j of the one grouping factor (rows sorted by time):
 
-    y_j = X_j beta + Z_j b_j + e_j,   b_j ~ N(0, G),   e_j ~ N(0, R_j),   R_j = sigma_j^2 A_j,
+    y_j = X_j beta + Z_j b_j + e_j,   b_j ~ N(0, G),   e_j ~ N(0, R_j),   R_j = sigma_j^2 S_j A_j S_j,
 
-``log sigma_j = log sigma + u_j`` (``u_j = 0`` without ``sigma=``) and ``A_j`` the AR(1) correlation
-at the integer times ``t_i``, ``(A_j)_ik = rho^|t_i - t_k|`` (the identity without ``ar=``).
+``log sigma_j = log sigma + u_j`` (``u_j = 0`` without ``sigma="~ (1 | g)"``), ``S_j`` diagonal with
+``kappa_c(i) = exp(gamma_c(i))`` for row i's category c(i) of ``sigma="~ cond"`` (``gamma = 0`` for the
+first category, ``S = I`` without one) and ``A_j`` the AR(1) correlation at the integer times ``t_i``,
+``(A_j)_ik = rho^|t_i - t_k|`` (the identity without ``ar=``).
 
 Derivation
 ----------
@@ -25,8 +27,10 @@ Expanded and grouped by the gap c of row i, with the sums of
 
 With unit gaps only, ``first + cur = S0`` (all rows), ``prev = w_1 w_1' + S_int`` and ``lag = S1``
 (lag-1 cross products), which gives ``[S0 + rho^2 S_int - rho S1] / (1 - rho^2)`` and
-``log|A| = (n - 1) log(1 - rho^2)``. Then ``R_j^-1 = A_j^-1 / sigma_j^2`` and
-``log|R_j| = 2 n_j log sigma_j + log|A_j|``.
+``log|A| = (n - 1) log(1 - rho^2)``. Then ``R_j^-1 = S^-1 A_j^-1 S^-1 / sigma_j^2`` and
+``log|R_j| = 2 n_j log sigma_j + 2 sum_i gamma_c(i) + log|A_j|``. ``S^-1`` scales row i of ``w`` by
+``1 / kappa_c(i)``, so the sums are also split by category (:func:`combine`): ``first``, ``cur`` by row
+i's, ``prev`` by row i - 1's, ``lag`` by both (weight ``1 / (kappa_c(i) kappa_c(i-1))``).
 
 *The marginal.* ``y_j ~ N(X_j beta, V_j)``, ``V_j = Z_j G Z_j' + R_j``. With ``r = y - X beta``,
 ``M_j = G^-1 + Z_j' R_j^-1 Z_j`` (q x q), Woodbury and the determinant lemma give
@@ -59,17 +63,18 @@ from lmm_bayes.inference.methods.structured.sums import ResidualSums, residual_s
 from lmm_bayes.names import OBS, Y_MARGINAL
 from lmm_bayes.spec.design import Design
 from lmm_bayes.spec.priors import Priors
-from lmm_bayes.spec.residual import RHO, SIGMA_LOG, SIGMA_SD, SIGMA_SD_PRIOR, SIGMA_U
+from lmm_bayes.spec.residual import RHO, SIGMA_BETA, SIGMA_COEF, SIGMA_LOG, SIGMA_SD, SIGMA_SD_PRIOR, SIGMA_U
 
 # heavy libraries load at first use (lazy_loader): `import lmm_bayes` never pays for them
 pm = lazy.load("pymc")
 pytensor = lazy.load("pytensor")
 
 __all__ = [
-    "build_structured_model", "cluster_loglik", "data_updates", "draw_random_effects", "marginal_loglik",
+    "build_structured_model", "cluster_loglik", "combine", "data_updates", "draw_random_effects", "marginal_loglik",
 ]
 
 _DATA = ("n", "first", "cur", "prev", "lag", "count", "gaps")
+_AR_DATA = ("cur", "prev", "lag", "count", "gaps")
 
 
 class _Np:
@@ -116,20 +121,40 @@ def _solve(L: list[list[Any]], c: list[Any]) -> list[Any]:
     return x
 
 
-def cluster_loglik(s: dict[str, Any], q: int, p: int, beta, sigma, chol_G, rho, u, ops) -> Any:
-    """``log p(y | beta, sigma, G, rho, u)`` summed over clusters, from the sums ``s`` (numpy or tensors).
+def combine(s: dict[str, Any], rho, log_kappa, ops) -> tuple[Any, Any]:
+    """``W_j = [Z X y]' S^-1 A_j^-1 S^-1 [Z X y]`` per cluster (J, k, k) and ``log|S A_j S|`` (J,) from the sums.
 
-    ``chol_G`` is G's lower Cholesky factor (q x q); ``rho`` None without ``ar=``; ``u`` (J,) None
-    without ``sigma=``.
+    ``S`` is the diagonal of the rows' category factors ``kappa_c = exp(log_kappa_c)`` (``sigma="~ cond"``;
+    None: all 1); ``rho`` None without ``ar=``.
     """
-    W = s["first"]
-    logdet_A = 0.0
+    if log_kappa is None:
+        W, logdet = s["first"].sum(axis=1), 0.0
+        if rho is not None:
+            cur, prev, lag = s["cur"].sum(axis=2), s["prev"].sum(axis=2), s["lag"].sum(axis=(2, 3))
+    else:
+        ik = ops.exp(-log_kappa)  # (K,)
+        W = (s["first"] * (ik**2)[:, None, None]).sum(axis=1)
+        logdet = 2 * (s["ncat"] * log_kappa).sum(axis=1)
+        if rho is not None:
+            cur = (s["cur"] * (ik**2)[:, None, None]).sum(axis=2)
+            prev = (s["prev"] * (ik**2)[:, None, None]).sum(axis=2)
+            lag = (s["lag"] * (ik[:, None] * ik[None, :])[:, :, None, None]).sum(axis=(2, 3))
     if rho is not None:
         phi = rho ** s["gaps"]  # (C,), integer gaps: rho^d is defined for negative rho too
         den = 1.0 - phi**2
         a, b, c = 1.0 / den, -phi / den, phi**2 / den
-        W = W + (a[:, None, None] * s["cur"] + b[:, None, None] * s["lag"] + c[:, None, None] * s["prev"]).sum(axis=1)
-        logdet_A = (s["count"] * ops.log(den)).sum(axis=1)
+        W = W + (a[:, None, None] * cur + b[:, None, None] * lag + c[:, None, None] * prev).sum(axis=1)
+        logdet = logdet + (s["count"] * ops.log(den)).sum(axis=1)
+    return W, logdet
+
+
+def cluster_loglik(s: dict[str, Any], q: int, p: int, beta, sigma, chol_G, rho, u, ops, log_kappa=None) -> Any:
+    """``log p(y | beta, sigma, G, rho, u, kappa)`` summed over clusters, from the sums ``s`` (numpy or tensors).
+
+    ``chol_G`` is G's lower Cholesky factor (q x q); ``rho`` None without ``ar=``; ``u`` (J,) None
+    without ``sigma=``'s ``(1 | g)``; ``log_kappa`` (K,) None without its column (the reference's 0 first).
+    """
+    W, logdet_A = combine(s, rho, log_kappa, ops)
     log_s = ops.log(sigma) if u is None else ops.log(sigma) + u
     inv_s2 = ops.exp(-2.0 * log_s)
     k = q + p
@@ -155,16 +180,18 @@ def cluster_loglik(s: dict[str, Any], q: int, p: int, beta, sigma, chol_G, rho, 
     return -0.5 * per.sum()
 
 
-def _arrays(sums: ResidualSums, ar: bool = True) -> dict[str, np.ndarray]:
-    """The sums by name; without ``ar=`` only those the graph reads (a compiled model rejects unused inputs)."""
-    return {f: np.asarray(getattr(sums, f), dtype=float) for f in (_DATA if ar else _DATA[:2])}
+def _arrays(sums: ResidualSums, ar: bool = True, fixed: bool = True) -> dict[str, np.ndarray]:
+    """The sums by name, only those the graph reads (a compiled model rejects unused inputs)."""
+    fields = ["n", "first", *(_AR_DATA if ar else ()), *(["ncat"] if fixed else [])]
+    return {f: np.asarray(getattr(sums, f), dtype=float) for f in fields}
 
 
 def marginal_loglik(design: Design, beta: np.ndarray, sigma: float, G: np.ndarray, *, rho: float | None = None,
-                    sigma_u: np.ndarray | None = None) -> float:
-    """``log p(y | beta, sigma, G, rho, u)`` with b integrated out, from the sums (numpy reference).
+                    sigma_u: np.ndarray | None = None, sigma_beta: np.ndarray | None = None) -> float:
+    """``log p(y | beta, sigma, G, rho, u, gamma)`` with b integrated out, from the sums (numpy reference).
 
-    ``rho`` is used only with ``ar=`` and ``sigma_u`` (one per level) only with ``sigma=``.
+    ``rho`` is used only with ``ar=``, ``sigma_u`` (one per level) only with ``sigma=``'s ``(1 | g)`` and
+    ``sigma_beta`` (``log(sigma_c / sigma)`` for every category but the first) only with its column.
 
     Examples
     --------
@@ -180,13 +207,14 @@ def marginal_loglik(design: Design, beta: np.ndarray, sigma: float, G: np.ndarra
     if res.ar and not -1 < rho_ < 1:
         raise ValueError(f"rho must lie in (-1, 1), got {rho_}")
     u = np.asarray(sigma_u, dtype=float) if res.sigma_by else None
+    log_kappa = np.concatenate([[0.0], np.asarray(sigma_beta, dtype=float)]) if res.sigma_fixed else None
     return float(cluster_loglik(_arrays(sums), sums.q, sums.p, np.asarray(beta, dtype=float), float(sigma),
-                                np.linalg.cholesky(np.asarray(G, dtype=float)), rho_, u, _Np))
+                                np.linalg.cholesky(np.asarray(G, dtype=float)), rho_, u, _Np, log_kappa))
 
 
-def data_updates(sums: ResidualSums, ar: bool) -> dict[str, np.ndarray]:
+def data_updates(sums: ResidualSums, ar: bool, fixed: bool) -> dict[str, np.ndarray]:
     """The graph's data arrays by ``pm.Data`` name (a compiled model of the same structure takes new ones)."""
-    return {f"structured_{k}": v for k, v in _arrays(sums, ar).items()}
+    return {f"structured_{k}": v for k, v in _arrays(sums, ar, fixed).items()}
 
 
 def build_structured_model(design: Design, priors: Priors, sums: ResidualSums | None = None) -> pm.Model:
@@ -208,9 +236,12 @@ def build_structured_model(design: Design, priors: Priors, sums: ResidualSums | 
     res = design.residual
     g = design.group(res.group)
     coords = {k: v for k, v in model_coords(design).items() if k != OBS}
+    if res.sigma_fixed:
+        coords[SIGMA_COEF] = list(res.categories[1:])
     with pm.Model(coords=coords) as model:
         # static shapes: a compiled model is reused only for the same structure (structure_key)
-        arrays = {k: pm.Data(f"structured_{k}", v, shape=v.shape) for k, v in _arrays(sums, res.ar).items()}
+        arrays = {k: pm.Data(f"structured_{k}", v, shape=v.shape)
+                  for k, v in _arrays(sums, res.ar, res.sigma_fixed).items()}
         beta = add_fixed_effects(design, priors)
         _, chol = add_group_covariance(g, priors.group_by_name[g.name])
         sigma = add_sigma(priors)
@@ -222,7 +253,11 @@ def build_structured_model(design: Design, priors: Priors, sums: ResidualSums | 
             u = pm.Deterministic(SIGMA_U, log_sj - pytensor.tensor.log(sigma), dims=g.name)
         if res.ar:
             rho = pm.Uniform(RHO, -1.0, 1.0)
-        pm.Potential(Y_MARGINAL, cluster_loglik(arrays, sums.q, sums.p, beta, sigma, chol, rho, u, _Pt))
+        log_kappa = None
+        if res.sigma_fixed:  # log(sigma_c / sigma_reference): unitless, the working scale's Normal(0, 1)
+            gamma = pm.Normal(SIGMA_BETA, 0.0, 1.0, dims=SIGMA_COEF)
+            log_kappa = pytensor.tensor.concatenate([pytensor.tensor.zeros(1), gamma])
+        pm.Potential(Y_MARGINAL, cluster_loglik(arrays, sums.q, sums.p, beta, sigma, chol, rho, u, _Pt, log_kappa))
     return model
 
 
@@ -240,17 +275,15 @@ def draw_random_effects(design: Design, posterior: xr.Dataset, seed: Any = None,
     G = covariance_values(post, g).reshape(D, q, q)
     rho = post[RHO].values.reshape(D) if res.ar else None
     u = post[SIGMA_U].transpose("chain", "draw", g.name).values.reshape(D, -1) if res.sigma_by else None
+    gamma = post[SIGMA_BETA].transpose("chain", "draw", ...).values.reshape(D, -1) if res.sigma_fixed else None
+    arrays = _arrays(sums)
     rng = np.random.default_rng(seed)
     out = np.empty((D, g.n_levels, q), dtype=dtype)
     k = q + p
     for d in range(D):
-        W = sums.first
-        if res.ar:
-            phi = rho[d] ** sums.gaps
-            den = 1.0 - phi**2
-            W = W + np.einsum("c,jcst->jst", 1 / den, sums.cur) - np.einsum("c,jcst->jst", phi / den, sums.lag) \
-                + np.einsum("c,jcst->jst", phi**2 / den, sums.prev)
-        inv_s2 = np.exp(-2.0 * (np.log(sigma[d]) + (u[d] if u is not None else 0.0)))
+        log_kappa = None if gamma is None else np.concatenate([[0.0], gamma[d]])
+        W, _ = combine(arrays, rho[d] if res.ar else None, log_kappa, _Np)
+        inv_s2 = np.exp(-2.0 * (np.log(sigma[d]) + (u[d] if u is not None else np.zeros(g.n_levels))))
         Zr = W[:, :q, k] - W[:, :q, q:k] @ beta[d]
         M = np.linalg.inv(G[d])[None] + W[:, :q, :q] * inv_s2[:, None, None]
         L = np.linalg.cholesky(M)

@@ -73,7 +73,7 @@ class Structured(Method):
 
     def structure_key(self, priors: Priors) -> str:
         res = self.design.residual
-        shape = [res.sigma_by, res.ar, len(res.gap_values)]
+        shape = [res.sigma_by, res.ar, len(res.gap_values), list(res.categories)]
         return model_key("structured", self.design, priors, None, False) + json.dumps(shape)
 
     def build(self, priors: Priors) -> pm.Model:
@@ -81,7 +81,8 @@ class Structured(Method):
 
     def data(self) -> dict[str, np.ndarray]:
         """The ``pm.Data`` values by name, swapped into a cached compiled graph."""
-        return likelihood.data_updates(self.sums, self.design.residual.ar)
+        res = self.design.residual
+        return likelihood.data_updates(self.sums, res.ar, res.sigma_fixed)
 
     def run(self, priors: Priors, settings: SamplerSettings, keep_b: str = "all") -> Run:
         return sample_graph(self, priors, settings, keep_b, self.data)

@@ -38,9 +38,15 @@ class ResidualSums:
     ----------
     n : ndarray, shape (J,)
         Rows per cluster.
-    first : ndarray, shape (J, k, k)
-    cur, prev, lag : ndarray, shape (J, C, k, k)
+    first : ndarray, shape (J, K, k, k)
+        By the category (of ``sigma="~ cond"``; K = 1 without) of the row.
+    cur, prev : ndarray, shape (J, C, K, k, k)
+        By gap and the category of row i (``cur``) or of row i - 1 (``prev``).
+    lag : ndarray, shape (J, C, K, K, k, k)
+        By gap and the categories of rows i and i - 1.
     count : ndarray, shape (J, C)
+    ncat : ndarray, shape (J, K)
+        Rows per cluster and category.
     gaps : ndarray of int, shape (C,)
         The gap lengths (empty without ``ar=``).
     q, p : int
@@ -53,6 +59,7 @@ class ResidualSums:
     prev: np.ndarray
     lag: np.ndarray
     count: np.ndarray
+    ncat: np.ndarray
     gaps: np.ndarray
     q: int
     p: int
@@ -76,32 +83,35 @@ def residual_sums(design: Design) -> ResidualSums:
     >>> import numpy as np, pandas as pd, lmm_bayes as lb
     >>> df = pd.DataFrame({"y": [1.0, 2, 3, 4, 5], "g": list("aaabb"), "trial": [1, 2, 4, 1, 2]})
     >>> s = residual_sums(lb.LMM("y ~ 1 + (1 | g)", df, ar="trial | g").design)
-    >>> s.gaps.tolist(), s.count.tolist(), s.first[:, 2, 2].tolist(), s.lag[0, :, 2, 2].tolist()
+    >>> s.gaps.tolist(), s.count.tolist(), s.first[:, 0, 2, 2].tolist(), s.lag[0, :, 0, 0, 2, 2].tolist()
     ([1, 2], [[1.0, 1.0], [1.0, 0.0]], [1.0, 16.0], [4.0, 12.0])
     """
     res = design.residual
     g = design.group(res.group)
-    J = g.n_levels
+    J, K = g.n_levels, len(res.categories)
     w = np.column_stack([g.Z, design.X, design.y]).astype(float)
-    codes = g.codes
+    codes, cat = g.codes, res.category
     n = np.bincount(codes, minlength=J).astype(float)
+    ncat = np.bincount(codes * K + cat, minlength=J * K).reshape(J, K).astype(float)
     gaps = res.gap_values
     C = len(gaps)
     k = w.shape[1]
+    q, p = g.n_effects, design.X.shape[1]
     if not res.ar:
-        first = _pair_sums(w, w, codes, J)
-        empty = np.zeros((J, 0, k, k))
-        return ResidualSums(n, first, empty, empty, empty, np.zeros((J, 0)), gaps, g.n_effects, design.X.shape[1])
+        first = _pair_sums(w, w, codes * K + cat, J * K).reshape(J, K, k, k)
+        e4, e5 = np.zeros((J, 0, K, k, k)), np.zeros((J, 0, K, K, k, k))
+        return ResidualSums(n, first, e4, e4, e5, np.zeros((J, 0)), ncat, gaps, q, p)
     order = res.order
-    ws, cs, gs = w[order], codes[order], res.gap[order]
+    ws, cs, gs, ks = w[order], codes[order], res.gap[order], cat[order]
     head = gs == 0  # a cluster's first row
-    first = _pair_sums(ws[head], ws[head], cs[head], J)
+    first = _pair_sums(ws[head], ws[head], cs[head] * K + ks[head], J * K).reshape(J, K, k, k)
     later = np.flatnonzero(~head)
     cur_w, prev_w = ws[later], ws[later - 1]  # sorted by cluster, then time: the row before is the previous
-    index = cs[later] * C + np.searchsorted(gaps, gs[later])
-    cur = _pair_sums(cur_w, cur_w, index, J * C).reshape(J, C, k, k)
-    prev = _pair_sums(prev_w, prev_w, index, J * C).reshape(J, C, k, k)
-    cross = _pair_sums(cur_w, prev_w, index, J * C).reshape(J, C, k, k)
+    at = cs[later] * C + np.searchsorted(gaps, gs[later])  # (cluster, gap)
+    now, before = ks[later], ks[later - 1]
+    cur = _pair_sums(cur_w, cur_w, at * K + now, J * C * K).reshape(J, C, K, k, k)
+    prev = _pair_sums(prev_w, prev_w, at * K + before, J * C * K).reshape(J, C, K, k, k)
+    cross = _pair_sums(cur_w, prev_w, (at * K + now) * K + before, J * C * K * K).reshape(J, C, K, K, k, k)
     lag = cross + np.swapaxes(cross, -1, -2)
-    count = np.bincount(index, minlength=J * C).reshape(J, C).astype(float)
-    return ResidualSums(n, first, cur, prev, lag, count, gaps, g.n_effects, design.X.shape[1])
+    count = np.bincount(at, minlength=J * C).reshape(J, C).astype(float)
+    return ResidualSums(n, first, cur, prev, lag, count, ncat, gaps, q, p)
