@@ -126,7 +126,7 @@ def test_trial_order_matters_only_with_ar():
     assert flipped == pytest.approx(on[0], abs=1e-10)
 
 
-@pytest.mark.parametrize("sigma, ar", [(None, "trial | g"), ("~ k + (1 | g)", "trial | g")])
+@pytest.mark.parametrize("sigma, ar", [("~ (1 | g)", None), (None, "trial | g"), ("~ k + (1 | g)", "trial | g")])
 def test_graph_potential_equals_reference(sigma, ar):
     """The PyTensor graph a fit samples evaluates the same density as the numpy reference (checked above
     against the dense normal), at a random point of the unconstrained space."""
@@ -181,3 +181,31 @@ def test_b_draws_follow_the_dense_conditional():
         cov = G - G @ Zj.T @ np.linalg.solve(Vj, Zj @ G)
         assert np.all(np.abs(b[:, j].mean(axis=0) - mean) < 5 * np.sqrt(np.diag(cov) / N))
         assert np.allclose(b[:, j].var(axis=0), np.diag(cov), rtol=0.12)
+
+
+def test_pointwise_log_likelihood_uses_each_rows_sigma():
+    """sigma by level and category, no ar=: given b the rows are independent N(mu_i, s_i), s_i by hand."""
+    import xarray as xr
+
+    from lmm_bayes.inference.layout import fitted_linear_predictor, pointwise_log_likelihood
+
+    df = _data()
+    d = lb.LMM("y ~ x + (1 | g)", df, sigma="~ k + (1 | g)").design
+    g = d.group("g")
+    rng = np.random.default_rng(2)
+    D = 3
+    post = xr.Dataset({
+        "beta": (("chain", "draw", "coef"), rng.normal(size=(1, D, 2))),
+        "sigma": (("chain", "draw"), rng.uniform(0.5, 1.5, size=(1, D))),
+        "sigma_u": (("chain", "draw", "g"), rng.normal(scale=0.3, size=(1, D, g.n_levels))),
+        "sigma_beta": (("chain", "draw", "sigma_coef"), rng.normal(scale=0.3, size=(1, D, 2))),
+        "g_b": (("chain", "draw", "g", "g_effect"), rng.normal(size=(1, D, g.n_levels, 1))),
+    }, coords={"coef": list(d.X_columns), "g": list(g.levels), "g_effect": ["Intercept"],
+               "sigma_coef": ["lo", "mid"]})
+    ll = pointwise_log_likelihood(d.y, post, lambda one: fitted_linear_predictor(d, one), d).values[0]
+    for k in range(D):
+        p = post.isel(chain=0, draw=k)
+        mu = d.X @ p["beta"].values + p["g_b"].values[g.codes, 0]
+        gamma = df["k"].map({"hi": 0.0, "lo": float(p["sigma_beta"][0]), "mid": float(p["sigma_beta"][1])})
+        s = float(p["sigma"]) * np.exp(p["sigma_u"].values[g.codes] + gamma.to_numpy())
+        assert np.allclose(ll[k], stats.norm.logpdf(d.y, mu, s), rtol=1e-12)

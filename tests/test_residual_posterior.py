@@ -83,3 +83,21 @@ def test_posterior_matches_full_graph():
         mcse = np.sqrt(azs.mcse(a.to_dataset())[v].values ** 2 + azs.mcse(b.to_dataset())[v].values ** 2)
         diff = np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values)
         assert np.all(diff < 4 * mcse), (v, diff, mcse)
+
+
+def test_sigma_by_level_alone_fits_with_loo():
+    """sigma= without ar=: the fit stores each row's log-likelihood (rows independent given b), LOO runs,
+    and the residual SDs of two groups of levels are told apart."""
+    rng = np.random.default_rng(7)
+    J, T = 12, 40
+    sig = np.where(np.arange(J) < 6, 0.5, 1.5)
+    g = np.repeat([f"c{j:02d}" for j in range(J)], T)
+    x = rng.normal(size=J * T)
+    y = 1.0 + 0.5 * x + np.repeat(rng.normal(size=J), T) + np.repeat(sig, T) * rng.normal(size=J * T)
+    fit = lb.LMM("y ~ x + (1 | g)", pd.DataFrame({"g": g, "x": x, "y": y}), sigma="~ (1 | g)").fit(
+        draws=300, tune=300, chains=2, seed=2, progressbar=False)
+    assert "log_likelihood" in fit.idata.children
+    loo = fit.loo()
+    assert np.isfinite(loo.elpd)
+    table = fit.residual_sd()
+    assert table["mean"].iloc[6:].min() > table["mean"].iloc[:6].max()

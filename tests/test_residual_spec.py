@@ -69,5 +69,5 @@ def test_only_the_structured_method_takes_it():
             resolve_method(d, other)
     with pytest.raises(ValueError, match="centered=True applies to method='full'"):
         resolve_method(d, "auto", centered=True)
-    with pytest.raises(ValueError, match="log_likelihood=True: the pointwise log-likelihood"):
+    with pytest.raises(ValueError, match="log_likelihood=True: a model with ar= has no pointwise log-likelihood"):
         lb.LMM("y ~ x + (1 | g)", _df(), ar="trial | g").fit(log_likelihood=True)

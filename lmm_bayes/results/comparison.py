@@ -52,7 +52,7 @@ HIGH_PARETO_K = 0.7
 
 
 def _check_log_likelihood(name: str, fit: Any) -> None:
-    refuse_structured(fit.design, f"LOO ({name}: its pointwise log-likelihood)")
+    refuse_structured(fit.design, f"LOO ({name}: its pointwise log-likelihood)", ar_only=True)
     if "log_likelihood" not in fit.idata.children:
         raise ValueError(
             f"{name} has no pointwise log-likelihood: refit with log_likelihood=True (and keep_b='all' or "

@@ -127,10 +127,9 @@ def fit_model(
             "log_likelihood=True needs the draws of b, which keep_b='none' drops; "
             "use keep_b='all' (or 'float32'), or log_likelihood=False"
         )
-    if log_likelihood is True and model.design.residual is not None:
-        raise ValueError("log_likelihood=True: the pointwise log-likelihood of a model with sigma= or ar= is not "
-                         "computed yet (rows of one cluster are not independent given b under ar=); use "
-                         "log_likelihood='auto' or False")
+    if log_likelihood is True and model.design.residual is not None and model.design.residual.ar:
+        raise ValueError("log_likelihood=True: a model with ar= has no pointwise log-likelihood yet (the rows of "
+                         "one cluster are not independent given b); use log_likelihood='auto' or False")
     # every method samples the standardized model and maps its draws back (inference/standardize.py)
     working = standardize(model.design, centered=model.priors.centered, scales=scales)
     strategy, note = resolve_method(working.design, method, centered=centered, sampler=settings.sampler)

@@ -3,9 +3,9 @@ and the one refusal every result that assumes ``sigma^2 I`` makes.
 
 ``sigma_j = sigma exp(u_j)`` per level (:func:`residual_sd`), ``rho`` and ``tau`` (:func:`residual_table`);
 :func:`refuse_structured` is called by the results that assume one residual SD and independent rows
-(LOO and the pointwise log-likelihood, R², the ICC and variance partition, implied covariance, posterior
-predictive draws, predictions of the response, shrinkage factors), so none of them gives a silently
-wrong number for such a fit.
+(R², the ICC and variance partition, implied covariance, posterior predictive draws, predictions of the
+response, shrinkage factors; LOO under ``ar=`` only: with ``sigma=`` alone the rows are independent given
+b and the pointwise log-likelihood uses each row's SD), so none of them gives a silently wrong number.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from lmm_bayes.spec.residual import RHO, SIGMA_BETA, SIGMA_COEF, SIGMA_SD, SIGMA
 __all__ = ["refuse_structured", "residual_sd", "residual_table", "row_sigma", "sigma_draws"]
 
 
-def refuse_structured(design: Any, what: str) -> None:
-    """``ValueError`` when ``design`` has ``sigma=`` or ``ar=``: ``what`` assumes one sigma and independent rows."""
+def refuse_structured(design: Any, what: str, *, ar_only: bool = False) -> None:
+    """``ValueError`` when ``design`` has ``sigma=`` or ``ar=`` (``ar_only``: ``ar=``): ``what`` assumes one sigma
+    and independent rows (``ar_only``: independent rows given b)."""
     res = getattr(design, "residual", None)
-    if res is None:
+    if res is None or (ar_only and not res.ar):
         return
     given = ", ".join(f"{k}={v!r}" for k, v in res.spec.kwargs().items())
     raise ValueError(f"{what} assumes one residual SD and independent rows, and this model has {given}: it is not "
