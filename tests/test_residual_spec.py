@@ -71,3 +71,15 @@ def test_only_the_structured_method_takes_it():
         resolve_method(d, "auto", centered=True)
     with pytest.raises(ValueError, match="log_likelihood=True: a model with ar= has no pointwise log-likelihood"):
         lb.LMM("y ~ x + (1 | g)", _df(), ar="trial | g").fit(log_likelihood=True)
+
+
+def test_graph_users_refuse_or_take_the_structured_graph():
+    model = lb.LMM("y ~ x + (1 | g)", _df(), sigma="~ (1 | g)", ar="trial | g")
+    with pytest.raises(ValueError, match="prior_predictive .* assumes one residual SD and independent rows"):
+        model.prior_predictive(draws=10, seed=1)
+    with pytest.raises(ValueError, match="SBC of a model with sigma= or ar= is not available yet"):
+        lb.sbc(model, n_sims=2, draws=10, seed=1)
+    with pytest.raises(ValueError, match="method='full' cannot fit sigma= or ar="):
+        model.pymc_model()
+    graph = model.pymc_model(method="collapsed")
+    assert {"rho", "sigma_log", "sigma_sd"} <= {v.name for v in graph.free_RVs}

@@ -207,6 +207,7 @@ def prior_predictive(model: MixedModel, *, draws: int = 500, seed: int | None = 
     draws = validate.check_positive_int(draws, "draws")
     if seed is not None:
         seed = validate.check_positive_int(seed, "seed", minimum=0)
+    refuse_structured(model.design, "prior_predictive (it draws from the full graph)")
     design = model.design
     logger = logging.getLogger("pymc")
     level = logger.level
