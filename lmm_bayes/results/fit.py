@@ -214,6 +214,14 @@ class MixedModelFit(FittedModel):
 
         See :func:`lmm_bayes.results.residual_structure.residual_sd`; ``varcorr()`` holds
         ``sd(log sigma)`` and ``rho``.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.residual_sd().index.tolist()  # one residual SD: fit with sigma="~ (1 | Subject)" for one per subject
+        ['(all)']
         """
         return residual_sd(self, ci=ci, prob=prob)
 
