@@ -142,3 +142,19 @@ def test_summary_and_standardized_residuals(fitted):
     cond = (fit.design.data["cond"].to_numpy() == "b").astype(int)
     assert np.allclose(res["standardized"], res["residual"] / sd_cell[codes, cond])
     assert set(fit.diagnostics()) >= {"max_r_hat", "min_ess_bulk"}
+
+
+def test_residual_acf_shows_and_removes_the_autocorrelation(fitted):
+    df, _, fit = fitted
+    acf = fit.residual_acf(max_lag=3)
+    # residuals from the fit, by hand: per neuron, sorted by trial, lag-1 autocorrelation, averaged
+    res = fit.residuals()
+    frame = df.loc[fit.design.index].assign(z=res["standardized"].to_numpy()).sort_values(["neuron", "trial"])
+    centred = [grp["z"].to_numpy() - grp["z"].mean() for _, grp in frame.groupby("neuron")]
+    by_hand = np.mean([(v[1:] * v[:-1]).sum() / (v * v).sum() for v in centred])
+    assert acf.loc[1, "standardized"] == pytest.approx(by_hand)
+    assert acf.loc[1, "standardized"] > 0.3  # the AR(1) with rho = 0.6 shows
+    assert abs(acf.loc[1, "innovations"]) < 0.1  # and whitening with rho removes it
+    assert (acf["clusters"] == 16).all()
+    with pytest.raises(ValueError, match="order= is for a fit without ar="):
+        fit.residual_acf(order="trial")

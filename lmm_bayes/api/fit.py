@@ -25,7 +25,7 @@ from lmm_bayes.results.io import save
 from lmm_bayes.results.pooling_fit import PoolingModelFit
 from lmm_bayes.results.predict import predict, predict_summary
 from lmm_bayes.results.predictive import posterior_predictive
-from lmm_bayes.results.residuals import fitted, residuals
+from lmm_bayes.results.residuals import fitted, residual_acf, residuals
 from lmm_bayes.results.shrinkage import shrinkage
 from lmm_bayes.teaching.check_plots import plot_loo_pit, plot_pair, plot_rank, plot_residuals, plot_trace
 from lmm_bayes.teaching.effects_plot import plot_effects
@@ -315,6 +315,20 @@ class Fit(_Saved, MixedModelFit):
         True
         """
         return residuals(self, **kwargs)
+
+    def residual_acf(self, **kwargs: Any) -> pd.DataFrame:
+        """Autocorrelation of the standardized residuals within clusters; see
+        :func:`lmm_bayes.results.residuals.residual_acf`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.residual_acf(max_lag=3, order="Days").index.tolist()
+        [1, 2, 3]
+        """
+        return residual_acf(self, **kwargs)
 
     def conditional_effects(self, x: str, **kwargs: Any) -> xr.Dataset:
         """Population and per-cluster lines along ``x``; see :func:`lmm_bayes.results.effects.conditional_effects`.
