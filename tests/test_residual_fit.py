@@ -158,3 +158,36 @@ def test_residual_acf_shows_and_removes_the_autocorrelation(fitted):
     assert (acf["clusters"] == 16).all()
     with pytest.raises(ValueError, match="order= is for a fit without ar="):
         fit.residual_acf(order="trial")
+
+
+def test_against_nlme_reml(fitted):
+    """nlme's lme with varComb(varIdent(~ 1 | neuron), varIdent(~ 1 | cond)) and corAR1(~ trial | neuron), REML,
+    on the same data (tests/data/residual_nlme.R): posterior medians within 2 posterior SDs of its rho, its
+    condition ratio and its mean log ratio of the noisy to the quiet neurons; every neuron's ratio within 3."""
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).parent / "data"
+    df, _, fit = fitted
+    stored = pd.read_csv(here / "residual_ar_sigma.csv")
+    ours = df.sort_values(["neuron", "trial"]).reset_index(drop=True)
+    assert stored[["neuron", "trial", "cond"]].equals(ours[["neuron", "trial", "cond"]])
+    assert np.allclose(stored[["x", "y"]], ours[["x", "y"]], rtol=1e-15, atol=0)
+    ref = json.loads((here / "residual_nlme.json").read_text())
+    post = fit.posterior
+
+    def close(draws, value, k):
+        draws = np.asarray(draws).ravel()
+        return abs(np.median(draws) - value) < k * draws.std()
+
+    assert close(post["rho"], ref["rho"], 2)
+    # nlme's reference condition is the first row's, "b": its ratio is sigma_a / sigma_b
+    assert close(post["sigma_beta"].sel(sigma_coef="b"), -np.log(ref["ratios"]["B.a"]), 2)
+    u = post["sigma_u"] - post["sigma_u"].sel(neuron="n00")  # nlme's ratios are to the first neuron
+    levels = [f"n{j:02d}" for j in range(16)]
+    theirs = np.log([1.0] + [ref["ratios"][f"A.{lv}"] for lv in levels[1:]])
+    noisy = np.arange(16) >= 8
+    ours_gap = u.sel(neuron=levels).values[..., noisy].mean(-1) - u.sel(neuron=levels).values[..., ~noisy].mean(-1)
+    assert close(ours_gap, theirs[noisy].mean() - theirs[~noisy].mean(), 2)
+    for j, lv in enumerate(levels[1:], start=1):
+        assert close(u.sel(neuron=lv), theirs[j], 3), lv
