@@ -105,24 +105,40 @@ def run(trials: int) -> list[dict]:
 
 
 def write(rows: list[dict], trials: int, load: tuple[float, float]) -> Path:
+    """The run's section (``## N trials per neuron``) replaced or added in the results file; other sections and
+    the notes after ``## Notes`` are kept."""
     out = HERE / "RESULTS_residual_structure.md"
     table = pd.DataFrame(rows).set_index("model")
-    lines = [
+    header = [
         "# Residuals beyond sigma^2 I: results",
         "",
-        f"Written by `benchmarks/residual_structure.py --trials {trials}` on {datetime.now():%Y-%m-%d %H:%M}.",
-        f"Machine: {_machine()}. Load average (1 min) at start {load[0]:.1f}, at end {load[1]:.1f}.",
-        f"Versions: {_versions()}.",
+        f"`{FORMULA}`, {SUBJECTS} subjects x {NEURONS} neurons x the trials of each section; *plain*: sigma^2 I "
+        "(collapsed kernel); *structured*: `sigma=\"~ (1 | neuron)\", ar=\"trial | neuron\"` (PyTensor graph on "
+        "per-cluster sums, nutpie). 4 chains x (1000 + 1000) draws, seed 1; *cold*: the first fit in the process "
+        "(with any compile), *warm*: the same model again. min ESS: bulk, over beta, sigma, the SDs (and rho, "
+        "sd(log sigma)). Written by `python benchmarks/residual_structure.py --trials N`.",
         "",
-        f"`{FORMULA}`, {SUBJECTS} subjects x {NEURONS} neurons x {trials} trials; *plain*: sigma^2 I (collapsed "
-        "kernel); *structured*: `sigma=\"~ (1 | neuron)\", ar=\"trial | neuron\"` (PyTensor graph on per-cluster "
-        "sums, nutpie). 4 chains x (1000 + 1000) draws, seed 1; *cold*: the first fit in the process (with any "
-        "compile), *warm*: the same model again. min ESS: bulk, over beta, sigma, the SDs (and rho, sd(log sigma)).",
+    ]
+    section = "\n".join([
+        f"## {trials} trials per neuron",
+        "",
+        f"{datetime.now():%Y-%m-%d %H:%M}. Machine: {_machine()}. Load average (1 min) at start {load[0]:.1f}, "
+        f"at end {load[1]:.1f}. Versions: {_versions()}.",
         "",
         table.to_markdown(floatfmt=".2f"),
         "",
-    ]
-    out.write_text("\n".join(lines))
+    ])
+    sections, notes = {}, ""
+    if out.exists():
+        text = out.read_text()
+        if "\n## Notes" in text:
+            text, notes = text.split("\n## Notes", 1)
+            notes = "## Notes" + notes
+        for part in text.split("\n## ")[1:]:
+            sections[int(part.split(" ", 1)[0])] = "## " + part.rstrip() + "\n"
+    sections[trials] = section
+    body = "\n".join(sections[k] for k in sorted(sections))
+    out.write_text("\n".join(header) + "\n" + body + ("\n" + notes if notes else ""))
     return out
 
 
