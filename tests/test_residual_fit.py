@@ -191,3 +191,12 @@ def test_against_nlme_reml(fitted):
     assert close(ours_gap, theirs[noisy].mean() - theirs[~noisy].mean(), 2)
     for j, lv in enumerate(levels[1:], start=1):
         assert close(u.sel(neuron=lv), theirs[j], 3), lv
+
+
+def test_plot_residual_sd(fitted):
+    _, _, fit = fitted
+    ax = fit.plot_residual_sd().axes[0]
+    table = fit.residual_sd().sort_values("mean")
+    points = ax.collections[1].get_offsets()  # the interval lines first, then the means
+    assert np.allclose(points[:, 0], table["mean"]) and len(points) == 32
+    assert [t.get_text() for t in ax.get_yticklabels()][:1] == [" / ".join(table.index[0])]
