@@ -25,9 +25,16 @@ from lmm_bayes.results.io import save
 from lmm_bayes.results.pooling_fit import PoolingModelFit
 from lmm_bayes.results.predict import predict, predict_summary
 from lmm_bayes.results.predictive import posterior_predictive
-from lmm_bayes.results.residuals import fitted, residuals
+from lmm_bayes.results.residuals import fitted, residual_acf, residuals
 from lmm_bayes.results.shrinkage import shrinkage
-from lmm_bayes.teaching.check_plots import plot_loo_pit, plot_pair, plot_rank, plot_residuals, plot_trace
+from lmm_bayes.teaching.check_plots import (
+    plot_loo_pit,
+    plot_pair,
+    plot_rank,
+    plot_residual_sd,
+    plot_residuals,
+    plot_trace,
+)
 from lmm_bayes.teaching.effects_plot import plot_effects
 from lmm_bayes.teaching.plots import plot_caterpillar, plot_ppc
 
@@ -316,6 +323,20 @@ class Fit(_Saved, MixedModelFit):
         """
         return residuals(self, **kwargs)
 
+    def residual_acf(self, **kwargs: Any) -> pd.DataFrame:
+        """Autocorrelation of the standardized residuals within clusters; see
+        :func:`lmm_bayes.results.residuals.residual_acf`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.residual_acf(max_lag=3, order="Days").index.tolist()
+        [1, 2, 3]
+        """
+        return residual_acf(self, **kwargs)
+
     def conditional_effects(self, x: str, **kwargs: Any) -> xr.Dataset:
         """Population and per-cluster lines along ``x``; see :func:`lmm_bayes.results.effects.conditional_effects`.
 
@@ -354,6 +375,20 @@ class Fit(_Saved, MixedModelFit):
         True
         """
         return plot_residuals(self, **kwargs)
+
+    def plot_residual_sd(self, **kwargs: Any):
+        """The residual SD per level and/or category of ``sigma=``; see
+        :func:`lmm_bayes.teaching.check_plots.plot_residual_sd`.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.plot_residual_sd().axes[0].get_title()
+        'Residual SD'
+        """
+        return plot_residual_sd(self, **kwargs)
 
     def plot_trace(self, **kwargs: Any):
         """Trace plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_trace`.

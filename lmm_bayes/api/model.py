@@ -57,6 +57,13 @@ class LMM(MixedModel):
     sample_rows, sample_seed, progress
         Dask input only: the rows kept in memory (for posterior predictive checks, LOO, R² and
         ``predict()`` without data), the seed that draws them, and whether to show progress.
+    sigma, ar : str, optional
+        Residuals beyond ``sigma^2 I`` (:mod:`lmm_bayes.spec.residual`): ``sigma="~ (1 | neuron)"``, a
+        residual SD per neuron (log sigma_j = log sigma + u_j, u_j ~ N(0, tau^2)); ``sigma="~ cond"`` (or
+        ``"~ cond + (1 | neuron)"``), one per category of ``cond`` too; ``ar="trial | neuron"``, AR(1) errors
+        over the whole-number column ``trial`` within each neuron. By the formula's one grouping factor;
+        fitted by :mod:`lmm_bayes.inference.methods.structured`; ``fit.residual_sd()``, ``fit.varcorr()`` and
+        ``fit.residual_acf()`` report them.
 
     Attributes
     ----------

@@ -17,6 +17,7 @@ from lmm_bayes.api.fit import Fit
 from lmm_bayes.results.comparison import HIGH_PARETO_K
 from lmm_bayes.results.covariance import group_covariance
 from lmm_bayes.results.effects import is_categorical
+from lmm_bayes.results.residual_structure import refuse_structured
 from lmm_bayes.results.summary import format_table
 from lmm_bayes.teaching import check_plots, glm_plots, plots, pooling_plots
 
@@ -188,6 +189,7 @@ def report_html(fit: Fit, *, group: str | None = None, title: str | None = None)
     Figures are drawn with whatever matplotlib backend is active (without a display
     matplotlib picks a non-interactive one itself); the backend is never changed here.
     """
+    refuse_structured(fit.design, "the HTML report (its ICC, R², LOO and predictive checks)")
     groups = list(fit.design.groups)
     if group is not None:
         first = fit.design.group(group)

@@ -232,6 +232,9 @@ def sbc(
     validate.check_choice(method, METHODS, "method")
     resolve_method(model.design, method, centered=centered, sampler=sampler)  # refused here, not in every fit
     SamplerSettings(sampler=sampler, draws=draws, tune=tune, chains=chains, progressbar=progressbar)
+    if model.design.residual is not None:  # its simulations draw sigma^2 I errors from the full graph
+        raise ValueError("SBC of a model with sigma= or ar= is not available yet: it simulates responses from the "
+                         "model's full graph, which has one residual SD and independent rows")
     if (design := model.design).reduction is not None:  # its rows are a sample: SBC would calibrate another model
         raise ValueError(f"SBC simulates a response for every row; this model was built from {design.reduction.source} "
                          f"and keeps a sample of {design.n:,} rows: run SBC on an in-memory model of the formula")

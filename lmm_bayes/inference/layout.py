@@ -31,6 +31,7 @@ from lmm_bayes import names
 from lmm_bayes.errors import RandomEffectsNotKept
 from lmm_bayes.spec.families.registry import GAUSSIAN
 from lmm_bayes.spec.lineage import line_group, lineage
+from lmm_bayes.spec.residual import SIGMA_BETA, SIGMA_U, posterior_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.design import Design, GroupDesign
@@ -40,6 +41,7 @@ __all__ = [
     "KEEP_B",
     "SIGMA",
     "Hyperparameter",
+    "row_sigma_draws",
     "b_draws",
     "b_name",
     "bis",
@@ -131,6 +133,7 @@ def posterior_vars(design: Design) -> list[str]:
         names.append(sd_name(g))
         if g.correlated:
             names.append(corr_name(g))
+    names += posterior_names(design.residual)  # sigma= and ar= (spec/residual.py)
     names += [b_name(g) for g in design.groups]
     return names
 
@@ -379,10 +382,25 @@ def gaussian_log_likelihood(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) ->
     return GAUSSIAN.log_likelihood(y, mu, sigma)
 
 
+def row_sigma_draws(design: Design, posterior: xr.Dataset) -> np.ndarray:
+    """Each row's residual SD per draw (chain, draw, n) under ``sigma=`` (:mod:`lmm_bayes.spec.residual`):
+    ``sigma exp(u_j + gamma_c)`` for its level j and category c."""
+    res = design.residual
+    post = posterior.transpose("chain", "draw", ...)
+    log_s = np.log(post[SIGMA].values)[..., None] * np.ones(design.n)
+    if res.sigma_by:
+        log_s = log_s + post[SIGMA_U].transpose("chain", "draw", res.group).values[..., design.group(res.group).codes]
+    if res.sigma_fixed:
+        gamma = np.concatenate([np.zeros(post[SIGMA].shape + (1,)), post[SIGMA_BETA].values], axis=-1)
+        log_s = log_s + gamma[..., res.category]
+    return np.exp(log_s)
+
+
 def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design: Design | None = None) -> xr.DataArray:
     """Pointwise log-likelihood of ``y`` given every draw, dims (chain, draw, obs).
 
-    Gaussian, or the family of ``design`` (a GLMM's, with its trials) when given.
+    Gaussian, or the family of ``design`` (a GLMM's, with its trials) when given; with ``sigma=`` (and no
+    ``ar=``: rows are then independent given b) each row's own residual SD (:func:`row_sigma_draws`).
 
     ``mean(one_chain_posterior)`` returns the linear predictor (1, draw, n) of one chain;
     the log-likelihood is computed one chain at a time, so the peak memory is about
@@ -394,6 +412,8 @@ def pointwise_log_likelihood(y: np.ndarray, posterior: xr.Dataset, mean, design:
     for c in range(ll.shape[0]):
         one = posterior.isel(chain=[c])
         aux = one[family.aux].values[0][:, None] if family.aux else None  # sigma for a Gaussian model
+        if design is not None and design.residual is not None:
+            aux = row_sigma_draws(design, one)[0]
         ll[c] = family.log_likelihood(y, mean(one)[0], aux, trials)
     coords = {"chain": posterior["chain"].values, "draw": posterior["draw"].values, names.OBS: np.arange(len(y))}
     return xr.DataArray(ll, dims=("chain", "draw", names.OBS), coords=coords, name=names.Y)

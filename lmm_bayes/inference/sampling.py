@@ -301,7 +301,9 @@ def sample_posterior(
     }
     n_values = settings.chains * settings.draws * design.n
     has_b = keep_b != "none" or not design.groups
-    if has_b and (log_likelihood is True or (log_likelihood == "auto" and n_values <= MAX_LOGLIK_VALUES)):
+    # ar=: rows of a cluster are not independent given b, so there is no pointwise density (not stored)
+    independent = design.residual is None or not design.residual.ar
+    if has_b and independent and (log_likelihood is True or (log_likelihood == "auto" and n_values <= MAX_LOGLIK_VALUES)):
         ll = pointwise_log_likelihood(design.y, posterior, lambda one: fitted_linear_predictor(design, one), design)
         groups["log_likelihood"] = ll.to_dataset()
     provenance = {

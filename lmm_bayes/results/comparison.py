@@ -41,6 +41,7 @@ import xarray as xr
 
 from lmm_bayes.inference.layout import BETA, covariance_values
 from lmm_bayes.results.glm import residual_variance_draws
+from lmm_bayes.results.residual_structure import refuse_structured
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, summarize_draws
 
 __all__ = ["HIGH_PARETO_K", "compare", "loo", "r2", "r2_draws"]
@@ -51,6 +52,7 @@ HIGH_PARETO_K = 0.7
 
 
 def _check_log_likelihood(name: str, fit: Any) -> None:
+    refuse_structured(fit.design, f"LOO ({name}: its pointwise log-likelihood)", ar_only=True)
     if "log_likelihood" not in fit.idata.children:
         raise ValueError(
             f"{name} has no pointwise log-likelihood: refit with log_likelihood=True (and keep_b='all' or "
@@ -153,6 +155,7 @@ def r2_draws(fit: Any) -> xr.DataArray:
     >>> r2_draws(fit).dims
     ('chain', 'draw', 'r2')
     """
+    refuse_structured(fit.design, "R²")
     post = fit.posterior
     design = fit.design
     X = design.X

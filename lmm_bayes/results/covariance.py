@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lmm_bayes.inference.layout import SIGMA, corr_name, covariance_values
+from lmm_bayes.results.residual_structure import refuse_structured
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.spec import validate
 
@@ -125,6 +126,7 @@ def implied_covariance(
     >>> bool(V.loc[0, 1] > 0)
     True
     """
+    refuse_structured(fit.design, "implied_covariance (sigma^2 I on the diagonal)")
     check_fit(fit)
     validate.check_choice(kind, ("covariance", "correlation"), "kind")
     design = fit.design

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lmm_bayes.inference.layout import SIGMA, covariance_values
+from lmm_bayes.spec.residual import RHO, SIGMA_U
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, interval_bounds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -214,6 +215,9 @@ def posterior_shrinkage(posterior: xr.Dataset, g: GroupDesign, A: np.ndarray) ->
     >>> B.shape, bool(((0 < B) & (B < 1)).all())
     ((18, 1), True)
     """
+    if RHO in posterior or SIGMA_U in posterior:  # sigma= or ar=: B_j = sigma^2 (...) assumes sigma^2 I
+        raise ValueError("the shrinkage factors assume one residual SD and independent rows; this fit has sigma= "
+                         "or ar=: they are not computed for such a model yet")
     q = g.n_effects
     G = covariance_values(posterior, g).reshape(-1, q, q)
     sigma = posterior[SIGMA].transpose("chain", "draw").values.reshape(-1)

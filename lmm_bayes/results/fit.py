@@ -29,6 +29,7 @@ from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results import comparison, hypothesis
 from lmm_bayes.results.base import FittedModel, check_fitted
 from lmm_bayes.results.glm import describe, ratio_table, residual_variance_draws
+from lmm_bayes.results.residual_structure import refuse_structured, residual_sd, residual_table
 from lmm_bayes.results.summary import (
     DEFAULT_CI,
     DEFAULT_PROB,
@@ -39,6 +40,7 @@ from lmm_bayes.results.summary import (
     summarize_draws,
 )
 from lmm_bayes.spec.priors import Priors
+from lmm_bayes.spec.residual import RHO, SIGMA_BETA, SIGMA_SD, posterior_names
 
 __all__ = ["MixedModelFit", "at_number", "check_fit", "data_range"]
 
@@ -115,7 +117,8 @@ class MixedModelFit(FittedModel):
         >>> [p.sizes["parameter"] for p in fit.health_parameters()]  # beta (2), sigma, sd(Intercept)
         [4]
         """
-        return [hyperparameter_draws(self.posterior, hyperparameters(self.design))]
+        extra = [self.posterior[v] for v in posterior_names(self.design.residual) if v in (RHO, SIGMA_SD, SIGMA_BETA)]
+        return [hyperparameter_draws(self.posterior, hyperparameters(self.design)), *extra]  # rho, tau: sigma=/ar=
 
     def _reliability_tips(self) -> list[str]:
         tips = super()._reliability_tips()
@@ -203,7 +206,25 @@ class MixedModelFit(FittedModel):
         variance = (draws**2).mean(("chain", "draw")).values
         table.insert(1, "variance", np.where(is_sd, variance, np.nan))
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
+        if self.design.residual is not None:  # sigma= / ar=: tau and rho after sigma (the SD at u = 0)
+            table = pd.concat([table, residual_table(self, ci=ci, prob=prob)]).rename_axis(["group", "term"])
         return table
+
+    def residual_sd(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
+        """The residual SD per level of a model with ``sigma="~ (1 | g)"`` (one row ``"(all)"`` otherwise).
+
+        See :func:`lmm_bayes.results.residual_structure.residual_sd`; ``varcorr()`` holds
+        ``sd(log sigma)`` and ``rho``.
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+        >>> fit.residual_sd().index.tolist()  # one residual SD: fit with sigma="~ (1 | Subject)" for one per subject
+        ['(all)']
+        """
+        return residual_sd(self, ci=ci, prob=prob)
 
     def ranef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
@@ -268,6 +289,7 @@ class MixedModelFit(FittedModel):
         >>> fit.variance_draws(at={"Days": 5}).coords["component"].values.tolist()
         ['Subject', 'Residual']
         """
+        refuse_structured(self.design, "the variance partition (ICC)")
         post = self.posterior
         ranges = {e: data_range(e, g.Z[:, k]) for g in self.design.groups for k, e in enumerate(g.effects)}
         at = {e: at_number(e, v, hint=ranges.get(e, "")) for e, v in dict(at or {}).items()}

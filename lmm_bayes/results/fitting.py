@@ -127,6 +127,9 @@ def fit_model(
             "log_likelihood=True needs the draws of b, which keep_b='none' drops; "
             "use keep_b='all' (or 'float32'), or log_likelihood=False"
         )
+    if log_likelihood is True and model.design.residual is not None and model.design.residual.ar:
+        raise ValueError("log_likelihood=True: a model with ar= has no pointwise log-likelihood yet (the rows of "
+                         "one cluster are not independent given b); use log_likelihood='auto' or False")
     # every method samples the standardized model and maps its draws back (inference/standardize.py)
     working = standardize(model.design, centered=model.priors.centered, scales=scales)
     strategy, note = resolve_method(working.design, method, centered=centered, sampler=settings.sampler)
@@ -138,7 +141,8 @@ def fit_model(
             model.design, model.priors, strategy,
             choose_adaptation(settings, working.max_predictor_correlation(), sampled_b=strategy.samples_b),
             log_likelihood=log_likelihood, keep_b=keep_b,
-            attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {})},
+            attrs={"formula": model.formula, "method_note": note, **getattr(model, "glm_attrs", {}),
+                   **getattr(model, "residual_attrs", {})},
             standardization=working,
         )
         return MixedModelFit(idata=idata, model=model)

@@ -13,6 +13,7 @@ groups are covered by the file's checksums; :func:`lmm_bayes.load` rebuilds the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,7 @@ def rebuild_model(
         return glmm.from_attrs(tree.attrs, data, priors=priors)
 
     reduction = reduction_from_tree(tree, to_frame)
-    if reduction is None:
-        return model(tree.attrs["formula"], data, priors=priors)
+    if reduction is None:  # sigma= and ar= (spec/residual.py) as fitted; the ordering column is in the data
+        residual = json.loads(tree.attrs["residual"]) if "residual" in tree.attrs else {}
+        return model(tree.attrs["formula"], data, priors=priors, **residual)
     return model.from_reduction(tree.attrs["formula"], reduction, data, priors=priors)

@@ -44,6 +44,7 @@ from lmm_bayes.inference.layout import (
 )
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.glm import on_scale
+from lmm_bayes.results.residual_structure import refuse_structured
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval, summarize_draws
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import NewRows
@@ -275,6 +276,8 @@ def predict(
     data = _check_data(data)
     validate.check_choice(levels, LEVELS, "levels")
     validate.check_choice(kind, KINDS, "kind")
+    if kind == "response":  # a drawn response needs R (sigma_j, the AR term): not yet
+        refuse_structured(fit.design, "predict(kind='response')")
     rng = validate.check_seed(seed)
     design = fit.design
     rows = _rows(fit, data, levels)

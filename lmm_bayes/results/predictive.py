@@ -26,6 +26,7 @@ from lmm_bayes.inference.model_graph import model_graph
 from lmm_bayes.inference.standardize import standardize
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predict import predict
+from lmm_bayes.results.residual_structure import refuse_structured
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.model import MixedModel
 from lmm_bayes.version import __version__
@@ -71,6 +72,7 @@ def posterior_predictive(fit: Fit, *, seed: int | np.random.Generator | None = N
     ('chain', 'draw', 'obs')
     """
     fit = check_fit(fit)
+    refuse_structured(fit.design, "posterior_predictive")
     draws = predict(fit, None, levels="existing", kind="response", seed=seed)
     obs = fit.idata["observed_data"]["obs"].values
     pp = xr.Dataset(
@@ -205,6 +207,7 @@ def prior_predictive(model: MixedModel, *, draws: int = 500, seed: int | None = 
     draws = validate.check_positive_int(draws, "draws")
     if seed is not None:
         seed = validate.check_positive_int(seed, "seed", minimum=0)
+    refuse_structured(model.design, "prior_predictive (it draws from the full graph)")
     design = model.design
     logger = logging.getLogger("pymc")
     level = logger.level

@@ -150,6 +150,8 @@ class Design:
         A GLMM's summed ``offset(...)`` terms per row, on the link scale; None: no offset.
     trials : ndarray or None
         Trials per row (binomial only); None otherwise.
+    residual : ResidualDesign or None
+        ``sigma=`` and ``ar=`` checked against the rows (:mod:`lmm_bayes.spec.residual`); None: ``sigma^2 I``.
 
     Examples
     --------
@@ -171,6 +173,7 @@ class Design:
     family: Family = GAUSSIAN
     offset: np.ndarray | None = field(default=None, repr=False)
     trials: np.ndarray | None = field(default=None, repr=False)
+    residual: Any = field(default=None, repr=False)
     _fixed: Any = field(default=None, repr=False)
     _effects: dict = field(default_factory=dict, repr=False)
     _reference: pd.DataFrame | None = field(default=None, repr=False)

@@ -5,6 +5,7 @@ Fitting, graphs and prior draws are added by the top layer (:class:`lmm_bayes.LM
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from lmm_bayes.spec.design import Design, build_design
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.parquet_files import parquet_frame
 from lmm_bayes.spec.priors import Priors, resolve_priors
+from lmm_bayes.spec.residual import parse_residual, with_residual
 
 if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.spec.reduction import Reduction
@@ -55,18 +57,23 @@ class MixedModel:
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         sample_seed: int = 0,
         progress: bool = True,
+        sigma: str | None = None,
+        ar: str | None = None,
     ):
         self._build(formula, data, priors, na_action, dict(sample_rows=sample_rows, seed=sample_seed, progress=progress),
-                    center_predictors=center_predictors)
+                    center_predictors=center_predictors, residual=(sigma, ar))
 
     def _build(self, formula: str, data: Any, priors: Any, na_action: str, dask_options: dict,
-               files: list[str] | None = None, center_predictors: bool | None = None) -> None:
+               files: list[str] | None = None, center_predictors: bool | None = None,
+               residual: tuple[Any, Any] = (None, None)) -> None:
         validate.check_choice(na_action, ("raise", "drop"), "na_action")
+        structure = parse_residual(*residual)  # sigma= and ar= (spec/residual.py), read before the data
         self._spec = parse_formula(formula)
         if is_dask_frame(data):
             self._design = build_reduced_design(self._spec, data, na_action=na_action, files=files, **dask_options)
         else:
             self._design = build_design(self._spec, data, na_action=na_action)
+        self._design = with_residual(self._design, structure, data)
         self._priors = resolve_priors(self._design, priors, centered=center_predictors)
 
     # ---------------------------------------------------------------- stages
@@ -89,6 +96,12 @@ class MixedModel:
     def formula(self) -> str:
         """The model's formula in lme4 syntax."""
         return self._spec.formula
+
+    @property
+    def residual_attrs(self) -> dict[str, str]:
+        """The ``sigma=`` and ``ar=`` arguments a fit records (JSON under ``"residual"``), or none."""
+        res = self._design.residual
+        return {} if res is None else {"residual": json.dumps(res.spec.kwargs())}
 
     # ---------------------------------------------------------------- builders
     @classmethod
@@ -252,6 +265,8 @@ class MixedModel:
             )
         if not d.groups:
             lines.append("    (none)")
+        if d.residual is not None:
+            lines.append(f"  residuals:     {', '.join(f'{k}={v!r}' for k, v in d.residual.spec.kwargs().items())}")
         if d.reduction is None:
             lines.append(f"  rows used:     {d.n}")
         else:

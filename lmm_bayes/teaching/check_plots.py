@@ -22,6 +22,7 @@ import xarray as xr
 from lmm_bayes.inference.layout import hyperparameter_draws, hyperparameters
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.predictive import posterior_predictive
+from lmm_bayes.results.residual_structure import residual_sd
 from lmm_bayes.results.residuals import residuals
 from lmm_bayes.spec import validate
 
@@ -33,7 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from lmm_bayes.results.fit import MixedModelFit as Fit
 
-__all__ = ["hyperparameter_tree", "plot_loo_pit", "plot_pair", "plot_rank", "plot_residuals", "plot_trace"]
+__all__ = [
+    "hyperparameter_tree", "plot_loo_pit", "plot_pair", "plot_rank", "plot_residual_sd", "plot_residuals", "plot_trace",
+]
 
 _POINTS = "C0"
 _LINE = "grey"
@@ -337,4 +340,39 @@ def plot_residuals(fit: Fit, *, groups: Sequence[str] | None = None, **kwargs: A
             k += 1
     for ax in flat[k:]:
         fig.delaxes(ax)
+    return fig
+
+
+def plot_residual_sd(fit: Fit, *, ax: Any = None) -> Figure:
+    """The residual SD of every level and/or category (``sigma=``), sorted, with its interval.
+
+    One point per row of :meth:`~lmm_bayes.Fit.residual_sd` (posterior mean, interval as a line), and a
+    dashed line at the posterior mean of ``sigma`` (the reference category's SD at ``u = 0``).
+
+    Examples
+    --------
+    >>> import lmm_bayes as lb
+    >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
+    >>> fig = plot_residual_sd(fit)
+    >>> fig.axes[0].get_title(), len(fig.axes[0].collections[1].get_offsets())  # one point: no sigma=
+    ('Residual SD', 1)
+    """
+    import matplotlib.pyplot as plt
+
+    fit = check_fit(fit)
+    table = residual_sd(fit).sort_values("mean")
+    low, high = table.columns[2], table.columns[3]  # the interval's columns, after n, mean and sd
+    labels = [" / ".join(map(str, i)) if isinstance(i, tuple) else str(i) for i in table.index]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, max(2.0, 0.22 * len(table) + 1)), layout="constrained")
+    else:
+        fig = ax.figure
+    y = np.arange(len(table))
+    ax.hlines(y, table[low], table[high], color=_POINTS, linewidth=1.5)
+    ax.scatter(table["mean"], y, s=14, color=_POINTS, zorder=3)
+    ax.axvline(float(fit.posterior["sigma"].mean()), color=_LINE, linewidth=1, linestyle="--")
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.set_xlabel(f"residual SD ({table.attrs.get('interval', '')})")
+    ax.set_title("Residual SD", fontsize="medium")
     return fig

@@ -24,11 +24,13 @@ from lmm_bayes.inference.methods.crossed.method import Crossed
 from lmm_bayes.inference.methods.full.method import Full
 from lmm_bayes.inference.methods.gibbs.method import Gibbs
 from lmm_bayes.inference.methods.laplace.method import Laplace
+from lmm_bayes.inference.methods.structured.method import Structured
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.design import Design
 
 __all__ = [
     "LAST_RESORT", "METHODS", "PREFERENCE", "Collapsed", "Crossed", "Fallback", "Full", "Gibbs", "Laplace", "Method",
+    "Structured",
     "choose_method", "fallback_after", "resolve_method",
 ]
 
@@ -73,6 +75,8 @@ def resolve_method(
             "fitted from sufficient statistics with method='collapsed' (or 'auto'); method='full' and "
             "centered=True need every row in memory (load it with pandas)"
         )
+    if design.residual is not None:  # sigma= or ar=: one method fits them, and no other may ignore them
+        return Structured.for_residual(design, method, sampler=sampler, centered=centered), ""
     if method != "auto":  # the first method registered under that name (the collapsed method's nested form)
         asked = next(m for m in (LAST_RESORT, *PREFERENCE) if m.choice == method)
         return asked.take(design, sampler=sampler, centered=centered), ""
