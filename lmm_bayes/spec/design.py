@@ -351,10 +351,8 @@ def _reference_rows(used: pd.DataFrame, spec: ModelSpec, dms: list) -> tuple[pd.
     return used.loc[first, predictors].reset_index(drop=True), cols
 
 
-def build_design(
-    spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise", n_rows: int | None = None,
-    one_per_row: bool = False,
-) -> Design:
+def build_design(spec: ModelSpec, data: pd.DataFrame, *, na_action: str = "raise", n_rows: int | None = None,
+                 one_per_row: bool = False) -> Design:
     """Evaluate a spec on data.
 
     Parameters
@@ -369,7 +367,7 @@ def build_design(
         (:mod:`lmm_bayes.spec.dask_data`): fewer levels than rows is checked against it, and
         the fixed effects' rank is left to the caller (on the whole data's ``X'X``).
     one_per_row : bool
-        Accept a grouping factor with one level per row (a GLMM's observation-level effect).
+        Accept one level per row (a GLMM's observation-level effect).
 
     Returns
     -------
@@ -419,8 +417,7 @@ def build_design(
     effects_dms = {}
     for term in spec.random:
         codes, levels, keys = lab.encode_levels([factor_labels[f] for f in term.factors], term.factors)
-        validate.check_grouping(term.group, len(levels), len(used) if n_rows is None else n_rows,
-                                one_per_row=one_per_row)
+        validate.check_grouping(term.group, len(levels), n_rows or len(used), one_per_row=one_per_row)
         parts, names, blocks = [], [], []
         dms = []
         for block in term.blocks:

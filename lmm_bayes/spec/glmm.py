@@ -247,7 +247,8 @@ class GeneralizedMixedModel(MixedModel):
 def _check_one_per_row(design: Design, family: Family, trials: np.ndarray | None) -> None:
     """Refuse an observation-level effect on 0/1 responses, where nothing tells it apart from the mean."""
     per_row = [g.name for g in design.groups if g.n_levels == design.n]
-    if per_row and (family.name == "bernoulli" or (trials is not None and np.all(trials == 1))):
+    # k of n successes with one trial a row (a Bernoulli response: no trials given) cannot be overdispersed
+    if per_row and family.successes and (trials is None or np.all(trials == 1)):
         raise ValueError(
             f"grouping factor {per_row[0]!r} has one level per row: an observation-level random effect models "
             "overdispersion, which a 0/1 response cannot show (each row's own effect is not identified). "
