@@ -118,6 +118,11 @@ class FittedModel:
     def fixef(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Fixed effects β (the coefficients shared by all clusters): one row per coefficient.
 
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Returns
         -------
         pandas.DataFrame
@@ -138,12 +143,25 @@ class FittedModel:
         return table
 
     def coef_draws(self, group: str) -> xr.DataArray:
-        """Draws of every cluster's own effects, dims (chain, draw, level, effect)."""
+        """Draws of every cluster's own effects, dims (chain, draw, level, effect).
+
+        Parameters
+        ----------
+        group : str
+            A grouping factor.
+        """
         raise NotImplementedError  # pragma: no cover - every kind of fit defines it
 
     def coef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster-specific effects (β + b for the mixed model; an effect without a fixed part is b alone),
         of one grouping factor or of every factor (``group=None``, as lme4).
+
+        Parameters
+        ----------
+        group : str, optional
+            A grouping factor; None (the default) stacks every factor's table.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Returns
         -------
@@ -195,6 +213,13 @@ class FittedModel:
 
     def warn_if_unreliable(self, *, what: str = "the draws", stacklevel: int = 4) -> None:
         """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400.
+
+        Parameters
+        ----------
+        what : str
+            What the warning says may not be reliable.
+        stacklevel : int
+            Passed to :func:`warnings.warn`, so the warning points at the user's line.
 
         Examples
         --------

@@ -207,6 +207,13 @@ class MixedModelFit(FittedModel):
     def ranef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
 
+        Parameters
+        ----------
+        group : str, optional
+            A grouping factor; None (the default) stacks every factor's table.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Returns
         -------
         pandas.DataFrame
@@ -232,6 +239,11 @@ class MixedModelFit(FittedModel):
     def coef_draws(self, group: str) -> xr.DataArray:
         """Draws of the cluster-specific effects β + b, dims (chain, draw, level, effect).
 
+        Parameters
+        ----------
+        group : str
+            A grouping factor.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -252,6 +264,11 @@ class MixedModelFit(FittedModel):
         For a generalized model every part is on the latent (link) scale and the residual is
         the family's distribution-specific variance (:func:`lmm_bayes.results.glm.residual_variance_draws`:
         π²/3 for logit, 1 for probit, log(1 + 1/lambda) for Poisson counts).
+
+        Parameters
+        ----------
+        at : mapping, optional
+            Values of the random-slope effects, e.g. ``{"Days": 5}``; every slope at 0 by default.
 
         Examples
         --------
@@ -295,6 +312,8 @@ class MixedModelFit(FittedModel):
         ----------
         at : mapping, optional
             Values of the random-slope effects, e.g. ``{"Days": 5}``.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Returns
         -------
@@ -344,6 +363,13 @@ class MixedModelFit(FittedModel):
     def hypothesis(self, hypotheses: str | list[str], *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`).
 
+        Parameters
+        ----------
+        hypotheses : str or list of str
+            Inequalities or equalities of the fixed effects, e.g. ``"Days > 5"``, ``"a - b = 0"``.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -360,6 +386,11 @@ class MixedModelFit(FittedModel):
         Nakagawa & Schielzeth's; for a GLMM on the latent (link) scale with the family's
         distribution-specific variance (Nakagawa, Johnson & Schielzeth 2017).
 
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -372,6 +403,11 @@ class MixedModelFit(FittedModel):
 
     def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:
         """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics.
+
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Examples
         --------

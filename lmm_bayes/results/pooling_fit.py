@@ -110,6 +110,11 @@ class PoolingModelFit(FittedModel):
 
         Complete pooling gives every cluster the same (fixed) values, 0 for an
         effect without a fixed part.
+
+        Parameters
+        ----------
+        group : str
+            The grouping factor the poolings were compared over.
         """
         g = self._group(group)
         if g.name != self.group:
