@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmm_bayes.api.fit_plots import FitPictures
 from lmm_bayes.api.signatures import check_keywords, forwards
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import contextual_effect
@@ -32,9 +33,8 @@ from lmm_bayes.results.predictive import posterior_predictive
 from lmm_bayes.results.residuals import fitted, residuals
 from lmm_bayes.results.shrinkage import shrinkage
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
-from lmm_bayes.teaching.check_plots import plot_loo_pit, plot_pair, plot_rank, plot_residuals, plot_trace
-from lmm_bayes.teaching.effects_plot import plot_effects
-from lmm_bayes.teaching.plots import plot_caterpillar, plot_ppc
+from lmm_bayes.teaching.explorer import ExplorerPage, fit_explorer
+from lmm_bayes.teaching.plots import plot_caterpillar
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -110,7 +110,7 @@ class _Saved:
 
 
 @check_keywords
-class Fit(_Saved, MixedModelFit):
+class Fit(_Saved, FitPictures, MixedModelFit):
     """A fitted mixed model: the draws (``idata``), the model, and readable summaries.
 
     Obtain one from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`. The tables
@@ -310,24 +310,6 @@ class Fit(_Saved, MixedModelFit):
         """
         return binned_calibration(self, bins=bins, ci=ci, prob=prob, seed=seed)
 
-    @forwards(plot_ppc)
-    def plot_ppc(self, *, kind: Literal["density", "stat"] = "density", stat: Literal["mean", "sd"] = "mean",
-                 group: str | None = None, num_samples: int = 50, prob: float = DEFAULT_PROB,
-                 seed: int | None = 0) -> Figure:
-        """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> fig = fit.plot_ppc()
-        >>> fig.axes[0].get_xlabel()
-        'Reaction'
-        """
-        return plot_ppc(self, kind=kind, stat=stat, group=group, num_samples=num_samples, prob=prob, seed=seed)
-
-    # ------------------------------------------------ fitted, residuals, effects and checks (issue 15)
     @forwards(fitted)
     def fitted(self, *, levels: Literal["existing", "population"] = "existing", ci: str = DEFAULT_CI,
                prob: float = DEFAULT_PROB) -> pd.DataFrame:
@@ -374,95 +356,35 @@ class Fit(_Saved, MixedModelFit):
         ['cluster', 'high', 'low', 'population']
         """
         return conditional_effects(self, x, group=group, band=band, ci=ci, prob=prob, n_points=n_points, seed=seed)
+    def explore(self, path: str | os.PathLike | None = None) -> ExplorerPage:
+        """A self-contained page to explore partial pooling in this fit (a Gaussian model with one random intercept).
 
-    @forwards(plot_effects)
-    def plot_effects(self, x: str, *, group: str | None = None, band: Literal["mean", "prediction"] = "mean",
-                     ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB, n_points: int = 50, data: bool = True,
-                     seed: int | None = 0) -> Figure:
-        """Effects plot (brms ``conditional_effects``); see :func:`lmm_bayes.teaching.effects_plot.plot_effects`.
+        Every cluster's arrow from its own estimate to the model's (hover for its n_j, estimates
+        and shrinkage factor B_j; click to load it into the sliders), and the one-cluster
+        explorer of :func:`lmm_bayes.explore_pooling` started at the posterior means of τ and σ.
+        Other models raise ``ValueError`` saying what to read instead
+        (:func:`lmm_bayes.teaching.explorer.fit_explorer`).
 
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> fit.plot_effects("Days", group="Subject").axes[0].get_xlabel()
-        'Days'
-        """
-        return plot_effects(self, x, group=group, band=band, ci=ci, prob=prob, n_points=n_points, data=data,
-                            seed=seed)
+        Parameters
+        ----------
+        path : str or pathlib.Path, optional
+            Also write the page there (open it in any browser; it needs no server or network).
 
-    @forwards(plot_residuals, residuals)
-    def plot_residuals(self, *, groups: Sequence[str] | None = None,
-                       levels: Literal["existing", "population"] = "existing", ci: str = DEFAULT_CI,
-                       prob: float = DEFAULT_PROB) -> Figure:
-        """Residuals vs fitted, QQ of ε and of b; see :func:`lmm_bayes.teaching.check_plots.plot_residuals`.
+        Returns
+        -------
+        ExplorerPage
+            ``.html`` is the page; in a notebook it displays itself.
 
         Examples
         --------
         >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
         ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> len(fit.plot_residuals().axes) >= 3
-        True
+        >>> page = fit.explore()
+        >>> page.html.count('"level": '), "Partial pooling of Subject" in page.html
+        (18, True)
         """
-        return plot_residuals(self, groups=groups, levels=levels, ci=ci, prob=prob)
-
-    @forwards(plot_trace)
-    def plot_trace(self, *, var_names: Sequence[str] | None = None) -> Figure:
-        """Trace plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_trace`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_trace()).__name__
-        'Figure'
-        """
-        return plot_trace(self, var_names=var_names)
-
-    @forwards(plot_rank)
-    def plot_rank(self, *, var_names: Sequence[str] | None = None) -> Figure:
-        """Rank plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_rank`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_rank()).__name__
-        'Figure'
-        """
-        return plot_rank(self, var_names=var_names)
-
-    @forwards(plot_pair)
-    def plot_pair(self, group: str | None = None) -> Figure:
-        """Pair plot of a factor's SDs and correlations; see :func:`lmm_bayes.teaching.check_plots.plot_pair`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_pair("Subject")).__name__
-        'Figure'
-        """
-        return plot_pair(self, group)
-
-    @forwards(plot_loo_pit)
-    def plot_loo_pit(self, *, seed: int | None = 0) -> Figure:
-        """LOO-PIT calibration plot; see :func:`lmm_bayes.teaching.check_plots.plot_loo_pit`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_loo_pit()).__name__
-        'Figure'
-        """
-        return plot_loo_pit(self, seed=seed)
+        return fit_explorer(self, path)
 
 
 @check_keywords

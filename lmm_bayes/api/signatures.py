@@ -6,7 +6,7 @@ shows them); :func:`forwards` copies the stage's numpydoc ``Parameters`` entries
 method's docstring, so the two cannot say different things. :func:`check_keywords` wraps every
 public method of a user's class, its own and inherited, so that a misspelt keyword names the
 method the user called (``Fit.predict()``, not an internal function), its keywords, and the
-closest one (:mod:`difflib`, and the names brms, lme4 and PyMC users bring along).
+closest one (``difflib``, and the names brms, lme4 and PyMC users bring along).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ ALIASES = {
 }
 
 _SECTION = re.compile(r"^(\S.*)\n-{3,}\s*$", re.MULTILINE)
+_BARE_ROLE = re.compile(r":(func|meth|class|data|attr|mod):`([A-Za-z_]\w*)`")
 
 
 def unknown_keyword(where: str, given: str, valid: Sequence[str]) -> TypeError:
@@ -149,6 +150,8 @@ def forwards(*stages: Callable) -> Callable[[Callable], Callable]:
                 kept = [n for n in names if n in own and n not in done]
                 if not kept:
                     continue
+                # a bare cross-reference (:func:`predict`) resolves in the stage's module, not here
+                text = _BARE_ROLE.sub(rf":\1:`~{stage.__module__}.\2`", text)
                 head, _, rest = text.partition("\n")
                 kind = head.partition(" : ")[2]
                 lines.append(", ".join(kept) + (f" : {kind}" if kind else "") + ("\n" + rest if rest else ""))

@@ -219,7 +219,7 @@ class FittedModel:
         what : str
             What the warning says may not be reliable.
         stacklevel : int
-            Passed to :func:`warnings.warn`, so the warning points at the user's line.
+            Passed to ``warnings.warn``, so the warning points at the user's line.
 
         Examples
         --------
