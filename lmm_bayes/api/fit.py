@@ -23,6 +23,7 @@ from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import contextual_effect
 from lmm_bayes.results.contrasts import contrasts
 from lmm_bayes.results.covariance import group_covariance, implied_covariance
+from lmm_bayes.results.draws import draws_table
 from lmm_bayes.results.effects import conditional_effects
 from lmm_bayes.results.fit import MixedModelFit
 from lmm_bayes.results.glm_checks import binned_calibration, rootogram
@@ -356,6 +357,24 @@ class Fit(_Saved, FitPictures, MixedModelFit):
         ['cluster', 'high', 'low', 'population']
         """
         return conditional_effects(self, x, group=group, band=band, ci=ci, prob=prob, n_points=n_points, seed=seed)
+    @forwards(draws_table)
+    def draws(self, *, b: bool = False) -> pd.DataFrame:
+        """The posterior as a tidy table, one row per chain and draw (brms ``as_draws_df``).
+
+        See :func:`lmm_bayes.results.draws.draws_table`: columns ``chain``, ``draw`` and one per
+        scalar parameter (``beta[Days]``, ``sigma``, ``Subject_sd[Intercept]``, ...).
+
+        Examples
+        --------
+        >>> import lmm_bayes as lb
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> table = fit.draws()
+        >>> len(table), float(table["beta[Days]"].mean()) == float(fit.posterior["beta"].sel(coef="Days").mean())
+        (1000, True)
+        """
+        return draws_table(self, b=b)
+
     def explore(self, path: str | os.PathLike | None = None) -> ExplorerPage:
         """A self-contained page to explore partial pooling in this fit (a Gaussian model with one random intercept).
 

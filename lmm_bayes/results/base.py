@@ -18,7 +18,14 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import SamplingWarning
-from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, diagnose, reliability_problems, summarize_draws
+from lmm_bayes.results.summary import (
+    DEFAULT_CI,
+    DEFAULT_PROB,
+    PosteriorTable,
+    diagnose,
+    reliability_problems,
+    summarize_draws,
+)
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,7 +147,7 @@ class FittedModel:
         """
         table = summarize_draws(self.posterior["beta"], ci=ci, prob=prob)
         table.index.name = "coef"
-        return table
+        return PosteriorTable.of(table)
 
     def coef_draws(self, group: str) -> xr.DataArray:
         """Draws of every cluster's own effects, dims (chain, draw, level, effect).

@@ -31,6 +31,7 @@ from lmm_bayes.results.glm import describe, ratio_table, residual_variance_draws
 from lmm_bayes.results.summary import (
     DEFAULT_CI,
     DEFAULT_PROB,
+    PosteriorTable,
     Summary,
     check_interval,
     interval_label,
@@ -161,7 +162,9 @@ class MixedModelFit(FittedModel):
         """
         if not isinstance(exponentiate, bool):
             raise TypeError(f"exponentiate must be True or False, got {type(exponentiate).__name__}")
-        return ratio_table(self, ci=ci, prob=prob) if exponentiate else super().fixef(ci=ci, prob=prob)
+        if exponentiate:
+            return PosteriorTable.of(ratio_table(self, ci=ci, prob=prob))
+        return super().fixef(ci=ci, prob=prob)
 
     # ---------------------------------------------------------------- tables
     def varcorr(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
@@ -202,7 +205,7 @@ class MixedModelFit(FittedModel):
         variance = (draws**2).mean(("chain", "draw")).values
         table.insert(1, "variance", np.where(is_sd, variance, np.nan))
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
-        return table
+        return PosteriorTable.of(table)
 
     def ranef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
@@ -344,7 +347,7 @@ class MixedModelFit(FittedModel):
         table.attrs["at"] = (
             f"evaluated at {', '.join(f'{k}={v:g}' for k, v in where.items())}" if slopes else "no random slopes"
         )
-        return table
+        return PosteriorTable.of(table)
 
     # ---------------------------------------------------------------- summary
     def loo(self) -> Any:
