@@ -183,3 +183,14 @@ def test_fit_page_refuses_models_beyond_one_random_intercept():
     with pytest.raises(ValueError, match=r"one random intercept, \(1 \| g\).*random terms \(Intercept \+ Days \| "
                                          r"Subject\).*fit\.shrinkage\(group\)"):
         slopes.explore()
+
+
+def test_the_docs_site_holds_the_current_page():
+    """The user guide embeds docs/_static/explorer.html; it must be what lb.explore_pooling() writes now."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    static = (docs / "_static" / "explorer.html").read_text(encoding="utf-8")
+    assert static == lb.explore_pooling().html, "run: python -c \"import lmm_bayes as lb; " \
+        "lb.explore_pooling('docs/_static/explorer.html')\""
+    assert 'src="../_static/explorer.html"' in (docs / "user_guide" / "pooling.md").read_text(encoding="utf-8")

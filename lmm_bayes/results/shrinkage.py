@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
     from lmm_bayes.spec.design import Design
 
-__all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "ShrinkageTable", "glm_posterior_shrinkage", "link_scale", "shrinkage"]
+# ShrinkageTable, a DataFrame, stays out of __all__ (its docs page would list every pandas method)
+__all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "glm_posterior_shrinkage", "link_scale", "shrinkage"]
 
 
 # ====================================================================== shrinkage for one fit

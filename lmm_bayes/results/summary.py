@@ -10,6 +10,10 @@ interval). brms and lme4 users, who read 95% equal-tailed intervals, pass
 ``ci="eti", prob=0.95``. A table's interval columns are named after the kind
 (``hdi_low``/``hdi_high`` or ``eti_low``/``eti_high``), so two kinds can never be confused,
 and ``table.attrs["interval"]`` says e.g. ``"95% ETI"``.
+
+The tables of fixed effects, variance components, the ICC and shrinkage are ``PosteriorTable`` objects:
+DataFrames that print and show in Jupyter through :func:`format_table`, holding every digit. (The
+class is left out of ``__all__``: its page would list every method of pandas' DataFrame.)
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ __all__ = [
     "DEFAULT_CI",
     "DEFAULT_PROB",
     "STAT_COLUMNS",
-    "PosteriorTable",
     "Summary",
     "check_interval",
     "diagnose",

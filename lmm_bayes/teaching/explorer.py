@@ -4,7 +4,7 @@ One cluster with n_j rows and its own estimate ȳ_j, in a model with a random in
 and a residual SD σ, both taken as known. Its three estimates are the no-pooling ȳ_j, the
 complete-pooling μ and the partial-pooling B_j μ + (1 − B_j) ȳ_j, with B_j = (σ²/n_j) /
 (σ²/n_j + τ²), the model's own shrinkage factor (``DESIGN.md``;
-:func:`lmm_bayes.results.estimates.model_shrinkage` for a random intercept). :data:`FORMULAS`
+:func:`lmm_bayes.results.estimates.model_shrinkage` for a random intercept). ``FORMULAS``
 states them once: Python evaluates them (:func:`pooling_values`) and the page's JavaScript is
 generated from the same text (:func:`compute_js`), so the two cannot disagree, and the tests
 compare both with the package's functions. :func:`explore_pooling` writes the page for a lesson,
@@ -59,7 +59,7 @@ def z_value(prob: float) -> float:
 
 def pooling_values(n: float, tau: float, sigma: float, ybar: float, mu: float, *,
                    prob: float = DEFAULT_PROB) -> dict[str, float]:
-    """The explorer's numbers for one cluster, from :data:`FORMULAS`, as the page shows them.
+    """The explorer's numbers for one cluster, from ``FORMULAS``, as the page shows them.
 
     Parameters
     ----------
@@ -95,7 +95,7 @@ def pooling_values(n: float, tau: float, sigma: float, ybar: float, mu: float, *
 
 
 def compute_js(prob: float = DEFAULT_PROB) -> str:
-    """The page's ``compute(n, tau, sigma, ybar, mu)``: :data:`FORMULAS` as JavaScript, Z as a constant.
+    """The page's ``compute(n, tau, sigma, ybar, mu)``: ``FORMULAS`` as JavaScript, Z as a constant.
 
     Examples
     --------
@@ -176,7 +176,7 @@ def explore_pooling(path: str | os.PathLike | None = None, *, n: int = 10, tau: 
     """A page to play with partial pooling: sliders for n_j, τ, σ, the cluster's estimate and μ.
 
     Shows live the no-, complete- and partial-pooling estimates, the shrinkage factor B_j, the
-    ICC and the interval widths, computed by :data:`FORMULAS`. Works offline (no server, no
+    ICC and the interval widths, computed by ``FORMULAS``. Works offline (no server, no
     CDN), in the docs site and in a notebook (the page displays itself).
 
     Parameters
