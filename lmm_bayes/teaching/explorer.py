@@ -123,7 +123,7 @@ def check_inputs(n: Any, tau: Any, sigma: Any, ybar: Any, mu: Any) -> None:
 
 
 class ExplorerPage:
-    """An explorer page: ``html`` (one self-contained string), shown inline by Jupyter, saved by :meth:`save`.
+    """An explorer page: its ``html``, one self-contained string; :meth:`ExplorerPage.save` writes it.
 
     In a notebook the page sits in an ``<iframe srcdoc>``, whose scripts run in JupyterLab too.
     """
