@@ -43,6 +43,7 @@ from lmm_bayes.spec.design import Design, GroupDesign, build_design
 from lmm_bayes.spec.families.registry import Family
 from lmm_bayes.spec.formula import ModelSpec, parse_formula
 from lmm_bayes.spec.priors import Prior, Priors
+from lmm_bayes.teaching.explorer import explore_pooling
 from lmm_bayes.teaching.pooling import PoolingComparison
 from lmm_bayes.version import __version__
 
@@ -63,6 +64,7 @@ __all__ = [
     "PoolingComparison",
     "PoolingFit",
     "compare_pooling",
+    "explore_pooling",
     "compare",
     "within_between",
     "parse_formula",

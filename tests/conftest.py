@@ -29,3 +29,17 @@ def lme4_reference():
     return {
         (e["dataset"], e["formula"], e["method"]): e["values"] for e in entries if e["kind"] == "computed"
     }
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """The headless browser's path; skips where it is missing, fails where .ci/run promised it."""
+    import os
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("LMM_BAYES_REQUIRE_CHROMIUM") == "1":  # set by .ci/run: CI must not skip this
+            pytest.fail("chromium is not installed, but .ci/run promised it (LMM_BAYES_REQUIRE_CHROMIUM=1)")
+        pytest.skip("Debian's chromium package is not installed here (.ci/run installs it)")
+    return browser

@@ -9,34 +9,36 @@ Each method hands the work to the function it names, which takes the fit as its 
 
 from __future__ import annotations
 
-from typing import Any, Self
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Self
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
+from lmm_bayes.api.fit_plots import FitPictures
+from lmm_bayes.api.signatures import check_keywords, forwards
 from lmm_bayes.results.base import FittedModel
 from lmm_bayes.results.contextual import contextual_effect
 from lmm_bayes.results.contrasts import contrasts
 from lmm_bayes.results.covariance import group_covariance, implied_covariance
+from lmm_bayes.results.draws import draws_table
 from lmm_bayes.results.effects import conditional_effects
 from lmm_bayes.results.fit import MixedModelFit
 from lmm_bayes.results.glm_checks import binned_calibration, rootogram
 from lmm_bayes.results.io import save
 from lmm_bayes.results.pooling_fit import PoolingModelFit
-from lmm_bayes.results.predict import predict, predict_summary
+from lmm_bayes.results.predict import Kind, Levels, predict, predict_summary
 from lmm_bayes.results.predictive import posterior_predictive
 from lmm_bayes.results.residuals import fitted, residual_acf, residuals
 from lmm_bayes.results.shrinkage import shrinkage
-from lmm_bayes.teaching.check_plots import (
-    plot_loo_pit,
-    plot_pair,
-    plot_rank,
-    plot_residual_sd,
-    plot_residuals,
-    plot_trace,
-)
-from lmm_bayes.teaching.effects_plot import plot_effects
-from lmm_bayes.teaching.plots import plot_caterpillar, plot_ppc
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
+from lmm_bayes.teaching.explorer import ExplorerPage, fit_explorer
+from lmm_bayes.teaching.plots import plot_caterpillar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 __all__ = ["Fit", "PoolingFit"]
 
@@ -53,6 +55,11 @@ class _Saved:
         :class:`~lmm_bayes.results.pooling_fit.PoolingModelFit`); this gives it every method of
         the user's class it is called on.
 
+        Parameters
+        ----------
+        fit : FittedModel
+            A lower stage's fit; its draws and model are shared, not copied.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -68,7 +75,8 @@ class _Saved:
         """
         return cls(idata=fit.idata, model=fit.model)
 
-    def save(self, path: Any) -> None:
+    @forwards(save)
+    def save(self, path: str | os.PathLike) -> None:
         """Write the fit to one netCDF file; see :func:`lmm_bayes.results.io.save`.
 
         Examples
@@ -84,7 +92,10 @@ class _Saved:
         """
         save(self, path)
 
-    def plot_caterpillar(self, group: str, **kwargs: Any):
+    @forwards(plot_caterpillar)
+    def plot_caterpillar(self, group: str, *, effects: str | Sequence[str] | None = None,
+                         values: Literal["ranef", "coef"] = "ranef", ci: str = DEFAULT_CI,
+                         prob: float = DEFAULT_PROB, sort: bool = True) -> Figure:
         """Caterpillar plot of every cluster's effects; see :func:`lmm_bayes.teaching.plots.plot_caterpillar`.
 
         Examples
@@ -96,10 +107,11 @@ class _Saved:
         >>> [ax.get_title() for ax in fig.axes]
         ['Intercept']
         """
-        return plot_caterpillar(self, group, **kwargs)
+        return plot_caterpillar(self, group, effects=effects, values=values, ci=ci, prob=prob, sort=sort)
 
 
-class Fit(_Saved, MixedModelFit):
+@check_keywords
+class Fit(_Saved, FitPictures, MixedModelFit):
     """A fitted mixed model: the draws (``idata``), the model, and readable summaries.
 
     Obtain one from :meth:`lmm_bayes.LMM.fit` or :func:`lmm_bayes.load`. The tables
@@ -123,7 +135,9 @@ class Fit(_Saved, MixedModelFit):
     """
 
 
-    def contrasts(self, variable: str, **kwargs: Any) -> pd.DataFrame:
+    @forwards(contrasts)
+    def contrasts(self, variable: str, *, at: Mapping[str, Any] | None = None, ci: str = DEFAULT_CI,
+                  prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Population means of a categorical predictor's levels and their pairwise differences.
 
         See :func:`lmm_bayes.results.contrasts.contrasts`.
@@ -136,9 +150,10 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.contrasts("floor").index.tolist()
         [('mean', '0'), ('mean', '1'), ('difference', '1 - 0')]
         """
-        return contrasts(self, variable, **kwargs)
+        return contrasts(self, variable, at=at, ci=ci, prob=prob)
 
-    def shrinkage(self, group: str, **kwargs: Any) -> pd.DataFrame:
+    @forwards(shrinkage)
+    def shrinkage(self, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """No- vs partial-pooling estimates per cluster; see :func:`lmm_bayes.results.shrinkage.shrinkage`.
 
         For a GLMM on the link scale, with the model's approximate (Laplace) shrinkage factor.
@@ -151,9 +166,11 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.shrinkage("Subject").columns[:4].tolist()
         ['n_obs', 'no_pooling', 'no_pooling_low', 'no_pooling_high']
         """
-        return shrinkage(self, group, **kwargs)
+        return shrinkage(self, group, ci=ci, prob=prob)
 
-    def contextual_effect(self, within: str, between: str, **kwargs: Any) -> pd.DataFrame:
+    @forwards(contextual_effect)
+    def contextual_effect(self, within: str, between: str, *, ci: str = DEFAULT_CI,
+                          prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Between-minus-within effect; see :func:`lmm_bayes.results.contextual.contextual_effect`.
 
         Examples
@@ -165,9 +182,10 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.contextual_effect("floor_within", "floor_between").index.tolist()
         ['within', 'between', 'contextual']
         """
-        return contextual_effect(self, within, between, **kwargs)
+        return contextual_effect(self, within, between, ci=ci, prob=prob)
 
-    def G(self, group: str, **kwargs: Any) -> pd.DataFrame:  # noqa: N802 - the model's own symbol
+    @forwards(group_covariance)
+    def G(self, group: str, *, kind: Literal["covariance", "correlation"] = "covariance") -> pd.DataFrame:  # noqa: N802 - the model's own symbol
         """Posterior mean of one factor's G (or its correlations); see :func:`lmm_bayes.results.covariance.group_covariance`.
 
         Examples
@@ -178,9 +196,11 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.G("Subject").shape
         (2, 2)
         """
-        return group_covariance(self, group, **kwargs)
+        return group_covariance(self, group, kind=kind)
 
-    def implied_covariance(self, rows: Any, **kwargs: Any) -> pd.DataFrame:
+    @forwards(implied_covariance)
+    def implied_covariance(self, rows: Any, *,
+                           kind: Literal["covariance", "correlation"] = "covariance") -> pd.DataFrame:
         """Model-implied Var(y) = Z (I_J ⊗ G) Zᵀ + σ² I; see :func:`lmm_bayes.results.covariance.implied_covariance`.
 
         Gaussian models only: a GLMM's Var(y) has no such closed form, and the error says what to read instead.
@@ -204,9 +224,11 @@ class Fit(_Saved, MixedModelFit):
                 "latent-scale variance partition with fit.icc(), or Var(y) by simulation from "
                 "fit.predict(kind='response')"
             )
-        return implied_covariance(self, rows, **kwargs)
+        return implied_covariance(self, rows, kind=kind)
 
-    def predict(self, data: pd.DataFrame | None = None, **kwargs: Any) -> xr.DataArray:
+    @forwards(predict)
+    def predict(self, data: pd.DataFrame | None = None, *, levels: Levels = "existing", kind: Kind = "mean",
+                seed: int | np.random.Generator | None = None) -> xr.DataArray:
         """Draws of predictions; see :func:`lmm_bayes.results.predict.predict`.
 
         Examples
@@ -218,9 +240,12 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.predict(new, levels="new", seed=1).dims
         ('chain', 'draw', 'obs')
         """
-        return predict(self, data, **kwargs)
+        return predict(self, data, levels=levels, kind=kind, seed=seed)
 
-    def predict_summary(self, data: pd.DataFrame | None = None, **kwargs: Any) -> pd.DataFrame:
+    @forwards(predict, predict_summary)
+    def predict_summary(self, data: pd.DataFrame | None = None, *, levels: Levels = "existing",
+                        kind: Kind = "mean", seed: int | np.random.Generator | None = None,
+                        ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Mean and interval of predictions per row; see :func:`lmm_bayes.results.predict.predict_summary`.
 
         Examples
@@ -232,9 +257,10 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.predict_summary(new, levels="new", seed=1).columns.tolist()
         ['mean', 'sd', 'hdi_low', 'hdi_high']
         """
-        return predict_summary(self, data, **kwargs)
+        return predict_summary(self, data, levels=levels, kind=kind, seed=seed, ci=ci, prob=prob)
 
-    def posterior_predictive(self, **kwargs: Any) -> Fit:
+    @forwards(posterior_predictive)
+    def posterior_predictive(self, *, seed: int | np.random.Generator | None = None) -> Fit:
         """Add a posterior_predictive group; see :func:`lmm_bayes.results.predictive.posterior_predictive`.
 
         Examples
@@ -245,9 +271,11 @@ class Fit(_Saved, MixedModelFit):
         >>> "posterior_predictive" in fit.posterior_predictive(seed=1).idata.children
         True
         """
-        return posterior_predictive(self, **kwargs)
+        return posterior_predictive(self, seed=seed)
 
-    def rootogram(self, **kwargs: Any) -> pd.DataFrame:
+    @forwards(rootogram)
+    def rootogram(self, *, max_count: int | None = None, ci: str = DEFAULT_CI,
+                  prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Observed and expected frequency of each count (a GLMM of counts); see :func:`lmm_bayes.results.glm_checks.rootogram`.
 
         Examples
@@ -262,9 +290,11 @@ class Fit(_Saved, MixedModelFit):
         >>> int(table["observed"].sum()) <= 200
         True
         """
-        return rootogram(self, **kwargs)
+        return rootogram(self, max_count=max_count, ci=ci, prob=prob)
 
-    def binned_calibration(self, **kwargs: Any) -> pd.DataFrame:
+    @forwards(binned_calibration)
+    def binned_calibration(self, *, bins: int = 10, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
+                           seed: int | np.random.Generator | None = None) -> pd.DataFrame:
         """Observed vs predicted proportions by bin (a Bernoulli or binomial GLMM); see
         :func:`lmm_bayes.results.glm_checks.binned_calibration`.
 
@@ -279,24 +309,11 @@ class Fit(_Saved, MixedModelFit):
         >>> len(fit.binned_calibration(bins=5))
         5
         """
-        return binned_calibration(self, **kwargs)
+        return binned_calibration(self, bins=bins, ci=ci, prob=prob, seed=seed)
 
-    def plot_ppc(self, **kwargs: Any):
-        """Posterior predictive check plot; see :func:`lmm_bayes.teaching.plots.plot_ppc`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
-        >>> fig = fit.plot_ppc()
-        >>> fig.axes[0].get_xlabel()
-        'Reaction'
-        """
-        return plot_ppc(self, **kwargs)
-
-    # ------------------------------------------------ fitted, residuals, effects and checks (issue 15)
-    def fitted(self, **kwargs: Any) -> pd.DataFrame:
+    @forwards(fitted)
+    def fitted(self, *, levels: Literal["existing", "population"] = "existing", ci: str = DEFAULT_CI,
+               prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Posterior mean and interval of X β + Z b per fitted row; see :func:`lmm_bayes.results.residuals.fitted`.
 
         Examples
@@ -307,9 +324,11 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.fitted().shape
         (180, 4)
         """
-        return fitted(self, **kwargs)
+        return fitted(self, levels=levels, ci=ci, prob=prob)
 
-    def residuals(self, **kwargs: Any) -> pd.DataFrame:
+    @forwards(residuals)
+    def residuals(self, *, levels: Literal["existing", "population"] = "existing", ci: str = DEFAULT_CI,
+                  prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """y − fitted per row; see :func:`lmm_bayes.results.residuals.residuals`.
 
         Examples
@@ -321,9 +340,10 @@ class Fit(_Saved, MixedModelFit):
         >>> bool(((res["residual"] - (res["observed"] - res["fitted"])).abs() < 1e-9).all())
         True
         """
-        return residuals(self, **kwargs)
+        return residuals(self, levels=levels, ci=ci, prob=prob)
 
-    def residual_acf(self, **kwargs: Any) -> pd.DataFrame:
+    @forwards(residual_acf)
+    def residual_acf(self, *, max_lag: int = 5, order: Any = None) -> pd.DataFrame:
         """Autocorrelation of the standardized residuals within clusters; see
         :func:`lmm_bayes.results.residuals.residual_acf`.
 
@@ -335,9 +355,12 @@ class Fit(_Saved, MixedModelFit):
         >>> fit.residual_acf(max_lag=3, order="Days").index.tolist()
         [1, 2, 3]
         """
-        return residual_acf(self, **kwargs)
+        return residual_acf(self, max_lag=max_lag, order=order)
 
-    def conditional_effects(self, x: str, **kwargs: Any) -> xr.Dataset:
+    @forwards(conditional_effects)
+    def conditional_effects(self, x: str, *, group: str | None = None, band: Literal["mean", "prediction"] = "mean",
+                            ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB, n_points: int = 50,
+                            seed: int | None = 0) -> xr.Dataset:
         """Population and per-cluster lines along ``x``; see :func:`lmm_bayes.results.effects.conditional_effects`.
 
         Examples
@@ -348,101 +371,57 @@ class Fit(_Saved, MixedModelFit):
         >>> sorted(fit.conditional_effects("Days", group="Subject").data_vars)
         ['cluster', 'high', 'low', 'population']
         """
-        return conditional_effects(self, x, **kwargs)
+        return conditional_effects(self, x, group=group, band=band, ci=ci, prob=prob, n_points=n_points, seed=seed)
+    @forwards(draws_table)
+    def draws(self, *, b: bool = False) -> pd.DataFrame:
+        """The posterior as a tidy table, one row per chain and draw (brms ``as_draws_df``).
 
-    def plot_effects(self, x: str, **kwargs: Any):
-        """Effects plot (brms ``conditional_effects``); see :func:`lmm_bayes.teaching.effects_plot.plot_effects`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> fit.plot_effects("Days", group="Subject").axes[0].get_xlabel()
-        'Days'
-        """
-        return plot_effects(self, x, **kwargs)
-
-    def plot_residuals(self, **kwargs: Any):
-        """Residuals vs fitted, QQ of ε and of b; see :func:`lmm_bayes.teaching.check_plots.plot_residuals`.
+        See :func:`lmm_bayes.results.draws.draws_table`: columns ``chain``, ``draw`` and one per
+        scalar parameter (``beta[Days]``, ``sigma``, ``Subject_sd[Intercept]``, ...).
 
         Examples
         --------
         >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> len(fit.plot_residuals().axes) >= 3
-        True
+        >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
+        ...     draws=500, tune=500, chains=2, seed=1, progressbar=False)
+        >>> table = fit.draws()
+        >>> len(table), float(table["beta[Days]"].mean()) == float(fit.posterior["beta"].sel(coef="Days").mean())
+        (1000, True)
         """
-        return plot_residuals(self, **kwargs)
+        return draws_table(self, b=b)
 
-    def plot_residual_sd(self, **kwargs: Any):
-        """The residual SD per level and/or category of ``sigma=``; see
-        :func:`lmm_bayes.teaching.check_plots.plot_residual_sd`.
+    def explore(self, path: str | os.PathLike | None = None) -> ExplorerPage:
+        """A self-contained page to explore partial pooling in this fit (a Gaussian model with one random intercept).
+
+        Every cluster's arrow from its own estimate to the model's (hover for its n_j, estimates
+        and shrinkage factor B_j; click to load it into the sliders), and the one-cluster
+        explorer of :func:`lmm_bayes.explore_pooling` started at the posterior means of τ and σ.
+        Other models raise ``ValueError`` saying what to read instead
+        (:func:`lmm_bayes.teaching.explorer.fit_explorer`).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path, optional
+            Also write the page there (open it in any browser; it needs no server or network).
+
+        Returns
+        -------
+        ExplorerPage
+            ``.html`` is the page; in a notebook it displays itself.
 
         Examples
         --------
         >>> import lmm_bayes as lb
         >>> fit = lb.LMM("Reaction ~ Days + (1 | Subject)", lb.datasets.load("sleepstudy")).fit(
         ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> fit.plot_residual_sd().axes[0].get_title()
-        'Residual SD'
+        >>> page = fit.explore()
+        >>> page.html.count('"level": '), "Partial pooling of Subject" in page.html
+        (18, True)
         """
-        return plot_residual_sd(self, **kwargs)
-
-    def plot_trace(self, **kwargs: Any):
-        """Trace plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_trace`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_trace()).__name__
-        'Figure'
-        """
-        return plot_trace(self, **kwargs)
-
-    def plot_rank(self, **kwargs: Any):
-        """Rank plots of the hyperparameters; see :func:`lmm_bayes.teaching.check_plots.plot_rank`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_rank()).__name__
-        'Figure'
-        """
-        return plot_rank(self, **kwargs)
-
-    def plot_pair(self, group: str | None = None, **kwargs: Any):
-        """Pair plot of a factor's SDs and correlations; see :func:`lmm_bayes.teaching.check_plots.plot_pair`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_pair("Subject")).__name__
-        'Figure'
-        """
-        return plot_pair(self, group, **kwargs)
-
-    def plot_loo_pit(self, **kwargs: Any):
-        """LOO-PIT calibration plot; see :func:`lmm_bayes.teaching.check_plots.plot_loo_pit`.
-
-        Examples
-        --------
-        >>> import lmm_bayes as lb
-        >>> fit = lb.LMM("Reaction ~ Days + (Days | Subject)", lb.datasets.load("sleepstudy")).fit(
-        ...     draws=300, tune=300, chains=2, seed=1, progressbar=False)
-        >>> type(fit.plot_loo_pit()).__name__
-        'Figure'
-        """
-        return plot_loo_pit(self, **kwargs)
+        return fit_explorer(self, path)
 
 
+@check_keywords
 class PoolingFit(_Saved, PoolingModelFit):
     """A no- or complete-pooling fit, made by :func:`lmm_bayes.compare_pooling`.
 

@@ -10,11 +10,12 @@ classes here add the verbs, each handing the work to the stage that does it: ``f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 import xarray as xr
 
 from lmm_bayes.api.fit import Fit
+from lmm_bayes.api.signatures import check_keywords, forwards
 from lmm_bayes.inference.model_graph import model_graph
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.predictive import prior_predictive
@@ -24,9 +25,12 @@ from lmm_bayes.spec.model import MixedModel
 if TYPE_CHECKING:  # pragma: no cover
     import pymc as pm
 
+    from lmm_bayes.inference.standardize import WorkingScales
+
 __all__ = ["GLMM", "LMM"]
 
 
+@check_keywords
 class LMM(MixedModel):
     """A Bayesian linear mixed-effects model ``y = X beta + Z b + e``.
 
@@ -113,6 +117,15 @@ class LMM(MixedModel):
         ``Standardization.to_user`` maps its draws back); with the default
         ``center_predictors=True`` its intercept prior sits at the means of the predictors.
 
+        Parameters
+        ----------
+        method : {"full", "collapsed"}
+            Every cluster's b a parameter, or b integrated out.
+        centered : bool
+            The full model's centered parameterization (b ~ Normal(0, G)) instead of b = sd · z.
+        standardized : bool
+            The graph on centred, scaled columns that a fit samples, instead of the data as given.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -124,8 +137,12 @@ class LMM(MixedModel):
         """
         return model_graph(self, method=method, centered=centered, standardized=standardized)
 
-    def fit(self, **kwargs: Any) -> Fit:
-        """Sample the posterior; see :func:`lmm_bayes.results.fitting.fit_model` for the arguments.
+    @forwards(fit_model)
+    def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4, sampler: str = "nutpie",
+            method: str = "auto", target_accept: float = 0.9, seed: int | None = None, progressbar: bool = True,
+            centered: bool = False, log_likelihood: bool | Literal["auto"] = "auto", keep_b: str = "all",
+            adaptation: str = "auto", scales: WorkingScales | None = None) -> Fit:
+        """Sample the posterior; see :func:`lmm_bayes.results.fitting.fit_model`.
 
         Examples
         --------
@@ -135,8 +152,12 @@ class LMM(MixedModel):
         >>> fit.method, fit.sampler
         ('collapsed', 'nutpie')
         """
-        return Fit.of(fit_model(self, **kwargs))
+        return Fit.of(fit_model(self, draws=draws, tune=tune, chains=chains, sampler=sampler, method=method,
+                                target_accept=target_accept, seed=seed, progressbar=progressbar,
+                                centered=centered, log_likelihood=log_likelihood, keep_b=keep_b,
+                                adaptation=adaptation, scales=scales))
 
+    @forwards(prior_predictive)
     def prior_predictive(self, *, draws: int = 500, seed: int | None = None) -> xr.DataTree:
         """Draw from the prior predictive; see :func:`lmm_bayes.results.predictive.prior_predictive`.
 
@@ -151,6 +172,7 @@ class LMM(MixedModel):
         return prior_predictive(self, draws=draws, seed=seed)
 
 
+@check_keywords
 class GLMM(GeneralizedMixedModel, LMM):
     """A Bayesian generalized linear mixed model ``g(E[y]) = X beta + Z b + offset``.
 

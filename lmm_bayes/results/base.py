@@ -18,7 +18,14 @@ import pandas as pd
 import xarray as xr
 
 from lmm_bayes.errors import SamplingWarning
-from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, diagnose, reliability_problems, summarize_draws
+from lmm_bayes.results.summary import (
+    DEFAULT_CI,
+    DEFAULT_PROB,
+    PosteriorTable,
+    diagnose,
+    reliability_problems,
+    summarize_draws,
+)
 from lmm_bayes.spec import validate
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,6 +125,11 @@ class FittedModel:
     def fixef(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Fixed effects β (the coefficients shared by all clusters): one row per coefficient.
 
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Returns
         -------
         pandas.DataFrame
@@ -135,10 +147,16 @@ class FittedModel:
         """
         table = summarize_draws(self.posterior["beta"], ci=ci, prob=prob)
         table.index.name = "coef"
-        return table
+        return PosteriorTable.of(table)
 
     def coef_draws(self, group: str) -> xr.DataArray:
-        """Draws of every cluster's own effects, dims (chain, draw, level, effect)."""
+        """Draws of every cluster's own effects, dims (chain, draw, level, effect).
+
+        Parameters
+        ----------
+        group : str
+            A grouping factor.
+        """
         raise NotImplementedError  # pragma: no cover - every kind of fit defines it
 
     def coef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
@@ -150,6 +168,15 @@ class FittedModel:
         ``include_parents=True`` (a mixed model's fit) they are its whole line: β + the b of
         the clusters it lies in + its own b, over their effects and its own (a neuron's
         slope is its subject's), the line it is pulled toward being its parent's.
+
+        Parameters
+        ----------
+        group : str, optional
+            A grouping factor; None (the default) stacks every factor's table.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+        include_parents : bool
+            The clusters' whole lines (a nested factor's): see above.
 
         Returns
         -------
@@ -202,6 +229,13 @@ class FittedModel:
 
     def warn_if_unreliable(self, *, what: str = "the draws", stacklevel: int = 4) -> None:
         """Warn (:class:`~lmm_bayes.errors.SamplingWarning`) on divergences, R-hat > 1.01 or bulk ESS < 400.
+
+        Parameters
+        ----------
+        what : str
+            What the warning says may not be reliable.
+        stacklevel : int
+            Passed to ``warnings.warn``, so the warning points at the user's line.
 
         Examples
         --------

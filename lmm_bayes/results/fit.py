@@ -33,6 +33,7 @@ from lmm_bayes.results.residual_structure import refuse_structured, residual_sd,
 from lmm_bayes.results.summary import (
     DEFAULT_CI,
     DEFAULT_PROB,
+    PosteriorTable,
     Summary,
     check_interval,
     interval_label,
@@ -165,7 +166,9 @@ class MixedModelFit(FittedModel):
         """
         if not isinstance(exponentiate, bool):
             raise TypeError(f"exponentiate must be True or False, got {type(exponentiate).__name__}")
-        return ratio_table(self, ci=ci, prob=prob) if exponentiate else super().fixef(ci=ci, prob=prob)
+        if exponentiate:
+            return PosteriorTable.of(ratio_table(self, ci=ci, prob=prob))
+        return super().fixef(ci=ci, prob=prob)
 
     # ---------------------------------------------------------------- tables
     def varcorr(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
@@ -208,13 +211,18 @@ class MixedModelFit(FittedModel):
         table.index = pd.MultiIndex.from_tuples([(p.group, p.term) for p in params], names=["group", "term"])
         if self.design.residual is not None:  # sigma= / ar=: tau and rho after sigma (the SD at u = 0)
             table = pd.concat([table, residual_table(self, ci=ci, prob=prob)]).rename_axis(["group", "term"])
-        return table
+        return PosteriorTable.of(table)
 
     def residual_sd(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """The residual SD per level of a model with ``sigma="~ (1 | g)"`` (one row ``"(all)"`` otherwise).
 
         See :func:`lmm_bayes.results.residual_structure.residual_sd`; ``varcorr()`` holds
         ``sd(log sigma)`` and ``rho``.
+
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Examples
         --------
@@ -228,6 +236,13 @@ class MixedModelFit(FittedModel):
 
     def ranef(self, group: str | None = None, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Cluster deviations b of one grouping factor, or of every factor (``group=None``, as lme4).
+
+        Parameters
+        ----------
+        group : str, optional
+            A grouping factor; None (the default) stacks every factor's table.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Returns
         -------
@@ -258,6 +273,13 @@ class MixedModelFit(FittedModel):
         clusters it lies in + its own b, over its own effects and theirs (a neuron's slope
         is its subject's); the same as β + b for a factor nested in nothing.
 
+        Parameters
+        ----------
+        group : str
+            A grouping factor.
+        include_parents : bool
+            The whole lines (see above).
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -280,6 +302,11 @@ class MixedModelFit(FittedModel):
         For a generalized model every part is on the latent (link) scale and the residual is
         the family's distribution-specific variance (:func:`lmm_bayes.results.glm.residual_variance_draws`:
         π²/3 for logit, 1 for probit, log(1 + 1/lambda) for Poisson counts).
+
+        Parameters
+        ----------
+        at : mapping, optional
+            Values of the random-slope effects, e.g. ``{"Days": 5}``; every slope at 0 by default.
 
         Examples
         --------
@@ -324,6 +351,8 @@ class MixedModelFit(FittedModel):
         ----------
         at : mapping, optional
             Values of the random-slope effects, e.g. ``{"Days": 5}``.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Returns
         -------
@@ -354,7 +383,7 @@ class MixedModelFit(FittedModel):
         table.attrs["at"] = (
             f"evaluated at {', '.join(f'{k}={v:g}' for k, v in where.items())}" if slopes else "no random slopes"
         )
-        return table
+        return PosteriorTable.of(table)
 
     # ---------------------------------------------------------------- summary
     def loo(self) -> Any:
@@ -373,6 +402,13 @@ class MixedModelFit(FittedModel):
     def hypothesis(self, hypotheses: str | list[str], *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> pd.DataFrame:
         """Hypotheses about the fixed effects, e.g. ``"Days > 5"`` (:func:`lmm_bayes.results.hypothesis.hypothesis`).
 
+        Parameters
+        ----------
+        hypotheses : str or list of str
+            Inequalities or equalities of the fixed effects, e.g. ``"Days > 5"``, ``"a - b = 0"``.
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -389,6 +425,11 @@ class MixedModelFit(FittedModel):
         Nakagawa & Schielzeth's; for a GLMM on the latent (link) scale with the family's
         distribution-specific variance (Nakagawa, Johnson & Schielzeth 2017).
 
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
+
         Examples
         --------
         >>> import lmm_bayes as lb
@@ -401,6 +442,11 @@ class MixedModelFit(FittedModel):
 
     def summary(self, *, ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB) -> Summary:
         """lme4-style overview: formula, rows, groups, variance components, fixed effects, diagnostics.
+
+        Parameters
+        ----------
+        ci, prob
+            The interval: ``"hdi"`` (highest density) or ``"eti"`` (equal-tailed), and its probability mass.
 
         Examples
         --------

@@ -133,8 +133,9 @@ def fit_model(
     # every method samples the standardized model and maps its draws back (inference/standardize.py)
     working = standardize(model.design, centered=model.priors.centered, scales=scales)
     strategy, note = resolve_method(working.design, method, centered=centered, sampler=settings.sampler)
+    # the warnings point at the user's line: fit_model, LMM.fit, its keyword check (api.signatures), the caller
     if note:
-        warnings.warn(note, MethodNote, stacklevel=3)
+        warnings.warn(note, MethodNote, stacklevel=4)
 
     def sample(strategy, note: str) -> MixedModelFit:
         idata = sample_posterior(
@@ -150,8 +151,8 @@ def fit_model(
     fit = sample(strategy, note)
     fallback = fallback_after(strategy, method)  # the Laplace method's failed check: decided in inference.methods
     if fallback is not None:
-        warnings.warn(fallback.note, fallback.warning, stacklevel=3)
+        warnings.warn(fallback.note, fallback.warning, stacklevel=4)
         if fallback.method is not None:
             fit = sample(fallback.method, fallback.note)
-    fit.warn_if_unreliable(stacklevel=4)
+    fit.warn_if_unreliable(stacklevel=5)
     return fit

@@ -100,6 +100,17 @@ def binned_calibration(fit: Fit, *, bins: int = 10, ci: str = DEFAULT_CI, prob: 
     (per trial); in each bin the observed proportion (successes / trials) is compared with the
     same proportion in data replicated from the posterior (``kind="response"``).
 
+    Parameters
+    ----------
+    fit : Fit
+        A Bernoulli or binomial GLMM's fit.
+    bins : int
+        Number of bins, of equal size.
+    ci, prob
+        The replicated proportion's interval: ``"hdi"`` or ``"eti"``, and its probability mass.
+    seed : int or numpy.random.Generator, optional
+        For the replicated data.
+
     Returns
     -------
     pandas.DataFrame

@@ -165,6 +165,13 @@ class PoolingModelFit(FittedModel):
         Complete pooling gives every cluster the same (fixed) values, 0 for an
         effect without a fixed part. ``include_parents`` is the mixed model's (a pooling
         fit's clusters lie in nothing) and is refused here.
+
+        Parameters
+        ----------
+        group : str
+            The grouping factor the poolings were compared over.
+        include_parents : bool
+            Refused (see above).
         """
         if include_parents:
             raise ValueError("include_parents=True is for a mixed model's fit: a pooling fit's clusters lie in nothing")

@@ -9,7 +9,7 @@ the way).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import lazy_loader as lazy
 import numpy as np
@@ -29,7 +29,7 @@ from lmm_bayes.results.estimates import (
 from lmm_bayes.results.fit import check_fit
 from lmm_bayes.results.glm_pooling import cluster_glm, glm_model_shrinkage, no_finite_estimate
 from lmm_bayes.results.predict import predict
-from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, check_interval
+from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB, PosteriorTable, check_interval
 from lmm_bayes.spec import validate
 from lmm_bayes.spec.lineage import line_group, lineage
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lmm_bayes.results.fit import MixedModelFit as Fit
     from lmm_bayes.spec.design import Design
 
+# ShrinkageTable, a DataFrame, stays out of __all__ (its docs page would list every pandas method)
 __all__ = ["ESTIMATE_COLUMNS", "POOLINGS", "glm_posterior_shrinkage", "link_scale", "shrinkage"]
 
 
@@ -143,7 +144,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
             "for the partial-pooling estimates, or fit the data in memory"
         )
     if not design.family.is_gaussian:
-        return _glm_shrinkage(fit, g, ci=ci, prob=prob)
+        return ShrinkageTable.shown(_glm_shrinkage(fit, g, ci=ci, prob=prob), prob)
     post = fit.posterior
     line, target, target_label = _line_and_target(fit, g)
 
@@ -163,7 +164,7 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
     lines = line_draws(post, design, g, needed_by="shrinkage")
     partial = mean_interval(lines, ci=ci, prob=prob)
     complete = _ols_coefficients(design, line.effects, prob)
-    return estimates_table(
+    return ShrinkageTable.shown(estimates_table(
         line,
         no=no,
         partial=partial,
@@ -177,7 +178,33 @@ def shrinkage(fit: Fit, group: str, *, ci: str = DEFAULT_CI, prob: float = DEFAU
         ),
         target=target_label,
         mcse=mean_mcse(lines),
-    )
+    ), prob)
+
+
+class ShrinkageTable(PosteriorTable):
+    """:func:`shrinkage`'s table, shown rounded by each row's partial-pooling posterior SD.
+
+    The table holds no SD column (it would be a fifteenth), so the SD is its partial-pooling
+    interval's width over 2 z (the normal quantile of the interval's probability).
+    """
+
+    _metadata: ClassVar[list[str]] = ["interval_z"]  # carried to tables derived from it
+    interval_z: float = 2.0
+
+    @classmethod
+    def shown(cls, table: pd.DataFrame, prob: float) -> ShrinkageTable:
+        out = cls.of(table)
+        out.interval_z = float(stats.norm.ppf(0.5 + prob / 2))
+        return out
+
+    def display_sd(self) -> np.ndarray | None:
+        if not {"partial_pooling_low", "partial_pooling_high"} <= set(self.columns):
+            return None  # a selection without the interval: each column by its own scale
+        width = self["partial_pooling_high"] - self["partial_pooling_low"]
+        return (width / (2 * self.interval_z)).to_numpy(dtype=float)
+
+    def display_estimates(self) -> tuple[str, ...]:
+        return (*(f"{p}{end}" for p in POOLINGS for end in ("", "_low", "_high")), "population")
 
 
 def _line_and_target(fit: Fit, g) -> tuple:

@@ -10,10 +10,15 @@ interval). brms and lme4 users, who read 95% equal-tailed intervals, pass
 ``ci="eti", prob=0.95``. A table's interval columns are named after the kind
 (``hdi_low``/``hdi_high`` or ``eti_low``/``eti_high``), so two kinds can never be confused,
 and ``table.attrs["interval"]`` says e.g. ``"95% ETI"``.
+
+The tables of fixed effects, variance components, the ICC and shrinkage are ``PosteriorTable`` objects:
+DataFrames that print and show in Jupyter through :func:`format_table`, holding every digit. (The
+class is left out of ``__all__``: its page would list every method of pandas' DataFrame.)
 """
 
 from __future__ import annotations
 
+import html
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -318,13 +323,22 @@ def _decimals_for(scale: float) -> int:
     return int(np.clip(1 - np.floor(np.log10(scale)), 0, 6))
 
 
-def format_table(df: pd.DataFrame) -> pd.DataFrame:
+def format_table(df: pd.DataFrame, *, sd: Sequence[float] | np.ndarray | None = None,
+                 estimates: Sequence[str] = ()) -> pd.DataFrame:
     """The table as text with sensible fixed decimals, for printing and the report.
 
     An estimate (mean, sd, interval ends) gets the decimals that show its row's posterior
     SD to two significant digits, so a row's numbers line up and no digit is noise;
     R-hat gets 3 decimals, ESS none, and any other numeric column the decimals of its
     largest value to three significant digits. Text stays text.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    sd : array of float, optional
+        Each row's posterior SD, for a table without an ``sd`` column.
+    estimates : sequence of str
+        Columns that are estimates besides mean, sd and the interval ends.
 
     Examples
     --------
@@ -334,9 +348,8 @@ def format_table(df: pd.DataFrame) -> pd.DataFrame:
     {'Intercept': {'mean': '251.4', 'sd': '7.0', 'r_hat': '1.000'}, 'corr': {'mean': '0.07', 'sd': '0.31', 'r_hat': '1.000'}}
     """
     out = pd.DataFrame(index=df.index)
-    row_decimals = (
-        np.array([_decimals_for(abs(float(v))) for v in df["sd"]]) if "sd" in df.columns else None
-    )
+    scale = df["sd"] if sd is None and "sd" in df.columns else sd
+    row_decimals = None if scale is None else np.array([_decimals_for(abs(float(v))) for v in scale])
     for col in df.columns:
         values = df[col]
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -345,7 +358,7 @@ def format_table(df: pd.DataFrame) -> pd.DataFrame:
         numbers = values.to_numpy(dtype=float)
         if col in _FIXED_DECIMALS:
             decimals = np.full(len(numbers), _FIXED_DECIMALS[col])
-        elif row_decimals is not None and col in _ESTIMATE_COLUMNS:
+        elif row_decimals is not None and (col in _ESTIMATE_COLUMNS or col in estimates):
             decimals = row_decimals
         else:
             finite = np.abs(numbers[np.isfinite(numbers)])
@@ -353,3 +366,72 @@ def format_table(df: pd.DataFrame) -> pd.DataFrame:
             decimals = np.full(len(numbers), _decimals_for(top / 10) if top > 0 else 2)
         out[col] = [("" if not np.isfinite(v) else f"{v:.{int(d)}f}") for v, d in zip(numbers, decimals)]
     return out
+
+
+class PosteriorTable(pd.DataFrame):
+    """A table of posterior summaries: shown rounded (:func:`format_table`), holding every digit.
+
+    ``print(table)`` and a notebook show each estimate to the decimals its posterior SD
+    supports, with a line saying what the interval is (and, for the ICC, at which values of
+    the random slopes' variables it is taken); the data, ``table.loc[...]``, ``.to_numpy()``
+    and ``.to_csv()`` keep full precision. It is a DataFrame in every other way, and a table
+    derived from it (``.head()``, a selection of rows or columns) is shown the same way;
+    ``pd.DataFrame(table)`` is the plain frame.
+
+    Examples
+    --------
+    >>> t = PosteriorTable({"mean": [251.405105], "sd": [6.97]}, index=["Intercept"])
+    >>> t.attrs["interval"] = "94% HDI"
+    >>> print(t)
+                mean   sd
+    Intercept  251.4  7.0
+    (94% HDI; rounded to the posterior SD, the data keep every digit)
+    >>> float(t.loc["Intercept", "mean"]), type(t.head(1)).__name__, type(pd.DataFrame(t)).__name__
+    (251.405105, 'PosteriorTable', 'DataFrame')
+    """
+
+    @property
+    def _constructor(self) -> type[PosteriorTable]:
+        return type(self)
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> PosteriorTable:
+        """``df``'s data and attrs as a :class:`PosteriorTable`."""
+        out = cls(df)
+        out.attrs = dict(df.attrs)
+        return out
+
+    def display_sd(self) -> np.ndarray | None:
+        """Each row's posterior SD for rounding; None: the ``sd`` column (a subclass may say otherwise)."""
+        return None
+
+    def display_estimates(self) -> tuple[str, ...]:
+        """The columns rounded like the estimates besides mean, sd and the interval ends."""
+        return ()
+
+    def footer(self) -> str:
+        notes = [str(self.attrs[k]) for k in ("interval", "intervals", "scale") if self.attrs.get(k)]
+        at = self.attrs.get("at")  # the ICC's: with random slopes it depends on their variables' values
+        if at and at != "no random slopes":
+            notes.append(f"variance shares {at}; fit.icc(at={{...}}) for other values")
+        return f"({'; '.join(notes + ['rounded to the posterior SD, the data keep every digit'])})"
+
+    def formatted(self) -> pd.DataFrame | None:
+        """The table as text, as it is shown; None where a derived table lost its rows' SDs."""
+        sd = self.display_sd()
+        if sd is None and not ("sd" in self.columns and pd.api.types.is_numeric_dtype(self["sd"])):
+            return None  # e.g. transposed, or a selection without the SD: shown as it is
+        try:
+            return format_table(pd.DataFrame(self), sd=sd, estimates=self.display_estimates())
+        except (KeyError, TypeError, ValueError):  # a derived table the rule does not fit
+            return None
+
+    def __repr__(self) -> str:
+        shown = self.formatted()
+        return pd.DataFrame.__repr__(self) if shown is None else f"{shown!r}\n{self.footer()}"
+
+    def _repr_html_(self) -> str:
+        shown = self.formatted()
+        if shown is None:
+            return pd.DataFrame._repr_html_(self)
+        return f"{shown._repr_html_()}<p><small>{html.escape(self.footer())}</small></p>"

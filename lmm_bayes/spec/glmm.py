@@ -232,7 +232,17 @@ class GeneralizedMixedModel(MixedModel):
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], data: pd.DataFrame, *, priors: Any = None) -> GeneralizedMixedModel:
-        """The model again from :attr:`glm_attrs` and the formula (as a saved fit stores them)."""
+        """The model again from :attr:`glm_attrs` and the formula (as a saved fit stores them).
+
+        Parameters
+        ----------
+        attrs : mapping
+            :attr:`glm_attrs` and ``"formula"``.
+        data : pandas.DataFrame
+            The training data.
+        priors : mapping or Priors, optional
+            As for :class:`~lmm_bayes.GLMM`.
+        """
         kind, value = attrs.get("trials_kind", "none"), attrs.get("trials", "")
         trials = None if kind == "none" else value if kind == "column" else int(value)
         return cls(attrs["formula"], data, family=attrs["family"], link=attrs["link"], trials=trials, priors=priors)

@@ -167,6 +167,17 @@ class MixedModel:
         :func:`lmm_bayes.load` uses it for a fit of a model built from a Dask DataFrame or Parquet
         files (``model.design.reduction`` and ``model.design.data`` are what it takes).
 
+        Parameters
+        ----------
+        formula : str
+            The model's formula, as it was fitted.
+        reduction : Reduction
+            The per-cluster sums (``model.design.reduction``).
+        sample : pandas.DataFrame
+            The rows kept in memory (``model.design.data``).
+        priors : mapping, optional
+            As for :class:`~lmm_bayes.LMM`.
+
         Examples
         --------
         >>> import dask.dataframe as dd, lmm_bayes as lb
@@ -211,6 +222,8 @@ class MixedModel:
             Fixed-effect columns (an intercept is always included).
         random_slopes : mapping, optional
             ``{level: [columns]}``: slopes that vary across that level's clusters.
+        priors, na_action
+            As for :class:`~lmm_bayes.LMM`.
 
         Examples
         --------

@@ -349,6 +349,16 @@ def plot_residual_sd(fit: Fit, *, ax: Any = None) -> Figure:
     One point per row of :meth:`~lmm_bayes.Fit.residual_sd` (posterior mean, interval as a line), and a
     dashed line at the posterior mean of ``sigma`` (the reference category's SD at ``u = 0``).
 
+    Parameters
+    ----------
+    fit : Fit
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
     Examples
     --------
     >>> import lmm_bayes as lb
