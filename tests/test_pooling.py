@@ -537,8 +537,9 @@ def test_arrows_need_two_effects(radon_cmp):
             ValueError,
             "'county:floor' lies in 'county', not the other way round: give group='county:floor'",
         ),
-        (RADON, {"group": "county", "draw": 100}, TypeError, r"unknown sampler setting\(s\) \['draw'\]"),
-        (RADON, {"group": "county", "log_likelihood": False}, ValueError, "needs log_likelihood"),
+        (RADON, {"group": "county", "draw": 100}, TypeError,
+         r"compare_pooling\(\) got an unexpected keyword argument 'draw'; did you mean 'draws'\?"),
+        (RADON, {"group": "county", "log_likelihood": False}, TypeError, "unexpected keyword argument 'log_likelihood'"),
         (
             RADON,
             {"group": "county", "no_pooling_scale": 0},

@@ -27,11 +27,7 @@ from lmm_bayes.results.shrinkage import shrinkage
 from lmm_bayes.teaching import check_plots, effects_plot, plots
 
 #: the only open-ended keyword pass-throughs, each with its reason
-OPEN_KWARGS = {
-    # its **fit_kwargs go to LMM.fit for all three fits; api/pooling.py is being reworked in another
-    # branch (issue 38 leaves it to that change), so it is listed here rather than edited
-    "compare_pooling": "fit_kwargs",
-}
+OPEN_KWARGS: dict[str, str] = {}
 CLASSES = (lb.Fit, lb.PoolingFit, lb.LMM, lb.GLMM)
 
 #: each forwarding method and the stage functions whose keywords it states (the first that has one wins)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lmm_bayes.api.fit import Fit, PoolingFit
 from lmm_bayes.api.model import GLMM, LMM
+from lmm_bayes.api.signatures import checked_function
 from lmm_bayes.results.summary import DEFAULT_CI, DEFAULT_PROB
 from lmm_bayes.teaching.nested_pooling import NestedPoolingComparison
 from lmm_bayes.teaching.pooling import PoolingComparison, pooling_comparison
@@ -28,6 +29,7 @@ __all__ = ["compare_pooling"]
 PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)
 
 
+@checked_function
 def compare_pooling(
     formula: str,
     data: pd.DataFrame,
@@ -40,7 +42,16 @@ def compare_pooling(
     trials: str | int | None = None,
     ci: str = DEFAULT_CI, prob: float = DEFAULT_PROB,
     no_pooling_scale: float = 10.0,
-    **fit_kwargs: Any,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    sampler: str = "nutpie",
+    method: str = "auto",
+    target_accept: float = 0.9,
+    seed: int | None = None,
+    progressbar: bool = True,
+    centered: bool = False,
+    adaptation: str = "auto",
 ) -> PoolingComparison | NestedPoolingComparison:
     """Fit a model with no, partial and complete pooling and compare them.
 
@@ -100,10 +111,13 @@ def compare_pooling(
     no_pooling_scale : float
         Prior SD of each cluster's own coefficients in the no-pooling model, in
         units of s_y / s_x (10: nearly least squares).
-    **fit_kwargs
-        Sampler settings for all three fits (``draws``, ``tune``, ``chains``,
-        ``sampler``, ``seed``, ``target_accept``, ``progressbar``); ``method``
-        and ``centered`` apply to the mixed model. See :func:`lmm_bayes.results.fitting.fit_model`.
+    draws, tune, chains, sampler, target_accept, seed, progressbar, adaptation
+        Sampler settings for every fit, as for :meth:`lmm_bayes.LMM.fit`
+        (:func:`lmm_bayes.results.fitting.fit_model`); ``progressbar`` also prints one line as
+        each fit starts. A Gaussian model's no- and complete-pooling fits are exact draws and use
+        only ``draws``, ``chains`` and ``seed``.
+    method, centered
+        For the mixed model (partial pooling), as for :meth:`lmm_bayes.LMM.fit`.
 
     Returns
     -------
@@ -112,11 +126,10 @@ def compare_pooling(
     Raises
     ------
     TypeError
-        ``group`` is not a string, or an unknown sampler setting is given.
+        ``group`` is not a string, or an unknown keyword is given.
     ValueError
         The formula has no grouping factor, ``group`` is not one of its factors, another
-        factor is not one ``group`` lies in (crossed factors),
-        ``log_likelihood=False`` is asked for (LOO needs it), or a fixed effect
+        factor is not one ``group`` lies in (crossed factors), or a fixed effect
         is constant within every cluster (a cluster-level predictor, which a
         no-pooling model cannot tell apart from the clusters' own intercepts).
 
@@ -144,8 +157,10 @@ def compare_pooling(
     # the fits' warnings (sampler health, LOO) are said at the user's call, not inside the package
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        comparison = pooling_comparison(build_model, group=group, ci=ci, prob=prob,
-                                        no_pooling_scale=no_pooling_scale, **fit_kwargs)
+        comparison = pooling_comparison(
+            build_model, group=group, ci=ci, prob=prob, no_pooling_scale=no_pooling_scale, draws=draws, tune=tune,
+            chains=chains, sampler=sampler, method=method, target_accept=target_accept, seed=seed,
+            progressbar=progressbar, centered=centered, adaptation=adaptation)
     for w in caught:
         warnings.warn(w.message, w.category, skip_file_prefixes=(PACKAGE_DIR,))
     fits = {name: (Fit if name == "partial_pooling" else PoolingFit).of(fit)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ALIASES", "check_keywords", "forwards", "parameter_entries", "unknown_keyword"]
+__all__ = ["ALIASES", "check_keywords", "checked_function", "forwards", "parameter_entries", "unknown_keyword"]
 
 #: keywords other packages use for one of ours (brms, rstanarm, lme4, PyMC, ArviZ)
 ALIASES = {
@@ -96,6 +96,22 @@ def check_keywords(cls: type) -> type:
         elif inspect.isfunction(static):
             setattr(cls, name, _keyword_checked(getattr(static, "__wrapped__", static), where))
     return cls
+
+
+def checked_function(func: Callable) -> Callable:
+    """Decorator: a public function whose unknown keyword's error names it, its keywords and the closest one.
+
+    Examples
+    --------
+    >>> @checked_function
+    ... def compare(*, draws: int = 1000) -> int:
+    ...     return draws
+    >>> compare(iter=10)
+    Traceback (most recent call last):
+    ...
+    TypeError: compare() got an unexpected keyword argument 'iter'; did you mean 'draws'? Its keywords: draws
+    """
+    return _keyword_checked(func, func.__name__)
 
 
 def parameter_entries(func: Callable) -> list[tuple[list[str], str]]:

@@ -42,16 +42,15 @@ def is_loaded() -> bool:
     return _KERNEL in sys.modules
 
 
-def cache_location() -> str:
-    """The folder numba caches the kernel in (``NUMBA_CACHE_DIR`` when set, else next to the source
-    or, where that is not writable, the user's cache folder)."""
+def cache_location(module: str = _KERNEL) -> str:
+    """The folder numba caches a compiled file in (``NUMBA_CACHE_DIR`` when set, else next to the source
+    or, where that is not writable, the user's cache folder); the collapsed kernel's by default."""
     import numba
 
     if numba.config.CACHE_DIR:
         return str(numba.config.CACHE_DIR)
-    # numba caches each compiled file beside its source: the kernel's folder (the crossed and
-    # Gibbs files cache beside theirs, in their methods' folders)
-    here = Path(importlib.util.find_spec(_KERNEL).origin).resolve().parent / "__pycache__"
+    # numba caches each compiled file beside its source, in its method's folder
+    here = Path(importlib.util.find_spec(module).origin).resolve().parent / "__pycache__"
     return str(here) if here.parent.exists() and _writable(here.parent) else "the user's numba cache folder"
 
 
@@ -91,7 +90,7 @@ def _import_with_notice(name: str) -> ModuleType:
             _NOTICED.append(name)  # one notice a process for each compiled file
             print(
                 f"lmm-bayes: compiling {_WHAT[name]} once for this machine "
-                f"(about a minute); later models and processes load it from {cache_location()}",
+                f"(about a minute); later models and processes load it from {cache_location(name)}",
                 file=sys.stderr, flush=True,
             )
 
