@@ -50,7 +50,7 @@ from lmm_bayes.results.estimates import (
 from lmm_bayes.results.fitting import fit_model
 from lmm_bayes.results.pooling_fit import check_separable
 from lmm_bayes.results.shrinkage import glm_posterior_shrinkage
-from lmm_bayes.results.summary import interval_columns
+from lmm_bayes.results.summary import interval_columns, summarize_draws
 from lmm_bayes.spec.lineage import line_group, lineage
 from lmm_bayes.teaching.nested_pooling_plots import plot_nested_arrows
 from lmm_bayes.teaching.pooling_models import fit_complete_pooling, fit_no_pooling, fit_within_pooling
@@ -90,10 +90,9 @@ def progress(settings: SamplerSettings, step: int, total: int, what: str) -> Non
 def partial_pooling_fit(model: MixedModel, fit_kwargs: Mapping[str, Any]) -> Any:
     """The mixed model's fit, with a pointwise log-likelihood for LOO.
 
-    At most :data:`~lmm_bayes.inference.sampling.MAX_LOGLIK_VALUES` values.
-
-    Unless ``log_likelihood=True`` is asked for (every draw), a fit too large to keep it for
-    every draw gets it on every k-th draw of each chain (:func:`~lmm_bayes.inference.sampling.log_likelihood_draws`).
+    Unless ``log_likelihood=True`` is asked for (every draw), a fit too large to keep one for
+    every draw (more than :data:`~lmm_bayes.inference.sampling.MAX_LOGLIK_VALUES` values) gets it
+    on every k-th draw of each chain (:func:`~lmm_bayes.inference.sampling.log_likelihood_draws`).
     """
     import xarray as xr
 
@@ -280,8 +279,9 @@ def _estimates(design: Design, g: GroupDesign, line: GroupDesign, fits: Mapping[
         "within_pooling": fits["within_pooling"].coef_draws(g.name),
         "partial_pooling": partial.coef_draws(g.name, include_parents=True),
     }
-    # partial pooling: the fit's own coef table, so the two agree to the last digit
-    coef = partial.coef(g.name, ci=ci, prob=prob, include_parents=True)
+    # partial pooling: summarized as fit.coef(..., include_parents=True) summarizes these same draws,
+    # so the two agree to the last digit (without drawing the lines a second time)
+    coef = summarize_draws(draws["partial_pooling"], ci=ci, prob=prob)
     for name in NESTED_POOLINGS:
         if name == "complete_pooling":
             m, lo, hi = mean_interval(population_effects(fits[name].posterior, line), ci=ci, prob=prob)
