@@ -170,3 +170,15 @@ def test_keywords_reach_the_stage_function(fit):
     assert a.equals(b)
     assert "eti_low" in f.fixef(ci="eti", prob=0.5).columns
     assert f.G("Subject", kind="correlation").iloc[0, 0] == pytest.approx(1.0)
+
+
+def test_compare_pooling_sampler_defaults_are_fit_models():
+    """compare_pooling states fit_model's sampler keywords itself (it leaves out log_likelihood, keep_b and
+    scales, which the comparison needs fixed): their defaults must not drift from fit_model's."""
+    mine = inspect.signature(lb.compare_pooling).parameters
+    stage = inspect.signature(fitting.fit_model).parameters
+    shared = [n for n in mine if n in stage]
+    assert set(stage) - set(shared) == {"model", "log_likelihood", "keep_b", "scales"}
+    for name in shared:
+        assert mine[name].default == stage[name].default, (name, mine[name].default, stage[name].default)
+        assert mine[name].kind is inspect.Parameter.KEYWORD_ONLY
